@@ -1,0 +1,206 @@
+package api
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/cairn-dev/cairn/fsm"
+	"github.com/labstack/echo/v4"
+)
+
+// runView is a run as the API shows it.
+type runView struct {
+	ID         string          `json:"id"`
+	FunctionID string          `json:"function_id"`
+	AppID      string          `json:"app_id"`
+	Status     string          `json:"status"`
+	EventIDs   []string        `json:"event_ids"`
+	CreatedAt  int64           `json:"created_at"`
+	StartedAt  int64           `json:"started_at,omitempty"`
+	EndedAt    int64           `json:"ended_at,omitempty"`
+	Output     json.RawMessage `json:"output,omitempty"`
+	Error      json.RawMessage `json:"error,omitempty"`
+	Steps      []string        `json:"steps"`
+	Calls      int             `json:"calls"`
+}
+
+func viewRun(r *fsm.Run) runView {
+	v := runView{ID: r.ID, FunctionID: r.FnID, AppID: r.AppID, Status: r.Status, EventIDs: r.EventIDs,
+		CreatedAt: r.CreatedAt, StartedAt: r.StartedAt, EndedAt: r.EndedAt, Steps: r.Stack, Calls: r.Calls}
+	if len(r.Output) > 0 {
+		v.Output = r.Output
+	}
+	if len(r.Error) > 0 {
+		v.Error = r.Error
+	}
+	if v.Steps == nil {
+		v.Steps = []string{}
+	}
+	return v
+}
+
+func (s *Server) loadRun(c echo.Context) (*fsm.Run, error) {
+	id := c.Param("id")
+	r, err := s.fsm.Run(id)
+	if err != nil {
+		return nil, err
+	}
+	if r == nil {
+		return nil, errf(http.StatusNotFound, "run_not_found", "no run with id %q", id)
+	}
+	return r, nil
+}
+
+func (s *Server) getRun(c echo.Context) error {
+	r, err := s.loadRun(c)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"data": viewRun(r)})
+}
+
+func (s *Server) listRuns(c echo.Context) error {
+	limit := 50
+	if l := c.QueryParam("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n <= 0 || n > 1000 {
+			return errf(http.StatusBadRequest, "invalid_limit", "limit must be between 1 and 1000")
+		}
+		limit = n
+	}
+	runs, err := s.fsm.RecentRuns(limit)
+	if err != nil {
+		return err
+	}
+	out := make([]runView, len(runs))
+	for i := range runs {
+		out[i] = viewRun(&runs[i])
+	}
+	return c.JSON(http.StatusOK, map[string]any{"data": out})
+}
+
+func (s *Server) eventRuns(c echo.Context) error {
+	ev, err := s.fsm.Event(c.Param("id"))
+	if err != nil {
+		return err
+	}
+	if ev == nil {
+		return errf(http.StatusNotFound, "event_not_found", "no event with id %q", c.Param("id"))
+	}
+	ids, err := s.fsm.RunsForEvent(c.Param("id"))
+	if err != nil {
+		return err
+	}
+	out := []runView{}
+	for _, id := range ids {
+		r, err := s.fsm.Run(id)
+		if err != nil {
+			return err
+		}
+		if r != nil {
+			out = append(out, viewRun(r))
+		}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"data": out})
+}
+
+// historyView renders one history entry with its data as JSON.
+type historyView struct {
+	fsm.HistoryEntry
+	Data json.RawMessage `json:"data,omitempty"`
+}
+
+func (s *Server) runHistory(c echo.Context) error {
+	r, err := s.loadRun(c)
+	if err != nil {
+		return err
+	}
+	hist, err := s.fsm.History(r.ID)
+	if err != nil {
+		return err
+	}
+	out := make([]historyView, len(hist))
+	for i, h := range hist {
+		out[i] = historyView{HistoryEntry: h}
+		if len(h.Data) > 0 && json.Valid(h.Data) {
+			out[i].Data = h.Data
+		}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"data": out})
+}
+
+func (s *Server) cancelRun(c echo.Context) error {
+	r, err := s.loadRun(c)
+	if err != nil {
+		return err
+	}
+	if r.Done() {
+		return errf(http.StatusConflict, "run_finished", "run %s is already %s", r.ID, r.Status)
+	}
+	var body struct {
+		Reason string `json:"reason"`
+	}
+	if raw, err := s.readBody(c); err != nil {
+		return err
+	} else if len(raw) > 0 && json.Unmarshal(raw, &body) != nil {
+		return errf(http.StatusBadRequest, "invalid_json", "body must be {\"reason\": \"...\"} or empty")
+	}
+	res, err := s.propose(c, &fsm.CancelRequested{At: time.Now().UnixMilli(), RunID: r.ID, Reason: body.Reason})
+	if err != nil {
+		return err
+	}
+	if res[0].Code != fsm.OK {
+		return errf(http.StatusConflict, "run_finished", "%s", res[0].Msg)
+	}
+	r, err = s.fsm.Run(r.ID)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"data": viewRun(r)})
+}
+
+func (s *Server) listApps(c echo.Context) error {
+	apps, err := s.fsm.Apps()
+	if err != nil {
+		return err
+	}
+	if apps == nil {
+		apps = []fsm.App{}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"data": apps})
+}
+
+// resync PUT-pings every known app (from -u and from registrations), or
+// the one URL given as {"url": "..."}.
+func (s *Server) resync(c echo.Context) error {
+	var body struct {
+		URL string `json:"url"`
+	}
+	raw, err := s.readBody(c)
+	if err != nil {
+		return err
+	}
+	if len(raw) > 0 && json.Unmarshal(raw, &body) != nil {
+		return errf(http.StatusBadRequest, "invalid_json", "body must be {\"url\": \"...\"} or empty")
+	}
+	var extra []string
+	if body.URL != "" {
+		u, err := cleanURL(body.URL)
+		if err != nil {
+			return errf(http.StatusBadRequest, "invalid_url", "%v", err)
+		}
+		s.syncer.Add(u)
+		extra = append(extra, u)
+	} else {
+		apps, err := s.fsm.Apps()
+		if err != nil {
+			return err
+		}
+		for _, a := range apps {
+			extra = append(extra, a.URL)
+		}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"data": s.syncer.SyncAll(c.Request().Context(), extra...)})
+}

@@ -1,0 +1,139 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/cairn-dev/cairn/fsm"
+	"github.com/cairn-dev/cairn/raftnode"
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Config tunes the API.
+type Config struct {
+	// ServerKind is what we tell SDKs we are ("dev" for cairn dev, "cloud"
+	// for cairn start): they refuse to register with a kind they don't expect.
+	ServerKind      string
+	MaxRequestBytes int64 // largest request body (default 10 MiB)
+	MaxEventBytes   int   // largest single event (default 1 MiB)
+	Logger          *slog.Logger
+}
+
+// Server holds the API's dependencies.
+type Server struct {
+	cfg    Config
+	node   *raftnode.Node
+	fsm    *fsm.FSM
+	syncer *Syncer
+	log    *slog.Logger
+	echo   *echo.Echo
+}
+
+// New builds the HTTP handler.
+func New(cfg Config, node *raftnode.Node, f *fsm.FSM, syncer *Syncer) *Server {
+	if cfg.MaxRequestBytes <= 0 {
+		cfg.MaxRequestBytes = 10 << 20
+	}
+	if cfg.MaxEventBytes <= 0 {
+		cfg.MaxEventBytes = 1 << 20
+	}
+	if cfg.ServerKind == "" {
+		cfg.ServerKind = "dev"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Server{cfg: cfg, node: node, fsm: f, syncer: syncer, log: cfg.Logger.With("component", "api")}
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = errorHandler
+	e.Use(s.recoverer)
+
+	// SDK-facing: event API and registration.
+	e.POST("/e/:key", s.postEvents)
+	e.POST("/fn/register", s.register)
+
+	// Cairn's own API.
+	e.GET("/v1/apps", s.listApps)
+	e.POST("/v1/apps/sync", s.resync)
+	e.POST("/v1/events", s.postEvents)
+	e.GET("/v1/events/:id/runs", s.eventRuns)
+	e.GET("/v1/runs", s.listRuns)
+	e.GET("/v1/runs/:id", s.getRun)
+	e.GET("/v1/runs/:id/history", s.runHistory)
+	e.POST("/v1/runs/:id/cancel", s.cancelRun)
+	e.GET("/v1/status", s.status)
+	e.GET("/health", s.health)
+	e.GET("/metrics", echo.WrapHandler(promhttp.Handler()))
+	s.echo = e
+	return s
+}
+
+// Handler returns the root HTTP handler.
+func (s *Server) Handler() http.Handler { return s.echo }
+
+// recoverer turns a panic in a handler into a 500 in the one error shape.
+func (s *Server) recoverer(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				s.log.Error("handler panic", "path", c.Path(), "panic", r)
+				err = errf(http.StatusInternalServerError, "internal", "internal error")
+			}
+		}()
+		return next(c)
+	}
+}
+
+// readBody reads a request body up to the size limit, with a clear error.
+func (s *Server) readBody(c echo.Context) ([]byte, error) {
+	r := c.Request()
+	if r.ContentLength > s.cfg.MaxRequestBytes {
+		return nil, errf(http.StatusRequestEntityTooLarge, "payload_too_large",
+			"request body is %d bytes; the limit is %d", r.ContentLength, s.cfg.MaxRequestBytes)
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, s.cfg.MaxRequestBytes))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return nil, errf(http.StatusRequestEntityTooLarge, "payload_too_large",
+			"request body is larger than the limit of %d bytes", s.cfg.MaxRequestBytes)
+	}
+	if err != nil {
+		return nil, errf(http.StatusBadRequest, "bad_request", "reading request body: %v", err)
+	}
+	return b, nil
+}
+
+// propose commits records with the request's context.
+func (s *Server) propose(c echo.Context, recs ...fsm.Record) ([]fsm.Result, error) {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 30*time.Second)
+	defer cancel()
+	return s.node.Propose(ctx, recs...)
+}
+
+func (s *Server) health(c echo.Context) error {
+	st := s.node.Stats()
+	ok := st.Leader != ""
+	code := http.StatusOK
+	if !ok {
+		code = http.StatusServiceUnavailable
+	}
+	return c.JSON(code, map[string]any{"ok": ok, "state": st.State, "leader": st.Leader})
+}
+
+func (s *Server) status(c echo.Context) error {
+	digest, err := s.fsm.StateDigest()
+	if err != nil {
+		return err
+	}
+	_, chain := s.fsm.Applied()
+	return c.JSON(http.StatusOK, map[string]any{
+		"raft": s.node.Stats(), "state_digest": digest, "log_digest": fmt.Sprintf("%016x", chain),
+	})
+}

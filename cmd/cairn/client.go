@@ -1,0 +1,274 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// clientFlags parses the flags shared by client commands.
+func clientFlags(name, synopsis string, args []string, extra func(*flag.FlagSet)) (*flag.FlagSet, string, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	base := fs.String("url", env("CAIRN_URL", "http://127.0.0.1:8288"), "Cairn's HTTP address (env CAIRN_URL)")
+	if extra != nil {
+		extra(fs)
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: cairn %s %s\n\nFlags:\n", name, synopsis)
+		fs.PrintDefaults()
+	}
+	err := fs.Parse(args)
+	return fs, strings.TrimRight(*base, "/"), err
+}
+
+var httpClient = &http.Client{Timeout: 60 * time.Second}
+
+// call does one API request and decodes the JSON answer into out, turning
+// the API's error shape into a Go error.
+func call(method, u string, body any, out any) error {
+	var r io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		r = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, u, r)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		var e struct {
+			Error string `json:"error"`
+			Code  string `json:"code"`
+		}
+		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
+			return fmt.Errorf("%s (%s, HTTP %d)", e.Error, e.Code, resp.StatusCode)
+		}
+		return fmt.Errorf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(raw))
+	}
+	if out != nil {
+		return json.Unmarshal(raw, out)
+	}
+	return nil
+}
+
+func handleHelp(err error) (bool, error) {
+	if errors.Is(err, flag.ErrHelp) {
+		return true, nil
+	}
+	return err != nil, err
+}
+
+func cmdSend(args []string) error {
+	var id string
+	fs, base, err := clientFlags("send", "NAME [DATA_JSON]", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&id, "id", "", "idempotency id: a second event with this id within 24h starts nothing")
+	})
+	if stop, err := handleHelp(err); stop {
+		return err
+	}
+	if fs.NArg() < 1 || fs.NArg() > 2 {
+		fs.Usage()
+		return errors.New("send needs an event name and optional JSON data")
+	}
+	ev := map[string]any{"name": fs.Arg(0), "data": map[string]any{}}
+	if fs.NArg() == 2 {
+		var data any
+		if err := json.Unmarshal([]byte(fs.Arg(1)), &data); err != nil {
+			return fmt.Errorf("DATA_JSON: %w", err)
+		}
+		ev["data"] = data
+	}
+	if id != "" {
+		ev["id"] = id
+	}
+	var out struct {
+		IDs []string `json:"ids"`
+	}
+	if err := call(http.MethodPost, base+"/e/cli", ev, &out); err != nil {
+		return err
+	}
+	for _, id := range out.IDs {
+		fmt.Println(id)
+	}
+	return nil
+}
+
+type runJSON struct {
+	ID         string          `json:"id"`
+	FunctionID string          `json:"function_id"`
+	Status     string          `json:"status"`
+	CreatedAt  int64           `json:"created_at"`
+	EndedAt    int64           `json:"ended_at"`
+	Steps      []string        `json:"steps"`
+	Output     json.RawMessage `json:"output"`
+	Error      json.RawMessage `json:"error"`
+}
+
+func cmdRuns(args []string) error {
+	var event string
+	var limit int
+	var asJSON bool
+	_, base, err := clientFlags("runs", "[--event ID]", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&event, "event", "", "only the runs started by this event id")
+		fs.IntVar(&limit, "limit", 20, "how many recent runs")
+		fs.BoolVar(&asJSON, "json", false, "print JSON")
+	})
+	if stop, err := handleHelp(err); stop {
+		return err
+	}
+	u := fmt.Sprintf("%s/v1/runs?limit=%d", base, limit)
+	if event != "" {
+		u = base + "/v1/events/" + url.PathEscape(event) + "/runs"
+	}
+	var out struct {
+		Data []runJSON `json:"data"`
+	}
+	if err := call(http.MethodGet, u, nil, &out); err != nil {
+		return err
+	}
+	if asJSON {
+		return json.NewEncoder(os.Stdout).Encode(out.Data)
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "RUN\tFUNCTION\tSTATUS\tSTEPS\tCREATED\tDURATION")
+	for _, r := range out.Data {
+		dur := "-"
+		if r.EndedAt > 0 {
+			dur = time.Duration((r.EndedAt - r.CreatedAt) * int64(time.Millisecond)).String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", r.ID, r.FunctionID, r.Status, len(r.Steps),
+			time.UnixMilli(r.CreatedAt).Format(time.RFC3339), dur)
+	}
+	return tw.Flush()
+}
+
+func cmdRun(args []string) error {
+	fs, base, err := clientFlags("run", "RUN_ID", args, nil)
+	if stop, err := handleHelp(err); stop {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return errors.New("run needs a run id")
+	}
+	var out json.RawMessage
+	if err := call(http.MethodGet, base+"/v1/runs/"+url.PathEscape(fs.Arg(0)), nil, &out); err != nil {
+		return err
+	}
+	return printJSON(out)
+}
+
+func cmdHistory(args []string) error {
+	var asJSON bool
+	fs, base, err := clientFlags("history", "RUN_ID", args, func(fs *flag.FlagSet) {
+		fs.BoolVar(&asJSON, "json", false, "print JSON")
+	})
+	if stop, err := handleHelp(err); stop {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return errors.New("history needs a run id")
+	}
+	var out struct {
+		Data []struct {
+			Seq     uint64          `json:"seq"`
+			Index   uint64          `json:"log_index"`
+			At      int64           `json:"at"`
+			Type    string          `json:"type"`
+			Call    string          `json:"call"`
+			Attempt int             `json:"attempt"`
+			Name    string          `json:"name"`
+			Detail  string          `json:"detail"`
+			Data    json.RawMessage `json:"data"`
+		} `json:"data"`
+	}
+	if err := call(http.MethodGet, base+"/v1/runs/"+url.PathEscape(fs.Arg(0))+"/history", nil, &out); err != nil {
+		return err
+	}
+	if asJSON {
+		return json.NewEncoder(os.Stdout).Encode(out.Data)
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SEQ\tLOG\tTIME\tTYPE\tSTEP\tATTEMPT\tDETAIL")
+	for _, h := range out.Data {
+		detail := h.Detail
+		if len(h.Data) > 0 {
+			detail = strings.TrimSpace(detail + " " + string(h.Data))
+		}
+		if len(detail) > 100 {
+			detail = detail[:97] + "..."
+		}
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%d\t%s\n", h.Seq, h.Index,
+			time.UnixMilli(h.At).Format("15:04:05.000"), h.Type, h.Name, h.Attempt, detail)
+	}
+	return tw.Flush()
+}
+
+func cmdCancel(args []string) error {
+	var reason string
+	fs, base, err := clientFlags("cancel", "RUN_ID", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&reason, "reason", "", "why, kept in the run's history")
+	})
+	if stop, err := handleHelp(err); stop {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return errors.New("cancel needs a run id")
+	}
+	var out json.RawMessage
+	if err := call(http.MethodPost, base+"/v1/runs/"+url.PathEscape(fs.Arg(0))+"/cancel",
+		map[string]string{"reason": reason}, &out); err != nil {
+		return err
+	}
+	return printJSON(out)
+}
+
+func cmdSync(args []string) error {
+	fs, base, err := clientFlags("sync", "[APP_URL]", args, nil)
+	if stop, err := handleHelp(err); stop {
+		return err
+	}
+	body := map[string]string{}
+	if fs.NArg() == 1 {
+		body["url"] = fs.Arg(0)
+	}
+	var out json.RawMessage
+	if err := call(http.MethodPost, base+"/v1/apps/sync", body, &out); err != nil {
+		return err
+	}
+	return printJSON(out)
+}
+
+func printJSON(raw json.RawMessage) error {
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, raw, "", "  "); err != nil {
+		return err
+	}
+	buf.WriteByte('\n')
+	_, err := buf.WriteTo(os.Stdout)
+	return err
+}

@@ -1,0 +1,68 @@
+// Command cairn runs a Cairn node and talks to one.
+//
+//	cairn dev      one node with an embedded data dir (the SDK's dev server)
+//	cairn start    a node of a cluster
+//	cairn send     send an event
+//	cairn runs     list runs (or the runs of an event)
+//	cairn history  show a run's audit trail
+//	cairn cancel   cancel a run
+//	cairn sync     ask apps to re-register
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+const usage = `cairn: durable execution on an append-only, Raft-replicated log.
+
+Usage:
+  cairn dev     [flags]            run one node with an embedded data dir on :8288
+  cairn start   [flags]            run a node of a (possibly multi-node) cluster
+  cairn send    NAME [DATA_JSON]   send an event; prints its id
+  cairn runs    [--event ID]       list recent runs, or the runs of an event
+  cairn run     RUN_ID             show one run
+  cairn history RUN_ID             show a run's full history (audit trail)
+  cairn cancel  RUN_ID             cancel a run
+  cairn sync    [URL]              ask apps (or one app URL) to re-register
+
+Run "cairn COMMAND --help" for a command's flags. Every flag can also be set
+with an environment variable, shown in the flag's help.
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	cmd, args := os.Args[1], os.Args[2:]
+	var err error
+	switch cmd {
+	case "dev":
+		err = runNode(cmd, args)
+	case "start":
+		err = runNode(cmd, args)
+	case "send":
+		err = cmdSend(args)
+	case "runs":
+		err = cmdRuns(args)
+	case "run":
+		err = cmdRun(args)
+	case "history":
+		err = cmdHistory(args)
+	case "cancel":
+		err = cmdCancel(args)
+	case "sync":
+		err = cmdSync(args)
+	case "-h", "--help", "help":
+		fmt.Print(usage)
+		return
+	default:
+		fmt.Fprintf(os.Stderr, "cairn: unknown command %q\n\n%s", cmd, usage)
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cairn:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cairn-dev/cairn/server"
+	"github.com/hashicorp/raft"
+)
+
+// stringList is a repeatable flag.
+type stringList []string
+
+func (s *stringList) String() string { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error {
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*s = append(*s, p)
+		}
+	}
+	return nil
+}
+
+// env returns the environment variable's value or def.
+func env(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok {
+		return v
+	}
+	return def
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if v, ok := os.LookupEnv(name); ok {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d
+		}
+	}
+	return def
+}
+
+// runNode implements "cairn dev" and "cairn start".
+func runNode(cmd string, args []string) error {
+	dev := cmd == "dev"
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	defDir, defPort := "./data", "8288"
+	if dev {
+		defDir = ".cairn"
+	}
+	var urls, peers stringList
+	var (
+		port      = fs.String("port", env("CAIRN_PORT", defPort), "HTTP port for the API, events and SDK registration (env CAIRN_PORT)")
+		host      = fs.String("host", env("CAIRN_HOST", "127.0.0.1"), "interface to listen on (env CAIRN_HOST)")
+		dataDir   = fs.String("data-dir", env("CAIRN_DATA_DIR", defDir), "where the log and projection live (env CAIRN_DATA_DIR)")
+		nodeID    = fs.String("node-id", env("CAIRN_NODE_ID", "node1"), "this node's stable id (env CAIRN_NODE_ID)")
+		raftAddr  = fs.String("raft-addr", env("CAIRN_RAFT_ADDR", "127.0.0.1:8289"), "address for Raft traffic between nodes (env CAIRN_RAFT_ADDR)")
+		bootstrap = fs.Bool("bootstrap", env("CAIRN_BOOTSTRAP", "") == "true", "start a new cluster with this node (and --peers) as voters (env CAIRN_BOOTSTRAP=true)")
+		callTO    = fs.Duration("call-timeout", envDuration("CAIRN_CALL_TIMEOUT", 2*time.Minute), "timeout of one call to an app (env CAIRN_CALL_TIMEOUT)")
+		inflight  = fs.Int("max-inflight", 256, "most app calls in flight at once")
+		logLevel  = fs.String("log-level", env("CAIRN_LOG_LEVEL", "info"), "debug, info, warn or error (env CAIRN_LOG_LEVEL)")
+		logJSON   = fs.Bool("log-json", env("CAIRN_LOG_JSON", "") == "true", "log as JSON (env CAIRN_LOG_JSON=true)")
+	)
+	fs.Var(&urls, "u", "app URL to sync, e.g. http://localhost:3000/api/inngest; repeatable (env CAIRN_APP_URLS, comma separated)")
+	if !dev {
+		fs.Var(&peers, "peers", "with --bootstrap: other voters as id=raftaddr, comma separated (env CAIRN_PEERS)")
+	}
+	fs.Usage = func() {
+		if dev {
+			fmt.Fprint(fs.Output(), "Usage: cairn dev [flags]\n\nRuns a single-node Cairn with an embedded data dir, serving the event API,\nSDK registration and Cairn's API on one port (8288, the SDK's dev default).\nPoint an app at it with INNGEST_DEV=1 (or INNGEST_BASE_URL=http://127.0.0.1:8288).\n\nFlags:\n")
+		} else {
+			fmt.Fprint(fs.Output(), "Usage: cairn start [flags]\n\nRuns one node of a Cairn cluster. The first node of a new cluster needs\n--bootstrap (with --peers for a static three-node bootstrap).\n\nFlags:\n")
+		}
+		fs.PrintDefaults()
+	}
+	if v := os.Getenv("CAIRN_APP_URLS"); v != "" {
+		urls.Set(v)
+	}
+	if v := os.Getenv("CAIRN_PEERS"); v != "" && !dev {
+		peers.Set(v)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	logger, err := newLogger(*logLevel, *logJSON)
+	if err != nil {
+		return err
+	}
+	slog.SetDefault(logger)
+	cfg := server.Config{
+		NodeID: *nodeID, DataDir: *dataDir, HTTPAddr: *host + ":" + *port, RaftAddr: *raftAddr,
+		Bootstrap: *bootstrap || dev, ServerKind: "cloud", AppURLs: urls, CallTimeout: *callTO,
+		MaxInflight: *inflight, Logger: logger,
+	}
+	if dev {
+		cfg.ServerKind = "dev"
+	}
+	for _, p := range peers {
+		id, addr, ok := strings.Cut(p, "=")
+		if !ok {
+			return fmt.Errorf("--peers: %q is not id=raftaddr", p)
+		}
+		cfg.Peers = append(cfg.Peers, raft.Server{ID: raft.ServerID(id), Address: raft.ServerAddress(addr)})
+	}
+	srv, err := server.Start(cfg)
+	if err != nil {
+		return err
+	}
+	logger.Info("cairn listening", "mode", cmd, "http", srv.URL(), "raft", cfg.RaftAddr, "data_dir", cfg.DataDir, "apps", []string(urls))
+	if dev {
+		fmt.Fprintf(os.Stderr, "\n  Cairn dev server: %s\n  Point your app at it: INNGEST_DEV=1 INNGEST_BASE_URL=%s\n\n", srv.URL(), srv.URL())
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	s := <-sig
+	logger.Info("shutting down", "signal", s.String())
+	done := make(chan error, 1)
+	go func() { done <- srv.Close() }()
+	select {
+	case err := <-done:
+		return err
+	case <-sig:
+		return errors.New("second signal: exiting without a clean shutdown")
+	case <-time.After(30 * time.Second):
+		return errors.New("shutdown timed out")
+	}
+}
+
+func newLogger(level string, asJSON bool) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	if asJSON {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+}

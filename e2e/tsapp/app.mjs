@@ -1,0 +1,227 @@
+// Cairn e2e test app: a plain Node.js HTTP server that serves a handful of
+// Inngest functions with the official SDK (npm inngest@4.24.0).
+//
+// Environment:
+//   PORT      port to listen on (127.0.0.1), default 3939
+//   APP_ID    Inngest client id (prefix of every function id), default "tsapp"
+//   JOURNAL   file that gets one JSON line per step-body execution (optional)
+//   INNGEST_DEV=1, INNGEST_BASE_URL=http://127.0.0.1:<cairn port>
+//             standard SDK variables that point the app at the server
+//
+// Prints "READY <port>" on stdout once listening. SDK logs go to stderr.
+
+import fs from "node:fs";
+import http from "node:http";
+import { Inngest, NonRetriableError } from "inngest";
+import { serve } from "inngest/node";
+
+const PORT = Number(process.env.PORT || 3939);
+const APP_ID = process.env.APP_ID || "tsapp";
+const JOURNAL = process.env.JOURNAL || "";
+
+// Keep stdout for the READY line; everything the SDK logs goes to stderr.
+const toStderr =
+  (level) =>
+  (...args) =>
+    console.error(`[${level}]`, ...args);
+const logger = {
+  info: toStderr("info"),
+  warn: toStderr("warn"),
+  error: toStderr("error"),
+  debug: process.env.TSAPP_DEBUG ? toStderr("debug") : () => {},
+};
+
+const inngest = new Inngest({ id: APP_ID, logger });
+
+// --- journal -----------------------------------------------------------------
+
+// Appends one complete line synchronously, so a killed process never leaves a
+// half-written record behind.
+function journal(fnId, stepId, ctx) {
+  if (!JOURNAL) return;
+  const line = JSON.stringify({
+    fn: fnId,
+    step: stepId,
+    run: ctx.runId,
+    event: ctx.event?.id ?? null,
+    attempt: ctx.attempt,
+    pid: process.pid,
+  });
+  fs.appendFileSync(JOURNAL, line + "\n");
+}
+
+const sleepMs = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// Wraps step.run so that every execution of the body is journaled first.
+// `delayMs` (if a number) is waited after journaling, inside the body.
+function journaledStep(fnId, ctx, stepId, body, delayMs) {
+  return ctx.step.run(stepId, async () => {
+    journal(fnId, stepId, ctx);
+    if (typeof delayMs === "number" && delayMs > 0) await sleepMs(delayMs);
+    return body();
+  });
+}
+
+// --- import-contacts -----------------------------------------------------------
+
+const DEFAULT_CSV = [
+  "email,name",
+  "Ann@Example.com,  Ann ",
+  "bob@example.com,Bob",
+  "ann@example.com,Ann again",
+].join("\n");
+
+function parseCsv(text) {
+  // Cells are kept as they appear in the file; normalize-raw-csv cleans them.
+  const lines = String(text)
+    .split(/\r?\n/)
+    .filter((l) => l.trim() !== "");
+  if (lines.length === 0) return [];
+  const header = lines[0].split(",").map((h) => h.trim().toLowerCase());
+  return lines.slice(1).map((line) => {
+    const cells = line.split(",");
+    const row = {};
+    header.forEach((col, i) => {
+      row[col] = cells[i] ?? "";
+    });
+    return { email: row.email ?? "", name: row.name ?? "" };
+  });
+}
+
+const importContacts = inngest.createFunction(
+  { id: "import-contacts", triggers: [{ event: "contacts/csv.uploaded" }] },
+  async (ctx) => {
+    const fn = "import-contacts";
+    const data = ctx.event.data ?? {};
+    const slow = typeof data.slowMs === "number" ? data.slowMs : undefined;
+    const csv = typeof data.csv === "string" ? data.csv : DEFAULT_CSV;
+
+    const rows = await journaledStep(fn, ctx, "parse-csv", () => parseCsv(csv), slow);
+
+    const contacts = await journaledStep(
+      fn,
+      ctx,
+      "normalize-raw-csv",
+      () => {
+        const seen = new Set();
+        const out = [];
+        for (const r of rows) {
+          const email = String(r.email).trim().toLowerCase();
+          if (email === "" || seen.has(email)) continue;
+          seen.add(email);
+          out.push({ email, name: String(r.name).trim() });
+        }
+        return out;
+      },
+      slow,
+    );
+
+    const results = await journaledStep(
+      fn,
+      ctx,
+      "input-contacts",
+      () => ({ imported: contacts.length, emails: contacts.map((c) => c.email) }),
+      slow,
+    );
+
+    return { results };
+  },
+);
+
+// --- flaky-step ----------------------------------------------------------------
+
+// Executions of the "flaky" body per run id (in memory; resets on restart).
+const flakyExecutions = new Map();
+
+const flakyStep = inngest.createFunction(
+  { id: "flaky-step", triggers: [{ event: "test/flaky" }] },
+  async (ctx) => {
+    const fn = "flaky-step";
+    await journaledStep(fn, ctx, "before", () => "ok");
+    const flaky = await journaledStep(fn, ctx, "flaky", () => {
+      const n = (flakyExecutions.get(ctx.runId) ?? 0) + 1;
+      flakyExecutions.set(ctx.runId, n);
+      if (n <= 2) throw new Error("boom");
+      return "recovered";
+    });
+    await journaledStep(fn, ctx, "after", () => "done");
+    return { flaky };
+  },
+);
+
+// --- non-retriable ---------------------------------------------------------------
+
+const nonRetriable = inngest.createFunction(
+  { id: "non-retriable", triggers: [{ event: "test/nonretriable" }] },
+  async (ctx) => {
+    const fn = "non-retriable";
+    const first = await journaledStep(fn, ctx, "first", () => 1);
+    await journaledStep(fn, ctx, "fatal", () => {
+      throw new NonRetriableError("stop now");
+    });
+    return { first }; // never reached
+  },
+);
+
+// --- parallel-steps --------------------------------------------------------------
+
+const parallelSteps = inngest.createFunction(
+  { id: "parallel-steps", triggers: [{ event: "test/parallel" }] },
+  async (ctx) => {
+    const fn = "parallel-steps";
+    const [a, b] = await Promise.all([
+      journaledStep(fn, ctx, "provision-a", () => "A"),
+      journaledStep(fn, ctx, "provision-b", () => "B"),
+    ]);
+    const combined = await journaledStep(fn, ctx, "combine", () => a + b);
+    return { combined };
+  },
+);
+
+// --- sleeper ---------------------------------------------------------------------
+
+const sleeper = inngest.createFunction(
+  { id: "sleeper", triggers: [{ event: "test/sleep" }] },
+  async (ctx) => {
+    const fn = "sleeper";
+    await journaledStep(fn, ctx, "before", () => "before");
+    await ctx.step.sleep("nap", "2s");
+    await journaledStep(fn, ctx, "after", () => "after");
+    return "slept";
+  },
+);
+
+// --- fn-throws -------------------------------------------------------------------
+
+const fnThrows = inngest.createFunction(
+  { id: "fn-throws", retries: 1, triggers: [{ event: "test/fnthrow" }] },
+  async () => {
+    throw new Error("function level boom");
+  },
+);
+
+// --- HTTP server -------------------------------------------------------------------
+
+const handler = serve({
+  client: inngest,
+  functions: [importContacts, flakyStep, nonRetriable, parallelSteps, sleeper, fnThrows],
+});
+
+const server = http.createServer((req, res) => {
+  const { pathname } = new URL(req.url, "http://localhost");
+  if (pathname === "/api/inngest") return handler(req, res);
+  res.writeHead(404, { "content-type": "text/plain" });
+  res.end("not found\n");
+});
+
+server.listen(PORT, "127.0.0.1", () => {
+  const port = server.address().port;
+  process.stdout.write(`READY ${port}\n`);
+});
+
+for (const sig of ["SIGINT", "SIGTERM"]) {
+  process.on(sig, () => {
+    server.close();
+    process.exit(0);
+  });
+}

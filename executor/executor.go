@@ -1,0 +1,362 @@
+package executor
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/cairn-dev/cairn/fsm"
+	"github.com/oklog/ulid/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Proposer commits records; raftnode.Node implements it.
+type Proposer interface {
+	Propose(ctx context.Context, recs ...fsm.Record) ([]fsm.Result, error)
+}
+
+// Config tunes the executor.
+type Config struct {
+	NodeID       string        // this node's id, recorded in claims
+	MaxInflight  int           // concurrent app calls (default 256)
+	CallTimeout  time.Duration // per app call (default 2m)
+	MaxBodyBytes int64         // largest app response read (default 16 MiB)
+	Logger       *slog.Logger
+	Client       *http.Client
+}
+
+// Executor dispatches due calls. Create one per process; Run it on the leader.
+type Executor struct {
+	cfg  Config
+	fsm  *fsm.FSM
+	prop Proposer
+	log  *slog.Logger
+	wake chan struct{}
+	boot string // this process's incarnation, recorded in claims
+
+	mu       sync.Mutex
+	inflight map[string]bool // run\0call being claimed or called by this node
+}
+
+var (
+	mCalls = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "cairn_executor_calls_total", Help: "App calls by HTTP status class (0xx = no response).",
+	}, []string{"status"})
+	mCallSeconds = promauto.NewHistogram(prometheus.HistogramOpts{
+		Name: "cairn_executor_call_seconds", Help: "Duration of app calls.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18),
+	})
+	mInflight = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "cairn_executor_inflight_calls", Help: "App calls and claims in flight on this node.",
+	})
+)
+
+// New creates an executor reading from f and proposing through p.
+func New(cfg Config, f *fsm.FSM, p Proposer) *Executor {
+	if cfg.MaxInflight <= 0 {
+		cfg.MaxInflight = 256
+	}
+	if cfg.CallTimeout <= 0 {
+		cfg.CallTimeout = 2 * time.Minute
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 16 << 20
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Client == nil {
+		cfg.Client = &http.Client{Transport: &http.Transport{
+			MaxIdleConns: cfg.MaxInflight, MaxIdleConnsPerHost: cfg.MaxInflight, IdleConnTimeout: 90 * time.Second,
+		}}
+	}
+	return &Executor{cfg: cfg, fsm: f, prop: p, log: cfg.Logger.With("component", "executor"),
+		wake: make(chan struct{}, 1), inflight: map[string]bool{}, boot: ulid.Make().String()}
+}
+
+// Wake tells the loop that the projection changed. It never blocks, so
+// fsm.Apply can call it.
+func (e *Executor) Wake() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// lease is how long a claim holds a call: past it, a leader may re-send.
+func (e *Executor) lease() time.Duration { return e.cfg.CallTimeout + 10*time.Second }
+
+// Run dispatches until ctx ends (leadership lost or shutdown), then waits
+// for its calls to return.
+func (e *Executor) Run(ctx context.Context) {
+	e.log.Info("executor started")
+	var wg sync.WaitGroup
+	defer func() {
+		wg.Wait()
+		e.log.Info("executor stopped")
+	}()
+	e.takeOver(ctx, &wg)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		now := time.Now()
+		free := e.cfg.MaxInflight - e.inflightCount()
+		var due []fsm.Call
+		var next int64
+		if free > 0 {
+			var err error
+			due, next, err = e.fsm.Due(now.UnixMilli(), free, e.isInflight)
+			if err != nil {
+				e.log.Error("reading due calls", "err", err)
+			}
+		}
+		if len(due) > 0 {
+			for _, c := range due {
+				e.setInflight(c.RunID, c.ID, true)
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				e.claimAndDispatch(ctx, due, &wg)
+			}()
+		}
+		wait := time.Hour
+		if next > 0 {
+			wait = max(time.Until(time.UnixMilli(next)), 0)
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-e.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+// takeOver re-sends at once the calls that an earlier boot of this node had
+// claimed: that process is gone, so waiting out their leases gains nothing.
+func (e *Executor) takeOver(ctx context.Context, wg *sync.WaitGroup) {
+	claimed, err := e.fsm.ClaimedBy(e.cfg.NodeID)
+	if err != nil {
+		e.log.Error("reading own claims", "err", err)
+		return
+	}
+	var stale []fsm.Call
+	for _, c := range claimed {
+		if c.Boot != e.boot && !e.isInflight(c.RunID, c.ID) {
+			e.setInflight(c.RunID, c.ID, true)
+			stale = append(stale, c)
+		}
+	}
+	if len(stale) > 0 {
+		e.log.Info("re-sending calls claimed before a restart", "calls", len(stale))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e.claimAndDispatch(ctx, stale, wg)
+		}()
+	}
+}
+
+func callKey(run, call string) string { return run + "\x00" + call }
+
+func (e *Executor) isInflight(run, call string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.inflight[callKey(run, call)]
+}
+
+func (e *Executor) inflightCount() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.inflight)
+}
+
+func (e *Executor) setInflight(run, call string, on bool) {
+	e.mu.Lock()
+	if on {
+		e.inflight[callKey(run, call)] = true
+	} else {
+		delete(e.inflight, callKey(run, call))
+	}
+	n := len(e.inflight)
+	e.mu.Unlock()
+	mInflight.Set(float64(n))
+	if !on {
+		e.Wake() // a slot is free
+	}
+}
+
+// claimAndDispatch claims due calls (already marked in flight) in one proposal, then sends each claimed
+// call to its app. Timers are fired instead of claimed.
+func (e *Executor) claimAndDispatch(ctx context.Context, due []fsm.Call, wg *sync.WaitGroup) {
+	now := time.Now()
+	var recs []fsm.Record
+	for _, c := range due {
+		switch c.Type {
+		case fsm.CallSleep:
+			recs = append(recs, &fsm.TimerFired{At: now.UnixMilli(), RunID: c.RunID, Call: c.ID, Gen: c.Gen})
+		default:
+			recs = append(recs, &fsm.CallClaimed{At: now.UnixMilli(), RunID: c.RunID, Call: c.ID, Gen: c.Gen,
+				LeaseUntil: now.Add(e.lease()).UnixMilli(), Node: e.cfg.NodeID, Boot: e.boot})
+		}
+	}
+	results, err := e.prop.Propose(ctx, recs...)
+	if err != nil {
+		e.log.Warn("claim failed", "err", err, "calls", len(recs))
+	}
+	for i, c := range due {
+		claim, isClaim := recs[i].(*fsm.CallClaimed)
+		if err != nil || !isClaim || results[i].Code != fsm.OK {
+			e.setInflight(c.RunID, c.ID, false)
+			continue
+		}
+		c.Gen = results[i].Gen
+		wg.Add(1)
+		go func(c fsm.Call) {
+			defer wg.Done()
+			defer e.setInflight(c.RunID, c.ID, false)
+			e.dispatch(ctx, c, claim.LeaseUntil)
+		}(c)
+	}
+}
+
+// dispatch makes one app call and proposes its outcome.
+func (e *Executor) dispatch(ctx context.Context, c fsm.Call, leaseUntil int64) {
+	log := e.log.With("run_id", c.RunID, "call", c.ID, "attempt", c.Attempt)
+	req, err := e.buildRequest(ctx, c)
+	var rec *fsm.CallFinished
+	start := time.Now()
+	if err != nil {
+		log.Error("cannot build app request", "err", err)
+		rec = &fsm.CallFinished{Err: err.Error()}
+	} else {
+		rec = e.send(req)
+	}
+	elapsed := time.Since(start)
+	mCallSeconds.Observe(elapsed.Seconds())
+	mCalls.WithLabelValues(strconv.Itoa(rec.Status/100) + "xx").Inc()
+	rec.At = time.Now().UnixMilli()
+	rec.RunID, rec.Call, rec.Gen, rec.Millis = c.RunID, c.ID, c.Gen, elapsed.Milliseconds()
+	rec.Jitter = rand.Uint32()
+	if ctx.Err() != nil {
+		// Shutting down or deposed mid-call: the answer is unknown, not a
+		// failure. Leave the claim; the next leader (or boot) re-sends it.
+		log.Info("call interrupted; it will be re-sent", "err", ctx.Err())
+		return
+	}
+	if rec.Err != "" {
+		log.Warn("app call failed", "status", rec.Status, "err", rec.Err)
+	}
+	// Report even if leadership was lost meanwhile: Propose refuses on a
+	// follower, and the lease makes the new leader re-send the call.
+	pctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), time.UnixMilli(leaseUntil))
+	defer cancel()
+	res, err := e.prop.Propose(pctx, rec)
+	if err != nil {
+		log.Warn("could not record app answer; the call will be re-sent after its lease", "err", err)
+		return
+	}
+	if res[0].Code != fsm.OK {
+		log.Info("app answer not accepted", "code", res[0].Code, "msg", res[0].Msg)
+	}
+}
+
+// buildRequest reads the run from the projection and builds the call.
+func (e *Executor) buildRequest(ctx context.Context, c fsm.Call) (*http.Request, error) {
+	run, err := e.fsm.Run(c.RunID)
+	if err != nil || run == nil {
+		return nil, fmt.Errorf("run %s: %v", c.RunID, err)
+	}
+	fn, err := e.fsm.Function(run.FnID)
+	if err != nil || fn == nil {
+		return nil, fmt.Errorf("function %q is no longer registered", run.FnID)
+	}
+	body := callBody{
+		Steps:   make(map[string]json.RawMessage, len(run.Stack)),
+		Version: run.Version,
+		Ctx: callCtx{RunID: run.ID, Attempt: c.Attempt, MaxAttempts: fn.MaxAttempts(),
+			DisableImmediateExecution: run.ForcePlan, Stack: callStack{Stack: run.Stack, Current: len(run.Stack)}},
+	}
+	if body.Ctx.Stack.Stack == nil {
+		body.Ctx.Stack.Stack = []string{}
+	}
+	for _, id := range run.EventIDs {
+		ev, err := e.fsm.Event(id)
+		if err != nil || ev == nil {
+			return nil, fmt.Errorf("event %s of run: %v", id, err)
+		}
+		body.Events = append(body.Events, ev)
+	}
+	body.Event = body.Events[0]
+	for _, id := range run.Stack {
+		m, err := e.fsm.Memo(run.ID, id)
+		if err != nil {
+			return nil, err
+		}
+		body.Steps[id] = m
+	}
+	raw, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	u, err := url.Parse(fn.URL)
+	if err != nil {
+		return nil, fmt.Errorf("bad function URL %q: %w", fn.URL, err)
+	}
+	q := u.Query()
+	q.Set("fnId", fn.ID)
+	q.Set("stepId", c.ID)
+	u.RawQuery = q.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(raw))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Run-ID", run.ID)
+	req.Header.Set("X-Inngest-Step-ID", c.ID)
+	req.Header.Set("X-Inngest-Req-Version", strconv.Itoa(run.Version))
+	req.Header.Set("X-Inngest-Server-Kind", "dev")
+	req.Header.Set("User-Agent", "cairn")
+	return req, nil
+}
+
+// send performs the call and reduces the answer to a record.
+func (e *Executor) send(req *http.Request) *fsm.CallFinished {
+	ctx, cancel := context.WithTimeout(req.Context(), e.cfg.CallTimeout)
+	defer cancel()
+	resp, err := e.cfg.Client.Do(req.WithContext(ctx))
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return &fsm.CallFinished{Err: fmt.Sprintf("app call timed out after %s", e.cfg.CallTimeout)}
+		}
+		return &fsm.CallFinished{Err: err.Error()}
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, e.cfg.MaxBodyBytes+1))
+	if err != nil {
+		return &fsm.CallFinished{Status: resp.StatusCode, Err: "reading app response: " + err.Error()}
+	}
+	if int64(len(body)) > e.cfg.MaxBodyBytes {
+		return &fsm.CallFinished{Status: resp.StatusCode, Err: fmt.Sprintf("app response larger than %d bytes", e.cfg.MaxBodyBytes)}
+	}
+	r := &response{status: resp.StatusCode, header: resp.Header, body: body}
+	if r.status == http.StatusCreated {
+		if err := unwrapStream(r); err != nil {
+			return &fsm.CallFinished{Status: resp.StatusCode, Err: err.Error()}
+		}
+	}
+	return finishedFrom(r, time.Now())
+}

@@ -1,0 +1,173 @@
+package executor
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cairn-dev/cairn/fsm"
+)
+
+// callBody is the request body of an execution call (protocol §4.1).
+type callBody struct {
+	Event   json.RawMessage            `json:"event"`
+	Events  []json.RawMessage          `json:"events"`
+	Steps   map[string]json.RawMessage `json:"steps"`
+	Ctx     callCtx                    `json:"ctx"`
+	Version int                        `json:"version"`
+	UseAPI  bool                       `json:"use_api"`
+}
+
+type callCtx struct {
+	RunID                     string    `json:"run_id"`
+	Attempt                   int       `json:"attempt"`
+	MaxAttempts               int       `json:"max_attempts"`
+	DisableImmediateExecution bool      `json:"disable_immediate_execution"`
+	UseAPI                    bool      `json:"use_api"`
+	Stack                     callStack `json:"stack"`
+}
+
+type callStack struct {
+	Stack   []string `json:"stack"`
+	Current int      `json:"current"`
+}
+
+// response is an app's answer, after unwrapping a streamed (201) reply.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// streamed is the final object of a 201 streaming response (protocol §5.3).
+type streamed struct {
+	Status  int               `json:"status"`
+	Headers map[string]string `json:"headers"`
+	Body    json.RawMessage   `json:"body"`
+}
+
+func unwrapStream(r *response) error {
+	var s streamed
+	if err := json.Unmarshal(bytes.TrimSpace(r.body), &s); err != nil {
+		return fmt.Errorf("bad streaming response: %w", err)
+	}
+	h := http.Header{}
+	for k, v := range s.Headers {
+		h.Set(k, v)
+	}
+	body := []byte(s.Body)
+	var str string
+	if json.Unmarshal(s.Body, &str) == nil {
+		body = []byte(str) // the body is usually a JSON string holding JSON
+	}
+	r.status, r.header, r.body = s.Status, h, body
+	return nil
+}
+
+// wireOp is an op as the SDK sends it; unknown fields are ignored.
+type wireOp struct {
+	ID          string          `json:"id"`
+	Op          string          `json:"op"`
+	Name        string          `json:"name"`
+	DisplayName string          `json:"displayName"`
+	Opts        json.RawMessage `json:"opts"`
+	Data        json.RawMessage `json:"data"`
+	Error       json.RawMessage `json:"error"`
+}
+
+// parseOps reads a 206 body: an array of ops, or (durable endpoints) one op.
+func parseOps(body []byte) ([]fsm.Op, error) {
+	body = bytes.TrimSpace(body)
+	var wire []wireOp
+	if len(body) > 0 && body[0] == '{' {
+		var one wireOp
+		if err := json.Unmarshal(body, &one); err != nil {
+			return nil, err
+		}
+		wire = []wireOp{one}
+	} else if err := json.Unmarshal(body, &wire); err != nil {
+		return nil, err
+	}
+	ops := make([]fsm.Op, 0, len(wire))
+	for _, w := range wire {
+		if w.Op == "" {
+			return nil, errors.New("op without an opcode")
+		}
+		ops = append(ops, fsm.Op{ID: w.ID, Op: w.Op, Name: w.Name, DisplayName: firstNonEmpty(w.DisplayName, w.Name),
+			Opts: nonNull(w.Opts), Data: w.Data, Error: nonNull(w.Error)})
+	}
+	return ops, nil
+}
+
+// finishedFrom builds the record of an app's answer.
+func finishedFrom(r *response, now time.Time) *fsm.CallFinished {
+	f := &fsm.CallFinished{Status: r.status, SDK: r.header.Get("X-Inngest-SDK") != ""}
+	f.Version, _ = strconv.Atoi(r.header.Get("X-Inngest-Req-Version"))
+	if v := r.header.Get("X-Inngest-No-Retry"); v != "" {
+		nr := strings.EqualFold(v, "true")
+		f.NoRetry = &nr
+	}
+	f.RetryAt = retryAfter(r.header.Get("Retry-After"), now)
+	switch {
+	case f.SDK && r.status == 206:
+		ops, err := parseOps(r.body)
+		if err != nil {
+			f.SDK = false // unusable: treat as a failed attempt
+			f.Err = "bad ops in 206 response: " + err.Error()
+		}
+		f.Ops = ops
+	case !f.SDK && r.status >= 200 && r.status < 300:
+		f.Err = fmt.Sprintf("HTTP %d without X-Inngest-SDK: not an SDK response (wrong URL or a proxy?)", r.status)
+	}
+	if len(f.Ops) == 0 {
+		if json.Valid(r.body) {
+			f.Body = r.body
+		} else if len(r.body) > 0 {
+			b, _ := json.Marshal(string(truncate(r.body, 4096)))
+			f.Body = b
+		}
+	}
+	return f
+}
+
+// retryAfter parses Retry-After: seconds or a date.
+func retryAfter(v string, now time.Time) int64 {
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
+		return now.Add(time.Duration(s) * time.Second).UnixMilli()
+	}
+	for _, layout := range []string{time.RFC3339, http.TimeFormat} {
+		if t, err := time.Parse(layout, v); err == nil {
+			return t.UnixMilli()
+		}
+	}
+	return 0
+}
+
+func nonNull(b json.RawMessage) []byte {
+	if len(b) == 0 || string(b) == "null" {
+		return nil
+	}
+	return b
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func truncate(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[:n]
+	}
+	return b
+}

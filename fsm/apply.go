@@ -1,0 +1,488 @@
+package fsm
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+
+	"github.com/oklog/ulid/v2"
+)
+
+// apply is the one switch over record kinds.
+func (t *txn) apply(r Record) Result {
+	switch r := r.(type) {
+	case *AppSynced:
+		return t.applyAppSynced(r)
+	case *EventAccepted:
+		return t.applyEventAccepted(r)
+	case *CallClaimed:
+		return t.applyCallClaimed(r)
+	case *CallFinished:
+		return t.applyCallFinished(r)
+	case *TimerFired:
+		return t.applyTimerFired(r)
+	case *CancelRequested:
+		return t.applyCancelRequested(r)
+	}
+	panic(fmt.Sprintf("fsm: no applier for %T", r))
+}
+
+// applyAppSynced replaces an app's functions.
+//   - Same checksum as the stored app: nothing changes, Modified=false.
+//   - Functions missing from the new sync are removed with their triggers.
+//   - Runs in flight keep going with the function's new definition.
+func (t *txn) applyAppSynced(r *AppSynced) Result {
+	var old App
+	if t.get(keyApp(r.AppID), &old) && old.Checksum == r.Checksum && old.URL == r.URL {
+		return Result{Code: OK, ID: r.AppID}
+	}
+	for _, id := range old.Functions {
+		t.deleteFunction(id)
+	}
+	app := App{ID: r.AppID, URL: r.URL, SDK: r.SDK, Framework: r.Framework, Checksum: r.Checksum, SyncedAt: r.At}
+	for _, def := range r.Functions {
+		t.deleteFunction(def.ID) // a function may move between apps
+		fn := Function{FunctionDef: def, AppID: r.AppID}
+		t.put(keyFn(def.ID), &fn)
+		for _, trg := range def.Triggers {
+			if trg.Event != "" {
+				t.putRaw(keyTrigger(trg.Event, def.ID), nil)
+			}
+		}
+		app.Functions = append(app.Functions, def.ID)
+	}
+	t.put(keyApp(r.AppID), &app)
+	return Result{Code: OK, ID: r.AppID, Modified: true}
+}
+
+func (t *txn) deleteFunction(id string) {
+	var fn Function
+	if !t.get(keyFn(id), &fn) {
+		return
+	}
+	for _, trg := range fn.Triggers {
+		if trg.Event != "" {
+			t.del(keyTrigger(trg.Event, id))
+		}
+	}
+	t.del(keyFn(id))
+}
+
+// applyEventAccepted stores an event and starts the runs it triggers.
+//   - An event id already stored is a Duplicate (SDK retries reuse the seed).
+//   - A user-supplied id seen within 24 h is a Duplicate of the first event.
+//   - Each function with a trigger on the event's name gets one run, whose
+//     id is derived from (event id, function id): replay gives the same id.
+func (t *txn) applyEventAccepted(r *EventAccepted) Result {
+	if t.has(keyEvent(r.ID)) {
+		return Result{Code: Duplicate, ID: r.ID, Msg: "event id already accepted"}
+	}
+	if r.IdemKey != "" {
+		var prev idempotency
+		if t.get(keyIdem(r.IdemKey), &prev) && r.At-prev.At < IdempotencyWindowMs {
+			return Result{Code: Duplicate, ID: prev.EventID, Msg: "event id seen in the last 24h"}
+		}
+		t.put(keyIdem(r.IdemKey), &idempotency{EventID: r.ID, At: r.At})
+	}
+	t.putRaw(keyEvent(r.ID), r.JSON)
+
+	var fnIDs []string
+	prefix := prefixTrigger(r.Name)
+	t.scan(prefix, func(k, _ []byte) bool {
+		fnIDs = append(fnIDs, string(k[len(prefix):]))
+		return true
+	})
+	res := Result{Code: OK, ID: r.ID}
+	for _, fnID := range fnIDs {
+		var fn Function
+		if !t.get(keyFn(fnID), &fn) {
+			continue
+		}
+		run := &Run{
+			ID: runID(r.ID, fnID, r.At), FnID: fnID, AppID: fn.AppID, EventIDs: []string{r.ID},
+			Status: StatusRunning, CreatedAt: r.At, Version: -1,
+		}
+		t.putRaw(keyEventRun(r.ID, run.ID), nil)
+		t.history(run, HistoryEntry{At: r.At, Type: "run.scheduled", Name: r.Name, Detail: "event " + r.ID})
+		t.putCall(&Call{RunID: run.ID, ID: DiscoveryCall, Type: CallHTTP, Due: r.At})
+		t.put(keyRun(run.ID), run)
+		res.Runs = append(res.Runs, run.ID)
+	}
+	return res
+}
+
+// runID derives a ULID from the event and function: time-ordered by
+// acceptance, unique per (event, function), and the same on every replica.
+func runID(eventID, fnID string, at int64) string {
+	h := sha256.Sum256([]byte(eventID + sep + fnID))
+	return ulid.ULID(mustULID(uint64(at), h[:10])).String()
+}
+
+func mustULID(ms uint64, entropy []byte) ulid.ULID {
+	id, err := ulid.New(ms, bytes.NewReader(entropy))
+	if err != nil {
+		panic(fmt.Sprintf("fsm: ulid: %v", err))
+	}
+	return id
+}
+
+// applyCallClaimed leases a queued call to the executor.
+//   - The run must be running and the call queued with generation r.Gen.
+//   - A call is claimable once due: a fresh call at its due time, a claimed
+//     one only after its lease ran out (its executor is presumed gone).
+//   - The claim bumps the generation: results of older claims become Stale.
+func (t *txn) applyCallClaimed(r *CallClaimed) Result {
+	run, c, res := t.loadCall(r.RunID, r.Call, r.Gen)
+	if res.Code != OK {
+		return res
+	}
+	if c.Type != CallHTTP {
+		return Result{Code: Rejected, ID: r.RunID, Msg: "call is a timer"}
+	}
+	restarted := c.Claimed && c.Node == r.Node && c.Boot != r.Boot
+	if r.At < c.Due && !restarted {
+		return Result{Code: Stale, ID: r.RunID, Msg: "call not due"}
+	}
+	t.delCall(c)
+	c.Gen++
+	c.Claimed, c.Node, c.Boot = true, r.Node, r.Boot
+	c.Due = r.LeaseUntil
+	t.putCall(c)
+	if run.StartedAt == 0 {
+		run.StartedAt = r.At
+	}
+	run.Calls++
+	t.history(run, HistoryEntry{At: r.At, Type: "call.claimed", Call: c.ID, Attempt: c.Attempt})
+	t.put(keyRun(run.ID), run)
+	return Result{Code: OK, ID: r.RunID, Gen: c.Gen}
+}
+
+// loadCall fetches a running run and one of its calls at generation gen.
+func (t *txn) loadCall(runID, callID string, gen uint32) (*Run, *Call, Result) {
+	run := &Run{}
+	if !t.get(keyRun(runID), run) {
+		return nil, nil, Result{Code: NotFound, ID: runID, Msg: "no such run"}
+	}
+	if run.Done() {
+		return run, nil, Result{Code: Rejected, ID: runID, Msg: "run is " + run.Status}
+	}
+	c := &Call{}
+	if !t.get(keyCall(runID, callID), c) {
+		return run, nil, Result{Code: Stale, ID: runID, Msg: "call no longer queued"}
+	}
+	if c.Gen != gen {
+		return run, nil, Result{Code: Stale, ID: runID, Msg: "superseded claim"}
+	}
+	return run, c, Result{Code: OK}
+}
+
+// applyCallFinished interprets the app's answer to a claimed call.
+//   - Only the answer to the current claim counts; others are Stale and are
+//     kept in the history.
+//   - 200 from the SDK completes the run with the body as output.
+//   - 206 ops are processed in order (processOps).
+//   - X-Inngest-No-Retry: true fails the run; any other failure is retried
+//     with exponential backoff (or Retry-After) until attempts run out.
+func (t *txn) applyCallFinished(r *CallFinished) Result {
+	run, c, res := t.loadCall(r.RunID, r.Call, r.Gen)
+	if res.Code == OK && !c.Claimed {
+		res = Result{Code: Stale, ID: r.RunID, Msg: "call not claimed"}
+	}
+	if res.Code != OK {
+		if run != nil {
+			t.history(run, HistoryEntry{At: r.At, Type: "result." + res.Code.String(), Call: r.Call, Detail: res.Msg})
+			t.put(keyRun(run.ID), run)
+		}
+		return res
+	}
+	if r.Version != 0 {
+		run.Version = r.Version
+	}
+	fn := t.function(run.FnID)
+	switch {
+	case r.SDK && r.Status == 200:
+		t.finish(run, StatusCompleted, r.At, orNull(r.Body), nil)
+	case r.SDK && r.Status == 206:
+		t.processOps(run, c, fn, r)
+	case r.NoRetry != nil && *r.NoRetry:
+		t.finish(run, StatusFailed, r.At, nil, errorBody(r))
+	default:
+		t.retryOrFail(run, c, fn, r, errorBody(r))
+	}
+	t.put(keyRun(run.ID), run)
+	return Result{Code: OK, ID: r.RunID}
+}
+
+// processOps applies the opcodes of a 206 response (protocol §6.2).
+func (t *txn) processOps(run *Run, c *Call, fn *Function, r *CallFinished) {
+	if len(r.Ops) > 1 {
+		run.ForcePlan = true
+	}
+	memoized, retrying := false, false
+	for _, op := range r.Ops {
+		h := HistoryEntry{At: r.At, Call: c.ID, Attempt: c.Attempt, Name: op.DisplayName}
+		switch op.Op {
+		case "StepRun", "Step":
+			if t.has(keyStep(run.ID, op.ID)) {
+				h.Type, h.Detail = "step.duplicate", op.ID
+				t.history(run, h)
+				continue
+			}
+			t.memoize(run, op.ID, wrap("data", op.Data))
+			h.Type, h.Detail, h.Data = "step.completed", op.ID, orNull(op.Data)
+			memoized = true
+		case "StepError":
+			if c.Attempt+1 < fn.MaxAttempts() {
+				h.Type, h.Detail, h.Data = "step.errored", op.ID, op.Error
+				t.history(run, h)
+				t.reschedule(c, r)
+				retrying = true
+				continue
+			}
+			fallthrough
+		case "StepFailed":
+			if t.has(keyStep(run.ID, op.ID)) {
+				continue
+			}
+			t.memoize(run, op.ID, wrap("error", op.Error))
+			h.Type, h.Detail, h.Data = "step.failed", op.ID, op.Error
+			memoized = true
+		case "StepPlanned":
+			if t.has(keyStep(run.ID, op.ID)) || t.has(keyCall(run.ID, op.ID)) {
+				continue
+			}
+			if planOpt(op.Opts, "parallelMode") == "race" {
+				run.Race = true
+			}
+			t.putCall(&Call{RunID: run.ID, ID: op.ID, Type: CallHTTP, Due: r.At})
+			h.Type, h.Detail = "step.planned", op.ID
+		case "Sleep":
+			until, err := sleepUntil(r.At, op)
+			if err != nil {
+				t.finish(run, StatusFailed, r.At, nil, errJSON("InvalidSleep", err.Error()))
+				return
+			}
+			t.putCall(&Call{RunID: run.ID, ID: op.ID, Type: CallSleep, Due: until})
+			h.Type, h.Detail = "step.sleeping", fmt.Sprintf("%s until %d", op.ID, until)
+		case "RunComplete":
+			t.finish(run, StatusCompleted, r.At, orNull(op.Data), nil)
+			return
+		case "None", "":
+			continue
+		default:
+			t.finish(run, StatusFailed, r.At, nil, errJSON("UnsupportedOpcode",
+				fmt.Sprintf("opcode %s (step %q) is not supported by this Cairn server", op.Op, op.DisplayName)))
+			return
+		}
+		t.history(run, h)
+	}
+	if !retrying {
+		t.delCall(c)
+	}
+	t.afterStep(run, r.At, memoized, len(r.Ops) == 0 && !retrying)
+}
+
+// afterStep decides what comes next once a call or timer is done: wait for
+// outstanding parallel work, or ask the app what to do next (discovery).
+func (t *txn) afterStep(run *Run, at int64, memoized, empty bool) {
+	outstanding := t.countCalls(run.ID)
+	switch {
+	case memoized && (outstanding == 0 || run.Race):
+		if outstanding == 0 {
+			run.ForcePlan, run.Race = false, false
+		}
+		if !t.has(keyCall(run.ID, DiscoveryCall)) {
+			t.putCall(&Call{RunID: run.ID, ID: DiscoveryCall, Type: CallHTTP, Due: at})
+		}
+	case empty && outstanding == 0:
+		t.finish(run, StatusFailed, at, nil, errJSON("NoProgress", "the app returned no ops and no step is pending"))
+	}
+}
+
+func (t *txn) retryOrFail(run *Run, c *Call, fn *Function, r *CallFinished, errBody []byte) {
+	if c.Attempt+1 >= fn.MaxAttempts() {
+		t.finish(run, StatusFailed, r.At, nil, errBody)
+		return
+	}
+	t.history(run, HistoryEntry{At: r.At, Type: "call.errored", Call: c.ID, Attempt: c.Attempt, Data: errBody,
+		Detail: fmt.Sprintf("status %d", r.Status)})
+	t.reschedule(c, r)
+}
+
+// reschedule queues the same call again for its next attempt.
+func (t *txn) reschedule(c *Call, r *CallFinished) {
+	t.delCall(c)
+	c.Attempt++
+	c.Claimed, c.Node, c.Boot = false, "", ""
+	c.Due = retryAt(r.At, c.Attempt, r.Jitter, r.RetryAt)
+	t.putCall(c)
+}
+
+// Backoff: 1 s doubling per attempt, capped at 10 minutes, with ±25 %
+// jitter from the record. Retry-After wins when given, clamped to [1 s, 24 h].
+const (
+	backoffBaseMs = 1000
+	backoffMaxMs  = 10 * 60 * 1000
+)
+
+func retryAt(at int64, attempt int, jitter uint32, retryAfter int64) int64 {
+	if retryAfter > 0 {
+		return min(max(retryAfter, at+1000), at+24*60*60*1000)
+	}
+	d := int64(backoffBaseMs)
+	for i := 1; i < attempt && d < backoffMaxMs; i++ {
+		d *= 2
+	}
+	d = min(d, backoffMaxMs)
+	return at + d*int64(750+jitter%501)/1000
+}
+
+// applyTimerFired ends a sleep: memoize null, then rediscover.
+func (t *txn) applyTimerFired(r *TimerFired) Result {
+	run, c, res := t.loadCall(r.RunID, r.Call, r.Gen)
+	if res.Code != OK {
+		return res
+	}
+	if c.Type != CallSleep {
+		return Result{Code: Rejected, ID: r.RunID, Msg: "call is not a timer"}
+	}
+	if r.At < c.Due {
+		return Result{Code: Stale, ID: r.RunID, Msg: "timer not due"}
+	}
+	t.delCall(c)
+	t.memoize(run, c.ID, []byte("null"))
+	t.history(run, HistoryEntry{At: r.At, Type: "step.woke", Detail: c.ID})
+	t.afterStep(run, r.At, true, false)
+	t.put(keyRun(run.ID), run)
+	return Result{Code: OK, ID: r.RunID}
+}
+
+// applyCancelRequested stops a running run: no further app calls.
+func (t *txn) applyCancelRequested(r *CancelRequested) Result {
+	run := &Run{}
+	if !t.get(keyRun(r.RunID), run) {
+		return Result{Code: NotFound, ID: r.RunID, Msg: "no such run"}
+	}
+	if run.Done() {
+		return Result{Code: Rejected, ID: r.RunID, Msg: "run is already " + run.Status}
+	}
+	reason := r.Reason
+	if reason == "" {
+		reason = "cancelled by request"
+	}
+	t.finish(run, StatusCancelled, r.At, nil, errJSON("RunCancelled", reason))
+	t.put(keyRun(run.ID), run)
+	return Result{Code: OK, ID: r.RunID}
+}
+
+// finish ends a run and drops its queued calls. The caller stores the run.
+func (t *txn) finish(run *Run, status string, at int64, output, errBody []byte) {
+	var calls []Call
+	t.scan(prefixCalls(run.ID), func(_, v []byte) bool {
+		var c Call
+		mustUnmarshal(v, &c)
+		calls = append(calls, c)
+		return true
+	})
+	for i := range calls {
+		t.delCall(&calls[i])
+	}
+	run.Status, run.EndedAt, run.Output, run.Error = status, at, output, errBody
+	run.ForcePlan, run.Race = false, false
+	data := output
+	if status != StatusCompleted {
+		data = errBody
+	}
+	t.history(run, HistoryEntry{At: at, Type: "run." + status, Data: data})
+}
+
+func (t *txn) memoize(run *Run, stepID string, value []byte) {
+	t.putRaw(keyStep(run.ID, stepID), value)
+	run.Stack = append(run.Stack, stepID)
+}
+
+func (t *txn) history(run *Run, h HistoryEntry) {
+	run.HistSeq++
+	h.Seq, h.Index = run.HistSeq, t.index
+	t.put(keyHistory(run.ID, h.Seq), &h)
+}
+
+func (t *txn) putCall(c *Call) {
+	t.put(keyCall(c.RunID, c.ID), c)
+	t.putRaw(keyQueue(c.Due, c.RunID, c.ID), nil)
+	if c.Claimed {
+		t.putRaw(keyLease(c.Node, c.RunID, c.ID), nil)
+	}
+}
+
+func (t *txn) delCall(c *Call) {
+	t.del(keyCall(c.RunID, c.ID))
+	t.del(keyQueue(c.Due, c.RunID, c.ID))
+	if c.Claimed {
+		t.del(keyLease(c.Node, c.RunID, c.ID))
+	}
+}
+
+func (t *txn) countCalls(runID string) int {
+	n := 0
+	t.scan(prefixCalls(runID), func(_, _ []byte) bool { n++; return true })
+	return n
+}
+
+// function returns the run's function, or a default stand-in if the app
+// has since removed it (the run still finishes under default retries).
+func (t *txn) function(id string) *Function {
+	fn := &Function{}
+	if !t.get(keyFn(id), fn) {
+		fn = &Function{FunctionDef: FunctionDef{ID: id, Retries: -1}}
+	}
+	return fn
+}
+
+func orNull(b []byte) []byte {
+	if len(bytes.TrimSpace(b)) == 0 {
+		return []byte("null")
+	}
+	return b
+}
+
+// wrap builds the memo {"data": v} or {"error": v}.
+func wrap(field string, v []byte) []byte {
+	out := make([]byte, 0, len(v)+len(field)+5)
+	out = append(out, `{"`...)
+	out = append(out, field...)
+	out = append(out, `":`...)
+	out = append(out, orNull(v)...)
+	return append(out, '}')
+}
+
+func errJSON(name, msg string) []byte {
+	b, _ := json.Marshal(map[string]string{"name": name, "message": msg})
+	return b
+}
+
+// errorBody is the stored error of a failed call: the app's JSON error if
+// it sent one, else a description of what went wrong.
+func errorBody(r *CallFinished) []byte {
+	if len(r.Body) > 0 && json.Valid(r.Body) && r.SDK {
+		return r.Body
+	}
+	msg := r.Err
+	if msg == "" {
+		msg = fmt.Sprintf("app answered HTTP %d", r.Status)
+	}
+	return errJSON("CallError", msg)
+}
+
+func planOpt(opts []byte, key string) string {
+	if len(opts) == 0 {
+		return ""
+	}
+	var m map[string]any
+	if json.Unmarshal(opts, &m) != nil {
+		return ""
+	}
+	s, _ := m[key].(string)
+	return s
+}

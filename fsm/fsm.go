@@ -1,0 +1,157 @@
+package fsm
+
+import (
+	"encoding/binary"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"sync"
+
+	"github.com/cockroachdb/pebble"
+	"github.com/cockroachdb/pebble/vfs"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Entry is one committed log entry handed to Apply.
+type Entry struct {
+	Index uint64
+	Data  []byte
+}
+
+// Options configure Open.
+type Options struct {
+	FS     vfs.FS // nil: the real disk
+	Logger *slog.Logger
+}
+
+// FSM owns the projection database.
+type FSM struct {
+	db     *pebble.DB
+	logger *slog.Logger
+
+	mu      sync.Mutex // serializes Apply with Restore
+	applied appliedState
+	notify  func()
+}
+
+// appliedState is persisted under keyApplied in the same batch as the writes
+// of the entries it covers, so the projection and its index never disagree.
+type appliedState struct {
+	Index  uint64 `msgpack:"i"`
+	Digest uint64 `msgpack:"d"` // chain over (index, data) of applied entries
+}
+
+// Open opens (or creates) the projection in dir.
+func Open(dir string, o Options) (*FSM, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	popts := &pebble.Options{FS: o.FS, Logger: quietLogger{}}
+	if popts.FS == nil {
+		popts.FS = vfs.Default
+	}
+	db, err := pebble.Open(dir, popts)
+	if err != nil {
+		return nil, fmt.Errorf("fsm: open %s: %w", dir, err)
+	}
+	f := &FSM{db: db, logger: o.Logger, notify: func() {}}
+	if v, closer, err := db.Get(keyApplied); err == nil {
+		err = msgpack.Unmarshal(v, &f.applied)
+		closer.Close()
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("fsm: read applied index: %w", err)
+		}
+	} else if err != pebble.ErrNotFound {
+		db.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// Close closes the database.
+func (f *FSM) Close() error { return f.db.Close() }
+
+// SetNotify sets a function called after every applied batch. It must not
+// block: the executor uses it as a non-blocking wake-up.
+func (f *FSM) SetNotify(fn func()) {
+	f.mu.Lock()
+	f.notify = fn
+	f.mu.Unlock()
+}
+
+// Applied returns the index of the last applied entry and the digest chain.
+func (f *FSM) Applied() (index, digest uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.applied.Index, f.applied.Digest
+}
+
+// ApplyEntries applies committed entries in order, all in one Pebble batch,
+// and returns one []Result per entry (nil for entries already in the
+// projection, which a restart hands us again).
+func (f *FSM) ApplyEntries(entries []Entry) [][]Result {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	b := f.db.NewIndexedBatch()
+	defer b.Close()
+	out := make([][]Result, len(entries))
+	st := f.applied
+	for i, e := range entries {
+		if e.Index <= st.Index {
+			continue
+		}
+		recs, err := DecodeEntry(e.Data)
+		if err != nil {
+			panic(fmt.Sprintf("fsm: entry %d: %v", e.Index, err))
+		}
+		tx := &txn{b: b, index: e.Index}
+		res := make([]Result, len(recs))
+		for j, r := range recs {
+			res[j] = tx.apply(r)
+		}
+		out[i] = res
+		st = appliedState{Index: e.Index, Digest: chain(st.Digest, e.Index, e.Data)}
+	}
+	if st.Index == f.applied.Index {
+		return out
+	}
+	mustSet(b, keyApplied, st)
+	if err := b.Commit(pebble.NoSync); err != nil {
+		panic(fmt.Sprintf("fsm: commit: %v", err))
+	}
+	f.applied = st
+	f.notify()
+	return out
+}
+
+func chain(prev, index uint64, data []byte) uint64 {
+	h := fnv.New64a()
+	var buf [16]byte
+	binary.BigEndian.PutUint64(buf[:8], prev)
+	binary.BigEndian.PutUint64(buf[8:], index)
+	h.Write(buf[:])
+	h.Write(data)
+	return h.Sum64()
+}
+
+func mustSet(b *pebble.Batch, k []byte, v any) {
+	raw, err := msgpack.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("fsm: encode %q: %v", k, err))
+	}
+	if err := b.Set(k, raw, nil); err != nil {
+		panic(fmt.Sprintf("fsm: set %q: %v", k, err))
+	}
+}
+
+// quietLogger keeps Pebble's informational chatter out of our logs.
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...interface{}) {}
+func (quietLogger) Errorf(format string, args ...interface{}) {
+	slog.Error(fmt.Sprintf("pebble: "+format, args...))
+}
+func (quietLogger) Fatalf(format string, args ...interface{}) {
+	panic(fmt.Sprintf("pebble: "+format, args...))
+}

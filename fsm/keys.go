@@ -1,0 +1,76 @@
+package fsm
+
+import (
+	"encoding/binary"
+	"strings"
+)
+
+// Key layout of the projection. Every key starts with a short prefix naming
+// its table; ids never contain '\x00', which separates key parts.
+//
+//	m/applied                      applied index + digest chain
+//	a/<app>                        App
+//	f/<fn>                         Function
+//	t/<event name>\0<fn>           trigger index (empty value)
+//	e/<event>                      event JSON
+//	ei/<user id>                   idempotency: first event with that user id
+//	er/<event>\0<run>              runs started by an event (empty value)
+//	r/<run>                        Run
+//	s/<run>\0<step>                memoized step value (raw JSON)
+//	c/<run>\0<call>                Call
+//	q/<due ms, 8 bytes BE>/<run>\0<call>   due-time queue (empty value)
+//	h/<run>\0<seq, 8 bytes BE>     HistoryEntry
+//	l/<node>\0<run>\0<call>        lease index: calls claimed by a node
+const sep = "\x00"
+
+var keyApplied = []byte("m/applied")
+
+func keyApp(id string) []byte           { return []byte("a/" + id) }
+func keyFn(id string) []byte            { return []byte("f/" + id) }
+func keyTrigger(ev, fn string) []byte   { return []byte("t/" + ev + sep + fn) }
+func prefixTrigger(ev string) []byte    { return []byte("t/" + ev + sep) }
+func keyEvent(id string) []byte         { return []byte("e/" + id) }
+func keyIdem(id string) []byte          { return []byte("ei/" + id) }
+func keyEventRun(ev, run string) []byte { return []byte("er/" + ev + sep + run) }
+func prefixEventRuns(ev string) []byte  { return []byte("er/" + ev + sep) }
+func keyRun(id string) []byte           { return []byte("r/" + id) }
+func keyStep(run, step string) []byte   { return []byte("s/" + run + sep + step) }
+func keyCall(run, call string) []byte   { return []byte("c/" + run + sep + call) }
+func prefixCalls(run string) []byte     { return []byte("c/" + run + sep) }
+func prefixHistory(run string) []byte   { return []byte("h/" + run + sep) }
+func keyHistory(run string, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(prefixHistory(run), seq)
+}
+
+func keyLease(node, run, call string) []byte { return []byte("l/" + node + sep + run + sep + call) }
+func prefixLeases(node string) []byte        { return []byte("l/" + node + sep) }
+
+var prefixQueue = []byte("q/")
+
+func keyQueue(due int64, run, call string) []byte {
+	k := binary.BigEndian.AppendUint64(append([]byte(nil), prefixQueue...), uint64(due))
+	return append(append(k, '/'), run+sep+call...)
+}
+
+// parseQueueKey splits a queue key into due time, run and call.
+func parseQueueKey(k []byte) (due int64, run, call string, ok bool) {
+	if len(k) < len(prefixQueue)+9 {
+		return 0, "", "", false
+	}
+	due = int64(binary.BigEndian.Uint64(k[len(prefixQueue):]))
+	rest := string(k[len(prefixQueue)+9:])
+	run, call, ok = strings.Cut(rest, sep)
+	return due, run, call, ok
+}
+
+// prefixEnd returns the smallest key greater than every key with prefix p.
+func prefixEnd(p []byte) []byte {
+	end := append([]byte(nil), p...)
+	for i := len(end) - 1; i >= 0; i-- {
+		end[i]++
+		if end[i] != 0 {
+			return end[:i+1]
+		}
+	}
+	return nil
+}

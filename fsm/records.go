@@ -1,0 +1,136 @@
+package fsm
+
+// A Record is one fact appended to the log. Records are plain structs; the
+// msgpack tags are short because every byte is stored in the log forever.
+type Record interface {
+	Kind() Kind
+}
+
+// AppSynced replaces an app's function definitions (POST /fn/register).
+// Functions of the app that are missing from the new sync are removed.
+type AppSynced struct {
+	At        int64         `msgpack:"at"`
+	AppID     string        `msgpack:"app"`
+	URL       string        `msgpack:"url"`
+	SDK       string        `msgpack:"sdk,omitempty"`
+	Framework string        `msgpack:"fw,omitempty"`
+	Checksum  string        `msgpack:"sum"` // of the normalized register body; equal = not modified
+	Functions []FunctionDef `msgpack:"fns"`
+}
+
+// FunctionDef is a function as the SDK registered it.
+type FunctionDef struct {
+	ID       string    `msgpack:"id"` // composite "<app>-<fn>"
+	Name     string    `msgpack:"name"`
+	URL      string    `msgpack:"url"` // step URL, deployId stripped
+	Triggers []Trigger `msgpack:"trg"`
+	// Retries is the number of retries after the first attempt; -1 means the
+	// default (DefaultRetries).
+	Retries int    `msgpack:"ret"`
+	Config  []byte `msgpack:"cfg"` // the raw JSON config, kept for later features
+}
+
+// Trigger starts a function on an event name or on a cron schedule.
+type Trigger struct {
+	Event      string `msgpack:"ev,omitempty"`
+	Expression string `msgpack:"if,omitempty"`
+	Cron       string `msgpack:"cron,omitempty"`
+}
+
+// EventAccepted is one ingested event. The proposer assigns the id and the
+// full JSON the app will see; Apply dedups and starts triggered runs.
+type EventAccepted struct {
+	At      int64  `msgpack:"at"`
+	ID      string `msgpack:"id"`            // server event id (ULID)
+	Name    string `msgpack:"name"`          // event name, for trigger lookup
+	IdemKey string `msgpack:"idk,omitempty"` // user-supplied id: 24 h dedup key
+	JSON    []byte `msgpack:"json"`          // {"name","data","id","ts","user":{}...}
+}
+
+// CallClaimed takes a lease on a queued call before the executor sends it, so
+// that a new leader knows what was in flight. Gen must equal the call's
+// current generation; the claim bumps it, fencing results of older claims.
+type CallClaimed struct {
+	At         int64  `msgpack:"at"`
+	RunID      string `msgpack:"run"`
+	Call       string `msgpack:"call"` // "step" (discovery) or a hashed step id
+	Gen        uint32 `msgpack:"gen"`
+	LeaseUntil int64  `msgpack:"lease"`
+	// Node and Boot name the claiming process. A claim held by an earlier
+	// boot of the same node may be taken over before its lease ends: that
+	// process is gone, so nothing of it is still in flight.
+	Node string `msgpack:"node"`
+	Boot string `msgpack:"boot"`
+}
+
+// CallFinished is the app's answer to a claimed call, or the failure to get
+// one. Apply interprets it: memoize steps, schedule retries, finish the run.
+type CallFinished struct {
+	At      int64  `msgpack:"at"`
+	RunID   string `msgpack:"run"`
+	Call    string `msgpack:"call"`
+	Gen     uint32 `msgpack:"gen"`  // the generation returned by the claim
+	Status  int    `msgpack:"st"`   // HTTP status after unwrapping streaming; 0 = no response
+	SDK     bool   `msgpack:"sdk"`  // the response carried X-Inngest-SDK
+	Version int    `msgpack:"v"`    // x-inngest-req-version, 0 if absent
+	NoRetry *bool  `msgpack:"nr"`   // X-Inngest-No-Retry, nil if absent
+	RetryAt int64  `msgpack:"ra"`   // from Retry-After, unix ms; 0 if absent
+	Body    []byte `msgpack:"body"` // raw JSON body for 200 and errors
+	Ops     []Op   `msgpack:"ops"`  // parsed 206 ops
+	Err     string `msgpack:"err"`  // transport or protocol error text
+	Jitter  uint32 `msgpack:"jit"`  // random from the proposer, for retry backoff
+	Millis  int64  `msgpack:"ms"`   // how long the call took
+}
+
+// Op is one opcode from a 206 response. Unknown fields are dropped.
+type Op struct {
+	ID          string `msgpack:"id"`
+	Op          string `msgpack:"op"`
+	Name        string `msgpack:"name,omitempty"`
+	DisplayName string `msgpack:"dn,omitempty"`
+	Opts        []byte `msgpack:"opts,omitempty"`  // raw JSON
+	Data        []byte `msgpack:"data,omitempty"`  // raw JSON; nil when absent
+	Error       []byte `msgpack:"error,omitempty"` // raw JSON; nil when absent
+}
+
+// TimerFired ends a sleep. Apply ignores it if the timer is not yet due or
+// no longer armed, so a sleep never ends early and never ends twice.
+type TimerFired struct {
+	At    int64  `msgpack:"at"`
+	RunID string `msgpack:"run"`
+	Call  string `msgpack:"call"`
+	Gen   uint32 `msgpack:"gen"`
+}
+
+// CancelRequested cancels a run that has not finished.
+type CancelRequested struct {
+	At     int64  `msgpack:"at"`
+	RunID  string `msgpack:"run"`
+	Reason string `msgpack:"why,omitempty"`
+}
+
+func (*AppSynced) Kind() Kind       { return KindAppSynced }
+func (*EventAccepted) Kind() Kind   { return KindEventAccepted }
+func (*CallClaimed) Kind() Kind     { return KindCallClaimed }
+func (*CallFinished) Kind() Kind    { return KindCallFinished }
+func (*TimerFired) Kind() Kind      { return KindTimerFired }
+func (*CancelRequested) Kind() Kind { return KindCancelRequested }
+
+// newRecord returns an empty record of kind k, for decoding.
+func newRecord(k Kind) Record {
+	switch k {
+	case KindAppSynced:
+		return &AppSynced{}
+	case KindEventAccepted:
+		return &EventAccepted{}
+	case KindCallClaimed:
+		return &CallClaimed{}
+	case KindCallFinished:
+		return &CallFinished{}
+	case KindTimerFired:
+		return &TimerFired{}
+	case KindCancelRequested:
+		return &CancelRequested{}
+	}
+	return nil
+}

@@ -1,0 +1,113 @@
+package fsm
+
+// Run statuses.
+const (
+	StatusRunning   = "running"
+	StatusCompleted = "completed"
+	StatusFailed    = "failed"
+	StatusCancelled = "cancelled"
+)
+
+// DefaultRetries is the number of retries when a function sets none: the
+// official server's default, so 5 attempts in all.
+const DefaultRetries = 4
+
+// DiscoveryCall is the call id of a discovery request (stepId=step).
+const DiscoveryCall = "step"
+
+// App is a synced app.
+type App struct {
+	ID        string   `msgpack:"id"`
+	URL       string   `msgpack:"url"`
+	SDK       string   `msgpack:"sdk"`
+	Framework string   `msgpack:"fw"`
+	Checksum  string   `msgpack:"sum"`
+	Functions []string `msgpack:"fns"`
+	SyncedAt  int64    `msgpack:"at"`
+}
+
+// Function is a registered function.
+type Function struct {
+	FunctionDef `msgpack:",inline"`
+	AppID       string `msgpack:"app"`
+}
+
+// MaxAttempts is the total number of attempts per step (retries + 1).
+func (f *Function) MaxAttempts() int {
+	if f.Retries < 0 {
+		return DefaultRetries + 1
+	}
+	return f.Retries + 1
+}
+
+// Run is the projected state of one function run.
+type Run struct {
+	ID        string   `msgpack:"id"`
+	FnID      string   `msgpack:"fn"`
+	AppID     string   `msgpack:"app"`
+	EventIDs  []string `msgpack:"evs"`
+	Status    string   `msgpack:"st"`
+	CreatedAt int64    `msgpack:"ca"`
+	StartedAt int64    `msgpack:"sa"` // first claim
+	EndedAt   int64    `msgpack:"ea"`
+	Output    []byte   `msgpack:"out"` // raw JSON result when completed
+	Error     []byte   `msgpack:"err"` // raw JSON error when failed or cancelled
+	// Stack lists memoized step ids in completion order (ctx.stack.stack).
+	Stack []string `msgpack:"stack"`
+	// Version is the SDK's request version (-1 until it tells us).
+	Version int `msgpack:"v"`
+	// ForcePlan is ctx.disable_immediate_execution: set while parallel steps
+	// are outstanding.
+	ForcePlan bool `msgpack:"fp"`
+	// Race is set when the planned steps are a race: rediscover after each.
+	Race bool `msgpack:"race"`
+	// Calls counts app calls made (claims), Steps memoized results.
+	Calls   int    `msgpack:"calls"`
+	HistSeq uint64 `msgpack:"hseq"`
+}
+
+// Done reports whether the run has finished.
+func (r *Run) Done() bool { return r.Status != StatusRunning }
+
+// Call kinds.
+const (
+	CallHTTP  = "http"  // POST to the app
+	CallSleep = "sleep" // a timer that ends a step.sleep
+)
+
+// Call is one piece of queued work for a run: an app request or a timer.
+// It is keyed by (run, call id) and indexed by due time in the queue.
+type Call struct {
+	RunID     string `msgpack:"run"`
+	ID        string `msgpack:"id"` // "step" or a hashed step id
+	Type      string `msgpack:"t"`
+	Attempt   int    `msgpack:"att"`
+	Gen       uint32 `msgpack:"gen"`
+	Due       int64  `msgpack:"due"` // unix ms when it may run (the lease end while claimed)
+	Claimed   bool   `msgpack:"cl"`
+	Node      string `msgpack:"node,omitempty"` // claimant, while claimed
+	Boot      string `msgpack:"boot,omitempty"`
+	LastError []byte `msgpack:"le,omitempty"`
+}
+
+// HistoryEntry is one line of a run's audit trail.
+type HistoryEntry struct {
+	Seq     uint64 `msgpack:"seq" json:"seq"`
+	Index   uint64 `msgpack:"idx" json:"log_index"`
+	At      int64  `msgpack:"at" json:"at"`
+	Type    string `msgpack:"t" json:"type"`
+	Call    string `msgpack:"call,omitempty" json:"call,omitempty"`
+	Attempt int    `msgpack:"att,omitempty" json:"attempt,omitempty"`
+	Name    string `msgpack:"name,omitempty" json:"name,omitempty"`
+	Detail  string `msgpack:"msg,omitempty" json:"detail,omitempty"`
+	Data    []byte `msgpack:"data,omitempty" json:"-"`
+}
+
+// idempotency records the event that first used a user-supplied event id.
+type idempotency struct {
+	EventID string `msgpack:"ev"`
+	At      int64  `msgpack:"at"`
+}
+
+// IdempotencyWindowMs is how long a user-supplied event id dedups (24 h).
+const IdempotencyWindowMs = 24 * 60 * 60 * 1000

@@ -1,0 +1,231 @@
+package fsm
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+
+	"github.com/cockroachdb/pebble"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// The read side. Views read committed state straight from Pebble, so they
+// are safe to call concurrently with Apply; a view may observe the result of
+// a newer batch than the one before it, never a half-applied one.
+
+func (f *FSM) getRaw(k []byte) ([]byte, error) {
+	v, closer, err := f.db.Get(k)
+	if err == pebble.ErrNotFound {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := append([]byte(nil), v...)
+	closer.Close()
+	return out, nil
+}
+
+func (f *FSM) get(k []byte, v any) (bool, error) {
+	raw, err := f.getRaw(k)
+	if raw == nil || err != nil {
+		return false, err
+	}
+	return true, msgpack.Unmarshal(raw, v)
+}
+
+func (f *FSM) scan(lower, upper []byte, reverse bool, fn func(k, v []byte) bool) error {
+	it, err := f.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	first, next := it.First, it.Next
+	if reverse {
+		first, next = it.Last, it.Prev
+	}
+	for ok := first(); ok; ok = next() {
+		if !fn(it.Key(), it.Value()) {
+			break
+		}
+	}
+	return it.Error()
+}
+
+// Run returns a run, or nil if there is none with that id.
+func (f *FSM) Run(id string) (*Run, error) {
+	r := &Run{}
+	ok, err := f.get(keyRun(id), r)
+	if !ok {
+		return nil, err
+	}
+	return r, err
+}
+
+// Function returns a function, or nil.
+func (f *FSM) Function(id string) (*Function, error) {
+	fn := &Function{}
+	ok, err := f.get(keyFn(id), fn)
+	if !ok {
+		return nil, err
+	}
+	return fn, err
+}
+
+// App returns an app, or nil.
+func (f *FSM) App(id string) (*App, error) {
+	a := &App{}
+	ok, err := f.get(keyApp(id), a)
+	if !ok {
+		return nil, err
+	}
+	return a, err
+}
+
+// Apps lists all synced apps.
+func (f *FSM) Apps() ([]App, error) {
+	var out []App
+	p := []byte("a/")
+	err := f.scan(p, prefixEnd(p), false, func(_, v []byte) bool {
+		var a App
+		if msgpack.Unmarshal(v, &a) == nil {
+			out = append(out, a)
+		}
+		return true
+	})
+	return out, err
+}
+
+// Event returns an event's JSON, or nil.
+func (f *FSM) Event(id string) ([]byte, error) { return f.getRaw(keyEvent(id)) }
+
+// Memo returns a step's memoized value, or nil.
+func (f *FSM) Memo(runID, stepID string) ([]byte, error) { return f.getRaw(keyStep(runID, stepID)) }
+
+// RunsForEvent lists the ids of runs an event started.
+func (f *FSM) RunsForEvent(eventID string) ([]string, error) {
+	p := prefixEventRuns(eventID)
+	var out []string
+	err := f.scan(p, prefixEnd(p), false, func(k, _ []byte) bool {
+		out = append(out, string(k[len(p):]))
+		return true
+	})
+	return out, err
+}
+
+// RecentRuns lists up to limit runs, newest first (run ids are ULIDs).
+func (f *FSM) RecentRuns(limit int) ([]Run, error) {
+	p := []byte("r/")
+	var out []Run
+	err := f.scan(p, prefixEnd(p), true, func(_, v []byte) bool {
+		var r Run
+		if msgpack.Unmarshal(v, &r) == nil {
+			out = append(out, r)
+		}
+		return len(out) < limit
+	})
+	return out, err
+}
+
+// History returns a run's audit trail in order.
+func (f *FSM) History(runID string) ([]HistoryEntry, error) {
+	p := prefixHistory(runID)
+	var out []HistoryEntry
+	var derr error
+	err := f.scan(p, prefixEnd(p), false, func(_, v []byte) bool {
+		var h HistoryEntry
+		if derr = msgpack.Unmarshal(v, &h); derr != nil {
+			return false
+		}
+		out = append(out, h)
+		return true
+	})
+	if err == nil {
+		err = derr
+	}
+	return out, err
+}
+
+// Call returns a queued call, or nil.
+func (f *FSM) Call(runID, callID string) (*Call, error) {
+	c := &Call{}
+	ok, err := f.get(keyCall(runID, callID), c)
+	if !ok {
+		return nil, err
+	}
+	return c, err
+}
+
+// Due returns up to limit queued calls due at or before now, earliest
+// first, and the due time of the next call after them (0 if none).
+func (f *FSM) Due(now int64, limit int, skip func(runID, callID string) bool) (due []Call, next int64, err error) {
+	var keys [][2]string
+	err = f.scan(prefixQueue, prefixEnd(prefixQueue), false, func(k, _ []byte) bool {
+		at, run, call, ok := parseQueueKey(k)
+		if !ok {
+			return true
+		}
+		if at > now || len(keys) >= limit {
+			next = at
+			return false
+		}
+		if skip == nil || !skip(run, call) {
+			keys = append(keys, [2]string{run, call})
+		}
+		return true
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, k := range keys {
+		c, err := f.Call(k[0], k[1])
+		if err != nil {
+			return nil, 0, err
+		}
+		if c != nil {
+			due = append(due, *c)
+		}
+	}
+	return due, next, nil
+}
+
+// ClaimedBy lists the calls whose current claim belongs to node.
+func (f *FSM) ClaimedBy(node string) ([]Call, error) {
+	p := prefixLeases(node)
+	var keys []string
+	err := f.scan(p, prefixEnd(p), false, func(k, _ []byte) bool {
+		keys = append(keys, string(k[len(p):]))
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []Call
+	for _, k := range keys {
+		run, call, _ := strings.Cut(k, sep)
+		c, err := f.Call(run, call)
+		if err != nil {
+			return nil, err
+		}
+		if c != nil && c.Claimed && c.Node == node {
+			out = append(out, *c)
+		}
+	}
+	return out, nil
+}
+
+// StateDigest hashes every key and value of the projection except the
+// applied-index bookkeeping: two nodes (or two replays) that applied the same
+// records have the same digest.
+func (f *FSM) StateDigest() (string, error) {
+	h := sha256.New()
+	err := f.scan(nil, nil, false, func(k, v []byte) bool {
+		if string(k) == string(keyApplied) {
+			return true
+		}
+		fmt.Fprintf(h, "%d:%s%d:%s", len(k), k, len(v), v)
+		return true
+	})
+	return hex.EncodeToString(h.Sum(nil)), err
+}

@@ -1,0 +1,13 @@
+package raftnode
+
+import "errors"
+
+var (
+	// ErrNotLeader: this node cannot accept writes; nothing was proposed.
+	ErrNotLeader = errors.New("raftnode: not the leader")
+	// ErrOutcomeUnknown: the write was handed to Raft but we could not see it
+	// commit (leadership lost, timeout). It may or may not be in the log.
+	ErrOutcomeUnknown = errors.New("raftnode: outcome unknown")
+	// ErrShutdown: the node is shutting down; nothing was proposed.
+	ErrShutdown = errors.New("raftnode: shutting down")
+)

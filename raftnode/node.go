@@ -1,0 +1,378 @@
+package raftnode
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cairn-dev/cairn/fsm"
+	raftlog "github.com/cairn-dev/cairn/log"
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+)
+
+// Config describes one node.
+type Config struct {
+	NodeID   string // unique, stable across restarts
+	RaftAddr string // host:port to listen on for Raft traffic
+	// Advertise is the address peers use to reach RaftAddr ("" = RaftAddr).
+	Advertise string
+	DataDir   string // holds raft/ (log), snapshots/
+	// Bootstrap makes a brand-new node start a cluster with itself and Peers
+	// as voters. Ignored when the node already has state.
+	Bootstrap bool
+	Peers     []raft.Server
+	// ApplyTimeout bounds how long Propose waits for Raft to take an entry.
+	ApplyTimeout time.Duration
+	Logger       *slog.Logger
+}
+
+// Node is a running Raft member with Cairn's FSM.
+type Node struct {
+	cfg   Config
+	raft  *raft.Raft
+	store *raftlog.Store
+	trans *raft.NetworkTransport
+	fsm   *fsm.FSM
+	log   *slog.Logger
+
+	proposals chan *proposal
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// Batching limits: records per Raft entry, and entries in flight at once.
+// While entries are being fsynced, new proposals pile up and go out together.
+const (
+	maxBatchRecords = 1024
+	maxInflight     = 4
+)
+
+// Open starts a node on an already opened FSM.
+func Open(cfg Config, f *fsm.FSM) (*Node, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.ApplyTimeout == 0 {
+		cfg.ApplyTimeout = 10 * time.Second
+	}
+	if cfg.Advertise == "" {
+		cfg.Advertise = cfg.RaftAddr
+	}
+	lg := cfg.Logger.With("component", "raft")
+	store, err := raftlog.Open(filepath.Join(cfg.DataDir, "raft"), raftlog.Options{Logger: lg})
+	if err != nil {
+		return nil, err
+	}
+	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: &slogWriter{lg}})
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(cfg.DataDir, "snapshots"), 2, hlog)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	adv, err := net.ResolveTCPAddr("tcp", cfg.Advertise)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("raftnode: advertise address: %w", err)
+	}
+	trans, err := raft.NewTCPTransportWithLogger(cfg.RaftAddr, adv, 4, 10*time.Second, hlog)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("raftnode: listen %s: %w", cfg.RaftAddr, err)
+	}
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.Logger = hlog
+	rc.BatchApplyCh = true
+	// The projection lives in Pebble and survives restarts; raft must not
+	// wipe it with the last snapshot. Entries it re-applies are skipped by
+	// index inside the FSM.
+	rc.NoSnapshotRestoreOnStart = true
+	rc.SnapshotThreshold = 16384
+	rc.TrailingLogs = 16384
+	if isSingle(cfg) {
+		// A lone voter need not wait out heartbeat timeouts to elect itself.
+		rc.HeartbeatTimeout = 200 * time.Millisecond
+		rc.ElectionTimeout = 200 * time.Millisecond
+		rc.LeaderLeaseTimeout = 100 * time.Millisecond
+	}
+	if cfg.Bootstrap {
+		has, err := raft.HasExistingState(store, store, snaps)
+		if err != nil {
+			store.Close()
+			trans.Close()
+			return nil, err
+		}
+		if !has {
+			servers := append([]raft.Server{{ID: rc.LocalID, Address: trans.LocalAddr()}}, cfg.Peers...)
+			if err := raft.BootstrapCluster(rc, store, store, snaps, trans, raft.Configuration{Servers: servers}); err != nil {
+				store.Close()
+				trans.Close()
+				return nil, fmt.Errorf("raftnode: bootstrap: %w", err)
+			}
+		}
+	}
+	r, err := raft.NewRaft(rc, raftFSM{f}, store, store, snaps, trans)
+	if err != nil {
+		store.Close()
+		trans.Close()
+		return nil, err
+	}
+	n := &Node{cfg: cfg, raft: r, store: store, trans: trans, fsm: f, log: lg,
+		proposals: make(chan *proposal, 4096), stop: make(chan struct{})}
+	n.wg.Add(1)
+	go n.batchLoop()
+	return n, nil
+}
+
+func isSingle(cfg Config) bool { return cfg.Bootstrap && len(cfg.Peers) == 0 }
+
+// proposal is one caller's records waiting to be committed.
+type proposal struct {
+	recs []fsm.Record
+	done chan proposeResult
+}
+
+type proposeResult struct {
+	res []fsm.Result
+	err error
+}
+
+// Propose commits records and returns their results, in order. All records
+// of one call land in the same Raft entry, possibly with other callers'.
+func (n *Node) Propose(ctx context.Context, recs ...fsm.Record) ([]fsm.Result, error) {
+	if len(recs) == 0 {
+		return nil, nil
+	}
+	if n.raft.State() != raft.Leader {
+		return nil, ErrNotLeader
+	}
+	p := &proposal{recs: recs, done: make(chan proposeResult, 1)}
+	select {
+	case n.proposals <- p:
+	case <-ctx.Done():
+		return nil, ctx.Err() // never handed over: nothing was written
+	case <-n.stop:
+		return nil, ErrShutdown
+	}
+	select {
+	case r := <-p.done:
+		return r.res, r.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %v", ErrOutcomeUnknown, ctx.Err())
+	}
+}
+
+// batchLoop turns queued proposals into Raft entries, one goroutine so that
+// entries are appended in the order proposals arrived.
+func (n *Node) batchLoop() {
+	defer n.wg.Done()
+	inflight := make(chan struct{}, maxInflight)
+	for {
+		var first *proposal
+		select {
+		case first = <-n.proposals:
+		case <-n.stop:
+			return
+		}
+		batch := []*proposal{first}
+		count := len(first.recs)
+	drain:
+		for count < maxBatchRecords {
+			select {
+			case p := <-n.proposals:
+				batch = append(batch, p)
+				count += len(p.recs)
+			default:
+				break drain
+			}
+		}
+		recs := make([]fsm.Record, 0, count)
+		for _, p := range batch {
+			recs = append(recs, p.recs...)
+		}
+		data, err := fsm.EncodeEntry(recs...)
+		if err != nil {
+			for _, p := range batch {
+				p.done <- proposeResult{err: err}
+			}
+			continue
+		}
+		inflight <- struct{}{}
+		fut := n.raft.Apply(data, n.cfg.ApplyTimeout)
+		go func() {
+			defer func() { <-inflight }()
+			err := mapErr(fut.Error())
+			var results []fsm.Result
+			if err == nil {
+				results, _ = fut.Response().([]fsm.Result)
+				if len(results) != len(recs) {
+					err = fmt.Errorf("%w: entry %d applied without results", ErrOutcomeUnknown, fut.Index())
+				}
+			}
+			off := 0
+			for _, p := range batch {
+				r := proposeResult{err: err}
+				if err == nil {
+					r.res = results[off : off+len(p.recs)]
+				}
+				off += len(p.recs)
+				p.done <- r
+			}
+		}()
+	}
+}
+
+func mapErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, raft.ErrNotLeader):
+		return ErrNotLeader
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return fmt.Errorf("%w: %v", ErrOutcomeUnknown, err)
+	default:
+		return fmt.Errorf("%w: %v", ErrOutcomeUnknown, err)
+	}
+}
+
+// IsLeader reports whether this node is the leader now.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// Leader returns the leader's Raft address and id ("" if unknown).
+func (n *Node) Leader() (addr, id string) {
+	a, i := n.raft.LeaderWithID()
+	return string(a), string(i)
+}
+
+// RunWhileLeader calls fn each time this node becomes leader, after a
+// barrier (so every earlier entry is applied), with a context cancelled when
+// leadership is lost or ctx ends. It blocks until ctx ends.
+func (n *Node) RunWhileLeader(ctx context.Context, fn func(ctx context.Context)) {
+	var (
+		cancel context.CancelFunc = func() {}
+		done   chan struct{}
+	)
+	stopTerm := func() {
+		cancel()
+		if done != nil {
+			<-done
+			done = nil
+		}
+	}
+	defer stopTerm()
+	leaderCh := n.raft.LeaderCh()
+	check := time.NewTicker(time.Second)
+	defer check.Stop()
+	isLeader := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case isLeader = <-leaderCh:
+		case <-check.C:
+			// LeaderCh may drop transitions; reconcile with the real state.
+			if now := n.IsLeader(); now == (done != nil) {
+				continue
+			} else {
+				isLeader = now
+			}
+		}
+		stopTerm()
+		if !isLeader {
+			continue
+		}
+		if err := n.raft.Barrier(n.cfg.ApplyTimeout).Error(); err != nil {
+			n.log.Warn("barrier failed; waiting for next leadership change", "err", err)
+			continue
+		}
+		var tctx context.Context
+		tctx, cancel = context.WithCancel(ctx)
+		done = make(chan struct{})
+		go func(d chan struct{}) {
+			defer close(d)
+			fn(tctx)
+		}(done)
+	}
+}
+
+// WaitLeader waits until some node is leader (this one for a single node).
+func (n *Node) WaitLeader(ctx context.Context) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if addr, _ := n.Leader(); addr != "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// Stats describes the node for status pages and tests.
+type Stats struct {
+	NodeID       string `json:"node_id"`
+	State        string `json:"state"`
+	Leader       string `json:"leader"`
+	LeaderID     string `json:"leader_id"`
+	Term         string `json:"term"`
+	CommitIndex  string `json:"commit_index"`
+	AppliedIndex uint64 `json:"applied_index"`
+	LastLogIndex string `json:"last_log_index"`
+}
+
+// Stats returns the node's Raft state.
+func (n *Node) Stats() Stats {
+	s := n.raft.Stats()
+	applied, _ := n.fsm.Applied()
+	addr, id := n.Leader()
+	return Stats{NodeID: n.cfg.NodeID, State: n.raft.State().String(), Leader: addr, LeaderID: id,
+		Term: s["term"], CommitIndex: s["commit_index"], AppliedIndex: applied, LastLogIndex: s["last_log_index"]}
+}
+
+// Close stops Raft and releases the log store. The FSM stays open; its owner
+// closes it.
+func (n *Node) Close() error {
+	var err error
+	n.closeOnce.Do(func() {
+		close(n.stop)
+		n.wg.Wait()
+		err = n.raft.Shutdown().Error()
+		n.trans.Close()
+		if cerr := n.store.Close(); err == nil {
+			err = cerr
+		}
+	})
+	return err
+}
+
+// slogWriter forwards hclog lines to slog.
+type slogWriter struct{ l *slog.Logger }
+
+func (w *slogWriter) Write(p []byte) (int, error) {
+	sc := bufio.NewScanner(strings.NewReader(string(p)))
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.Contains(line, "[ERROR]"):
+			w.l.Error(line)
+		default:
+			w.l.Warn(line)
+		}
+	}
+	return len(p), nil
+}
+
+var _ io.Writer = (*slogWriter)(nil)

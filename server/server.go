@@ -1,0 +1,139 @@
+// Package server wires one Cairn node together: the fsm projection, the
+// Raft node, the executor (while leader), the app syncer and the HTTP API.
+// cmd/cairn and the end-to-end tests both start nodes through it.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/cairn-dev/cairn/api"
+	"github.com/cairn-dev/cairn/executor"
+	"github.com/cairn-dev/cairn/fsm"
+	"github.com/cairn-dev/cairn/raftnode"
+	"github.com/hashicorp/raft"
+)
+
+// Config is everything a node needs.
+type Config struct {
+	NodeID    string
+	DataDir   string
+	HTTPAddr  string // e.g. "127.0.0.1:8288"
+	RaftAddr  string // e.g. "127.0.0.1:8289"
+	Bootstrap bool
+	Peers     []raft.Server
+	// ServerKind is "dev" for cairn dev, "cloud" for cairn start.
+	ServerKind   string
+	AppURLs      []string      // apps to sync by PUT-ping
+	SyncInterval time.Duration // re-ping unsynced apps this often
+	CallTimeout  time.Duration
+	MaxInflight  int
+	Logger       *slog.Logger
+}
+
+// Server is a running node.
+type Server struct {
+	cfg    Config
+	FSM    *fsm.FSM
+	Node   *raftnode.Node
+	Exec   *executor.Executor
+	Syncer *api.Syncer
+	http   *http.Server
+	ln     net.Listener
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	log    *slog.Logger
+}
+
+// Start opens the data dir and starts serving. It returns once the HTTP
+// listener is bound; use WaitReady to wait for a leader.
+func Start(cfg Config) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.SyncInterval <= 0 {
+		cfg.SyncInterval = 5 * time.Second
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := fsm.Open(filepath.Join(cfg.DataDir, "fsm"), fsm.Options{Logger: cfg.Logger})
+	if err != nil {
+		return nil, err
+	}
+	node, err := raftnode.Open(raftnode.Config{
+		NodeID: cfg.NodeID, RaftAddr: cfg.RaftAddr, DataDir: cfg.DataDir,
+		Bootstrap: cfg.Bootstrap, Peers: cfg.Peers, Logger: cfg.Logger,
+	}, f)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	exec := executor.New(executor.Config{NodeID: cfg.NodeID, CallTimeout: cfg.CallTimeout,
+		MaxInflight: cfg.MaxInflight, Logger: cfg.Logger}, f, node)
+	f.SetNotify(exec.Wake)
+	syncer := api.NewSyncer(cfg.ServerKind, cfg.AppURLs, cfg.Logger)
+	handler := api.New(api.Config{ServerKind: cfg.ServerKind, Logger: cfg.Logger}, node, f, syncer)
+
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		node.Close()
+		f.Close()
+		return nil, fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{cfg: cfg, FSM: f, Node: node, Exec: exec, Syncer: syncer, ln: ln, cancel: cancel,
+		log: cfg.Logger, http: &http.Server{Handler: handler.Handler(), ReadHeaderTimeout: 10 * time.Second}}
+	s.wg.Add(3)
+	go func() {
+		defer s.wg.Done()
+		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("http server", "err", err)
+		}
+	}()
+	go func() {
+		defer s.wg.Done()
+		node.RunWhileLeader(ctx, exec.Run)
+	}()
+	go func() {
+		defer s.wg.Done()
+		if node.WaitLeader(ctx) == nil {
+			syncer.Loop(ctx, cfg.SyncInterval)
+		}
+	}()
+	return s, nil
+}
+
+// Addr is the HTTP address actually bound (useful with port 0).
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// URL is the base URL of the HTTP API.
+func (s *Server) URL() string { return "http://" + s.Addr() }
+
+// WaitReady waits until the cluster has a leader.
+func (s *Server) WaitReady(ctx context.Context) error { return s.Node.WaitLeader(ctx) }
+
+// Close shuts down gracefully: stop taking requests, stop the executor
+// (in-flight calls are abandoned to be re-sent), stop Raft, close Pebble.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := s.http.Shutdown(ctx)
+	s.cancel()
+	s.wg.Wait()
+	if nerr := s.Node.Close(); err == nil {
+		err = nerr
+	}
+	if ferr := s.FSM.Close(); err == nil {
+		err = ferr
+	}
+	return err
+}
