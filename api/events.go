@@ -48,6 +48,7 @@ func (s *Server) postEvents(c echo.Context) error {
 	}
 	now := time.Now()
 	seedMs, seed := parseSeed(c.Request().Header.Get("X-Inngest-Event-Id-Seed"))
+	lease := s.exec.LeaseNext()
 	recs := make([]fsm.Record, 0, len(raws))
 	for i, raw := range raws {
 		if len(raw) > s.cfg.MaxEventBytes {
@@ -58,6 +59,7 @@ func (s *Server) postEvents(c echo.Context) error {
 		if err != nil {
 			return err
 		}
+		rec.Lease = lease
 		recs = append(recs, rec)
 	}
 	results, err := s.propose(c, recs...)
@@ -67,6 +69,7 @@ func (s *Server) postEvents(c echo.Context) error {
 	ids := make([]string, len(results))
 	for i, r := range results {
 		ids[i] = r.ID
+		s.exec.Adopt(r.Claimed)
 	}
 	return c.JSON(http.StatusOK, map[string]any{"ids": ids, "status": 200})
 }

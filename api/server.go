@@ -25,18 +25,27 @@ type Config struct {
 	Logger          *slog.Logger
 }
 
+// Dispatcher is the local executor, as the API sees it: records proposed
+// here lease the calls they make due to it, so a new run's first call goes
+// out without another round of the log.
+type Dispatcher interface {
+	LeaseNext() *fsm.LeaseNext
+	Adopt(calls []fsm.Call)
+}
+
 // Server holds the API's dependencies.
 type Server struct {
 	cfg    Config
 	node   *raftnode.Node
 	fsm    *fsm.FSM
+	exec   Dispatcher
 	syncer *Syncer
 	log    *slog.Logger
 	echo   *echo.Echo
 }
 
 // New builds the HTTP handler.
-func New(cfg Config, node *raftnode.Node, f *fsm.FSM, syncer *Syncer) *Server {
+func New(cfg Config, node *raftnode.Node, f *fsm.FSM, exec Dispatcher, syncer *Syncer) *Server {
 	if cfg.MaxRequestBytes <= 0 {
 		cfg.MaxRequestBytes = 10 << 20
 	}
@@ -49,7 +58,7 @@ func New(cfg Config, node *raftnode.Node, f *fsm.FSM, syncer *Syncer) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Server{cfg: cfg, node: node, fsm: f, syncer: syncer, log: cfg.Logger.With("component", "api")}
+	s := &Server{cfg: cfg, node: node, fsm: f, exec: exec, syncer: syncer, log: cfg.Logger.With("component", "api")}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler

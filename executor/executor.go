@@ -47,6 +47,13 @@ type Executor struct {
 
 	mu       sync.Mutex
 	inflight map[string]bool // run\0call being claimed or called by this node
+	term     *term           // set while Run is active
+}
+
+// term is one leadership term of the executor: calls started in it end with it.
+type term struct {
+	ctx context.Context
+	wg  *sync.WaitGroup
 }
 
 var (
@@ -102,7 +109,13 @@ func (e *Executor) lease() time.Duration { return e.cfg.CallTimeout + 10*time.Se
 func (e *Executor) Run(ctx context.Context) {
 	e.log.Info("executor started")
 	var wg sync.WaitGroup
+	e.mu.Lock()
+	e.term = &term{ctx: ctx, wg: &wg}
+	e.mu.Unlock()
 	defer func() {
+		e.mu.Lock()
+		e.term = nil
+		e.mu.Unlock()
 		wg.Wait()
 		e.log.Info("executor stopped")
 	}()
@@ -199,6 +212,52 @@ func (e *Executor) setInflight(run, call string, on bool) {
 	}
 }
 
+// LeaseNext returns the lease that proposers on this node put in records so
+// that the calls they make due are claimed for this executor in the same
+// entry, or nil when the executor is not running here.
+func (e *Executor) LeaseNext() *fsm.LeaseNext {
+	e.mu.Lock()
+	active := e.term != nil
+	e.mu.Unlock()
+	if !active {
+		return nil
+	}
+	return &fsm.LeaseNext{LeaseUntil: time.Now().Add(e.lease()).UnixMilli(), Node: e.cfg.NodeID, Boot: e.boot}
+}
+
+// Adopt dispatches calls already claimed for this executor (by LeaseNext).
+// Without an active term they are left to their leases.
+func (e *Executor) Adopt(calls []fsm.Call) {
+	if len(calls) == 0 {
+		return
+	}
+	e.mu.Lock()
+	t := e.term
+	e.mu.Unlock()
+	if t == nil {
+		return
+	}
+	for _, c := range calls {
+		if c.Node != e.cfg.NodeID || c.Boot != e.boot || e.isInflight(c.RunID, c.ID) {
+			continue
+		}
+		e.setInflight(c.RunID, c.ID, true)
+		e.start(t.ctx, t.wg, c)
+	}
+}
+
+// start runs one claimed call (already marked in flight) in its own
+// goroutine, then dispatches the calls its answer leased to us.
+func (e *Executor) start(ctx context.Context, wg *sync.WaitGroup, c fsm.Call) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		next := e.dispatch(ctx, c)
+		e.setInflight(c.RunID, c.ID, false)
+		e.Adopt(next)
+	}()
+}
+
 // claimAndDispatch claims due calls (already marked in flight) in one proposal, then sends each claimed
 // call to its app. Timers are fired instead of claimed.
 func (e *Executor) claimAndDispatch(ctx context.Context, due []fsm.Call, wg *sync.WaitGroup) {
@@ -207,7 +266,8 @@ func (e *Executor) claimAndDispatch(ctx context.Context, due []fsm.Call, wg *syn
 	for _, c := range due {
 		switch c.Type {
 		case fsm.CallSleep:
-			recs = append(recs, &fsm.TimerFired{At: now.UnixMilli(), RunID: c.RunID, Call: c.ID, Gen: c.Gen})
+			recs = append(recs, &fsm.TimerFired{At: now.UnixMilli(), RunID: c.RunID, Call: c.ID, Gen: c.Gen,
+				Lease: e.LeaseNext()})
 		default:
 			recs = append(recs, &fsm.CallClaimed{At: now.UnixMilli(), RunID: c.RunID, Call: c.ID, Gen: c.Gen,
 				LeaseUntil: now.Add(e.lease()).UnixMilli(), Node: e.cfg.NodeID, Boot: e.boot})
@@ -221,20 +281,19 @@ func (e *Executor) claimAndDispatch(ctx context.Context, due []fsm.Call, wg *syn
 		claim, isClaim := recs[i].(*fsm.CallClaimed)
 		if err != nil || !isClaim || results[i].Code != fsm.OK {
 			e.setInflight(c.RunID, c.ID, false)
+			if err == nil {
+				e.Adopt(results[i].Claimed) // a fired timer may lease the next call
+			}
 			continue
 		}
-		c.Gen = results[i].Gen
-		wg.Add(1)
-		go func(c fsm.Call) {
-			defer wg.Done()
-			defer e.setInflight(c.RunID, c.ID, false)
-			e.dispatch(ctx, c, claim.LeaseUntil)
-		}(c)
+		c.Gen, c.Due = results[i].Gen, claim.LeaseUntil
+		e.start(ctx, wg, c)
 	}
 }
 
-// dispatch makes one app call and proposes its outcome.
-func (e *Executor) dispatch(ctx context.Context, c fsm.Call, leaseUntil int64) {
+// dispatch makes one app call and proposes its outcome. It returns the
+// calls that the outcome leased to this executor. c.Due is the lease end.
+func (e *Executor) dispatch(ctx context.Context, c fsm.Call) []fsm.Call {
 	log := e.log.With("run_id", c.RunID, "call", c.ID, "attempt", c.Attempt)
 	req, err := e.buildRequest(ctx, c)
 	var rec *fsm.CallFinished
@@ -251,27 +310,29 @@ func (e *Executor) dispatch(ctx context.Context, c fsm.Call, leaseUntil int64) {
 	rec.At = time.Now().UnixMilli()
 	rec.RunID, rec.Call, rec.Gen, rec.Millis = c.RunID, c.ID, c.Gen, elapsed.Milliseconds()
 	rec.Jitter = rand.Uint32()
+	rec.Lease = e.LeaseNext()
 	if ctx.Err() != nil {
 		// Shutting down or deposed mid-call: the answer is unknown, not a
 		// failure. Leave the claim; the next leader (or boot) re-sends it.
 		log.Info("call interrupted; it will be re-sent", "err", ctx.Err())
-		return
+		return nil
 	}
 	if rec.Err != "" {
 		log.Warn("app call failed", "status", rec.Status, "err", rec.Err)
 	}
 	// Report even if leadership was lost meanwhile: Propose refuses on a
 	// follower, and the lease makes the new leader re-send the call.
-	pctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), time.UnixMilli(leaseUntil))
+	pctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), time.UnixMilli(c.Due))
 	defer cancel()
 	res, err := e.prop.Propose(pctx, rec)
 	if err != nil {
 		log.Warn("could not record app answer; the call will be re-sent after its lease", "err", err)
-		return
+		return nil
 	}
 	if res[0].Code != fsm.OK {
 		log.Info("app answer not accepted", "code", res[0].Code, "msg", res[0].Msg)
 	}
+	return res[0].Claimed
 }
 
 // buildRequest reads the run from the projection and builds the call.

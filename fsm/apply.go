@@ -11,21 +11,45 @@ import (
 
 // apply is the one switch over record kinds.
 func (t *txn) apply(r Record) Result {
+	t.fresh = t.fresh[:0]
 	switch r := r.(type) {
 	case *AppSynced:
 		return t.applyAppSynced(r)
 	case *EventAccepted:
-		return t.applyEventAccepted(r)
+		return t.leaseNext(t.applyEventAccepted(r), r.At, r.Lease)
 	case *CallClaimed:
 		return t.applyCallClaimed(r)
 	case *CallFinished:
-		return t.applyCallFinished(r)
+		return t.leaseNext(t.applyCallFinished(r), r.At, r.Lease)
 	case *TimerFired:
-		return t.applyTimerFired(r)
+		return t.leaseNext(t.applyTimerFired(r), r.At, r.Lease)
 	case *CancelRequested:
 		return t.applyCancelRequested(r)
 	}
 	panic(fmt.Sprintf("fsm: no applier for %T", r))
+}
+
+// leaseNext claims, for the proposer, the app calls that the record just
+// queued and that are due now, exactly as separate CallClaimed records would.
+func (t *txn) leaseNext(res Result, at int64, l *LeaseNext) Result {
+	if l == nil || res.Code != OK {
+		return res
+	}
+	fresh := append([]*Call(nil), t.fresh...)
+	for _, c := range fresh {
+		if c.Due > at {
+			continue
+		}
+		cr := t.applyCallClaimed(&CallClaimed{At: at, RunID: c.RunID, Call: c.ID, Gen: c.Gen,
+			LeaseUntil: l.LeaseUntil, Node: l.Node, Boot: l.Boot})
+		if cr.Code == OK {
+			claimed := *c
+			claimed.Gen, claimed.Claimed, claimed.Due = cr.Gen, true, l.LeaseUntil
+			claimed.Node, claimed.Boot = l.Node, l.Boot
+			res.Claimed = append(res.Claimed, claimed)
+		}
+	}
+	return res
 }
 
 // applyAppSynced replaces an app's functions.
@@ -409,6 +433,10 @@ func (t *txn) history(run *Run, h HistoryEntry) {
 }
 
 func (t *txn) putCall(c *Call) {
+	if c.Type == CallHTTP && !c.Claimed {
+		cp := *c
+		t.fresh = append(t.fresh, &cp)
+	}
 	t.put(keyCall(c.RunID, c.ID), c)
 	t.putRaw(keyQueue(c.Due, c.RunID, c.ID), nil)
 	if c.Claimed {

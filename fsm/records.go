@@ -40,11 +40,12 @@ type Trigger struct {
 // EventAccepted is one ingested event. The proposer assigns the id and the
 // full JSON the app will see; Apply dedups and starts triggered runs.
 type EventAccepted struct {
-	At      int64  `msgpack:"at"`
-	ID      string `msgpack:"id"`            // server event id (ULID)
-	Name    string `msgpack:"name"`          // event name, for trigger lookup
-	IdemKey string `msgpack:"idk,omitempty"` // user-supplied id: 24 h dedup key
-	JSON    []byte `msgpack:"json"`          // {"name","data","id","ts","user":{}...}
+	At      int64      `msgpack:"at"`
+	ID      string     `msgpack:"id"`            // server event id (ULID)
+	Name    string     `msgpack:"name"`          // event name, for trigger lookup
+	IdemKey string     `msgpack:"idk,omitempty"` // user-supplied id: 24 h dedup key
+	JSON    []byte     `msgpack:"json"`          // {"name","data","id","ts","user":{}...}
+	Lease   *LeaseNext `msgpack:"lease,omitempty"`
 }
 
 // CallClaimed takes a lease on a queued call before the executor sends it, so
@@ -63,23 +64,33 @@ type CallClaimed struct {
 	Boot string `msgpack:"boot"`
 }
 
+// LeaseNext asks that the app calls a record makes due at once be claimed
+// by the proposer in the same entry, saving a round of the log per step:
+// the executor that reported a step result gets the next call back.
+type LeaseNext struct {
+	LeaseUntil int64  `msgpack:"lease"`
+	Node       string `msgpack:"node"`
+	Boot       string `msgpack:"boot"`
+}
+
 // CallFinished is the app's answer to a claimed call, or the failure to get
 // one. Apply interprets it: memoize steps, schedule retries, finish the run.
 type CallFinished struct {
-	At      int64  `msgpack:"at"`
-	RunID   string `msgpack:"run"`
-	Call    string `msgpack:"call"`
-	Gen     uint32 `msgpack:"gen"`  // the generation returned by the claim
-	Status  int    `msgpack:"st"`   // HTTP status after unwrapping streaming; 0 = no response
-	SDK     bool   `msgpack:"sdk"`  // the response carried X-Inngest-SDK
-	Version int    `msgpack:"v"`    // x-inngest-req-version, 0 if absent
-	NoRetry *bool  `msgpack:"nr"`   // X-Inngest-No-Retry, nil if absent
-	RetryAt int64  `msgpack:"ra"`   // from Retry-After, unix ms; 0 if absent
-	Body    []byte `msgpack:"body"` // raw JSON body for 200 and errors
-	Ops     []Op   `msgpack:"ops"`  // parsed 206 ops
-	Err     string `msgpack:"err"`  // transport or protocol error text
-	Jitter  uint32 `msgpack:"jit"`  // random from the proposer, for retry backoff
-	Millis  int64  `msgpack:"ms"`   // how long the call took
+	At      int64      `msgpack:"at"`
+	RunID   string     `msgpack:"run"`
+	Call    string     `msgpack:"call"`
+	Gen     uint32     `msgpack:"gen"`  // the generation returned by the claim
+	Status  int        `msgpack:"st"`   // HTTP status after unwrapping streaming; 0 = no response
+	SDK     bool       `msgpack:"sdk"`  // the response carried X-Inngest-SDK
+	Version int        `msgpack:"v"`    // x-inngest-req-version, 0 if absent
+	NoRetry *bool      `msgpack:"nr"`   // X-Inngest-No-Retry, nil if absent
+	RetryAt int64      `msgpack:"ra"`   // from Retry-After, unix ms; 0 if absent
+	Body    []byte     `msgpack:"body"` // raw JSON body for 200 and errors
+	Ops     []Op       `msgpack:"ops"`  // parsed 206 ops
+	Err     string     `msgpack:"err"`  // transport or protocol error text
+	Jitter  uint32     `msgpack:"jit"`  // random from the proposer, for retry backoff
+	Millis  int64      `msgpack:"ms"`   // how long the call took
+	Lease   *LeaseNext `msgpack:"lease,omitempty"`
 }
 
 // Op is one opcode from a 206 response. Unknown fields are dropped.
@@ -96,10 +107,11 @@ type Op struct {
 // TimerFired ends a sleep. Apply ignores it if the timer is not yet due or
 // no longer armed, so a sleep never ends early and never ends twice.
 type TimerFired struct {
-	At    int64  `msgpack:"at"`
-	RunID string `msgpack:"run"`
-	Call  string `msgpack:"call"`
-	Gen   uint32 `msgpack:"gen"`
+	At    int64      `msgpack:"at"`
+	RunID string     `msgpack:"run"`
+	Call  string     `msgpack:"call"`
+	Gen   uint32     `msgpack:"gen"`
+	Lease *LeaseNext `msgpack:"lease,omitempty"`
 }
 
 // CancelRequested cancels a run that has not finished.

@@ -26,6 +26,8 @@ type Result struct {
 	Runs []string
 	// Gen is the call generation after a successful claim.
 	Gen uint32
+	// Claimed lists the calls leased to the proposer by LeaseNext.
+	Claimed []Call
 	// Modified reports whether an AppSynced changed anything.
 	Modified bool
 	// Msg explains a non-OK code.

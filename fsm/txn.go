@@ -13,6 +13,9 @@ import (
 type txn struct {
 	b     *pebble.Batch
 	index uint64 // log index of the entry being applied
+	// fresh lists the app calls queued by the record being applied, for
+	// LeaseNext to claim.
+	fresh []*Call
 }
 
 func (t *txn) getRaw(k []byte) []byte {

@@ -46,8 +46,7 @@ type Options struct {
 // Store is a Raft log store and stable store on one Pebble database. It is
 // safe for concurrent use; writes are serialised.
 type Store struct {
-	db  *pebble.DB
-	log *slog.Logger
+	db *pebble.DB
 
 	// mu serialises writes, so the cached bounds change in commit order,
 	// and guards staged.
@@ -75,7 +74,7 @@ func Open(dir string, o Options) (*Store, error) {
 		return nil, fmt.Errorf("open raft log %s: %w", dir, err)
 	}
 	db, err := pebble.Open(dir, &pebble.Options{
-		FS:            o.FS,
+		FS:            o.FS, // nil, not fs: Pebble then adds its disk-health checks
 		Logger:        pebbleLogger{logger},
 		EventListener: eventListener(logger),
 		MemTableSize:  memTableSize,
@@ -83,7 +82,7 @@ func Open(dir string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open raft log %s: %w", dir, err)
 	}
-	s := &Store{db: db, log: logger}
+	s := &Store{db: db}
 	if err := s.loadBounds(); err != nil {
 		_ = db.Close()
 		return nil, err

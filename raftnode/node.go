@@ -258,36 +258,26 @@ func (n *Node) Leader() (addr, id string) {
 // barrier (so every earlier entry is applied), with a context cancelled when
 // leadership is lost or ctx ends. It blocks until ctx ends.
 func (n *Node) RunWhileLeader(ctx context.Context, fn func(ctx context.Context)) {
-	var (
-		cancel context.CancelFunc = func() {}
-		done   chan struct{}
-	)
-	stopTerm := func() {
-		cancel()
-		if done != nil {
-			<-done
-			done = nil
-		}
-	}
-	defer stopTerm()
+	var current *leaderTerm
+	defer func() { current.stop() }()
 	leaderCh := n.raft.LeaderCh()
 	check := time.NewTicker(time.Second)
 	defer check.Stop()
-	isLeader := false
 	for {
+		var isLeader bool
 		select {
 		case <-ctx.Done():
 			return
 		case isLeader = <-leaderCh:
 		case <-check.C:
 			// LeaderCh may drop transitions; reconcile with the real state.
-			if now := n.IsLeader(); now == (done != nil) {
+			isLeader = n.IsLeader()
+			if isLeader == (current != nil) {
 				continue
-			} else {
-				isLeader = now
 			}
 		}
-		stopTerm()
+		current.stop()
+		current = nil
 		if !isLeader {
 			continue
 		}
@@ -295,14 +285,33 @@ func (n *Node) RunWhileLeader(ctx context.Context, fn func(ctx context.Context))
 			n.log.Warn("barrier failed; waiting for next leadership change", "err", err)
 			continue
 		}
-		var tctx context.Context
-		tctx, cancel = context.WithCancel(ctx)
-		done = make(chan struct{})
-		go func(d chan struct{}) {
-			defer close(d)
-			fn(tctx)
-		}(done)
+		current = startTerm(ctx, fn)
 	}
+}
+
+// leaderTerm is fn running for one term of leadership.
+type leaderTerm struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func startTerm(ctx context.Context, fn func(context.Context)) *leaderTerm {
+	tctx, cancel := context.WithCancel(ctx)
+	t := &leaderTerm{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(t.done)
+		fn(tctx)
+	}()
+	return t
+}
+
+// stop cancels the term and waits for fn to return; nil-safe.
+func (t *leaderTerm) stop() {
+	if t == nil {
+		return
+	}
+	t.cancel()
+	<-t.done
 }
 
 // WaitLeader waits until some node is leader (this one for a single node).

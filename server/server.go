@@ -81,7 +81,7 @@ func Start(cfg Config) (*Server, error) {
 		MaxInflight: cfg.MaxInflight, Logger: cfg.Logger}, f, node)
 	f.SetNotify(exec.Wake)
 	syncer := api.NewSyncer(cfg.ServerKind, cfg.AppURLs, cfg.Logger)
-	handler := api.New(api.Config{ServerKind: cfg.ServerKind, Logger: cfg.Logger}, node, f, syncer)
+	handler := api.New(api.Config{ServerKind: cfg.ServerKind, Logger: cfg.Logger}, node, f, exec, syncer)
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
