@@ -161,15 +161,29 @@ func (s *Server) cancelRun(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"data": viewRun(r)})
 }
 
+// appView is a synced app as the API shows it.
+type appView struct {
+	ID        string   `json:"id"`
+	URL       string   `json:"url"`
+	SDK       string   `json:"sdk"`
+	Framework string   `json:"framework"`
+	Functions []string `json:"functions"`
+	SyncedAt  int64    `json:"synced_at"`
+}
+
 func (s *Server) listApps(c echo.Context) error {
 	apps, err := s.fsm.Apps()
 	if err != nil {
 		return err
 	}
-	if apps == nil {
-		apps = []fsm.App{}
+	out := make([]appView, len(apps))
+	for i, a := range apps {
+		out[i] = appView{ID: a.ID, URL: a.URL, SDK: a.SDK, Framework: a.Framework, Functions: a.Functions, SyncedAt: a.SyncedAt}
+		if out[i].Functions == nil {
+			out[i].Functions = []string{}
+		}
 	}
-	return c.JSON(http.StatusOK, map[string]any{"data": apps})
+	return c.JSON(http.StatusOK, map[string]any{"data": out})
 }
 
 // resync PUT-pings every known app (from -u and from registrations), or
