@@ -1,0 +1,39 @@
+# Cairn. The two commands of the README: `make dev` runs Cairn, `make test`
+# runs every test. Both install what they need on a fresh machine.
+
+GO       ?= go
+TSAPP    := e2e/tsapp
+NPM_DEPS := $(TSAPP)/node_modules/.package-lock.json
+
+.PHONY: dev build test bench lint deps clean
+
+## build: compile bin/cairn
+build:
+	$(GO) build -o bin/cairn ./cmd/cairn
+
+## dev: run one node with an embedded data dir (.cairn/) on :8288
+dev: build
+	./bin/cairn dev $(ARGS)
+
+## test: every test (unit, API, end-to-end with the real inngest SDK)
+test: deps
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+## deps: the npm packages of the TS test app, from its lockfile
+deps: $(NPM_DEPS)
+
+$(NPM_DEPS): $(TSAPP)/package-lock.json $(TSAPP)/package.json
+	cd $(TSAPP) && npm ci --no-audit --no-fund
+	@touch $@
+
+## bench: drive Cairn with the TS app and a Go protocol handler; prints figures
+bench: build deps
+	$(GO) run ./bench $(ARGS)
+
+## lint: formatting and vet
+lint:
+	@test -z "$$(gofmt -l .)" || (gofmt -l . && echo "gofmt: files above need formatting" && exit 1)
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin .cairn

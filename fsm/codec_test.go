@@ -1,0 +1,285 @@
+package fsm_test
+
+import (
+	"bytes"
+	"reflect"
+	"testing"
+
+	"github.com/cairn-dev/cairn/fsm"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+func boolPtr(b bool) *bool { return &b }
+
+// sampleRecords has one fully populated record of every kind, so a field
+// dropped by the codec (a missing or duplicated msgpack tag) shows up.
+func sampleRecords() []fsm.Record {
+	lease := &fsm.LeaseNext{LeaseUntil: 1700000030000, Node: "n1", Boot: "boot-1"}
+	return []fsm.Record{
+		&fsm.AppSynced{
+			At: 1700000000000, AppID: "app", URL: "http://127.0.0.1:3000/api/inngest",
+			SDK: "js:v4.24.0", Framework: "nodejs", Checksum: "abc123",
+			Functions: []fsm.FunctionDef{{
+				ID: "app-fn", Name: "Fn", URL: "http://127.0.0.1:3000/api/inngest?fnId=app-fn&stepId=step",
+				Triggers: []fsm.Trigger{{Event: "ev/a", Expression: "event.data.x == 1"}, {Cron: "0 * * * *"}},
+				Retries:  2, Config: []byte(`{"id":"app-fn"}`),
+			}},
+		},
+		&fsm.EventAccepted{
+			At: 1700000000001, ID: "01HEVENT", Name: "ev/a", IdemKey: "user-key",
+			JSON: []byte(`{"name":"ev/a","data":{}}`), Lease: lease,
+		},
+		&fsm.CallClaimed{
+			At: 1700000000002, RunID: "01HRUN", Call: "step", Gen: 7, LeaseUntil: 1700000040000,
+			Node: "n1", Boot: "boot-1",
+		},
+		&fsm.CallFinished{
+			At: 1700000000003, RunID: "01HRUN", Call: "step", Gen: 8, Status: 206, SDK: true, Version: 2,
+			NoRetry: boolPtr(false), RetryAt: 1700000060000, Body: []byte(`[{"op":"StepRun"}]`),
+			Ops: []fsm.Op{{
+				ID: "deadbeef", Op: "StepRun", Name: "n", DisplayName: "dn",
+				Opts: []byte(`{"type":"step"}`), Data: []byte(`{"x":1}`), Error: []byte(`{"name":"E"}`),
+			}},
+			Err: "boom", Jitter: 123, Millis: 45, Lease: lease,
+		},
+		&fsm.TimerFired{At: 1700000000004, RunID: "01HRUN", Call: "sleepy", Gen: 1, Lease: lease},
+		&fsm.CancelRequested{At: 1700000000005, RunID: "01HRUN", Reason: "because"},
+	}
+}
+
+func TestCodecRoundTripEachKind(t *testing.T) {
+	for _, rec := range sampleRecords() {
+		t.Run(rec.Kind().String(), func(t *testing.T) {
+			data, err := fsm.EncodeEntry(rec)
+			if err != nil {
+				t.Fatalf("encode: %v", err)
+			}
+			got, err := fsm.DecodeEntry(data)
+			if err != nil {
+				t.Fatalf("decode: %v", err)
+			}
+			if len(got) != 1 {
+				t.Fatalf("decoded %d records, want 1", len(got))
+			}
+			if got[0].Kind() != rec.Kind() {
+				t.Fatalf("kind = %v, want %v", got[0].Kind(), rec.Kind())
+			}
+			if !reflect.DeepEqual(got[0], rec) {
+				t.Fatalf("round trip mismatch:\n got %#v\nwant %#v", got[0], rec)
+			}
+		})
+	}
+}
+
+func TestCodecRoundTripMinimalRecords(t *testing.T) {
+	// Zero-valued optional fields (nil Lease, nil NoRetry, omitempty strings)
+	// must survive as zero values.
+	recs := []fsm.Record{
+		&fsm.AppSynced{AppID: "a"},
+		&fsm.EventAccepted{ID: "e", Name: "n"},
+		&fsm.CallClaimed{RunID: "r", Call: "step"},
+		&fsm.CallFinished{RunID: "r", Call: "step"},
+		&fsm.TimerFired{RunID: "r", Call: "c"},
+		&fsm.CancelRequested{RunID: "r"},
+	}
+	data, err := fsm.EncodeEntry(recs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := fsm.DecodeEntry(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, recs) {
+		t.Fatalf("mismatch:\n got %#v\nwant %#v", got, recs)
+	}
+	if cf := got[3].(*fsm.CallFinished); cf.NoRetry != nil || cf.Lease != nil {
+		t.Fatalf("nil pointers must stay nil: %#v", cf)
+	}
+}
+
+func TestCodecRoundTripManyRecordsInOneEntry(t *testing.T) {
+	recs := sampleRecords()
+	// The same kinds again in reverse order: order must be kept.
+	for i := len(recs) - 1; i >= 0; i-- {
+		recs = append(recs, recs[i])
+	}
+	data, err := fsm.EncodeEntry(recs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := fsm.DecodeEntry(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, recs) {
+		t.Fatalf("mismatch")
+	}
+}
+
+func TestCodecEmptyEntry(t *testing.T) {
+	data, err := fsm.EncodeEntry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := fsm.DecodeEntry(data)
+	if err != nil {
+		t.Fatalf("decode empty entry: %v", err)
+	}
+	if len(got) != 0 {
+		t.Fatalf("got %d records, want 0", len(got))
+	}
+}
+
+func TestDecodeEntryRejectsMalformed(t *testing.T) {
+	valid, err := fsm.EncodeEntry(sampleRecords()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	one, err := fsm.EncodeEntry(&fsm.CancelRequested{RunID: "r", Reason: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// one = [version][count=1][kind][len][msgpack body]
+	body := one[4:]
+	if int(one[3]) != len(body) {
+		t.Fatalf("test assumption broken: one-byte length expected, entry % x", one)
+	}
+	withKind := func(k byte) []byte {
+		b := append([]byte(nil), one...)
+		b[2] = k
+		return b
+	}
+	cases := []struct {
+		name string
+		data []byte
+	}{
+		{"nil", nil},
+		{"empty", []byte{}},
+		{"version only", []byte{1}},
+		{"unknown version", append([]byte{2}, valid[1:]...)},
+		{"version zero", append([]byte{0}, valid[1:]...)},
+		{"count unterminated varint", []byte{1, 0x80}},
+		{"count overflowing varint", []byte{1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}},
+		{"count larger than data", []byte{1, 0x7f}},
+		{"huge count", []byte{1, 0xff, 0xff, 0xff, 0xff, 0x0f, 6, 0}},
+		{"count 1, no record", []byte{1, 1}},
+		{"count 2, one record", append([]byte{1, 2}, one[2:]...)},
+		{"kind invalid (0)", withKind(0)},
+		{"kind unknown (7)", withKind(7)},
+		{"kind unknown (255)", withKind(255)},
+		{"length unterminated", []byte{1, 1, 6, 0x80}},
+		{"length beyond data", []byte{1, 1, 6, 0x10, 0x80}},
+		{"length huge", []byte{1, 1, 6, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f}},
+		{"trailing bytes", append(append([]byte(nil), valid...), 0)},
+		{"body not msgpack", append([]byte{1, 1, 6, 3}, 0xc1, 0xc1, 0xc1)},
+		{"body wrong type (string for struct)", append([]byte{1, 1, 6, 3}, 0xa2, 'h', 'i')},
+		{"body wrong field type", mustMsgpackEntry(6, map[string]any{"run": []int{1, 2}})},
+		{"body truncated map", []byte{1, 1, 6, 1, 0x82}},
+		{"kind/body mismatch", mustMsgpackEntry(4, map[string]any{"st": "not a number"})},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			recs, err := decodeNoPanic(t, tc.data)
+			if err == nil {
+				t.Fatalf("DecodeEntry(% x) = %d records, want an error", tc.data, len(recs))
+			}
+		})
+	}
+}
+
+// mustMsgpackEntry builds a one-record entry with a hand-made body.
+func mustMsgpackEntry(kind byte, body map[string]any) []byte {
+	raw := msgpackMarshal(body)
+	if len(raw) > 127 {
+		panic("body too long for a one-byte length")
+	}
+	return append([]byte{1, 1, kind, byte(len(raw))}, raw...)
+}
+
+func msgpackMarshal(v any) []byte {
+	raw, err := msgpack.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return raw
+}
+
+func TestDecodeEntryEveryTruncationFails(t *testing.T) {
+	valid, err := fsm.EncodeEntry(sampleRecords()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n := 0; n < len(valid); n++ {
+		if _, err := decodeNoPanic(t, valid[:n]); err == nil {
+			t.Fatalf("truncated to %d of %d bytes: no error", n, len(valid))
+		}
+	}
+}
+
+func TestDecodeEntryBitFlipsNeverPanic(t *testing.T) {
+	valid, err := fsm.EncodeEntry(sampleRecords()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, len(valid))
+	for i := range valid {
+		for _, mask := range []byte{0x01, 0x80, 0xff} {
+			copy(buf, valid)
+			buf[i] ^= mask
+			decodeNoPanic(t, buf)
+		}
+	}
+}
+
+func decodeNoPanic(t *testing.T, data []byte) (recs []fsm.Record, err error) {
+	t.Helper()
+	defer func() {
+		if r := recover(); r != nil {
+			t.Fatalf("DecodeEntry(% x) panicked: %v", data, r)
+		}
+	}()
+	return fsm.DecodeEntry(data)
+}
+
+func FuzzDecodeEntry(f *testing.F) {
+	for _, r := range sampleRecords() {
+		if data, err := fsm.EncodeEntry(r); err == nil {
+			f.Add(data)
+		}
+	}
+	if data, err := fsm.EncodeEntry(sampleRecords()...); err == nil {
+		f.Add(data)
+	}
+	f.Add([]byte{})
+	f.Add([]byte{1, 0})
+	f.Add([]byte{1, 1, 6, 0})
+	f.Add([]byte{1, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		recs, err := fsm.DecodeEntry(data) // must not panic
+		if err != nil {
+			return
+		}
+		// Whatever decodes must re-encode to something that decodes to the
+		// same records.
+		again, err := fsm.EncodeEntry(recs...)
+		if err != nil {
+			t.Fatalf("re-encode of decoded records: %v", err)
+		}
+		recs2, err := fsm.DecodeEntry(again)
+		if err != nil {
+			t.Fatalf("decode of re-encoded entry: %v", err)
+		}
+		if len(recs) != len(recs2) {
+			t.Fatalf("record count changed: %d -> %d", len(recs), len(recs2))
+		}
+		for i := range recs {
+			if !reflect.DeepEqual(recs[i], recs2[i]) {
+				t.Fatalf("record %d changed on re-encode:\n%#v\n%#v", i, recs[i], recs2[i])
+			}
+		}
+		if again2, _ := fsm.EncodeEntry(recs2...); !bytes.Equal(again, again2) {
+			t.Fatalf("encoding is not stable")
+		}
+	})
+}
