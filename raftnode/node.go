@@ -17,6 +17,8 @@ import (
 	raftlog "github.com/cairn-dev/cairn/log"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 )
 
 // Config describes one node.
@@ -49,6 +51,19 @@ type Node struct {
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 }
+
+var (
+	mRecords = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "cairn_raft_records_proposed_total", Help: "Records proposed through this node.",
+	})
+	mEntries = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "cairn_raft_entries_proposed_total", Help: "Raft entries proposed (each carries a batch of records).",
+	})
+	mCommit = promauto.NewHistogram(prometheus.HistogramOpts{
+		Name: "cairn_raft_commit_seconds", Help: "From handing an entry to Raft until it is applied.",
+		Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16),
+	})
+)
 
 // Batching limits: records per Raft entry, and entries in flight at once.
 // While entries are being fsynced, new proposals pile up and go out together.
@@ -208,10 +223,14 @@ func (n *Node) batchLoop() {
 			continue
 		}
 		inflight <- struct{}{}
+		mEntries.Inc()
+		mRecords.Add(float64(len(recs)))
+		start := time.Now()
 		fut := n.raft.Apply(data, n.cfg.ApplyTimeout)
 		go func() {
 			defer func() { <-inflight }()
 			err := mapErr(fut.Error())
+			mCommit.Observe(time.Since(start).Seconds())
 			var results []fsm.Result
 			if err == nil {
 				results, _ = fut.Response().([]fsm.Result)

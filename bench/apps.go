@@ -1,0 +1,384 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ---------------------------------------------------------------------------
+// Hop meter: engine overhead seen from the app side
+
+// hopMeter records, per run, when the app finished sending a 206 answer and
+// when the next request for that run arrived. The difference is the time
+// Cairn spent between two calls of a run: reading the answer, committing it
+// to the log (fsync), applying it, and sending the next call.
+type hopMeter struct {
+	mu      sync.Mutex
+	sent    map[string]time.Time // run id -> end of the last 206 answer
+	gaps    []time.Duration
+	calls   atomic.Int64
+	missing int // requests whose previous answer had no timestamp yet
+}
+
+func newHopMeter() *hopMeter { return &hopMeter{sent: map[string]time.Time{}} }
+
+// arrived notes a request for run at t.
+func (h *hopMeter) arrived(run string, t time.Time) {
+	h.calls.Add(1)
+	if run == "" {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if prev, ok := h.sent[run]; ok {
+		delete(h.sent, run)
+		if g := t.Sub(prev); g >= 0 {
+			h.gaps = append(h.gaps, g)
+		} else {
+			h.missing++
+		}
+	}
+}
+
+// answered notes that the answer to run was fully written at t. Only a 206
+// (more steps to come) starts a hop; anything else ends the run or is an
+// error whose retry delay is not engine overhead.
+func (h *hopMeter) answered(run string, status int, t time.Time) {
+	if run == "" {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if status == http.StatusPartialContent {
+		h.sent[run] = t
+	} else {
+		delete(h.sent, run)
+	}
+}
+
+// take returns and clears the gaps recorded so far, and the call count.
+func (h *hopMeter) take() ([]time.Duration, int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	g := h.gaps
+	h.gaps = nil
+	return g, h.calls.Swap(0)
+}
+
+// flush pushes a response to the socket so that "answered" is truthful.
+func flush(w http.ResponseWriter) {
+	_ = http.NewResponseController(w).Flush()
+}
+
+// ---------------------------------------------------------------------------
+// The Go app: a minimal SDK stand-in with one 3-step function
+
+const (
+	goAppID   = "benchgo"
+	goFnID    = "benchgo-import-contacts"
+	benchSDK  = "cairn-bench:v0"
+	eventName = "contacts/csv.uploaded"
+)
+
+type goStep struct {
+	name string
+	id   string // hex(sha1(name)), as the SDK hashes step ids
+	data json.RawMessage
+}
+
+func stepID(name string) string {
+	s := sha1.Sum([]byte(name))
+	return hex.EncodeToString(s[:])
+}
+
+var goSteps = func() []goStep {
+	mk := func(name, data string) goStep { return goStep{name: name, id: stepID(name), data: json.RawMessage(data)} }
+	return []goStep{
+		mk("parse-csv", `[{"email":"Ann@Example.com","name":"  Ann "},{"email":"bob@example.com","name":"Bob"},{"email":"ann@example.com","name":"Ann again"}]`),
+		mk("normalize-raw-csv", `[{"email":"ann@example.com","name":"Ann"},{"email":"bob@example.com","name":"Bob"}]`),
+		mk("input-contacts", `{"imported":2,"emails":["ann@example.com","bob@example.com"]}`),
+	}
+}()
+
+var goFinal = []byte(`{"results":{"imported":2,"emails":["ann@example.com","bob@example.com"]}}`)
+
+type goApp struct {
+	url      string // serve URL, e.g. http://127.0.0.1:P/api/inngest
+	cairnURL string
+	hops     *hopMeter
+	syncErr  atomic.Value // string: last register failure
+}
+
+func (a *goApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	arrived := time.Now()
+	switch r.Method {
+	case http.MethodPost:
+		a.call(w, r, arrived)
+	case http.MethodPut:
+		a.sync(w, r)
+	case http.MethodGet:
+		writeSDK(w, http.StatusOK, []byte(`{"function_count":1,"mode":"dev","sdk":"`+benchSDK+`"}`))
+	default:
+		writeSDK(w, http.StatusMethodNotAllowed, []byte(`{"message":"method not allowed"}`))
+	}
+}
+
+func writeSDK(w http.ResponseWriter, status int, body []byte) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Inngest-SDK", benchSDK)
+	h.Set("X-Inngest-Req-Version", "2")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+	flush(w)
+}
+
+// callBody is the part of an execution request the app reads.
+type callBody struct {
+	Steps map[string]json.RawMessage `json:"steps"`
+	Ctx   struct {
+		RunID string `json:"run_id"`
+		Stack struct {
+			Stack []string `json:"stack"`
+		} `json:"stack"`
+	} `json:"ctx"`
+}
+
+func (a *goApp) call(w http.ResponseWriter, r *http.Request, arrived time.Time) {
+	var body callBody
+	err := json.NewDecoder(r.Body).Decode(&body)
+	runID := body.Ctx.RunID
+	if runID == "" {
+		runID = r.Header.Get("X-Run-ID")
+	}
+	a.hops.arrived(runID, arrived)
+	if err != nil {
+		writeSDK(w, http.StatusInternalServerError, []byte(`{"type":"internal","name":"Error","message":"bad request body"}`))
+		a.hops.answered(runID, http.StatusInternalServerError, time.Now())
+		return
+	}
+	if fn := r.URL.Query().Get("fnId"); fn != goFnID {
+		writeSDK(w, http.StatusInternalServerError, []byte(`{"type":"internal","name":"Error","message":"unknown-function-id"}`))
+		a.hops.answered(runID, http.StatusInternalServerError, time.Now())
+		return
+	}
+	done := make(map[string]bool, len(body.Steps)+len(body.Ctx.Stack.Stack))
+	for id := range body.Steps {
+		done[id] = true
+	}
+	for _, id := range body.Ctx.Stack.Stack {
+		done[id] = true
+	}
+	for _, st := range goSteps {
+		if done[st.id] {
+			continue
+		}
+		op, _ := json.Marshal([]map[string]any{{
+			"id": st.id, "op": "StepRun", "name": st.name, "displayName": st.name, "data": st.data,
+		}})
+		writeSDK(w, http.StatusPartialContent, op)
+		a.hops.answered(runID, http.StatusPartialContent, time.Now())
+		return
+	}
+	writeSDK(w, http.StatusOK, goFinal)
+	a.hops.answered(runID, http.StatusOK, time.Now())
+}
+
+// sync answers Cairn's PUT by registering the function (protocol §3.1).
+func (a *goApp) sync(w http.ResponseWriter, r *http.Request) {
+	_, _ = io.Copy(io.Discard, r.Body)
+	kind := r.Header.Get("X-Inngest-Server-Kind")
+	if kind == "" {
+		kind = "dev"
+	}
+	stepURL := a.url + "?fnId=" + url.QueryEscape(goFnID) + "&stepId=step"
+	reg := map[string]any{
+		"url": a.url, "deployType": "ping", "framework": "cairn-bench", "appName": goAppID,
+		"sdk": "go:" + benchSDK, "v": "0.1",
+		"functions": []any{map[string]any{
+			"id": goFnID, "name": "import-contacts",
+			"triggers": []any{map[string]any{"event": eventName}},
+			"steps": map[string]any{"step": map[string]any{
+				"id": "step", "name": "step",
+				"runtime": map[string]any{"type": "http", "url": stepURL},
+			}},
+		}},
+	}
+	b, _ := json.Marshal(reg)
+	req, _ := http.NewRequestWithContext(r.Context(), http.MethodPost, a.cairnURL+"/fn/register", bytes.NewReader(b))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Inngest-SDK", benchSDK)
+	req.Header.Set("X-Inngest-Expected-Server-Kind", kind)
+	req.Header.Set("X-Inngest-Sync-Kind", "out_of_band")
+	var res struct {
+		OK       bool   `json:"ok"`
+		Modified bool   `json:"modified"`
+		Error    string `json:"error"`
+		Message  string `json:"message"`
+	}
+	w.Header().Set("X-Inngest-Sync-Kind", "out_of_band")
+	w.Header().Set("X-Inngest-Expected-Server-Kind", kind)
+	if err := doJSON(req, &res); err != nil {
+		a.syncErr.Store(err.Error())
+		msg, _ := json.Marshal(map[string]any{"message": err.Error(), "modified": false})
+		writeSDK(w, http.StatusInternalServerError, msg)
+		return
+	}
+	msg, _ := json.Marshal(map[string]any{"message": "Successfully registered", "modified": res.Modified})
+	writeSDK(w, http.StatusOK, msg)
+}
+
+// startGoApp serves the Go app on a free loopback port.
+func startGoApp(cairnURL string) (*goApp, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, nil, err
+	}
+	a := &goApp{url: fmt.Sprintf("http://%s/api/inngest", ln.Addr()), cairnURL: cairnURL, hops: newHopMeter()}
+	srv := &http.Server{Handler: a, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return a, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}, nil
+}
+
+// ---------------------------------------------------------------------------
+// The TS app (e2e/tsapp, real SDK), behind a timing proxy
+
+const tsAppID = "tsapp"
+
+// statusWriter remembers the status code a handler wrote.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusWriter) Flush() { flush(s.ResponseWriter) }
+
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// startProxy serves a reverse proxy to target on a free loopback port and
+// times the step hops of the calls that pass through it. The Host header is
+// kept, so the SDK registers the proxy's URL and Cairn's calls come back
+// through it.
+func startProxy(target *url.URL, hops *hopMeter) (string, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.Out.Host = pr.In.Host
+		},
+		Transport: &http.Transport{Proxy: nil, MaxIdleConns: 512, MaxIdleConnsPerHost: 512,
+			IdleConnTimeout: 90 * time.Second},
+		FlushInterval: -1,
+	}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			rp.ServeHTTP(w, r)
+			return
+		}
+		arrived := time.Now()
+		run := r.Header.Get("X-Run-ID")
+		hops.arrived(run, arrived)
+		sw := &statusWriter{ResponseWriter: w}
+		rp.ServeHTTP(sw, r)
+		flush(w)
+		hops.answered(run, sw.status, time.Now())
+	})
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return "http://" + ln.Addr().String(), func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}, nil
+}
+
+// ensureNodeModules runs `npm ci` in the TS app folder if needed.
+func ensureNodeModules(ctx context.Context, dir string) error {
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "inngest")); err == nil {
+		return nil
+	}
+	fmt.Fprintf(os.Stderr, "bench: running npm ci in %s\n", dir)
+	cmd := exec.CommandContext(ctx, "npm", "ci", "--no-audit", "--no-fund")
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("npm ci: %v\n%s", err, out)
+	}
+	return nil
+}
+
+// startTSApp starts `node app.mjs` on port and waits for its READY line.
+func startTSApp(ctx context.Context, dir, workDir string, port int, cairnURL string) (*child, error) {
+	pr, pw := io.Pipe()
+	env := []string{"PORT=" + strconv.Itoa(port), "INNGEST_DEV=1", "INNGEST_BASE_URL=" + cairnURL,
+		"JOURNAL=/dev/null", "APP_ID=" + tsAppID, "TSAPP_DEBUG=", "INNGEST_STREAMING="}
+	logPath := filepath.Join(workDir, "tsapp.log")
+	c, err := startChild("tsapp", dir, env, logPath, pw, "node", "app.mjs")
+	if err != nil {
+		return nil, err
+	}
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(pr)
+		once := false
+		for sc.Scan() {
+			if !once && strings.HasPrefix(sc.Text(), "READY") {
+				once = true
+				close(ready)
+			}
+		}
+	}()
+	go func() { <-c.done; pw.Close() }()
+	select {
+	case <-ready:
+		return c, nil
+	case <-c.done:
+		return nil, fmt.Errorf("tsapp exited before READY: %v\n--- %s ---\n%s", c.err, logPath, tailFile(logPath, 30))
+	case <-time.After(60 * time.Second):
+		c.stop(5 * time.Second)
+		return nil, fmt.Errorf("tsapp not READY after 60s\n--- %s ---\n%s", logPath, tailFile(logPath, 30))
+	case <-ctx.Done():
+		c.stop(5 * time.Second)
+		return nil, ctx.Err()
+	}
+}
