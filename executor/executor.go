@@ -214,12 +214,17 @@ func (e *Executor) setInflight(run, call string, on bool) {
 
 // LeaseNext returns the lease that proposers on this node put in records so
 // that the calls they make due are claimed for this executor in the same
-// entry, or nil when the executor is not running here.
-func (e *Executor) LeaseNext() *fsm.LeaseNext {
+// entry. It is nil when the executor is not running here, or when its pool
+// of calls is full: the calls then wait in the queue for a free slot.
+func (e *Executor) LeaseNext() *fsm.LeaseNext { return e.leaseNext(0) }
+
+// leaseNext is LeaseNext for a proposer that will free `freeing` slots
+// once its record is committed (a finished call hands its slot on).
+func (e *Executor) leaseNext(freeing int) *fsm.LeaseNext {
 	e.mu.Lock()
-	active := e.term != nil
+	ok := e.term != nil && len(e.inflight)-freeing < e.cfg.MaxInflight
 	e.mu.Unlock()
-	if !active {
+	if !ok {
 		return nil
 	}
 	return &fsm.LeaseNext{LeaseUntil: time.Now().Add(e.lease()).UnixMilli(), Node: e.cfg.NodeID, Boot: e.boot}
@@ -267,7 +272,7 @@ func (e *Executor) claimAndDispatch(ctx context.Context, due []fsm.Call, wg *syn
 		switch c.Type {
 		case fsm.CallSleep:
 			recs = append(recs, &fsm.TimerFired{At: now.UnixMilli(), RunID: c.RunID, Call: c.ID, Gen: c.Gen,
-				Lease: e.LeaseNext()})
+				Lease: e.leaseNext(1)})
 		default:
 			recs = append(recs, &fsm.CallClaimed{At: now.UnixMilli(), RunID: c.RunID, Call: c.ID, Gen: c.Gen,
 				LeaseUntil: now.Add(e.lease()).UnixMilli(), Node: e.cfg.NodeID, Boot: e.boot})
@@ -310,7 +315,7 @@ func (e *Executor) dispatch(ctx context.Context, c fsm.Call) []fsm.Call {
 	rec.At = time.Now().UnixMilli()
 	rec.RunID, rec.Call, rec.Gen, rec.Millis = c.RunID, c.ID, c.Gen, elapsed.Milliseconds()
 	rec.Jitter = rand.Uint32()
-	rec.Lease = e.LeaseNext()
+	rec.Lease = e.leaseNext(1)
 	if ctx.Err() != nil {
 		// Shutting down or deposed mid-call: the answer is unknown, not a
 		// failure. Leave the claim; the next leader (or boot) re-sends it.
