@@ -4,11 +4,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
+	"github.com/cairn-dev/cairn/cronschedule"
+	"github.com/cairn-dev/cairn/expr"
 	"github.com/cairn-dev/cairn/fsm"
 	"github.com/labstack/echo/v4"
 )
@@ -40,6 +43,16 @@ type functionConfig struct {
 			Attempts *int `json:"attempts"`
 		} `json:"retries"`
 	} `json:"steps"`
+	Cancel []struct {
+		Event   string `json:"event"`
+		If      string `json:"if"`
+		Timeout string `json:"timeout"`
+	} `json:"cancel"`
+	Timeouts *struct {
+		Start  string `json:"start"`
+		Finish string `json:"finish"`
+	} `json:"timeouts"`
+	Idempotency string `json:"idempotency"`
 }
 
 const maxRetries = 20
@@ -118,12 +131,8 @@ func parseRegister(body []byte) (*fsm.AppSynced, error) {
 			}
 			def.Retries = n
 		}
-		for j, t := range fc.Triggers {
-			if t.Event == "" && t.Cron == "" {
-				return nil, errf(http.StatusBadRequest, "invalid_function",
-					"function %q: trigger %d needs an event or a cron", fc.ID, j)
-			}
-			def.Triggers = append(def.Triggers, fsm.Trigger{Event: t.Event, Expression: t.Expression, Cron: t.Cron})
+		if err := parseFlow(&fc, &def); err != nil {
+			return nil, err
 		}
 		rec.Functions = append(rec.Functions, def)
 	}
@@ -148,4 +157,85 @@ func cleanURL(raw string) (string, error) {
 	q.Del("probe")
 	u.RawQuery = q.Encode()
 	return u.String(), nil
+}
+
+// maxTriggers and maxCancels are the official server's limits.
+const (
+	maxTriggers = 10
+	maxCancels  = 5
+)
+
+// parseFlow reads triggers, cancelOn, timeouts and idempotency, compiling
+// every expression and schedule now, so that a function that cannot work is
+// refused at registration rather than failing at run time.
+func parseFlow(fc *functionConfig, def *fsm.FunctionDef) error {
+	bad := func(format string, args ...any) error {
+		return errf(http.StatusBadRequest, "invalid_function", "function %q: %s", fc.ID, fmt.Sprintf(format, args...))
+	}
+	if len(fc.Triggers) > maxTriggers {
+		return bad("%d triggers; at most %d", len(fc.Triggers), maxTriggers)
+	}
+	for j, t := range fc.Triggers {
+		switch {
+		case t.Event == "" && t.Cron == "":
+			return bad("trigger %d needs an event or a cron", j)
+		case t.Event != "" && t.Cron != "":
+			return bad("trigger %d has both an event and a cron", j)
+		case t.Cron != "":
+			if _, err := cronschedule.Parse(t.Cron); err != nil {
+				return bad("trigger %d: %v", j, err)
+			}
+		}
+		if t.Expression != "" {
+			if _, err := expr.Compile(t.Expression); err != nil {
+				return bad("trigger %d: %v", j, err)
+			}
+		}
+		def.Triggers = append(def.Triggers, fsm.Trigger{Event: t.Event, Expression: t.Expression, Cron: t.Cron})
+	}
+	if len(fc.Cancel) > maxCancels {
+		return bad("%d cancel conditions; at most %d", len(fc.Cancel), maxCancels)
+	}
+	for j, c := range fc.Cancel {
+		if c.Event == "" {
+			return bad("cancel %d needs an event", j)
+		}
+		if c.If != "" {
+			if _, err := expr.Compile(c.If); err != nil {
+				return bad("cancel %d: %v", j, err)
+			}
+		}
+		on := fsm.CancelOn{Event: c.Event, If: c.If}
+		if c.Timeout != "" {
+			ms, err := fsm.ParseDurationMs(c.Timeout)
+			if err != nil {
+				return bad("cancel %d timeout: %v", j, err)
+			}
+			on.TimeoutMs = ms
+		}
+		def.Cancel = append(def.Cancel, on)
+	}
+	if fc.Timeouts != nil {
+		for _, x := range []struct {
+			name string
+			val  string
+			dst  *int64
+		}{{"start", fc.Timeouts.Start, &def.StartTimeoutMs}, {"finish", fc.Timeouts.Finish, &def.FinishTimeoutMs}} {
+			if x.val == "" {
+				continue
+			}
+			ms, err := fsm.ParseDurationMs(x.val)
+			if err != nil {
+				return bad("timeouts.%s: %v", x.name, err)
+			}
+			*x.dst = ms
+		}
+	}
+	if fc.Idempotency != "" {
+		if _, err := expr.Compile(fc.Idempotency); err != nil {
+			return bad("idempotency: %v", err)
+		}
+		def.Idempotency = fc.Idempotency
+	}
+	return nil
 }

@@ -77,6 +77,8 @@ func New(cfg Config, node *raftnode.Node, f *fsm.FSM, exec Dispatcher, syncer *S
 	e.GET("/v1/runs/:id", s.getRun)
 	e.GET("/v1/runs/:id/history", s.runHistory)
 	e.POST("/v1/runs/:id/cancel", s.cancelRun)
+	e.POST("/v1/signals", s.postSignal)
+	e.POST("/v1/functions/:id/cancel", s.cancelFunctionRuns)
 	e.GET("/v1/status", s.status)
 	e.GET("/health", s.health)
 	e.GET("/metrics", echo.WrapHandler(promhttp.Handler()))

@@ -16,14 +16,19 @@ import (
 	"github.com/cairn-dev/cairn/server"
 )
 
-// startCairn runs a node in-process on a temp data dir, syncing appURLs.
-func startCairn(t *testing.T) (*server.Server, client) {
+// startCairn runs a node in-process on a temp data dir. Options may adjust
+// the config (e.g. a cron clock).
+func startCairn(t *testing.T, opts ...func(*server.Config)) (*server.Server, client) {
 	t.Helper()
-	srv, err := server.Start(server.Config{
+	cfg := server.Config{
 		NodeID: "node1", DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0",
 		RaftAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), Bootstrap: true, ServerKind: "dev",
 		SyncInterval: 100 * time.Millisecond,
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	srv, err := server.Start(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,8 +42,8 @@ func startCairn(t *testing.T) (*server.Server, client) {
 }
 
 // withApp starts Cairn and the TS app and waits for the app to sync.
-func withApp(t *testing.T) (client, *tsApp) {
-	srv, c := startCairn(t)
+func withApp(t *testing.T, opts ...func(*server.Config)) (client, *tsApp) {
+	srv, c := startCairn(t, opts...)
 	app := startApp(t, srv.URL())
 	srv.Syncer.Add(app.URL)
 	c.waitSynced("tsapp", 60*time.Second)

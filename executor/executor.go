@@ -34,6 +34,10 @@ type Config struct {
 	MaxBodyBytes int64         // largest app response read (default 16 MiB)
 	Logger       *slog.Logger
 	Client       *http.Client
+	// Clock is what cron schedules are read against (default time.Now);
+	// tests move it. CronTick is how often they are checked (default 1s).
+	Clock    func() time.Time
+	CronTick time.Duration
 }
 
 // Executor dispatches due calls. Create one per process; Run it on the leader.
@@ -46,8 +50,9 @@ type Executor struct {
 	boot string // this process's incarnation, recorded in claims
 
 	mu       sync.Mutex
-	inflight map[string]bool // run\0call being claimed or called by this node
-	term     *term           // set while Run is active
+	inflight map[string]bool      // run\0call being claimed or called by this node
+	held     map[string]time.Time // run\0call refused recently: skip until then
+	term     *term                // set while Run is active
 }
 
 // term is one leadership term of the executor: calls started in it end with it.
@@ -83,13 +88,19 @@ func New(cfg Config, f *fsm.FSM, p Proposer) *Executor {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.CronTick <= 0 {
+		cfg.CronTick = time.Second
+	}
 	if cfg.Client == nil {
 		cfg.Client = &http.Client{Transport: &http.Transport{
 			MaxIdleConns: cfg.MaxInflight, MaxIdleConnsPerHost: cfg.MaxInflight, IdleConnTimeout: 90 * time.Second,
 		}}
 	}
 	return &Executor{cfg: cfg, fsm: f, prop: p, log: cfg.Logger.With("component", "executor"),
-		wake: make(chan struct{}, 1), inflight: map[string]bool{}, boot: ulid.Make().String()}
+		wake: make(chan struct{}, 1), inflight: map[string]bool{}, held: map[string]time.Time{}, boot: ulid.Make().String()}
 }
 
 // Wake tells the loop that the projection changed. It never blocks, so
@@ -120,6 +131,11 @@ func (e *Executor) Run(ctx context.Context) {
 		e.log.Info("executor stopped")
 	}()
 	e.takeOver(ctx, &wg)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		e.cronLoop(ctx)
+	}()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -129,7 +145,7 @@ func (e *Executor) Run(ctx context.Context) {
 		var next int64
 		if free > 0 {
 			var err error
-			due, next, err = e.fsm.Due(now.UnixMilli(), free, e.isInflight)
+			due, next, err = e.fsm.Due(now.UnixMilli(), free, e.skip)
 			if err != nil {
 				e.log.Error("reading due calls", "err", err)
 			}
@@ -148,6 +164,11 @@ func (e *Executor) Run(ctx context.Context) {
 		if next > 0 {
 			wait = max(time.Until(time.UnixMilli(next)), 0)
 		}
+		e.mu.Lock()
+		if len(e.held) > 0 {
+			wait = min(wait, time.Second) // held calls come back then
+		}
+		e.mu.Unlock()
 		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
@@ -184,6 +205,33 @@ func (e *Executor) takeOver(ctx context.Context, wg *sync.WaitGroup) {
 }
 
 func callKey(run, call string) string { return run + "\x00" + call }
+
+// holdOff keeps a call whose claim or timer was refused out of the next
+// scans for a second. A refusal means the projection moved on (the call is
+// about to disappear or change); re-proposing at once would only spin.
+func (e *Executor) holdOff(c fsm.Call) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.held) > 100000 {
+		e.held = map[string]time.Time{}
+	}
+	e.held[callKey(c.RunID, c.ID)] = time.Now().Add(time.Second)
+}
+
+// skip reports whether a due call must be left out of a scan: in flight
+// here, or held off after a refusal.
+func (e *Executor) skip(run, call string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	k := callKey(run, call)
+	if until, ok := e.held[k]; ok {
+		if time.Now().Before(until) {
+			return true
+		}
+		delete(e.held, k)
+	}
+	return e.inflight[k]
+}
 
 func (e *Executor) isInflight(run, call string) bool {
 	e.mu.Lock()
@@ -270,7 +318,7 @@ func (e *Executor) claimAndDispatch(ctx context.Context, due []fsm.Call, wg *syn
 	var recs []fsm.Record
 	for _, c := range due {
 		switch c.Type {
-		case fsm.CallSleep:
+		case fsm.CallSleep, fsm.CallWait, fsm.CallSignal, fsm.CallInvoke, fsm.CallTimeout:
 			recs = append(recs, &fsm.TimerFired{At: now.UnixMilli(), RunID: c.RunID, Call: c.ID, Gen: c.Gen,
 				Lease: e.leaseNext(1)})
 		default:
@@ -285,6 +333,9 @@ func (e *Executor) claimAndDispatch(ctx context.Context, due []fsm.Call, wg *syn
 	for i, c := range due {
 		claim, isClaim := recs[i].(*fsm.CallClaimed)
 		if err != nil || !isClaim || results[i].Code != fsm.OK {
+			if err == nil && results[i].Code != fsm.OK {
+				e.holdOff(c)
+			}
 			e.setInflight(c.RunID, c.ID, false)
 			if err == nil {
 				e.Adopt(results[i].Claimed) // a fired timer may lease the next call

@@ -25,6 +25,12 @@ func (t *txn) apply(r Record) Result {
 		return t.leaseNext(t.applyTimerFired(r), r.At, r.Lease)
 	case *CancelRequested:
 		return t.applyCancelRequested(r)
+	case *SignalReceived:
+		return t.leaseNext(t.applySignalReceived(r), r.At, r.Lease)
+	case *CronFired:
+		return t.leaseNext(t.applyCronFired(r), r.At, r.Lease)
+	case *BulkCancel:
+		return t.applyBulkCancel(r)
 	}
 	panic(fmt.Sprintf("fsm: no applier for %T", r))
 }
@@ -69,10 +75,17 @@ func (t *txn) applyAppSynced(r *AppSynced) Result {
 		t.deleteFunction(def.ID) // a function may move between apps
 		fn := Function{FunctionDef: def, AppID: r.AppID}
 		t.put(keyFn(def.ID), &fn)
+		var crons []string
 		for _, trg := range def.Triggers {
 			if trg.Event != "" {
 				t.putRaw(keyTrigger(trg.Event, def.ID), nil)
 			}
+			if trg.Cron != "" {
+				crons = append(crons, trg.Cron)
+			}
+		}
+		if len(crons) > 0 {
+			t.put(keyCronFn(def.ID), crons)
 		}
 		app.Functions = append(app.Functions, def.ID)
 	}
@@ -91,13 +104,11 @@ func (t *txn) deleteFunction(id string) {
 		}
 	}
 	t.del(keyFn(id))
+	t.del(keyCronFn(id))
 }
 
-// applyEventAccepted stores an event and starts the runs it triggers.
-//   - An event id already stored is a Duplicate (SDK retries reuse the seed).
+// applyEventAccepted accepts an event from a client (see acceptEvent).
 //   - A user-supplied id seen within 24 h is a Duplicate of the first event.
-//   - Each function with a trigger on the event's name gets one run, whose
-//     id is derived from (event id, function id): replay gives the same id.
 func (t *txn) applyEventAccepted(r *EventAccepted) Result {
 	if t.has(keyEvent(r.ID)) {
 		return Result{Code: Duplicate, ID: r.ID, Msg: "event id already accepted"}
@@ -109,31 +120,7 @@ func (t *txn) applyEventAccepted(r *EventAccepted) Result {
 		}
 		t.put(keyIdem(r.IdemKey), &idempotency{EventID: r.ID, At: r.At})
 	}
-	t.putRaw(keyEvent(r.ID), r.JSON)
-
-	var fnIDs []string
-	prefix := prefixTrigger(r.Name)
-	t.scan(prefix, func(k, _ []byte) bool {
-		fnIDs = append(fnIDs, string(k[len(prefix):]))
-		return true
-	})
-	res := Result{Code: OK, ID: r.ID}
-	for _, fnID := range fnIDs {
-		var fn Function
-		if !t.get(keyFn(fnID), &fn) {
-			continue
-		}
-		run := &Run{
-			ID: runID(r.ID, fnID, r.At), FnID: fnID, AppID: fn.AppID, EventIDs: []string{r.ID},
-			Status: StatusRunning, CreatedAt: r.At, Version: -1,
-		}
-		t.putRaw(keyEventRun(r.ID, run.ID), nil)
-		t.history(run, HistoryEntry{At: r.At, Type: "run.scheduled", Name: r.Name, Detail: "event " + r.ID})
-		t.putCall(&Call{RunID: run.ID, ID: DiscoveryCall, Type: CallHTTP, Due: r.At})
-		t.put(keyRun(run.ID), run)
-		res.Runs = append(res.Runs, run.ID)
-	}
-	return res
+	return t.acceptEvent(r.At, r.ID, r.Name, r.JSON)
 }
 
 // runID derives a ULID from the event and function: time-ordered by
@@ -175,6 +162,7 @@ func (t *txn) applyCallClaimed(r *CallClaimed) Result {
 	t.putCall(c)
 	if run.StartedAt == 0 {
 		run.StartedAt = r.At
+		t.startTimeouts(run, r.At)
 	}
 	run.Calls++
 	t.history(run, HistoryEntry{At: r.At, Type: "call.claimed", Call: c.ID, Attempt: c.Attempt})
@@ -244,7 +232,7 @@ func (t *txn) processOps(run *Run, c *Call, fn *Function, r *CallFinished) {
 		run.ForcePlan = true
 	}
 	memoized, retrying := false, false
-	for _, op := range r.Ops {
+	for _, op := range waitsFirst(r.Ops) {
 		h := HistoryEntry{At: r.At, Call: c.ID, Attempt: c.Attempt, Name: op.DisplayName}
 		switch op.Op {
 		case "StepRun", "Step":
@@ -289,6 +277,33 @@ func (t *txn) processOps(run *Run, c *Call, fn *Function, r *CallFinished) {
 			}
 			t.putCall(&Call{RunID: run.ID, ID: op.ID, Type: CallSleep, Due: until})
 			h.Type, h.Detail = "step.sleeping", fmt.Sprintf("%s until %d", op.ID, until)
+		case "WaitForEvent", "WaitForSignal":
+			if t.has(keyStep(run.ID, op.ID)) || t.has(keyCall(run.ID, op.ID)) {
+				continue
+			}
+			add, what := t.addWaitForEvent, "step.waiting.event"
+			if op.Op == "WaitForSignal" {
+				add, what = t.addWaitForSignal, "step.waiting.signal"
+			}
+			if err := add(run, r.At, op); err != nil {
+				t.finish(run, StatusFailed, r.At, nil, errJSON("Invalid"+op.Op, err.Error()))
+				return
+			}
+			h.Type, h.Detail, h.Data = what, op.ID, op.Opts
+		case "InvokeFunction":
+			if t.has(keyStep(run.ID, op.ID)) || t.has(keyCall(run.ID, op.ID)) {
+				continue
+			}
+			memo, err := t.addInvoke(run, r.At, op)
+			if err != nil {
+				t.finish(run, StatusFailed, r.At, nil, errJSON("InvalidInvoke", err.Error()))
+				return
+			}
+			h.Type, h.Detail, h.Data = "step.invoking", op.ID, op.Opts
+			if memo != nil {
+				t.memoize(run, op.ID, memo)
+				h.Type, h.Data, memoized = "step.invoke.failed", memo, true
+			}
 		case "RunComplete":
 			t.finish(run, StatusCompleted, r.At, orNull(op.Data), nil)
 			return
@@ -362,24 +377,49 @@ func retryAt(at int64, attempt int, jitter uint32, retryAfter int64) int64 {
 	return at + d*int64(750+jitter%501)/1000
 }
 
-// applyTimerFired ends a sleep: memoize null, then rediscover.
+// applyTimerFired ends a timer: a sleep (value null), a wait that timed
+// out (null; an invoke gets a timeout error), or a run-level timeout
+// (cancels the run). It is ignored if the timer is not yet due or no longer
+// armed, so a sleep never ends early and never ends twice.
 func (t *txn) applyTimerFired(r *TimerFired) Result {
 	run, c, res := t.loadCall(r.RunID, r.Call, r.Gen)
 	if res.Code != OK {
 		return res
 	}
-	if c.Type != CallSleep {
+	if c.Type == CallHTTP {
 		return Result{Code: Rejected, ID: r.RunID, Msg: "call is not a timer"}
 	}
 	if r.At < c.Due {
 		return Result{Code: Stale, ID: r.RunID, Msg: "timer not due"}
 	}
-	t.delCall(c)
-	t.memoize(run, c.ID, []byte("null"))
-	t.history(run, HistoryEntry{At: r.At, Type: "step.woke", Detail: c.ID})
-	t.afterStep(run, r.At, true, false)
+	switch c.Type {
+	case CallSleep:
+		t.resume(run, c, r.At, []byte("null"), "step.woke")
+	case CallWait, CallSignal:
+		t.resume(run, c, r.At, []byte("null"), "step.wait.timeout")
+	case CallInvoke:
+		t.resume(run, c, r.At, []byte(`{"error":{"name":"InngestInvokeTimeoutError","message":"Timed out waiting for invoked function to complete"}}`), "step.invoke.timeout")
+	case CallTimeout:
+		which := "timeouts.start"
+		if c.ID == timeoutFinishCall {
+			which = "timeouts.finish"
+		}
+		t.finish(run, StatusCancelled, r.At, nil, errJSON("FunctionTimeoutError", "the run exceeded "+which))
+	}
 	t.put(keyRun(run.ID), run)
 	return Result{Code: OK, ID: r.RunID}
+}
+
+// startTimeouts runs when a run is first called: the start timeout is met,
+// the finish timeout starts counting.
+func (t *txn) startTimeouts(run *Run, at int64) {
+	c := &Call{}
+	if t.get(keyCall(run.ID, timeoutStartCall), c) {
+		t.delCall(c)
+	}
+	if fn := t.functionOrNil(run.FnID); fn != nil && fn.FinishTimeoutMs > 0 {
+		t.putCall(&Call{RunID: run.ID, ID: timeoutFinishCall, Type: CallTimeout, Due: at + fn.FinishTimeoutMs})
+	}
 }
 
 // applyCancelRequested stops a running run: no further app calls.
@@ -412,13 +452,18 @@ func (t *txn) finish(run *Run, status string, at int64, output, errBody []byte) 
 	for i := range calls {
 		t.delCall(&calls[i])
 	}
+	for _, k := range run.CancelKeys {
+		t.del([]byte(k))
+	}
+	t.del(keyActive(run.FnID, run.ID))
 	run.Status, run.EndedAt, run.Output, run.Error = status, at, output, errBody
-	run.ForcePlan, run.Race = false, false
+	run.ForcePlan, run.Race, run.CancelKeys = false, false, nil
 	data := output
 	if status != StatusCompleted {
 		data = errBody
 	}
 	t.history(run, HistoryEntry{At: at, Type: "run." + status, Data: data})
+	t.finalized(run, at)
 }
 
 func (t *txn) memoize(run *Run, stepID string, value []byte) {
@@ -450,12 +495,38 @@ func (t *txn) delCall(c *Call) {
 	if c.Claimed {
 		t.del(keyLease(c.Node, c.RunID, c.ID))
 	}
+	switch c.Type {
+	case CallWait:
+		t.del(keyWait(c.Event, c.RunID, c.ID))
+	case CallSignal:
+		if string(t.getRaw(keySignal(c.Signal))) == c.RunID+sep+c.ID {
+			t.del(keySignal(c.Signal))
+		}
+	case CallInvoke:
+		t.del(keyInvoke(c.Corr))
+	}
 }
 
+// countCalls counts a run's outstanding steps (run-level timeouts aside).
 func (t *txn) countCalls(runID string) int {
 	n := 0
-	t.scan(prefixCalls(runID), func(_, _ []byte) bool { n++; return true })
+	p := prefixCalls(runID)
+	t.scan(p, func(k, _ []byte) bool {
+		if k[len(p)] != '$' {
+			n++
+		}
+		return true
+	})
 	return n
+}
+
+// functionOrNil returns a registered function, or nil.
+func (t *txn) functionOrNil(id string) *Function {
+	fn := &Function{}
+	if id == "" || !t.get(keyFn(id), fn) {
+		return nil
+	}
+	return fn
 }
 
 // function returns the run's function, or a default stand-in if the app

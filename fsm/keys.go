@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"encoding/binary"
+	"strconv"
 	"strings"
 )
 
@@ -21,6 +22,14 @@ import (
 //	q/<due ms, 8 bytes BE>/<run>\0<call>   due-time queue (empty value)
 //	h/<run>\0<seq, 8 bytes BE>     HistoryEntry
 //	l/<node>\0<run>\0<call>        lease index: calls claimed by a node
+//	pw/<event>\0<run>\0<call>      waitForEvent pauses by event name
+//	sg/<signal>                    the wait for a signal: "<run>\0<call>"
+//	iv/<correlation id>            the invoke waiting for a child: "<run>\0<call>"
+//	co/<event>\0<run>\0<n>         cancelOn conditions by event name (cancelEntry)
+//	fa/<fn>\0<run>                 running runs per function (bulk cancel)
+//	ik/<fn>\0<key>                 function idempotency keys (first run's time)
+//	xc/<fn>                        cron schedules of a function ([]string)
+//	cr/<fn>\0<scheduled ms BE>     cron times already fired
 const sep = "\x00"
 
 var keyApplied = []byte("m/applied")
@@ -44,6 +53,24 @@ func keyHistory(run string, seq uint64) []byte {
 
 func keyLease(node, run, call string) []byte { return []byte("l/" + node + sep + run + sep + call) }
 func prefixLeases(node string) []byte        { return []byte("l/" + node + sep) }
+
+func keyWait(ev, run, call string) []byte { return []byte("pw/" + ev + sep + run + sep + call) }
+func prefixWaits(ev string) []byte        { return []byte("pw/" + ev + sep) }
+func keySignal(sig string) []byte         { return []byte("sg/" + sig) }
+func keyInvoke(corr string) []byte        { return []byte("iv/" + corr) }
+func keyCancelOn(ev, run string, n int) []byte {
+	return []byte("co/" + ev + sep + run + sep + strconv.Itoa(n))
+}
+func prefixCancelOn(ev string) []byte { return []byte("co/" + ev + sep) }
+func keyActive(fn, run string) []byte { return []byte("fa/" + fn + sep + run) }
+func prefixActive(fn string) []byte   { return []byte("fa/" + fn + sep) }
+func keyFnIdem(fn, key string) []byte { return []byte("ik/" + fn + sep + key) }
+func keyCronFn(fn string) []byte      { return []byte("xc/" + fn) }
+func keyCronFired(fn string, at int64) []byte {
+	return binary.BigEndian.AppendUint64([]byte("cr/"+fn+sep), uint64(at))
+}
+
+var prefixCronFns = []byte("xc/")
 
 var prefixQueue = []byte("q/")
 

@@ -14,6 +14,9 @@ const (
 	KindCallFinished    Kind = 4 // the app answered a call (or the call failed)
 	KindTimerFired      Kind = 5 // a sleep has elapsed
 	KindCancelRequested Kind = 6 // a user asked to cancel a run
+	KindSignalReceived  Kind = 7 // POST /v1/signals: resume the run waiting for it
+	KindCronFired       Kind = 8 // a cron schedule came due: start a run
+	KindBulkCancel      Kind = 9 // cancel a function's runs started in a time range
 )
 
 func (k Kind) String() string {
@@ -30,6 +33,12 @@ func (k Kind) String() string {
 		return "TimerFired"
 	case KindCancelRequested:
 		return "CancelRequested"
+	case KindSignalReceived:
+		return "SignalReceived"
+	case KindCronFired:
+		return "CronFired"
+	case KindBulkCancel:
+		return "BulkCancel"
 	}
 	return fmt.Sprintf("Kind(%d)", uint8(k))
 }

@@ -28,6 +28,21 @@ type FunctionDef struct {
 	// default (DefaultRetries).
 	Retries int    `msgpack:"ret"`
 	Config  []byte `msgpack:"cfg"` // the raw JSON config, kept for later features
+	// Cancel lists cancelOn conditions.
+	Cancel []CancelOn `msgpack:"cancel,omitempty"`
+	// StartTimeoutMs cancels a run not started this long after it was
+	// scheduled; FinishTimeoutMs one not finished this long after it started.
+	StartTimeoutMs  int64 `msgpack:"tos,omitempty"`
+	FinishTimeoutMs int64 `msgpack:"tof,omitempty"`
+	// Idempotency is a CEL key expression: one run per key per 24 h.
+	Idempotency string `msgpack:"idem,omitempty"`
+}
+
+// CancelOn cancels a run when a matching event arrives.
+type CancelOn struct {
+	Event     string `msgpack:"ev"`
+	If        string `msgpack:"if,omitempty"`
+	TimeoutMs int64  `msgpack:"to,omitempty"` // 0: until the run ends
 }
 
 // Trigger starts a function on an event name or on a cron schedule.
@@ -121,12 +136,44 @@ type CancelRequested struct {
 	Reason string `msgpack:"why,omitempty"`
 }
 
+// SignalReceived resumes the run waiting for a signal (waitForSignal).
+type SignalReceived struct {
+	At     int64      `msgpack:"at"`
+	Signal string     `msgpack:"sig"`
+	Data   []byte     `msgpack:"data"` // raw JSON
+	Lease  *LeaseNext `msgpack:"lease,omitempty"`
+}
+
+// CronFired starts a run of a cron-triggered function for one scheduled
+// time. Apply dedups by (function, scheduled time), so a schedule fires once
+// even if two leaders propose it.
+type CronFired struct {
+	At          int64      `msgpack:"at"`
+	FnID        string     `msgpack:"fn"`
+	Cron        string     `msgpack:"cron"`
+	ScheduledAt int64      `msgpack:"sched"` // unix ms
+	Lease       *LeaseNext `msgpack:"lease,omitempty"`
+}
+
+// BulkCancel cancels every running run of a function created in
+// [From, To] (unix ms).
+type BulkCancel struct {
+	At     int64  `msgpack:"at"`
+	FnID   string `msgpack:"fn"`
+	From   int64  `msgpack:"from"`
+	To     int64  `msgpack:"to"`
+	Reason string `msgpack:"why,omitempty"`
+}
+
 func (*AppSynced) Kind() Kind       { return KindAppSynced }
 func (*EventAccepted) Kind() Kind   { return KindEventAccepted }
 func (*CallClaimed) Kind() Kind     { return KindCallClaimed }
 func (*CallFinished) Kind() Kind    { return KindCallFinished }
 func (*TimerFired) Kind() Kind      { return KindTimerFired }
 func (*CancelRequested) Kind() Kind { return KindCancelRequested }
+func (*SignalReceived) Kind() Kind  { return KindSignalReceived }
+func (*CronFired) Kind() Kind       { return KindCronFired }
+func (*BulkCancel) Kind() Kind      { return KindBulkCancel }
 
 // newRecord returns an empty record of kind k, for decoding.
 func newRecord(k Kind) Record {
@@ -143,6 +190,12 @@ func newRecord(k Kind) Record {
 		return &TimerFired{}
 	case KindCancelRequested:
 		return &CancelRequested{}
+	case KindSignalReceived:
+		return &SignalReceived{}
+	case KindCronFired:
+		return &CronFired{}
+	case KindBulkCancel:
+		return &BulkCancel{}
 	}
 	return nil
 }

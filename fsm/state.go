@@ -64,6 +64,11 @@ type Run struct {
 	// Calls counts app calls made (claims), Steps memoized results.
 	Calls   int    `msgpack:"calls"`
 	HistSeq uint64 `msgpack:"hseq"`
+	// Corr is the correlation id of an invoked run ("<parent run>.<op>"):
+	// its result resumes the parent.
+	Corr string `msgpack:"corr,omitempty"`
+	// CancelKeys are this run's cancelOn index keys, dropped when it ends.
+	CancelKeys []string `msgpack:"cks,omitempty"`
 }
 
 // Done reports whether the run has finished.
@@ -71,8 +76,18 @@ func (r *Run) Done() bool { return r.Status != StatusRunning }
 
 // Call kinds.
 const (
-	CallHTTP  = "http"  // POST to the app
-	CallSleep = "sleep" // a timer that ends a step.sleep
+	CallHTTP    = "http"    // POST to the app
+	CallSleep   = "sleep"   // a timer that ends a step.sleep
+	CallWait    = "wait"    // step.waitForEvent: a matching event or the timeout ends it
+	CallSignal  = "signal"  // step.waitForSignal: the signal or the timeout ends it
+	CallInvoke  = "invoke"  // step.invoke: the child's end or the timeout ends it
+	CallTimeout = "timeout" // a run-level timeout (timeouts.start / finish)
+)
+
+// Run-level timeout calls have ids that no SDK step id can take.
+const (
+	timeoutStartCall  = "$timeout.start"
+	timeoutFinishCall = "$timeout.finish"
 )
 
 // Call is one piece of queued work for a run: an app request or a timer.
@@ -88,6 +103,12 @@ type Call struct {
 	Node      string `msgpack:"node,omitempty"` // claimant, while claimed
 	Boot      string `msgpack:"boot,omitempty"`
 	LastError []byte `msgpack:"le,omitempty"`
+	// For waits: the event name and CEL condition (CallWait), the signal
+	// (CallSignal) or the correlation id (CallInvoke).
+	Event  string `msgpack:"ev,omitempty"`
+	If     string `msgpack:"if,omitempty"`
+	Signal string `msgpack:"sig,omitempty"`
+	Corr   string `msgpack:"corr,omitempty"`
 }
 
 // HistoryEntry is one line of a run's audit trail.

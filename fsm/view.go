@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"strings"
@@ -228,4 +229,42 @@ func (f *FSM) StateDigest() (string, error) {
 		return true
 	})
 	return hex.EncodeToString(h.Sum(nil)), err
+}
+
+// CronFunction is a function with cron triggers.
+type CronFunction struct {
+	FnID  string
+	Crons []string
+}
+
+// CronFunctions lists the functions that have cron triggers.
+func (f *FSM) CronFunctions() ([]CronFunction, error) {
+	var out []CronFunction
+	var derr error
+	err := f.scan(prefixCronFns, prefixEnd(prefixCronFns), false, func(k, v []byte) bool {
+		cf := CronFunction{FnID: string(k[len(prefixCronFns):])}
+		if derr = msgpack.Unmarshal(v, &cf.Crons); derr != nil {
+			return false
+		}
+		out = append(out, cf)
+		return true
+	})
+	if err == nil {
+		err = derr
+	}
+	return out, err
+}
+
+// LastCronFired returns the latest scheduled time (unix ms) already fired
+// for a function, or 0.
+func (f *FSM) LastCronFired(fnID string) (int64, error) {
+	p := []byte("cr/" + fnID + sep)
+	var last int64
+	err := f.scan(p, prefixEnd(p), true, func(k, _ []byte) bool {
+		if len(k) == len(p)+8 {
+			last = int64(binary.BigEndian.Uint64(k[len(p):]))
+		}
+		return false
+	})
+	return last, err
 }

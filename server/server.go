@@ -37,6 +37,10 @@ type Config struct {
 	CallTimeout  time.Duration
 	MaxInflight  int
 	Logger       *slog.Logger
+	// CronClock and CronTick let tests drive cron schedules (default:
+	// time.Now, checked every second).
+	CronClock func() time.Time
+	CronTick  time.Duration
 }
 
 // Server is a running node.
@@ -78,7 +82,7 @@ func Start(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	exec := executor.New(executor.Config{NodeID: cfg.NodeID, CallTimeout: cfg.CallTimeout,
-		MaxInflight: cfg.MaxInflight, Logger: cfg.Logger}, f, node)
+		MaxInflight: cfg.MaxInflight, Logger: cfg.Logger, Clock: cfg.CronClock, CronTick: cfg.CronTick}, f, node)
 	f.SetNotify(exec.Wake)
 	syncer := api.NewSyncer(cfg.ServerKind, cfg.AppURLs, cfg.Logger)
 	handler := api.New(api.Config{ServerKind: cfg.ServerKind, Logger: cfg.Logger}, node, f, exec, syncer)

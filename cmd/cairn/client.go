@@ -228,12 +228,23 @@ func cmdHistory(args []string) error {
 }
 
 func cmdCancel(args []string) error {
-	var reason string
-	fs, base, err := clientFlags("cancel", "RUN_ID", args, func(fs *flag.FlagSet) {
+	var reason, fn, from, to string
+	fs, base, err := clientFlags("cancel", "RUN_ID | --function FN [--from T] [--to T]", args, func(fs *flag.FlagSet) {
 		fs.StringVar(&reason, "reason", "", "why, kept in the run's history")
+		fs.StringVar(&fn, "function", "", "cancel every running run of this function (composite id, e.g. app-fn)")
+		fs.StringVar(&from, "from", "", "with --function: only runs created at or after this RFC 3339 time")
+		fs.StringVar(&to, "to", "", "with --function: only runs created at or before this RFC 3339 time (default now)")
 	})
 	if stop, err := handleHelp(err); stop {
 		return err
+	}
+	if fn != "" {
+		var out json.RawMessage
+		if err := call(http.MethodPost, base+"/v1/functions/"+url.PathEscape(fn)+"/cancel",
+			map[string]string{"from": from, "to": to, "reason": reason}, &out); err != nil {
+			return err
+		}
+		return printJSON(out)
 	}
 	if fs.NArg() != 1 {
 		fs.Usage()
@@ -271,4 +282,28 @@ func printJSON(raw json.RawMessage) error {
 	buf.WriteByte('\n')
 	_, err := buf.WriteTo(os.Stdout)
 	return err
+}
+
+func cmdSignal(args []string) error {
+	fs, base, err := clientFlags("signal", "NAME [DATA_JSON]", args, nil)
+	if stop, err := handleHelp(err); stop {
+		return err
+	}
+	if fs.NArg() < 1 || fs.NArg() > 2 {
+		fs.Usage()
+		return errors.New("signal needs a signal name and optional JSON data")
+	}
+	body := map[string]any{"signal": fs.Arg(0)}
+	if fs.NArg() == 2 {
+		var data any
+		if err := json.Unmarshal([]byte(fs.Arg(1)), &data); err != nil {
+			return fmt.Errorf("DATA_JSON: %w", err)
+		}
+		body["data"] = data
+	}
+	var out json.RawMessage
+	if err := call(http.MethodPost, base+"/v1/signals", body, &out); err != nil {
+		return err
+	}
+	return printJSON(out)
 }

@@ -24,6 +24,8 @@ Usage:
   cairn run     RUN_ID             show one run
   cairn history RUN_ID             show a run's full history (audit trail)
   cairn cancel  RUN_ID             cancel a run
+  cairn cancel  --function FN [--from T] [--to T]   cancel a function's runs started in a range
+  cairn signal  NAME [DATA_JSON]   resume the run waiting for a signal
   cairn sync    [URL]              ask apps (or one app URL) to re-register
 
 Run "cairn COMMAND --help" for a command's flags. Every flag can also be set
@@ -54,6 +56,8 @@ func main() {
 		err = cmdCancel(args)
 	case "sync":
 		err = cmdSync(args)
+	case "signal":
+		err = cmdSignal(args)
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return

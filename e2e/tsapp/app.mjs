@@ -200,11 +200,156 @@ const fnThrows = inngest.createFunction(
   },
 );
 
+
+// --- step vocabulary: waits, signals, invoke, sendEvent, cancellation -----------
+
+const waiter = inngest.createFunction(
+  { id: "waiter", triggers: [{ event: "test/wait" }] },
+  async (ctx) => {
+    const reply = await ctx.step.waitForEvent("wait-for-reply", {
+      event: "test/reply",
+      timeout: ctx.event.data.timeout || "20s",
+      if: "async.data.key == event.data.key",
+    });
+    return { got: reply ? reply.data.value : null };
+  },
+);
+
+// The reply is sent by the run itself, in the same breath as the wait: the
+// engine must register the wait before it runs the send.
+const raceWaiter = inngest.createFunction(
+  { id: "race-waiter", triggers: [{ event: "test/race" }] },
+  async (ctx) => {
+    const key = ctx.event.data.key;
+    const [reply] = await Promise.all([
+      ctx.step.waitForEvent("wait-for-own-reply", {
+        event: "test/race.reply",
+        timeout: "20s",
+        if: "async.data.key == event.data.key",
+      }),
+      ctx.step.sendEvent("send-own-reply", { name: "test/race.reply", data: { key } }),
+    ]);
+    return { got: reply ? reply.data.key : null };
+  },
+);
+
+const signalWaiter = inngest.createFunction(
+  { id: "signal-waiter", triggers: [{ event: "test/signal" }] },
+  async (ctx) => {
+    const sig = await ctx.step.waitForSignal("wait-for-signal", {
+      signal: `sig-${ctx.event.data.key}`,
+      timeout: ctx.event.data.timeout || "20s",
+    });
+    return { sig };
+  },
+);
+
+const child = inngest.createFunction({ id: "child", retries: 0 }, async (ctx) => {
+  const d = ctx.event.data;
+  if (d.fail) throw new NonRetriableError("child failed");
+  if (d.sleep) await ctx.step.sleep("child-nap", d.sleep);
+  return await journaledStep("child", ctx, "double", () => ({ doubled: d.n * 2 }));
+});
+
+const invoker = inngest.createFunction(
+  { id: "invoker", triggers: [{ event: "test/invoke" }] },
+  async (ctx) => {
+    const d = ctx.event.data;
+    try {
+      const r = await ctx.step.invoke("call-child", {
+        function: child,
+        data: { n: d.n, fail: d.fail, sleep: d.sleep },
+        timeout: d.timeout || "30s",
+      });
+      return { ok: r };
+    } catch (err) {
+      return { error: err.message };
+    }
+  },
+);
+
+const fanOut = inngest.createFunction(
+  { id: "fan-out", triggers: [{ event: "test/fanout" }] },
+  async (ctx) => {
+    const sent = await ctx.step.sendEvent("fan", [
+      { name: "test/fanout.item", data: { i: 1, batch: ctx.event.data.batch } },
+      { name: "test/fanout.item", data: { i: 2, batch: ctx.event.data.batch } },
+    ]);
+    return { count: sent.ids.length };
+  },
+);
+
+const fanItem = inngest.createFunction(
+  { id: "fan-item", triggers: [{ event: "test/fanout.item" }] },
+  async (ctx) => journaledStep("fan-item", ctx, "item", () => ctx.event.data.i),
+);
+
+const cancellable = inngest.createFunction(
+  {
+    id: "cancellable",
+    triggers: [{ event: "test/cancellable" }],
+    cancelOn: [{ event: "test/cancel.it", if: "async.data.key == event.data.key" }],
+  },
+  async (ctx) => {
+    await journaledStep("cancellable", ctx, "first", () => 1);
+    await ctx.step.sleep("long-nap", "3s");
+    await journaledStep("cancellable", ctx, "second", () => 2);
+    return "not cancelled";
+  },
+);
+
+const failsWithHandler = inngest.createFunction(
+  {
+    id: "fails-with-handler",
+    retries: 0,
+    triggers: [{ event: "test/fail.handled" }],
+    onFailure: async (ctx) => {
+      await journaledStep("fails-with-handler-failure", ctx, "report", () => ({
+        fn: ctx.event.data.function_id,
+        msg: ctx.error.message,
+      }));
+    },
+  },
+  async (ctx) => {
+    await journaledStep("fails-with-handler", ctx, "doomed", () => {
+      throw new NonRetriableError("doomed on purpose");
+    });
+  },
+);
+
+const timesOut = inngest.createFunction(
+  { id: "times-out", timeouts: { finish: "2s" }, triggers: [{ event: "test/timeout" }] },
+  async (ctx) => {
+    await journaledStep("times-out", ctx, "first", () => 1);
+    await ctx.step.sleep("too-long", "6s");
+    await journaledStep("times-out", ctx, "never", () => 2);
+  },
+);
+
+const idempotent = inngest.createFunction(
+  { id: "idempotent", idempotency: "event.data.key", triggers: [{ event: "test/idem" }] },
+  async (ctx) => journaledStep("idempotent", ctx, "once", () => ctx.event.data.key),
+);
+
+const filtered = inngest.createFunction(
+  { id: "filtered", triggers: [{ event: "test/filtered", if: "event.data.plan != 'free'" }] },
+  async (ctx) => journaledStep("filtered", ctx, "paid", () => ctx.event.data.plan),
+);
+
+const cronFn = inngest.createFunction(
+  { id: "cron-fn", triggers: [{ cron: "TZ=Europe/Paris 0 3 * * *" }] },
+  async (ctx) => journaledStep("cron-fn", ctx, "tick", () => ctx.event.data.scheduledAt ?? null),
+);
+
 // --- HTTP server -------------------------------------------------------------------
 
 const handler = serve({
   client: inngest,
-  functions: [importContacts, flakyStep, nonRetriable, parallelSteps, sleeper, fnThrows],
+  functions: [
+    importContacts, flakyStep, nonRetriable, parallelSteps, sleeper, fnThrows,
+    waiter, raceWaiter, signalWaiter, child, invoker, fanOut, fanItem, cancellable,
+    failsWithHandler, timesOut, idempotent, filtered, cronFn,
+  ],
 });
 
 const server = http.createServer((req, res) => {
