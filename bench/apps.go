@@ -110,7 +110,9 @@ func stepID(name string) string {
 }
 
 var goSteps = func() []goStep {
-	mk := func(name, data string) goStep { return goStep{name: name, id: stepID(name), data: json.RawMessage(data)} }
+	mk := func(name, data string) goStep {
+		return goStep{name: name, id: stepID(name), data: json.RawMessage(data)}
+	}
 	return []goStep{
 		mk("parse-csv", `[{"email":"Ann@Example.com","name":"  Ann "},{"email":"bob@example.com","name":"Bob"},{"email":"ann@example.com","name":"Ann again"}]`),
 		mk("normalize-raw-csv", `[{"email":"ann@example.com","name":"Ann"},{"email":"bob@example.com","name":"Bob"}]`),
@@ -382,3 +384,5 @@ func startTSApp(ctx context.Context, dir, workDir string, port int, cairnURL str
 		return nil, ctx.Err()
 	}
 }
+
+func urlParse(s string) (*url.URL, error) { return url.Parse(s) }

@@ -244,14 +244,14 @@ func (n *cairnNode) waitApp(ctx context.Context, appID string, max time.Duration
 
 // runView is the part of Cairn's run JSON the bench reads.
 type runView struct {
-	ID        string   `json:"id"`
-	Status    string   `json:"status"`
-	EventIDs  []string `json:"event_ids"`
-	CreatedAt int64    `json:"created_at"`
-	StartedAt int64    `json:"started_at"`
-	EndedAt   int64    `json:"ended_at"`
-	Steps     []string `json:"steps"`
-	Calls     int      `json:"calls"`
+	ID        string          `json:"id"`
+	Status    string          `json:"status"`
+	EventIDs  []string        `json:"event_ids"`
+	CreatedAt int64           `json:"created_at"`
+	StartedAt int64           `json:"started_at"`
+	EndedAt   int64           `json:"ended_at"`
+	Steps     []string        `json:"steps"`
+	Calls     int             `json:"calls"`
 	Error     json.RawMessage `json:"error"`
 }
 

@@ -31,8 +31,8 @@ type env struct {
 // sent is one accepted event.
 type sent struct {
 	id       string
-	at       time.Time     // when the POST started
-	acceptMs float64       // POST round trip
+	at       time.Time // when the POST started
+	acceptMs float64   // POST round trip
 }
 
 // sendEvent POSTs one event to Cairn's event API.
@@ -130,7 +130,10 @@ func (t *tracker) wait(ctx context.Context, sendsDone <-chan struct{}, every, st
 	defer tick.Stop()
 	lastPerEvent := time.Time{}
 	for {
-		runs, err := t.c.recentRuns(ctx, 1000)
+		// The runs we wait for are among the newest: ask for a window a bit
+		// larger than what is pending, so that polling stays cheap for Cairn.
+		limit := min(max(2*len(t.pendingIDs())+50, 100), 1000)
+		runs, err := t.c.recentRuns(ctx, limit)
 		t.mu.Lock()
 		t.polls++
 		t.mu.Unlock()
@@ -361,6 +364,9 @@ func runSteady(ctx context.Context, e *env, rate float64, d time.Duration) *Resu
 func finishResult(ctx context.Context, e *env, res *Result, base baseline, tr *tracker,
 	sends []sent, sendErr []string, werr error) {
 	now := time.Now()
+	// Final readings must work even if the run was interrupted.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
 	res.Events = len(sends)
 	res.SendErrors = len(sendErr)
 	if len(sendErr) > 0 {
@@ -409,6 +415,18 @@ func finishResult(ctx context.Context, e *env, res *Result, base baseline, tr *t
 		}
 	}
 	res.LatencyMs = percentiles(lat)
+	// An outlier is worth a look: show the slowest run's history.
+	if p := res.LatencyMs; p.N > 0 && p.Max > 200 && p.Max > 5*p.P50 {
+		var slow runView
+		for _, r := range finished {
+			if r.Status == "completed" && float64(r.EndedAt-r.CreatedAt) == p.Max {
+				slow = r
+				break
+			}
+		}
+		res.Notes = append(res.Notes, fmt.Sprintf("slowest run %s took %.0f ms (p50 %.0f ms); history:\n%s",
+			slow.ID, p.Max, p.P50, compactHistory(ctx, e.cairn, slow)))
+	}
 	if len(finished) > 0 {
 		res.CallsPerRun = float64(calls) / float64(len(finished))
 	}
@@ -489,45 +507,54 @@ func finishResult(ctx context.Context, e *env, res *Result, base baseline, tr *t
 
 	if werr != nil {
 		res.Error = werr.Error()
-		describeStuck(ctx, e, res, tr)
+		if !errors.Is(werr, context.Canceled) && !errors.Is(werr, context.DeadlineExceeded) {
+			describeStuck(ctx, e, res, tr)
+		}
 	}
 }
 
-// describeStuck adds what Cairn says about a few unfinished runs.
+// describeStuck adds what Cairn says now about a few unfinished runs.
 func describeStuck(ctx context.Context, e *env, res *Result, tr *tracker) {
-	if errors.Is(werrCtx(ctx), context.Canceled) {
-		return
-	}
-	ids := tr.pendingIDs()
-	tr.mu.Lock()
-	running := map[string]runView{}
-	for k, v := range tr.running {
-		running[k] = v
-	}
-	tr.mu.Unlock()
-	qctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for i, ev := range ids {
+	for i, ev := range tr.pendingIDs() {
 		if i >= 3 {
 			break
 		}
-		r, ok := running[ev]
-		if !ok {
-			runs, err := e.cairn.eventRuns(qctx, ev)
-			if err != nil || len(runs) == 0 {
-				res.Notes = append(res.Notes, fmt.Sprintf("event %s: no run (%v)", ev, err))
-				continue
-			}
-			r = runs[0]
+		runs, err := e.cairn.eventRuns(ctx, ev)
+		if err != nil || len(runs) == 0 {
+			res.Notes = append(res.Notes, fmt.Sprintf("event %s: no run (%v)", ev, err))
+			continue
 		}
-		h, _ := e.cairn.history(qctx, r.ID)
-		res.Notes = append(res.Notes, fmt.Sprintf("unfinished run %s (event %s) status=%s steps=%d calls=%d history=%s",
-			r.ID, ev, r.Status, len(r.Steps), r.Calls, truncate(string(h), 1500)))
+		r := runs[0]
+		res.Notes = append(res.Notes, fmt.Sprintf("unfinished run %s (event %s): status now %s, steps=%d calls=%d, history:\n%s",
+			r.ID, ev, r.Status, len(r.Steps), r.Calls, compactHistory(ctx, e.cairn, r)))
 	}
-	res.Notes = append(res.Notes, "cairn log tail:\n"+tailFile(e.cairn.logPath, 20))
+	res.Notes = append(res.Notes, fmt.Sprintf("cairn log tail (%s):\n%s", e.cairn.logPath, tailFile(e.cairn.logPath, 20)))
 }
 
-func werrCtx(ctx context.Context) error { return ctx.Err() }
+// compactHistory renders a run's history one entry a line, in ms since the
+// run was created.
+func compactHistory(ctx context.Context, c *cairnNode, r runView) string {
+	var hist []struct {
+		At     int64  `json:"at"`
+		Index  uint64 `json:"log_index"`
+		Type   string `json:"type"`
+		Call   string `json:"call"`
+		Name   string `json:"name"`
+		Detail string `json:"detail"`
+	}
+	raw, err := c.history(ctx, r.ID)
+	if err == nil {
+		err = json.Unmarshal(raw, &hist)
+	}
+	if err != nil {
+		return fmt.Sprintf("(history: %v)", err)
+	}
+	lines := make([]string, len(hist))
+	for i, h := range hist {
+		lines[i] = fmt.Sprintf("+%dms idx=%d %s %s %s %s", h.At-r.CreatedAt, h.Index, h.Type, h.Call, h.Name, truncate(h.Detail, 60))
+	}
+	return strings.Join(lines, "\n")
+}
 
 func truncate(s string, n int) string {
 	s = strings.TrimSpace(s)

@@ -1,0 +1,385 @@
+// Command bench measures Cairn end to end: it builds bin/cairn, runs
+// `cairn dev` as a subprocess on free loopback ports with a fresh data dir,
+// drives it with a Go stand-in app and/or the real TS SDK app (e2e/tsapp),
+// and reports throughput, latency, engine overhead per step hop, and the
+// CPU, memory and log bytes the Cairn process spends per step.
+//
+//	go run ./bench [-app go|ts|both] [-n N] [-rate R] [-duration D] [-json FILE]
+//
+// See bench/README.md for what each figure means. It is not part of go test.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+)
+
+type options struct {
+	app       string
+	n         int
+	senders   int
+	rate      float64
+	duration  time.Duration
+	scenarios []string
+	timeout   time.Duration
+	jsonPath  string
+	cairnBin  string
+	keep      bool
+	poll      time.Duration
+	stall     time.Duration
+	logLevel  string
+	tsProxy   bool
+	warmup    int
+}
+
+func parseFlags() (*options, error) {
+	o := &options{}
+	var scen string
+	flag.StringVar(&o.app, "app", "both", "app mode: go (built-in Go stand-in app), ts (e2e/tsapp, real SDK) or both")
+	flag.IntVar(&o.n, "n", 0, "burst: events to send (default 2000 for go, 200 for ts)")
+	flag.IntVar(&o.senders, "senders", 4, "burst: concurrent event senders")
+	flag.Float64Var(&o.rate, "rate", 5, "steady: events per second")
+	flag.DurationVar(&o.duration, "duration", 0, "steady: how long to send (default 10s for go, 20s for ts)")
+	flag.StringVar(&scen, "scenarios", "burst,steady", "scenarios to run, comma separated: burst, steady")
+	flag.DurationVar(&o.timeout, "timeout", 5*time.Minute, "overall time limit; everything is stopped when it runs out")
+	flag.StringVar(&o.jsonPath, "json", "", "also write the report as JSON to this file")
+	flag.StringVar(&o.cairnBin, "cairn", "", "use this cairn binary instead of building bin/cairn")
+	flag.BoolVar(&o.keep, "keep", false, "keep the temp dir (data dirs and logs) even on success")
+	flag.DurationVar(&o.poll, "poll", 250*time.Millisecond, "how often to poll Cairn for finished runs")
+	flag.DurationVar(&o.stall, "stall", 60*time.Second, "give up on a scenario when no run finishes for this long")
+	flag.StringVar(&o.logLevel, "log-level", "info", "cairn --log-level")
+	flag.BoolVar(&o.tsProxy, "ts-proxy", false, "ts: put a timing proxy in front of the TS app to measure step hops\n(costs ~10% of TS burst throughput on a 2-core box)")
+	flag.IntVar(&o.warmup, "warmup", 5, "events sent (and awaited) before the scenarios, not measured")
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), "Usage: go run ./bench [flags]\n\n"+
+			"Starts cairn dev (built from ./cmd/cairn) with a fresh data dir per app mode and benchmarks it.\n\nFlags:\n")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	if flag.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %v", flag.Args())
+	}
+	switch o.app {
+	case "go", "ts", "both":
+	default:
+		return nil, fmt.Errorf("-app must be go, ts or both, not %q", o.app)
+	}
+	for _, s := range strings.Split(scen, ",") {
+		s = strings.TrimSpace(s)
+		switch s {
+		case "":
+		case "burst", "steady":
+			o.scenarios = append(o.scenarios, s)
+		default:
+			return nil, fmt.Errorf("unknown scenario %q (want burst or steady)", s)
+		}
+	}
+	if len(o.scenarios) == 0 {
+		return nil, errors.New("no scenario selected")
+	}
+	if o.n < 0 || o.senders < 1 || o.rate <= 0 || o.duration < 0 || o.timeout <= 0 {
+		return nil, errors.New("-n must be >= 0, -senders >= 1, -rate > 0, -duration >= 0, -timeout > 0")
+	}
+	return o, nil
+}
+
+func main() {
+	o, err := parseFlags()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
+	os.Exit(run(o))
+}
+
+func run(o *options) (code int) {
+	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
+	defer cancel()
+
+	// First Ctrl-C: stop gracefully (the report is still printed). Second:
+	// kill every subprocess and leave.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	go func() {
+		<-sigs
+		fmt.Fprintln(os.Stderr, "bench: interrupted, stopping (again to kill)")
+		cancel()
+		<-sigs
+		killAllChildren()
+		os.Exit(130)
+	}()
+	defer func() {
+		if r := recover(); r != nil {
+			killAllChildren()
+			panic(r)
+		}
+	}()
+	defer stopAllChildren()
+
+	loadavg, _ := os.ReadFile("/proc/loadavg")
+	rep := &Report{
+		StartedAt: time.Now().Format(time.RFC3339), Command: "go run ./bench " + strings.Join(os.Args[1:], " "),
+		GoVersion: runtime.Version(), CPUs: runtime.NumCPU(), ClockTicks: clockTicks,
+		LoadAvg: strings.TrimSpace(string(loadavg)),
+	}
+	root, err := findRoot()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	bin := o.cairnBin
+	if bin != "" {
+		// Subprocesses run in their own work dirs: make the path absolute.
+		if bin, err = filepath.Abs(bin); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+	} else {
+		logf("building bin/cairn")
+		if bin, err = buildCairn(ctx, root); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+	}
+	work, err := os.MkdirTemp("", "cairn-bench-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	failed := false
+	defer func() {
+		if o.keep || failed {
+			fmt.Fprintf(os.Stderr, "bench: data dirs and logs kept in %s\n", work)
+		} else {
+			os.RemoveAll(work)
+		}
+	}()
+
+	modes := []string{o.app}
+	if o.app == "both" {
+		modes = []string{"go", "ts"}
+	}
+	for _, m := range modes {
+		if ctx.Err() != nil {
+			rep.Errors = append(rep.Errors, fmt.Sprintf("%s: skipped: %v", m, ctx.Err()))
+			failed = true
+			continue
+		}
+		dir := filepath.Join(work, m)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			rep.Errors = append(rep.Errors, err.Error())
+			failed = true
+			continue
+		}
+		var rs []*Result
+		if m == "go" {
+			rs, err = runGoMode(ctx, o, bin, dir)
+		} else {
+			rs, err = runTSMode(ctx, o, bin, root, dir)
+		}
+		rep.Results = append(rep.Results, rs...)
+		if err != nil {
+			rep.Errors = append(rep.Errors, fmt.Sprintf("%s: %v", m, err))
+			failed = true
+		}
+		for _, r := range rs {
+			if r.Error != "" || r.Unfinished > 0 || r.Failed > 0 {
+				failed = true
+			}
+		}
+	}
+	printReport(os.Stdout, rep)
+	if o.jsonPath != "" {
+		if err := writeJSON(o.jsonPath, rep); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			failed = true
+		}
+	}
+	if failed {
+		return 1
+	}
+	return 0
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
+}
+
+func runGoMode(ctx context.Context, o *options, bin, dir string) ([]*Result, error) {
+	port, err := pickCairnPort()
+	if err != nil {
+		return nil, err
+	}
+	app, stopApp, err := startGoApp(fmt.Sprintf("http://127.0.0.1:%d", port))
+	if err != nil {
+		return nil, err
+	}
+	defer stopApp()
+	logf("go: starting cairn on 127.0.0.1:%d (data %s), app at %s", port, dir, app.url)
+	c, err := startCairn(ctx, bin, dir, port, o.logLevel, []string{app.url})
+	if err != nil {
+		return nil, err
+	}
+	defer c.stop()
+	if err := c.waitApp(ctx, goAppID, 30*time.Second); err != nil {
+		if s, _ := app.syncErr.Load().(string); s != "" {
+			err = fmt.Errorf("%w\nlast register error: %s", err, s)
+		}
+		return nil, err
+	}
+	n, d := o.n, o.duration
+	if n == 0 {
+		n = 2000
+	}
+	if d == 0 {
+		d = 10 * time.Second
+	}
+	return runScenarios(ctx, &env{app: "go", cairn: c, hops: app.hops, opts: o}, n, d)
+}
+
+func runTSMode(ctx context.Context, o *options, bin, root, dir string) ([]*Result, error) {
+	appDir := filepath.Join(root, "e2e", "tsapp")
+	if err := ensureNodeModules(ctx, appDir); err != nil {
+		return nil, err
+	}
+	tsPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	hops := newHopMeter()
+	appURL := fmt.Sprintf("http://127.0.0.1:%d/api/inngest", tsPort)
+	if o.tsProxy {
+		target, _ := urlParse(fmt.Sprintf("http://127.0.0.1:%d", tsPort))
+		base, stopProxy, err := startProxy(target, hops)
+		if err != nil {
+			return nil, err
+		}
+		defer stopProxy()
+		appURL = base + "/api/inngest"
+	}
+	port, err := pickCairnPort()
+	if err != nil {
+		return nil, err
+	}
+	logf("ts: starting cairn on 127.0.0.1:%d (data %s), app at %s", port, dir, appURL)
+	c, err := startCairn(ctx, bin, dir, port, o.logLevel, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer c.stop()
+	ts, err := startTSApp(ctx, appDir, dir, tsPort, c.url)
+	if err != nil {
+		return nil, err
+	}
+	defer ts.stop(5 * time.Second)
+	var synced struct {
+		Data []struct {
+			OK      bool   `json:"ok"`
+			Status  int    `json:"status"`
+			Message string `json:"message"`
+		} `json:"data"`
+	}
+	if err := c.postJSON(ctx, "/v1/apps/sync", map[string]string{"url": appURL}, &synced); err != nil {
+		return nil, fmt.Errorf("sync: %w", err)
+	}
+	for _, s := range synced.Data {
+		if !s.OK {
+			logf("ts: sync ping answered %d: %s", s.Status, s.Message)
+		}
+	}
+	if err := c.waitApp(ctx, tsAppID, 30*time.Second); err != nil {
+		return nil, fmt.Errorf("%w\n--- tsapp log ---\n%s", err, tailFile(ts.logPath, 20))
+	}
+	n, d := o.n, o.duration
+	if n == 0 {
+		n = 200
+	}
+	if d == 0 {
+		d = 20 * time.Second
+	}
+	e := &env{app: "ts", cairn: c, hops: hops, opts: o}
+	rs, err := runScenarios(ctx, e, n, d)
+	if !o.tsProxy {
+		for _, r := range rs {
+			r.Notes = append(r.Notes, "step hop overhead is not measured for the TS app by default: run with -ts-proxy")
+		}
+	}
+	if ts.exited() {
+		err = errors.Join(err, fmt.Errorf("tsapp exited during the run: %v\n%s", ts.err, tailFile(ts.logPath, 20)))
+	}
+	return rs, err
+}
+
+// runScenarios runs the warm-up and then each selected scenario on one node.
+func runScenarios(ctx context.Context, e *env, n int, d time.Duration) ([]*Result, error) {
+	e.sampler = startSampler(e.cairn.proc.pid(), 50*time.Millisecond)
+	defer e.sampler.close()
+	if e.opts.warmup > 0 {
+		logf("%s: warm-up with %d events", e.app, e.opts.warmup)
+		w := runBurst(ctx, e, e.opts.warmup, 1)
+		if w.Error != "" || w.Completed != e.opts.warmup {
+			w.Scenario = "warm-up"
+			return []*Result{w}, fmt.Errorf("warm-up failed: %d/%d runs completed: %s", w.Completed, e.opts.warmup, w.Error)
+		}
+	}
+	// Cairn's own idle cost (Raft heartbeats, timers), for context.
+	idle := measureIdle(ctx, e.sampler, 2*time.Second)
+	var out []*Result
+	for _, s := range e.opts.scenarios {
+		if ctx.Err() != nil {
+			break
+		}
+		var r *Result
+		switch s {
+		case "burst":
+			logf("%s: burst of %d events (%d senders)", e.app, n, e.opts.senders)
+			r = runBurst(ctx, e, n, e.opts.senders)
+		case "steady":
+			logf("%s: steady %g events/s for %s", e.app, e.opts.rate, d)
+			r = runSteady(ctx, e, e.opts.rate, d)
+		}
+		logf("%s: %s: %d/%d runs completed in %.2fs, p50 %s ms, p99 %s ms%s", e.app, s, r.Completed, r.Events,
+			r.WallSec, num(r.LatencyMs.P50), num(r.LatencyMs.P99), errSuffix(r.Error))
+		r.IdleCPUPct = idle
+		out = append(out, r)
+		if r.Error != "" {
+			break // the node is in an unknown state; don't pile on
+		}
+		// What Cairn keeps doing once the scenario's runs are done
+		// (compactions, GC), which the next scenario would otherwise inherit.
+		r.AfterCPUPct = measureIdle(ctx, e.sampler, 2*time.Second)
+	}
+	return out, ctx.Err()
+}
+
+func errSuffix(e string) string {
+	if e == "" {
+		return ""
+	}
+	return " — ERROR: " + strings.SplitN(e, "\n", 2)[0]
+}
+
+// measureIdle returns the CPU Cairn uses while nothing happens, in percent
+// of one core.
+func measureIdle(ctx context.Context, sm *sampler, d time.Duration) float64 {
+	a := sm.sample()
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+	b := sm.sample()
+	sec := b.t.Sub(a.t).Seconds()
+	if sec <= 0 || b.ticks < a.ticks {
+		return 0
+	}
+	return float64(b.ticks-a.ticks) / clockTicks / sec * 100
+}

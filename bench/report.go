@@ -1,0 +1,185 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+)
+
+// Pct summarizes a sample.
+type Pct struct {
+	N   int     `json:"n"`
+	P50 float64 `json:"p50"`
+	P99 float64 `json:"p99"`
+	Max float64 `json:"max"`
+}
+
+// percentiles uses the nearest-rank method.
+func percentiles(v []float64) Pct {
+	if len(v) == 0 {
+		return Pct{}
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	rank := func(p float64) float64 {
+		i := int(math.Ceil(p*float64(len(s)))) - 1
+		return s[max(0, min(i, len(s)-1))]
+	}
+	return Pct{N: len(s), P50: rank(0.50), P99: rank(0.99), Max: s[len(s)-1]}
+}
+
+// Result is one scenario of one app mode.
+type Result struct {
+	App      string `json:"app"`
+	Scenario string `json:"scenario"`
+	Offered  string `json:"offered"`
+
+	Events     int     `json:"events_sent"`
+	SendErrors int     `json:"send_errors"`
+	Completed  int     `json:"runs_completed"`
+	Failed     int     `json:"runs_failed"`
+	Unfinished int     `json:"runs_unfinished"`
+	Steps      int     `json:"steps"`
+	WallSec    float64 `json:"wall_sec"`
+
+	RunsPerSec  float64 `json:"runs_per_sec"`
+	StepsPerSec float64 `json:"steps_per_sec"`
+	LatencyMs   Pct     `json:"event_to_completion_ms"`
+	AcceptMs    Pct     `json:"event_accept_ms"`
+	HopMs       Pct     `json:"step_hop_overhead_ms"`
+	CallsPerRun float64 `json:"app_calls_per_run"`
+	AppCalls    int64   `json:"app_calls_seen"`
+
+	CPUSec        float64 `json:"cairn_cpu_sec"`
+	CPUSecPerStep float64 `json:"cairn_cpu_sec_per_step"`
+	IdleCPUPct    float64 `json:"cairn_idle_cpu_pct_of_core"`
+	AfterCPUPct   float64 `json:"cairn_cpu_pct_of_core_2s_after"`
+	PeakRSSMiB    float64 `json:"cairn_peak_rss_mib"`
+	PeakRSSSource string  `json:"cairn_peak_rss_source"`
+	EndRSSMiB     float64 `json:"cairn_end_rss_mib"`
+
+	RaftBytes        int64   `json:"raft_dir_growth_bytes"`
+	RaftAllocBytes   int64   `json:"raft_dir_growth_allocated_bytes"`
+	RaftBytesPerStep float64 `json:"raft_bytes_per_step"`
+	LogEntries       uint64  `json:"raft_log_entries"`
+	EntriesPerStep   float64 `json:"raft_entries_per_step"`
+	BytesPerEntry    float64 `json:"raft_bytes_per_entry"`
+	FSMBytes         int64   `json:"fsm_dir_growth_bytes"`
+
+	Polls         int      `json:"status_polls"`
+	CairnWarnings int      `json:"cairn_log_warnings"`
+	Notes         []string `json:"notes,omitempty"`
+	Error         string   `json:"error,omitempty"`
+}
+
+// Report is the whole run.
+type Report struct {
+	StartedAt  string    `json:"started_at"`
+	Command    string    `json:"command"`
+	GoVersion  string    `json:"go_version"`
+	CPUs       int       `json:"cpus"`
+	ClockTicks float64   `json:"clock_ticks_per_sec"`
+	LoadAvg    string    `json:"loadavg_at_start"`
+	Results    []*Result `json:"results"`
+	Errors     []string  `json:"errors,omitempty"`
+}
+
+func mib(b int64) string {
+	return fmt.Sprintf("%.2f MiB", float64(b)/(1<<20))
+}
+
+func pctCell(p Pct, unit string) string {
+	if p.N == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%s / %s", num(p.P50), num(p.P99)+unit)
+}
+
+func num(f float64) string {
+	switch {
+	case f >= 100:
+		return fmt.Sprintf("%.0f", f)
+	case f >= 10:
+		return fmt.Sprintf("%.1f", f)
+	default:
+		return fmt.Sprintf("%.2f", f)
+	}
+}
+
+// printReport writes the table: one column per app/scenario.
+func printReport(w io.Writer, rep *Report) {
+	rs := rep.Results
+	fmt.Fprintf(w, "\nCairn benchmark  (%s, %d CPUs, load at start %s)\n\n", rep.StartedAt, rep.CPUs, rep.LoadAvg)
+	if len(rs) == 0 {
+		fmt.Fprintln(w, "no results")
+	} else {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		row := func(label string, cell func(r *Result) string) {
+			fmt.Fprint(tw, label+"\t")
+			for _, r := range rs {
+				fmt.Fprint(tw, cell(r)+"\t")
+			}
+			fmt.Fprintln(tw)
+		}
+		row("", func(r *Result) string { return r.App + " / " + r.Scenario })
+		row("load offered", func(r *Result) string { return r.Offered })
+		row("events accepted (send errors)", func(r *Result) string { return fmt.Sprintf("%d (%d)", r.Events, r.SendErrors) })
+		row("runs completed / failed / unfinished", func(r *Result) string {
+			return fmt.Sprintf("%d / %d / %d", r.Completed, r.Failed, r.Unfinished)
+		})
+		row("wall: first send → last completion", func(r *Result) string { return fmt.Sprintf("%.2f s", r.WallSec) })
+		row("runs/s", func(r *Result) string { return num(r.RunsPerSec) })
+		row("steps/s (3 per run)", func(r *Result) string { return num(r.StepsPerSec) })
+		row("event→completion p50 / p99", func(r *Result) string { return pctCell(r.LatencyMs, " ms") })
+		row("event→completion max", func(r *Result) string { return fmt.Sprintf("%s ms", num(r.LatencyMs.Max)) })
+		row("event accept (POST /e) p50 / p99", func(r *Result) string { return pctCell(r.AcceptMs, " ms") })
+		row("step hop overhead p50 / p99 (app side)", func(r *Result) string { return pctCell(r.HopMs, " ms") })
+		row("step hops measured", func(r *Result) string { return fmt.Sprint(r.HopMs.N) })
+		row("app calls per run", func(r *Result) string { return num(r.CallsPerRun) })
+		row("Cairn CPU", func(r *Result) string { return fmt.Sprintf("%.2f s", r.CPUSec) })
+		row("Cairn CPU per step", func(r *Result) string { return fmt.Sprintf("%.3f ms", r.CPUSecPerStep*1000) })
+		row("Cairn idle CPU (before scenarios)", func(r *Result) string { return fmt.Sprintf("%.1f%% of a core", r.IdleCPUPct) })
+		row("Cairn CPU in the 2 s after", func(r *Result) string { return fmt.Sprintf("%.1f%% of a core", r.AfterCPUPct) })
+		row("Cairn peak RSS (VmHWM)", func(r *Result) string { return fmt.Sprintf("%.1f MiB", r.PeakRSSMiB) })
+		row("Cairn RSS at end", func(r *Result) string { return fmt.Sprintf("%.1f MiB", r.EndRSSMiB) })
+		row("raft/ growth (apparent)", func(r *Result) string { return mib(r.RaftBytes) })
+		row("raft/ growth (allocated, du)", func(r *Result) string { return mib(r.RaftAllocBytes) })
+		row("log bytes per step", func(r *Result) string { return fmt.Sprintf("%.0f B", r.RaftBytesPerStep) })
+		row("raft entries (Δ last_log_index)", func(r *Result) string { return fmt.Sprint(r.LogEntries) })
+		row("raft entries per step", func(r *Result) string { return num(r.EntriesPerStep) })
+		row("bytes per raft entry", func(r *Result) string { return fmt.Sprintf("%.0f B", r.BytesPerEntry) })
+		row("fsm/ growth (apparent)", func(r *Result) string { return mib(r.FSMBytes) })
+		row("Cairn log WARN/ERROR lines", func(r *Result) string { return fmt.Sprint(r.CairnWarnings) })
+		tw.Flush()
+	}
+	for _, r := range rs {
+		if r.Error == "" && len(r.Notes) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "\n%s / %s:\n", r.App, r.Scenario)
+		if r.Error != "" {
+			fmt.Fprintf(w, "  ERROR: %s\n", r.Error)
+		}
+		for _, n := range r.Notes {
+			fmt.Fprintf(w, "  - %s\n", strings.ReplaceAll(n, "\n", "\n    "))
+		}
+	}
+	for _, e := range rep.Errors {
+		fmt.Fprintf(w, "\nERROR: %s\n", e)
+	}
+	fmt.Fprintln(w, "\nlatency = run ended_at − created_at (Cairn's ms stamps); hop = app answered a 206 → next call for that run arrived;")
+	fmt.Fprintln(w, "CPU, RSS and log growth are of the cairn process / data dir over first send → last completion. See bench/README.md.")
+}
+
+func writeJSON(path string, rep *Report) error {
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
