@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -52,6 +53,7 @@ type Executor struct {
 	mu       sync.Mutex
 	inflight map[string]bool      // run\0call being claimed or called by this node
 	held     map[string]time.Time // run\0call refused recently: skip until then
+	low      int64                // earliest due time the loop must re-read from
 	term     *term                // set while Run is active
 }
 
@@ -100,7 +102,7 @@ func New(cfg Config, f *fsm.FSM, p Proposer) *Executor {
 		}}
 	}
 	return &Executor{cfg: cfg, fsm: f, prop: p, log: cfg.Logger.With("component", "executor"),
-		wake: make(chan struct{}, 1), inflight: map[string]bool{}, held: map[string]time.Time{}, boot: ulid.Make().String()}
+		wake: make(chan struct{}, 1), inflight: map[string]bool{}, held: map[string]time.Time{}, low: math.MaxInt64, boot: ulid.Make().String()}
 }
 
 // Wake tells the loop that the projection changed. It never blocks, so
@@ -138,16 +140,29 @@ func (e *Executor) Run(ctx context.Context) {
 	}()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	// low: nothing in the queue is due before it (math.MaxInt64: nothing
+	// known to be queued). The queue is read from there, never from its
+	// head, which is full of deleted entries; a full read runs now and then
+	// in case a hint was missed.
+	low, lastFull := int64(0), time.Now()
 	for {
 		now := time.Now()
+		if now.Sub(lastFull) > fullScanEvery {
+			low, lastFull = 0, now
+		}
+		low = min(low, e.fsm.TakeDueHint(), e.takeLow())
 		free := e.cfg.MaxInflight - e.inflightCount()
 		var due []fsm.Call
-		var next int64
-		if free > 0 {
+		if free > 0 && low <= now.UnixMilli() {
+			var next int64
 			var err error
-			due, next, err = e.fsm.Due(now.UnixMilli(), free, e.skip)
+			due, next, err = e.fsm.DueFrom(low, now.UnixMilli(), free, e.skip)
 			if err != nil {
 				e.log.Error("reading due calls", "err", err)
+				next = now.Add(time.Second).UnixMilli()
+			}
+			if low = next; next == 0 {
+				low = math.MaxInt64
 			}
 		}
 		if len(due) > 0 {
@@ -161,14 +176,9 @@ func (e *Executor) Run(ctx context.Context) {
 			}()
 		}
 		wait := time.Hour
-		if next > 0 {
-			wait = max(time.Until(time.UnixMilli(next)), 0)
+		if low != math.MaxInt64 && free > 0 {
+			wait = min(max(time.Until(time.UnixMilli(low)), 0), wait)
 		}
-		e.mu.Lock()
-		if len(e.held) > 0 {
-			wait = min(wait, time.Second) // held calls come back then
-		}
-		e.mu.Unlock()
 		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
@@ -210,13 +220,35 @@ func callKey(run, call string) string { return run + "\x00" + call }
 // scans for a second. A refusal means the projection moved on (the call is
 // about to disappear or change); re-proposing at once would only spin.
 func (e *Executor) holdOff(c fsm.Call) {
+	until := time.Now().Add(time.Second)
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	if len(e.held) > 100000 {
 		e.held = map[string]time.Time{}
 	}
-	e.held[callKey(c.RunID, c.ID)] = time.Now().Add(time.Second)
+	e.held[callKey(c.RunID, c.ID)] = until
+	e.mu.Unlock()
+	e.lower(until.UnixMilli())
 }
+
+// lower asks the loop to read the queue from t at the latest: a call it
+// skipped (being claimed, held off) is still queued there.
+func (e *Executor) lower(t int64) {
+	e.mu.Lock()
+	e.low = min(e.low, t)
+	e.mu.Unlock()
+}
+
+func (e *Executor) takeLow() int64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	l := e.low
+	e.low = math.MaxInt64
+	return l
+}
+
+// fullScanEvery bounds how long a queued call could go unseen if a due-time
+// hint were ever missed.
+const fullScanEvery = 30 * time.Second
 
 // skip reports whether a due call must be left out of a scan: in flight
 // here, or held off after a refusal.
@@ -335,6 +367,8 @@ func (e *Executor) claimAndDispatch(ctx context.Context, due []fsm.Call, wg *syn
 		if err != nil || !isClaim || results[i].Code != fsm.OK {
 			if err == nil && results[i].Code != fsm.OK {
 				e.holdOff(c)
+			} else if err != nil {
+				e.lower(c.Due) // still queued: read it again
 			}
 			e.setInflight(c.RunID, c.ID, false)
 			if err == nil {

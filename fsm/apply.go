@@ -63,6 +63,9 @@ func (t *txn) leaseNext(res Result, at int64, l *LeaseNext) Result {
 //   - Functions missing from the new sync are removed with their triggers.
 //   - Runs in flight keep going with the function's new definition.
 func (t *txn) applyAppSynced(r *AppSynced) Result {
+	if t.synced != nil {
+		*t.synced = true
+	}
 	var old App
 	if t.get(keyApp(r.AppID), &old) && old.Checksum == r.Checksum && old.URL == r.URL {
 		return Result{Code: OK, ID: r.AppID}
@@ -484,6 +487,7 @@ func (t *txn) putCall(c *Call) {
 	}
 	t.put(keyCall(c.RunID, c.ID), c)
 	t.putRaw(keyQueue(c.Due, c.RunID, c.ID), nil)
+	t.minDue = min(t.minDue, c.Due)
 	if c.Claimed {
 		t.putRaw(keyLease(c.Node, c.RunID, c.ID), nil)
 	}
@@ -520,11 +524,26 @@ func (t *txn) countCalls(runID string) int {
 	return n
 }
 
-// functionOrNil returns a registered function, or nil.
+// functionOrNil returns a registered function, or nil. Callers must not
+// modify it: it may be shared through the function cache.
 func (t *txn) functionOrNil(id string) *Function {
-	fn := &Function{}
-	if id == "" || !t.get(keyFn(id), fn) {
+	if id == "" {
 		return nil
+	}
+	useCache := t.fns != nil && !*t.synced
+	var gen uint64
+	if useCache {
+		var fn *Function
+		if fn, gen = t.fns.get(id); fn != nil {
+			return fn
+		}
+	}
+	fn := &Function{}
+	if !t.get(keyFn(id), fn) {
+		return nil
+	}
+	if useCache {
+		t.fns.put(id, fn, gen)
 	}
 	return fn
 }
@@ -532,11 +551,10 @@ func (t *txn) functionOrNil(id string) *Function {
 // function returns the run's function, or a default stand-in if the app
 // has since removed it (the run still finishes under default retries).
 func (t *txn) function(id string) *Function {
-	fn := &Function{}
-	if !t.get(keyFn(id), fn) {
-		fn = &Function{FunctionDef: FunctionDef{ID: id, Retries: -1}}
+	if fn := t.functionOrNil(id); fn != nil {
+		return fn
 	}
-	return fn
+	return &Function{FunctionDef: FunctionDef{ID: id, Retries: -1}}
 }
 
 func orNull(b []byte) []byte {

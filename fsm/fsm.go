@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"math"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble"
 	"github.com/cockroachdb/pebble/vfs"
@@ -32,6 +34,10 @@ type FSM struct {
 	mu      sync.Mutex // serializes Apply with Restore
 	applied appliedState
 	notify  func()
+	// hint is the earliest due time among calls queued since the executor
+	// last took it (math.MaxInt64: none). See TakeDueHint.
+	hint atomic.Int64
+	fns  fnCache
 }
 
 // appliedState is persisted under keyApplied in the same batch as the writes
@@ -54,7 +60,7 @@ func Open(dir string, o Options) (*FSM, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fsm: open %s: %w", dir, err)
 	}
-	f := &FSM{db: db, logger: o.Logger, notify: func() {}}
+	f := &FSM{db: db, logger: o.Logger, notify: func() {}} // hint 0: scan everything first
 	if v, closer, err := db.Get(keyApplied); err == nil {
 		err = msgpack.Unmarshal(v, &f.applied)
 		closer.Close()
@@ -97,6 +103,8 @@ func (f *FSM) ApplyEntries(entries []Entry) [][]Result {
 	defer b.Close()
 	out := make([][]Result, len(entries))
 	st := f.applied
+	minDue := int64(math.MaxInt64)
+	synced := new(bool) // an app synced in this batch: bypass the function cache
 	for i, e := range entries {
 		if e.Index <= st.Index {
 			continue
@@ -105,12 +113,13 @@ func (f *FSM) ApplyEntries(entries []Entry) [][]Result {
 		if err != nil {
 			panic(fmt.Sprintf("fsm: entry %d: %v", e.Index, err))
 		}
-		tx := &txn{b: b, index: e.Index}
+		tx := &txn{b: b, index: e.Index, minDue: math.MaxInt64, fns: &f.fns, synced: synced}
 		res := make([]Result, len(recs))
 		for j, r := range recs {
 			res[j] = tx.apply(r)
 		}
 		out[i] = res
+		minDue = min(minDue, tx.minDue)
 		st = appliedState{Index: e.Index, Digest: chain(st.Digest, e.Index, e.Data)}
 	}
 	if st.Index == f.applied.Index {
@@ -121,9 +130,24 @@ func (f *FSM) ApplyEntries(entries []Entry) [][]Result {
 		panic(fmt.Sprintf("fsm: commit: %v", err))
 	}
 	f.applied = st
+	if *synced {
+		f.fns.reset()
+	}
+	for {
+		h := f.hint.Load()
+		if minDue >= h || f.hint.CompareAndSwap(h, minDue) {
+			break
+		}
+	}
 	f.notify()
 	return out
 }
+
+// TakeDueHint returns the earliest due time of the calls queued since the
+// last call (math.MaxInt64 if none; 0 after opening or a restore, meaning
+// "anything may be due") and resets it. The executor uses it to read the
+// queue only from where something changed, instead of from its head.
+func (f *FSM) TakeDueHint() int64 { return f.hint.Swap(math.MaxInt64) }
 
 func chain(prev, index uint64, data []byte) uint64 {
 	h := fnv.New64a()

@@ -110,6 +110,8 @@ func (f *FSM) Restore(r io.Reader) error {
 	if ok, err := f.getLocked(keyApplied, &f.applied); err != nil || !ok {
 		return fmt.Errorf("fsm: snapshot has no applied index (%v)", err)
 	}
+	f.hint.Store(0)
+	f.fns.reset()
 	f.notify()
 	return nil
 }

@@ -16,6 +16,10 @@ type txn struct {
 	// fresh lists the app calls queued by the record being applied, for
 	// LeaseNext to claim.
 	fresh []*Call
+	// minDue is the earliest due time of the calls queued by this batch.
+	minDue int64
+	fns    *fnCache
+	synced *bool // set once the batch syncs an app
 }
 
 func (t *txn) getRaw(k []byte) []byte {

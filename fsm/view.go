@@ -64,14 +64,19 @@ func (f *FSM) Run(id string) (*Run, error) {
 	return r, err
 }
 
-// Function returns a function, or nil.
+// Function returns a function, or nil. The result is shared: read only.
 func (f *FSM) Function(id string) (*Function, error) {
+	cached, gen := f.fns.get(id)
+	if cached != nil {
+		return cached, nil
+	}
 	fn := &Function{}
 	ok, err := f.get(keyFn(id), fn)
-	if !ok {
+	if !ok || err != nil {
 		return nil, err
 	}
-	return fn, err
+	f.fns.put(id, fn, gen)
+	return fn, nil
 }
 
 // App returns an app, or nil.
@@ -161,8 +166,20 @@ func (f *FSM) Call(runID, callID string) (*Call, error) {
 // Due returns up to limit queued calls due at or before now, earliest
 // first, and the due time of the next call after them (0 if none).
 func (f *FSM) Due(now int64, limit int, skip func(runID, callID string) bool) (due []Call, next int64, err error) {
+	return f.DueFrom(0, now, limit, skip)
+}
+
+// DueFrom is Due for calls due at or after from. The queue's head is a
+// graveyard of deleted entries (every claim moves its call), which an
+// iterator must step over one by one; a caller that knows nothing is due
+// before from skips them all with a seek.
+func (f *FSM) DueFrom(from, now int64, limit int, skip func(runID, callID string) bool) (due []Call, next int64, err error) {
 	var keys [][2]string
-	err = f.scan(prefixQueue, prefixEnd(prefixQueue), false, func(k, _ []byte) bool {
+	lower := prefixQueue
+	if from > 0 {
+		lower = binary.BigEndian.AppendUint64(append([]byte(nil), prefixQueue...), uint64(from))
+	}
+	err = f.scan(lower, prefixEnd(prefixQueue), false, func(k, _ []byte) bool {
 		at, run, call, ok := parseQueueKey(k)
 		if !ok {
 			return true

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -93,6 +94,21 @@ func runNode(cmd string, args []string) error {
 	logger, err := newLogger(*logLevel, *logJSON)
 	if err != nil {
 		return err
+	}
+	// CAIRN_CPUPROFILE=FILE profiles the whole process until it shuts down
+	// (for bench runs).
+	if path := os.Getenv("CAIRN_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}()
 	}
 	slog.SetDefault(logger)
 	cfg := server.Config{

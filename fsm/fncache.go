@@ -1,0 +1,39 @@
+package fsm
+
+import "sync"
+
+// fnCache keeps decoded functions in memory: every call and every event
+// reads its function, and functions change only when an app syncs. It is a
+// pure cache of the projection, emptied after any batch that synced an app;
+// the generation stops a reader that raced with such a batch from putting
+// back what it read before the batch.
+type fnCache struct {
+	mu  sync.Mutex
+	gen uint64
+	m   map[string]*Function
+}
+
+func (c *fnCache) get(id string) (*Function, uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[id], c.gen
+}
+
+func (c *fnCache) put(id string, fn *Function, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.gen {
+		return
+	}
+	if c.m == nil || len(c.m) > 100000 {
+		c.m = map[string]*Function{}
+	}
+	c.m[id] = fn
+}
+
+func (c *fnCache) reset() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	c.m = nil
+}
