@@ -27,6 +27,13 @@ func (s *Server) postSignal(c echo.Context) error {
 	if strings.TrimSpace(in.Signal) == "" {
 		return errf(http.StatusBadRequest, "invalid_signal", "\"signal\" is required")
 	}
+	// Answer "nobody waits" from the projection, so a 404 writes nothing.
+	// A wait that ends between this read and the proposal still gets a 404.
+	if waiter, err := s.fsm.SignalWaiter(in.Signal); err != nil {
+		return err
+	} else if waiter == "" {
+		return errf(http.StatusNotFound, "signal_not_found", "no run is waiting for signal %q", in.Signal)
+	}
 	res, err := s.propose(c, &fsm.SignalReceived{At: time.Now().UnixMilli(), Signal: in.Signal, Data: in.Data,
 		Lease: s.exec.LeaseNext()})
 	if err != nil {

@@ -71,7 +71,9 @@ func (t *txn) applyAppSynced(r *AppSynced) Result {
 		return Result{Code: OK, ID: r.AppID}
 	}
 	for _, id := range old.Functions {
-		t.deleteFunction(id)
+		if fn := t.functionOrNil(id); fn != nil && fn.AppID == r.AppID {
+			t.deleteFunction(id) // unless it has moved to another app since
+		}
 	}
 	app := App{ID: r.AppID, URL: r.URL, SDK: r.SDK, Framework: r.Framework, Checksum: r.Checksum, SyncedAt: r.At}
 	for _, def := range r.Functions {
@@ -258,6 +260,8 @@ func (t *txn) processOps(run *Run, c *Call, fn *Function, r *CallFinished) {
 			fallthrough
 		case "StepFailed":
 			if t.has(keyStep(run.ID, op.ID)) {
+				h.Type, h.Detail = "step.duplicate", op.ID
+				t.history(run, h)
 				continue
 			}
 			t.memoize(run, op.ID, wrap("error", op.Error))
@@ -328,17 +332,23 @@ func (t *txn) processOps(run *Run, c *Call, fn *Function, r *CallFinished) {
 // afterStep decides what comes next once a call or timer is done: wait for
 // outstanding parallel work, or ask the app what to do next (discovery).
 func (t *txn) afterStep(run *Run, at int64, memoized, empty bool) {
+	if run.Done() {
+		return
+	}
 	outstanding := t.countCalls(run.ID)
 	switch {
-	case memoized && (outstanding == 0 || run.Race):
+	case empty && outstanding == 0:
+		t.finish(run, StatusFailed, at, nil, errJSON("NoProgress", "the app returned no ops and no step is pending"))
+	case outstanding == 0 || (memoized && run.Race):
+		// Nothing left in flight (or a race step finished): ask the app
+		// what comes next. This also covers answers that only repeated a
+		// step already memoized, which must not leave the run stalled.
 		if outstanding == 0 {
 			run.ForcePlan, run.Race = false, false
 		}
 		if !t.has(keyCall(run.ID, DiscoveryCall)) {
 			t.putCall(&Call{RunID: run.ID, ID: DiscoveryCall, Type: CallHTTP, Due: at})
 		}
-	case empty && outstanding == 0:
-		t.finish(run, StatusFailed, at, nil, errJSON("NoProgress", "the app returned no ops and no step is pending"))
 	}
 }
 

@@ -67,6 +67,9 @@ func DecodeEntry(data []byte) ([]Record, error) {
 		if r == nil {
 			return nil, fmt.Errorf("fsm: unknown record kind %d", k)
 		}
+		if err := checkSizes(body); err != nil {
+			return nil, fmt.Errorf("fsm: decode %s: %w", k, err)
+		}
 		if err := msgpack.Unmarshal(body, r); err != nil {
 			return nil, fmt.Errorf("fsm: decode %s: %w", k, err)
 		}

@@ -87,6 +87,9 @@ func ParseDurationMs(s string) (int64, error) {
 		}
 		total += n * ms
 	}
+	if total > 1<<53 || total != total {
+		return 0, fmt.Errorf("duration out of range")
+	}
 	out := int64(total)
 	if float64(out) < total {
 		out++

@@ -285,3 +285,13 @@ func (f *FSM) LastCronFired(fnID string) (int64, error) {
 	})
 	return last, err
 }
+
+// SignalWaiter returns the run waiting for a signal, or "".
+func (f *FSM) SignalWaiter(signal string) (string, error) {
+	ref, err := f.getRaw(keySignal(signal))
+	if ref == nil || err != nil {
+		return "", err
+	}
+	run, _, _ := strings.Cut(string(ref), sep)
+	return run, nil
+}
