@@ -92,6 +92,24 @@ func TestStepVocabulary(t *testing.T) {
 		mustOutput(t, c.waitRun(ev, 30*time.Second), `{"got":"race-1"}`)
 	})
 
+	t.Run("SleepUntilADate", func(t *testing.T) {
+		c.t = t
+		until := time.Now().Add(1500 * time.Millisecond).UTC()
+		r := c.waitRun(c.send("test/sleepuntil", map[string]any{"until": until.Format(time.RFC3339Nano)}), 30*time.Second)
+		if r.Status != "completed" {
+			t.Fatalf("status %s error %s", r.Status, r.Error)
+		}
+		for _, h := range c.history(r.ID) {
+			if h.Type == "step.woke" && h.At < until.UnixMilli() {
+				t.Fatalf("woke at %d, before %d", h.At, until.UnixMilli())
+			}
+		}
+		var woke int64
+		if json.Unmarshal(r.Output, &woke); woke < until.UnixMilli() {
+			t.Fatalf("the step after the sleep ran at %d, before %d", woke, until.UnixMilli())
+		}
+	})
+
 	t.Run("WaitForSignal", func(t *testing.T) {
 		c.t = t
 		ev := c.send("test/signal", map[string]any{"key": "s1"})

@@ -191,6 +191,14 @@ const sleeper = inngest.createFunction(
   },
 );
 
+const sleepUntil = inngest.createFunction(
+  { id: "sleep-until", triggers: [{ event: "test/sleepuntil" }] },
+  async (ctx) => {
+    await ctx.step.sleepUntil("until", new Date(ctx.event.data.until));
+    return await journaledStep("sleep-until", ctx, "woke", () => Date.now());
+  },
+);
+
 // --- fn-throws -------------------------------------------------------------------
 
 const fnThrows = inngest.createFunction(
@@ -346,7 +354,7 @@ const cronFn = inngest.createFunction(
 const handler = serve({
   client: inngest,
   functions: [
-    importContacts, flakyStep, nonRetriable, parallelSteps, sleeper, fnThrows,
+    importContacts, flakyStep, nonRetriable, parallelSteps, sleeper, sleepUntil, fnThrows,
     waiter, raceWaiter, signalWaiter, child, invoker, fanOut, fanItem, cancellable,
     failsWithHandler, timesOut, idempotent, filtered, cronFn,
   ],
