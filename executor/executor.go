@@ -140,29 +140,48 @@ func (e *Executor) Run(ctx context.Context) {
 	}()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	// low: nothing in the queue is due before it (math.MaxInt64: nothing
-	// known to be queued). The queue is read from there, never from its
-	// head, which is full of deleted entries; a full read runs now and then
-	// in case a hint was missed.
-	low, lastFull := int64(0), time.Now()
+	// The queue is read from a cursor, never from its head, which is full
+	// of deleted entries: where the last read stopped, or earlier when a
+	// hint says a call was queued before it. A full read runs now and then
+	// in case a hint was ever missed.
+	var q queueCursor
+	lastFull := time.Now()
+	leaseCheck := lastFull // when to look for claims whose lease ran out
 	for {
 		now := time.Now()
 		if now.Sub(lastFull) > fullScanEvery {
-			low, lastFull = 0, now
+			q, lastFull = queueCursor{}, now
 		}
-		low = min(low, e.fsm.TakeDueHint(), e.takeLow())
+		q.lower(min(e.fsm.TakeDueHint(), e.takeLow()))
 		free := e.cfg.MaxInflight - e.inflightCount()
 		var due []fsm.Call
-		if free > 0 && low <= now.UnixMilli() {
-			var next int64
+		if free > 0 && q.due <= now.UnixMilli() {
+			var stop []byte
+			var stopDue int64
 			var err error
-			due, next, err = e.fsm.DueFrom(low, now.UnixMilli(), free, e.skip)
+			due, stop, stopDue, err = e.fsm.DueFrom(q.key, now.UnixMilli(), free, e.skip)
 			if err != nil {
 				e.log.Error("reading due calls", "err", err)
-				next = now.Add(time.Second).UnixMilli()
+				stop, stopDue = q.key, now.Add(time.Second).UnixMilli()
 			}
-			if low = next; next == 0 {
-				low = math.MaxInt64
+			q.stopped(stop, stopDue, now.UnixMilli())
+		}
+		if room := free - len(due); room > 0 && !now.Before(leaseCheck) {
+			expired, nextLease, err := e.fsm.ExpiredClaims(now.UnixMilli(), room, e.skip)
+			if err != nil {
+				e.log.Error("reading expired claims", "err", err)
+			}
+			if len(expired) > 0 {
+				e.log.Warn("re-sending calls whose claim lease ran out", "calls", len(expired))
+			}
+			due = append(due, expired...)
+			switch {
+			case len(expired) == room:
+				leaseCheck = now // more may have expired
+			case nextLease > 0:
+				leaseCheck = time.UnixMilli(max(nextLease, now.Add(time.Second).UnixMilli()))
+			default:
+				leaseCheck = now.Add(e.lease())
 			}
 		}
 		if len(due) > 0 {
@@ -176,8 +195,11 @@ func (e *Executor) Run(ctx context.Context) {
 			}()
 		}
 		wait := time.Hour
-		if low != math.MaxInt64 && free > 0 {
-			wait = min(max(time.Until(time.UnixMilli(low)), 0), wait)
+		if free > 0 {
+			if q.due != math.MaxInt64 {
+				wait = min(max(time.Until(time.UnixMilli(q.due)), 0), wait)
+			}
+			wait = min(max(time.Until(leaseCheck), 0), wait)
 		}
 		timer.Reset(wait)
 		select {
@@ -220,14 +242,16 @@ func callKey(run, call string) string { return run + "\x00" + call }
 // scans for a second. A refusal means the projection moved on (the call is
 // about to disappear or change); re-proposing at once would only spin.
 func (e *Executor) holdOff(c fsm.Call) {
-	until := time.Now().Add(time.Second)
 	e.mu.Lock()
 	if len(e.held) > 100000 {
 		e.held = map[string]time.Time{}
 	}
-	e.held[callKey(c.RunID, c.ID)] = until
+	e.held[callKey(c.RunID, c.ID)] = time.Now().Add(time.Second)
 	e.mu.Unlock()
-	e.lower(until.UnixMilli())
+	time.AfterFunc(time.Second, func() {
+		e.lower(c.Due) // its queue entry is still where it was
+		e.Wake()
+	})
 }
 
 // lower asks the loop to read the queue from t at the latest: a call it
@@ -510,4 +534,29 @@ func (e *Executor) send(req *http.Request) *fsm.CallFinished {
 		}
 	}
 	return finishedFrom(r, time.Now())
+}
+
+// queueCursor is where the executor's next read of the due queue starts:
+// key (nil: the head) holding a call due at due (math.MaxInt64: nothing
+// known to be queued; 0: unknown, read now).
+type queueCursor struct {
+	key []byte
+	due int64
+}
+
+// lower moves the cursor back to t when a call was queued there.
+func (q *queueCursor) lower(t int64) {
+	if t != math.MaxInt64 && t <= q.due {
+		q.key, q.due = fsm.QueueKey(t), t
+	}
+}
+
+// stopped records where a read ended. Past the end, the cursor waits just
+// after now: anything queued later comes with a hint.
+func (q *queueCursor) stopped(key []byte, due, now int64) {
+	if key == nil {
+		q.key, q.due = fsm.QueueKey(now+1), math.MaxInt64
+		return
+	}
+	q.key, q.due = key, due
 }

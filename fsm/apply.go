@@ -496,8 +496,10 @@ func (t *txn) putCall(c *Call) {
 		t.fresh = append(t.fresh, &cp)
 	}
 	t.put(keyCall(c.RunID, c.ID), c)
-	t.putRaw(keyQueue(c.Due, c.RunID, c.ID), nil)
-	t.minDue = min(t.minDue, c.Due)
+	t.putRaw(keyCallQueue(c), nil)
+	if !c.Claimed {
+		t.minDue = min(t.minDue, c.Due)
+	}
 	if c.Claimed {
 		t.putRaw(keyLease(c.Node, c.RunID, c.ID), nil)
 	}
@@ -505,7 +507,7 @@ func (t *txn) putCall(c *Call) {
 
 func (t *txn) delCall(c *Call) {
 	t.del(keyCall(c.RunID, c.ID))
-	t.del(keyQueue(c.Due, c.RunID, c.ID))
+	t.del(keyCallQueue(c))
 	if c.Claimed {
 		t.del(keyLease(c.Node, c.RunID, c.ID))
 	}

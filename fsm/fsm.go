@@ -52,7 +52,11 @@ func Open(dir string, o Options) (*FSM, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	popts := &pebble.Options{FS: o.FS, Logger: quietLogger{}}
+	// No WAL: the Raft log is the durable copy of everything applied here.
+	// After a crash the projection is whatever was last flushed, with its
+	// applied index, and Raft re-applies the entries after it (Snapshot
+	// flushes first, so Raft never drops an entry the projection lacks).
+	popts := &pebble.Options{FS: o.FS, Logger: quietLogger{}, DisableWAL: true, MemTableSize: 64 << 20}
 	if popts.FS == nil {
 		popts.FS = vfs.Default
 	}
@@ -75,8 +79,17 @@ func Open(dir string, o Options) (*FSM, error) {
 	return f, nil
 }
 
-// Close closes the database.
-func (f *FSM) Close() error { return f.db.Close() }
+// Close flushes the projection (there is no WAL to replay it from) and
+// closes the database.
+func (f *FSM) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.db.Flush(); err != nil {
+		f.db.Close()
+		return err
+	}
+	return f.db.Close()
+}
 
 // SetNotify sets a function called after every applied batch. It must not
 // block: the executor uses it as a non-blocking wake-up.

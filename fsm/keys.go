@@ -72,22 +72,42 @@ func keyCronFired(fn string, at int64) []byte {
 
 var prefixCronFns = []byte("xc/")
 
-var prefixQueue = []byte("q/")
+// Two queues ordered by due time, same layout: q/ holds calls waiting to be
+// claimed (and timers), lq/ claimed calls by lease end. They are apart
+// because every step moves a claim: the dead entries it leaves behind in
+// lq/ must not slow down the frequent reads of q/.
+var (
+	prefixQueue      = []byte("q/")
+	prefixLeaseQueue = []byte("lq/")
+)
 
-func keyQueue(due int64, run, call string) []byte {
-	k := binary.BigEndian.AppendUint64(append([]byte(nil), prefixQueue...), uint64(due))
+func keyQueue(due int64, run, call string) []byte { return queueKey(prefixQueue, due, run, call) }
+
+func queueKey(prefix []byte, due int64, run, call string) []byte {
+	k := binary.BigEndian.AppendUint64(append([]byte(nil), prefix...), uint64(due))
 	return append(append(k, '/'), run+sep+call...)
 }
 
-// parseQueueKey splits a queue key into due time, run and call.
+// parseQueueKey splits a key of either queue into due time, run and call.
 func parseQueueKey(k []byte) (due int64, run, call string, ok bool) {
-	if len(k) < len(prefixQueue)+9 {
+	n := len(prefixQueue)
+	if len(k) > 0 && k[0] == 'l' {
+		n = len(prefixLeaseQueue)
+	}
+	if len(k) < n+9 {
 		return 0, "", "", false
 	}
-	due = int64(binary.BigEndian.Uint64(k[len(prefixQueue):]))
-	rest := string(k[len(prefixQueue)+9:])
-	run, call, ok = strings.Cut(rest, sep)
+	due = int64(binary.BigEndian.Uint64(k[n:]))
+	run, call, ok = strings.Cut(string(k[n+9:]), sep)
 	return due, run, call, ok
+}
+
+// keyCallQueue is a call's entry: in lq/ while claimed, else in q/.
+func keyCallQueue(c *Call) []byte {
+	if c.Claimed {
+		return queueKey(prefixLeaseQueue, c.Due, c.RunID, c.ID)
+	}
+	return keyQueue(c.Due, c.RunID, c.ID)
 }
 
 // prefixEnd returns the smallest key greater than every key with prefix p.

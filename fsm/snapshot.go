@@ -103,7 +103,10 @@ func (f *FSM) Restore(r io.Reader) error {
 			b = f.db.NewBatch()
 		}
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return err
+	}
+	if err := f.db.Flush(); err != nil { // no WAL: make the restored state durable
 		return err
 	}
 	f.applied = appliedState{}

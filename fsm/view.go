@@ -165,27 +165,64 @@ func (f *FSM) Call(runID, callID string) (*Call, error) {
 
 // Due returns up to limit queued calls due at or before now, earliest
 // first, and the due time of the next call after them (0 if none).
+//
+// It includes claimed calls whose lease has run out (see ExpiredClaims).
 func (f *FSM) Due(now int64, limit int, skip func(runID, callID string) bool) (due []Call, next int64, err error) {
-	return f.DueFrom(0, now, limit, skip)
+	due, _, next, err = f.DueFrom(nil, now, limit, skip)
+	if err != nil {
+		return nil, 0, err
+	}
+	expired, nextLease, err := f.ExpiredClaims(now, limit-len(due), skip)
+	if err != nil {
+		return nil, 0, err
+	}
+	if nextLease != 0 && (next == 0 || nextLease < next) {
+		next = nextLease
+	}
+	return append(due, expired...), next, nil
 }
 
-// DueFrom is Due for calls due at or after from. The queue's head is a
-// graveyard of deleted entries (every claim moves its call), which an
-// iterator must step over one by one; a caller that knows nothing is due
-// before from skips them all with a seek.
-func (f *FSM) DueFrom(from, now int64, limit int, skip func(runID, callID string) bool) (due []Call, next int64, err error) {
+// ExpiredClaims returns up to limit claimed calls whose lease ended at or
+// before now (their claimant is presumed gone), and the next lease end after
+// them (0 if none).
+func (f *FSM) ExpiredClaims(now int64, limit int, skip func(runID, callID string) bool) ([]Call, int64, error) {
+	due, _, next, err := f.scanQueue(prefixLeaseQueue, nil, now, limit, skip)
+	return due, next, err
+}
+
+// QueueKey is the position in the due queue of the first call due at t.
+func QueueKey(t int64) []byte {
+	return binary.BigEndian.AppendUint64(append([]byte(nil), prefixQueue...), uint64(max(t, 0)))
+}
+
+// DueFrom is Due for a scan that starts at a queue position (nil: the
+// head). It also returns where it stopped: the position and due time of the
+// first call it did not return because it is not due yet or the limit was
+// reached (nil and 0 when it reached the end).
+//
+// The queue's head is a graveyard of deleted entries (every claim moves its
+// call), which an iterator must step over one by one; a caller that resumes
+// where the last scan stopped never walks them twice.
+func (f *FSM) DueFrom(from []byte, now int64, limit int, skip func(runID, callID string) bool) (due []Call, stop []byte, stopDue int64, err error) {
+	return f.scanQueue(prefixQueue, from, now, limit, skip)
+}
+
+func (f *FSM) scanQueue(prefix, from []byte, now int64, limit int, skip func(runID, callID string) bool) (due []Call, stop []byte, stopDue int64, err error) {
 	var keys [][2]string
-	lower := prefixQueue
-	if from > 0 {
-		lower = binary.BigEndian.AppendUint64(append([]byte(nil), prefixQueue...), uint64(from))
+	lower := from
+	if lower == nil {
+		lower = prefix
 	}
-	err = f.scan(lower, prefixEnd(prefixQueue), false, func(k, _ []byte) bool {
+	if limit <= 0 {
+		return nil, nil, 0, nil
+	}
+	err = f.scan(lower, prefixEnd(prefix), false, func(k, _ []byte) bool {
 		at, run, call, ok := parseQueueKey(k)
 		if !ok {
 			return true
 		}
 		if at > now || len(keys) >= limit {
-			next = at
+			stop, stopDue = append([]byte(nil), k...), at
 			return false
 		}
 		if skip == nil || !skip(run, call) {
@@ -194,18 +231,18 @@ func (f *FSM) DueFrom(from, now int64, limit int, skip func(runID, callID string
 		return true
 	})
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, 0, err
 	}
 	for _, k := range keys {
 		c, err := f.Call(k[0], k[1])
 		if err != nil {
-			return nil, 0, err
+			return nil, nil, 0, err
 		}
 		if c != nil {
 			due = append(due, *c)
 		}
 	}
-	return due, next, nil
+	return due, stop, stopDue, nil
 }
 
 // ClaimedBy lists the calls whose current claim belongs to node.
