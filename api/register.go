@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -52,7 +53,37 @@ type functionConfig struct {
 		Start  string `json:"start"`
 		Finish string `json:"finish"`
 	} `json:"timeouts"`
-	Idempotency string `json:"idempotency"`
+	Idempotency string          `json:"idempotency"`
+	Concurrency json.RawMessage `json:"concurrency"`
+	Throttle    *struct {
+		Limit  int    `json:"limit"`
+		Period string `json:"period"`
+		Key    string `json:"key"`
+		Burst  int    `json:"burst"`
+	} `json:"throttle"`
+	RateLimit *struct {
+		Limit  int    `json:"limit"`
+		Period string `json:"period"`
+		Key    string `json:"key"`
+	} `json:"rateLimit"`
+	Debounce *struct {
+		Period  string `json:"period"`
+		Key     string `json:"key"`
+		Timeout string `json:"timeout"`
+	} `json:"debounce"`
+	BatchEvents *struct {
+		MaxSize int    `json:"maxSize"`
+		Timeout string `json:"timeout"`
+		Key     string `json:"key"`
+		If      string `json:"if"`
+	} `json:"batchEvents"`
+	Priority *struct {
+		Run string `json:"run"`
+	} `json:"priority"`
+	Singleton *struct {
+		Key  string `json:"key"`
+		Mode string `json:"mode"`
+	} `json:"singleton"`
 }
 
 const maxRetries = 20
@@ -132,6 +163,9 @@ func parseRegister(body []byte) (*fsm.AppSynced, error) {
 			def.Retries = n
 		}
 		if err := parseFlow(&fc, &def); err != nil {
+			return nil, err
+		}
+		if err := parseFlowControl(&fc, &def); err != nil {
 			return nil, err
 		}
 		rec.Functions = append(rec.Functions, def)
@@ -236,6 +270,150 @@ func parseFlow(fc *functionConfig, def *fsm.FunctionDef) error {
 			return bad("idempotency: %v", err)
 		}
 		def.Idempotency = fc.Idempotency
+	}
+	return nil
+}
+
+// parseFlowControl reads concurrency, throttle, rate limit, debounce,
+// batching, priority and singleton, with the official server's checks:
+// at most two concurrency limits; batching excludes cancel, debounce,
+// singleton and priority; debounce periods from 1 s to 7 d.
+func parseFlowControl(fc *functionConfig, def *fsm.FunctionDef) error {
+	bad := func(format string, args ...any) error {
+		return errf(http.StatusBadRequest, "invalid_function", "function %q: %s", fc.ID, fmt.Sprintf(format, args...))
+	}
+	compiles := func(what, src string) error {
+		if src == "" {
+			return nil
+		}
+		if _, err := expr.Compile(src); err != nil {
+			return bad("%s: %v", what, err)
+		}
+		return nil
+	}
+	period := func(what, s string) (int64, error) {
+		ms, err := fsm.ParseDurationMs(s)
+		if err != nil || ms <= 0 {
+			return 0, bad("%s: %q is not a duration", what, s)
+		}
+		return ms, nil
+	}
+	if c := bytes.TrimSpace(fc.Concurrency); len(c) > 0 && string(c) != "null" {
+		var limits []fsm.ConcurrencyLimit
+		type obj struct {
+			Limit int    `json:"limit"`
+			Key   string `json:"key"`
+			Scope string `json:"scope"`
+		}
+		var n int
+		var one obj
+		var many []obj
+		switch {
+		case json.Unmarshal(c, &n) == nil:
+			limits = append(limits, fsm.ConcurrencyLimit{Limit: n})
+		case json.Unmarshal(c, &one) == nil:
+			many = []obj{one}
+		case json.Unmarshal(c, &many) == nil:
+		default:
+			return bad("concurrency must be a number, an object or a list of objects")
+		}
+		for _, o := range many {
+			limits = append(limits, fsm.ConcurrencyLimit{Limit: o.Limit, Key: o.Key, Scope: o.Scope})
+		}
+		if len(limits) > 2 {
+			return bad("at most 2 concurrency limits, got %d", len(limits))
+		}
+		for i, l := range limits {
+			if l.Limit <= 0 {
+				return bad("concurrency %d: limit must be positive", i)
+			}
+			if l.Scope != "" && l.Scope != "fn" && l.Scope != "env" && l.Scope != "account" {
+				return bad("concurrency %d: scope %q is not fn, env or account", i, l.Scope)
+			}
+			if err := compiles(fmt.Sprintf("concurrency %d key", i), l.Key); err != nil {
+				return err
+			}
+		}
+		def.Concurrency = limits
+	}
+	if th := fc.Throttle; th != nil {
+		if th.Limit <= 0 {
+			return bad("throttle limit must be positive")
+		}
+		p, err := period("throttle period", th.Period)
+		if err != nil {
+			return err
+		}
+		if err := compiles("throttle key", th.Key); err != nil {
+			return err
+		}
+		def.Throttle = &fsm.RateSpec{Limit: th.Limit, PeriodMs: p, Key: th.Key, Burst: th.Burst}
+	}
+	if rl := fc.RateLimit; rl != nil {
+		if rl.Limit <= 0 {
+			return bad("rateLimit limit must be positive")
+		}
+		p, err := period("rateLimit period", rl.Period)
+		if err != nil {
+			return err
+		}
+		if err := compiles("rateLimit key", rl.Key); err != nil {
+			return err
+		}
+		def.RateLimit = &fsm.RateSpec{Limit: rl.Limit, PeriodMs: p, Key: rl.Key}
+	}
+	if d := fc.Debounce; d != nil {
+		p, err := period("debounce period", d.Period)
+		if err != nil {
+			return err
+		}
+		if p < 1000 || p > 7*24*3600*1000 {
+			return bad("debounce period must be between 1s and 7d")
+		}
+		spec := &fsm.DebounceSpec{PeriodMs: p, Key: d.Key}
+		if d.Timeout != "" {
+			if spec.TimeoutMs, err = period("debounce timeout", d.Timeout); err != nil {
+				return err
+			}
+		}
+		if err := compiles("debounce key", d.Key); err != nil {
+			return err
+		}
+		def.Debounce = spec
+	}
+	if b := fc.BatchEvents; b != nil {
+		if b.MaxSize <= 0 {
+			return bad("batchEvents maxSize must be positive")
+		}
+		to, err := period("batchEvents timeout", b.Timeout)
+		if err != nil {
+			return err
+		}
+		if err := compiles("batchEvents key", b.Key); err != nil {
+			return err
+		}
+		if err := compiles("batchEvents if", b.If); err != nil {
+			return err
+		}
+		if len(fc.Cancel) > 0 || fc.Debounce != nil || fc.Singleton != nil || (fc.Priority != nil && fc.Priority.Run != "") {
+			return bad("batchEvents cannot be combined with cancelOn, debounce, singleton or priority")
+		}
+		def.Batch = &fsm.BatchSpec{MaxSize: b.MaxSize, TimeoutMs: to, Key: b.Key, If: b.If}
+	}
+	if p := fc.Priority; p != nil && p.Run != "" {
+		if err := compiles("priority.run", p.Run); err != nil {
+			return err
+		}
+		def.Priority = p.Run
+	}
+	if s := fc.Singleton; s != nil {
+		if s.Mode != "skip" && s.Mode != "cancel" {
+			return bad("singleton mode must be skip or cancel, got %q", s.Mode)
+		}
+		if err := compiles("singleton key", s.Key); err != nil {
+			return err
+		}
+		def.Singleton = &fsm.SingletonSpec{Key: s.Key, Mode: s.Mode}
 	}
 	return nil
 }

@@ -24,11 +24,15 @@ type runView struct {
 	Error      json.RawMessage `json:"error,omitempty"`
 	Steps      []string        `json:"steps"`
 	Calls      int             `json:"calls"`
+	// Waiting says why a running run is held back (throttle, debounce,
+	// batch, concurrency).
+	Waiting string `json:"waiting,omitempty"`
 }
 
 func viewRun(r *fsm.Run) runView {
 	v := runView{ID: r.ID, FunctionID: r.FnID, AppID: r.AppID, Status: r.Status, EventIDs: r.EventIDs,
-		CreatedAt: r.CreatedAt, StartedAt: r.StartedAt, EndedAt: r.EndedAt, Steps: r.Stack, Calls: r.Calls}
+		CreatedAt: r.CreatedAt, StartedAt: r.StartedAt, EndedAt: r.EndedAt, Steps: r.Stack, Calls: r.Calls,
+		Waiting: r.Waiting}
 	if len(r.Output) > 0 {
 		v.Output = r.Output
 	}

@@ -12,6 +12,7 @@ import (
 // apply is the one switch over record kinds.
 func (t *txn) apply(r Record) Result {
 	t.fresh = t.fresh[:0]
+	t.at = recordAt(r)
 	switch r := r.(type) {
 	case *AppSynced:
 		return t.applyAppSynced(r)
@@ -160,7 +161,20 @@ func (t *txn) applyCallClaimed(r *CallClaimed) Result {
 	if r.At < c.Due && !restarted {
 		return Result{Code: Stale, ID: r.RunID, Msg: "call not due"}
 	}
-	t.delCall(c)
+	t.unqueue(c)
+	if !c.Claimed && len(run.ConcKeys) > 0 {
+		// A fresh claim needs a slot in each concurrency key; a claim that
+		// takes over an expired one keeps the slots it holds.
+		if full := t.acquire(run); full != "" {
+			c.Blocked, c.Due = full, r.At-run.Priority*1000
+			t.putCall(c)
+			run.Waiting = "concurrency limit reached"
+			t.history(run, HistoryEntry{At: r.At, Type: "call.waiting", Call: c.ID, Detail: "concurrency limit reached"})
+			t.put(keyRun(run.ID), run)
+			return Result{Code: Rejected, ID: r.RunID, Msg: "concurrency limit reached"}
+		}
+		c.Slots = true
+	}
 	c.Gen++
 	c.Claimed, c.Node, c.Boot = true, r.Node, r.Boot
 	c.Due = r.LeaseUntil
@@ -168,6 +182,7 @@ func (t *txn) applyCallClaimed(r *CallClaimed) Result {
 	if run.StartedAt == 0 {
 		run.StartedAt = r.At
 		t.startTimeouts(run, r.At)
+		t.started(run)
 	}
 	run.Calls++
 	t.history(run, HistoryEntry{At: r.At, Type: "call.claimed", Call: c.ID, Attempt: c.Attempt})
@@ -364,7 +379,7 @@ func (t *txn) retryOrFail(run *Run, c *Call, fn *Function, r *CallFinished, errB
 
 // reschedule queues the same call again for its next attempt.
 func (t *txn) reschedule(c *Call, r *CallFinished) {
-	t.delCall(c)
+	t.delCall(c) // frees its concurrency slots while it waits to retry
 	c.Attempt++
 	c.Claimed, c.Node, c.Boot = false, "", ""
 	c.Due = retryAt(r.At, c.Attempt, r.Jitter, r.RetryAt)
@@ -469,6 +484,7 @@ func (t *txn) finish(run *Run, status string, at int64, output, errBody []byte) 
 		t.del([]byte(k))
 	}
 	t.del(keyActive(run.FnID, run.ID))
+	t.ended(run)
 	run.Status, run.EndedAt, run.Output, run.Error = status, at, output, errBody
 	run.ForcePlan, run.Race, run.CancelKeys = false, false, nil
 	data := output
@@ -490,27 +506,44 @@ func (t *txn) history(run *Run, h HistoryEntry) {
 	t.put(keyHistory(run.ID, h.Seq), &h)
 }
 
+// putCall stores a call and queues it: blocked on a concurrency key (cw/),
+// claimed (lq/ and the claimant's lease index) or waiting to be (q/).
 func (t *txn) putCall(c *Call) {
-	if c.Type == CallHTTP && !c.Claimed {
-		cp := *c
-		t.fresh = append(t.fresh, &cp)
-	}
 	t.put(keyCall(c.RunID, c.ID), c)
-	t.putRaw(keyCallQueue(c), nil)
-	if !c.Claimed {
-		t.minDue = min(t.minDue, c.Due)
-	}
-	if c.Claimed {
+	switch {
+	case c.Blocked != "":
+		t.putRaw(keyConcWait(c.Blocked, c.Due, c.RunID, c.ID), nil)
+		return
+	case c.Claimed:
 		t.putRaw(keyLease(c.Node, c.RunID, c.ID), nil)
+	default:
+		t.minDue = min(t.minDue, c.Due)
+		if c.Type == CallHTTP {
+			cp := *c
+			t.fresh = append(t.fresh, &cp)
+		}
 	}
+	t.putRaw(keyCallQueue(c), nil)
 }
 
-func (t *txn) delCall(c *Call) {
+// unqueue removes a call and its queue entries, to put it back changed.
+func (t *txn) unqueue(c *Call) {
 	t.del(keyCall(c.RunID, c.ID))
-	t.del(keyCallQueue(c))
-	if c.Claimed {
+	switch {
+	case c.Blocked != "":
+		t.del(keyConcWait(c.Blocked, c.Due, c.RunID, c.ID))
+		return
+	case c.Claimed:
 		t.del(keyLease(c.Node, c.RunID, c.ID))
 	}
+	t.del(keyCallQueue(c))
+}
+
+// delCall ends a call: out of the queues and indexes, its concurrency
+// slots handed on.
+func (t *txn) delCall(c *Call) {
+	t.unqueue(c)
+	t.release(c)
 	switch c.Type {
 	case CallWait:
 		t.del(keyWait(c.Event, c.RunID, c.ID))

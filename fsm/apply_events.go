@@ -45,7 +45,7 @@ func (t *txn) acceptEvent(at int64, id, name string, js []byte) Result {
 		}
 		json.Unmarshal(js, &ev)
 		if fn := t.functionOrNil(ev.Data.Inngest.FnID); fn != nil {
-			if run := t.startRun(fn, at, id, name, js, ev.Data.Inngest.Corr); run != nil {
+			if run := t.startRun(fn, at, []eventRef{{id, name, js}}, ev.Data.Inngest.Corr, at, ""); run != nil {
 				res.Runs = append(res.Runs, run.ID)
 			}
 		}
@@ -56,7 +56,7 @@ func (t *txn) acceptEvent(at int64, id, name string, js []byte) Result {
 		if fn == nil || !triggerMatches(fn, name, js) {
 			continue
 		}
-		if run := t.startRun(fn, at, id, name, js, ""); run != nil {
+		if run := t.admit(fn, at, eventRef{id, name, js}); run != nil {
 			res.Runs = append(res.Runs, run.ID)
 		}
 	}
@@ -88,29 +88,35 @@ func triggerMatches(fn *Function, name string, js []byte) bool {
 	return false
 }
 
-// startRun creates a run of fn for one event, or returns nil when the
-// function's idempotency key already started a run in the last 24 h.
-func (t *txn) startRun(fn *Function, at int64, eventID, eventName string, js []byte, corr string) *Run {
+// startRun creates a run of fn for its events, its first call due at
+// `due` (later if a throttle says so), or returns nil when the function's
+// idempotency key already started a run in the last 24 h. `waiting` says
+// why it does not start at once (debounce, batch).
+func (t *txn) startRun(fn *Function, at int64, evs []eventRef, corr string, due int64, waiting string) *Run {
+	first := evs[0]
 	if fn.Idempotency != "" {
-		key, err := evalKey(fn.Idempotency, js)
+		key, err := evalKey(fn.Idempotency, first.JSON)
 		if err == nil {
 			var prev idempotency
 			if t.get(keyFnIdem(fn.ID, key), &prev) && at-prev.At < IdempotencyWindowMs {
 				return nil
 			}
-			t.put(keyFnIdem(fn.ID, key), &idempotency{EventID: eventID, At: at})
+			t.put(keyFnIdem(fn.ID, key), &idempotency{EventID: first.ID, At: at})
 		}
 	}
 	run := &Run{
-		ID: runID(eventID, fn.ID, at), FnID: fn.ID, AppID: fn.AppID, EventIDs: []string{eventID},
-		Status: StatusRunning, CreatedAt: at, Version: -1, Corr: corr,
+		ID: runID(first.ID, fn.ID, at), FnID: fn.ID, AppID: fn.AppID,
+		Status: StatusRunning, CreatedAt: at, Version: -1, Corr: corr, Waiting: waiting,
 	}
 	if t.has(keyRun(run.ID)) {
 		return nil // the same event cannot start the same function twice
 	}
-	t.putRaw(keyEventRun(eventID, run.ID), nil)
+	for _, ev := range evs {
+		run.EventIDs = append(run.EventIDs, ev.ID)
+		t.putRaw(keyEventRun(ev.ID, run.ID), nil)
+	}
 	t.putRaw(keyActive(fn.ID, run.ID), nil)
-	t.history(run, HistoryEntry{At: at, Type: "run.scheduled", Name: eventName, Detail: "event " + eventID})
+	t.history(run, HistoryEntry{At: at, Type: "run.scheduled", Name: first.Name, Detail: "event " + first.ID})
 	for i, c := range fn.Cancel {
 		entry := cancelEntry{If: c.If}
 		if c.TimeoutMs > 0 {
@@ -120,10 +126,11 @@ func (t *txn) startRun(fn *Function, at int64, eventID, eventName string, js []b
 		t.put(k, &entry)
 		run.CancelKeys = append(run.CancelKeys, string(k))
 	}
+	due = t.setupFlow(fn, run, at, due, first.JSON)
 	if fn.StartTimeoutMs > 0 {
 		t.putCall(&Call{RunID: run.ID, ID: timeoutStartCall, Type: CallTimeout, Due: at + fn.StartTimeoutMs})
 	}
-	t.putCall(&Call{RunID: run.ID, ID: DiscoveryCall, Type: CallHTTP, Due: at})
+	t.putCall(&Call{RunID: run.ID, ID: DiscoveryCall, Type: CallHTTP, Due: due})
 	t.put(keyRun(run.ID), run)
 	return run
 }

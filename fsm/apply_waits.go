@@ -187,7 +187,7 @@ func (t *txn) applyCronFired(r *CronFired) Result {
 	}
 	t.putRaw(keyEvent(id), js)
 	res := Result{Code: OK, ID: id}
-	if run := t.startRun(fn, r.At, id, EventCron, js, ""); run != nil {
+	if run := t.admit(fn, r.At, eventRef{id, EventCron, js}); run != nil {
 		res.Runs = []string{run.ID}
 	}
 	return res

@@ -72,6 +72,22 @@ func keyCronFired(fn string, at int64) []byte {
 
 var prefixCronFns = []byte("xc/")
 
+// Flow control: counters and wait lists of concurrency keys, rate state,
+// debounce, batch and singleton entries.
+func keyConcCount(key string) []byte      { return []byte("cc/" + key) }
+func prefixConcWait(key string) []byte    { return []byte("cw/" + key + sep) }
+func keyRate(kind, fn, key string) []byte { return []byte("rt/" + kind + sep + fn + sep + key) }
+func keyDebounce(fn, key string) []byte   { return []byte("db/" + fn + sep + key) }
+func keyBatch(fn, key string) []byte      { return []byte("bt/" + fn + sep + key) }
+func keySingleton(fn, key string) []byte  { return []byte("sl/" + fn + sep + key) }
+
+// keyConcWait orders a blocked call among the waiters of a key: by when it
+// became due, minus its priority advantage.
+func keyConcWait(key string, sort int64, run, call string) []byte {
+	k := binary.BigEndian.AppendUint64(prefixConcWait(key), uint64(sort)^(1<<63))
+	return append(k, run+sep+call...)
+}
+
 // Two queues ordered by due time, same layout: q/ holds calls waiting to be
 // claimed (and timers), lq/ claimed calls by lease end. They are apart
 // because every step moves a claim: the dead entries it leaves behind in

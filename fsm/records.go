@@ -36,6 +36,55 @@ type FunctionDef struct {
 	FinishTimeoutMs int64 `msgpack:"tof,omitempty"`
 	// Idempotency is a CEL key expression: one run per key per 24 h.
 	Idempotency string `msgpack:"idem,omitempty"`
+	// Flow control (see flow.go).
+	Concurrency []ConcurrencyLimit `msgpack:"conc,omitempty"`
+	Throttle    *RateSpec          `msgpack:"thr,omitempty"`
+	RateLimit   *RateSpec          `msgpack:"rl,omitempty"`
+	Debounce    *DebounceSpec      `msgpack:"deb,omitempty"`
+	Batch       *BatchSpec         `msgpack:"batch,omitempty"`
+	Priority    string             `msgpack:"prio,omitempty"` // CEL: seconds of advantage
+	Singleton   *SingletonSpec     `msgpack:"single,omitempty"`
+}
+
+// ConcurrencyLimit caps the steps running at once: per function, or per
+// value of Key (CEL) within Scope ("fn", "env" or "account").
+type ConcurrencyLimit struct {
+	Limit int    `msgpack:"n"`
+	Key   string `msgpack:"key,omitempty"`
+	Scope string `msgpack:"scope,omitempty"`
+}
+
+// RateSpec is a throttle (runs wait) or a rate limit (runs are skipped):
+// Limit runs per PeriodMs per Key value, Burst extra at once (throttle).
+type RateSpec struct {
+	Limit    int    `msgpack:"n"`
+	PeriodMs int64  `msgpack:"p"`
+	Key      string `msgpack:"key,omitempty"`
+	Burst    int    `msgpack:"burst,omitempty"`
+}
+
+// DebounceSpec delays a run until PeriodMs passed without a new event for
+// its Key, at most TimeoutMs after the first; it runs with the last event.
+type DebounceSpec struct {
+	PeriodMs  int64  `msgpack:"p"`
+	Key       string `msgpack:"key,omitempty"`
+	TimeoutMs int64  `msgpack:"to,omitempty"`
+}
+
+// BatchSpec gathers up to MaxSize events per Key (those meeting If) into
+// one run, or fewer once TimeoutMs passed since the first.
+type BatchSpec struct {
+	MaxSize   int    `msgpack:"n"`
+	TimeoutMs int64  `msgpack:"to"`
+	Key       string `msgpack:"key,omitempty"`
+	If        string `msgpack:"if,omitempty"`
+}
+
+// SingletonSpec allows one running run per Key: a new one is skipped, or
+// (Mode "cancel") replaces the running one.
+type SingletonSpec struct {
+	Key  string `msgpack:"key,omitempty"`
+	Mode string `msgpack:"mode"`
 }
 
 // CancelOn cancels a run when a matching event arrives.
@@ -174,6 +223,31 @@ func (*CancelRequested) Kind() Kind { return KindCancelRequested }
 func (*SignalReceived) Kind() Kind  { return KindSignalReceived }
 func (*CronFired) Kind() Kind       { return KindCronFired }
 func (*BulkCancel) Kind() Kind      { return KindBulkCancel }
+
+// recordAt returns a record's time.
+func recordAt(r Record) int64 {
+	switch r := r.(type) {
+	case *AppSynced:
+		return r.At
+	case *EventAccepted:
+		return r.At
+	case *CallClaimed:
+		return r.At
+	case *CallFinished:
+		return r.At
+	case *TimerFired:
+		return r.At
+	case *CancelRequested:
+		return r.At
+	case *SignalReceived:
+		return r.At
+	case *CronFired:
+		return r.At
+	case *BulkCancel:
+		return r.At
+	}
+	return 0
+}
 
 // newRecord returns an empty record of kind k, for decoding.
 func newRecord(k Kind) Record {

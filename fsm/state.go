@@ -6,6 +6,7 @@ const (
 	StatusCompleted = "completed"
 	StatusFailed    = "failed"
 	StatusCancelled = "cancelled"
+	StatusSkipped   = "skipped" // refused by a rate limit or a singleton
 )
 
 // DefaultRetries is the number of retries when a function sets none: the
@@ -69,6 +70,17 @@ type Run struct {
 	Corr string `msgpack:"corr,omitempty"`
 	// CancelKeys are this run's cancelOn index keys, dropped when it ends.
 	CancelKeys []string `msgpack:"cks,omitempty"`
+	// Waiting says why a run has not started yet (throttle, debounce,
+	// batch) or why its next step waits (concurrency); "" when it doesn't.
+	Waiting string `msgpack:"wait,omitempty"`
+	// ConcKeys are the concurrency counters this run's steps take a slot
+	// in, with their limits; Priority (seconds) orders waiters.
+	ConcKeys   []string `msgpack:"ck,omitempty"`
+	ConcLimits []int    `msgpack:"cl,omitempty"`
+	Priority   int64    `msgpack:"prio,omitempty"`
+	// AdmitKeys are debounce, batch and singleton entries pointing at this
+	// run, dropped when it starts (debounce, batch) or ends (singleton).
+	AdmitKeys []string `msgpack:"aks,omitempty"`
 }
 
 // Done reports whether the run has finished.
@@ -109,6 +121,10 @@ type Call struct {
 	If     string `msgpack:"if,omitempty"`
 	Signal string `msgpack:"sig,omitempty"`
 	Corr   string `msgpack:"corr,omitempty"`
+	// Slots: this claimed call holds its run's concurrency slots.
+	// Blocked: the concurrency key it waits for (then it is in cw/, not q/).
+	Slots   bool   `msgpack:"slots,omitempty"`
+	Blocked string `msgpack:"blk,omitempty"`
 }
 
 // HistoryEntry is one line of a run's audit trail.

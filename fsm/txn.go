@@ -20,6 +20,7 @@ type txn struct {
 	minDue int64
 	fns    *fnCache
 	synced *bool // set once the batch syncs an app
+	at     int64 // the At of the record being applied
 }
 
 func (t *txn) getRaw(k []byte) []byte {

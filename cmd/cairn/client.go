@@ -124,6 +124,7 @@ type runJSON struct {
 	Steps      []string        `json:"steps"`
 	Output     json.RawMessage `json:"output"`
 	Error      json.RawMessage `json:"error"`
+	Waiting    string          `json:"waiting"`
 }
 
 func cmdRuns(args []string) error {
@@ -152,14 +153,14 @@ func cmdRuns(args []string) error {
 		return json.NewEncoder(os.Stdout).Encode(out.Data)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "RUN\tFUNCTION\tSTATUS\tSTEPS\tCREATED\tDURATION")
+	fmt.Fprintln(tw, "RUN\tFUNCTION\tSTATUS\tSTEPS\tCREATED\tDURATION\tWAITING")
 	for _, r := range out.Data {
 		dur := "-"
 		if r.EndedAt > 0 {
 			dur = time.Duration((r.EndedAt - r.CreatedAt) * int64(time.Millisecond)).String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", r.ID, r.FunctionID, r.Status, len(r.Steps),
-			time.UnixMilli(r.CreatedAt).Format(time.RFC3339), dur)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", r.ID, r.FunctionID, r.Status, len(r.Steps),
+			time.UnixMilli(r.CreatedAt).Format(time.RFC3339), dur, r.Waiting)
 	}
 	return tw.Flush()
 }

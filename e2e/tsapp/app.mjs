@@ -349,6 +349,59 @@ const cronFn = inngest.createFunction(
   async (ctx) => journaledStep("cron-fn", ctx, "tick", () => ctx.event.data.scheduledAt ?? null),
 );
 
+// --- flow control ----------------------------------------------------------------
+
+// work holds the concurrency slot for `ms` and reports when it ran.
+const work = (ctx, fn, ms) =>
+  journaledStep(fn, ctx, "work", async () => {
+    const start = Date.now();
+    await sleepMs(ms);
+    return { start, end: Date.now(), key: ctx.event.data.key ?? null };
+  });
+
+const concOne = inngest.createFunction(
+  { id: "conc-one", concurrency: { limit: 1, key: "event.data.key" }, triggers: [{ event: "test/conc" }] },
+  async (ctx) => work(ctx, "conc-one", 300),
+);
+
+const throttled = inngest.createFunction(
+  { id: "throttled", throttle: { limit: 2, period: "4s" }, triggers: [{ event: "test/throttle" }] },
+  async (ctx) => journaledStep("throttled", ctx, "go", () => Date.now()),
+);
+
+const rateLimited = inngest.createFunction(
+  { id: "rate-limited", rateLimit: { limit: 1, period: "1m", key: "event.data.key" }, triggers: [{ event: "test/ratelimit" }] },
+  async (ctx) => journaledStep("rate-limited", ctx, "go", () => ctx.event.data.key),
+);
+
+const debounced = inngest.createFunction(
+  { id: "debounced", debounce: { period: "1s", key: "event.data.key" }, triggers: [{ event: "test/debounce" }] },
+  async (ctx) => journaledStep("debounced", ctx, "go", () => ctx.event.data.n),
+);
+
+const batched = inngest.createFunction(
+  { id: "batched", batchEvents: { maxSize: 3, timeout: "10s" }, triggers: [{ event: "test/batch" }] },
+  async (ctx) => journaledStep("batched", ctx, "go", () => ctx.events.map((e) => e.data.n)),
+);
+
+const singleton = inngest.createFunction(
+  { id: "singleton", singleton: { key: "event.data.key", mode: "skip" }, triggers: [{ event: "test/singleton" }] },
+  async (ctx) => {
+    await ctx.step.sleep("hold", "2s");
+    return "ran";
+  },
+);
+
+const prioritized = inngest.createFunction(
+  {
+    id: "prioritized",
+    concurrency: 1,
+    priority: { run: "event.data.vip == true ? 600 : 0" },
+    triggers: [{ event: "test/priority" }],
+  },
+  async (ctx) => work(ctx, "prioritized", 400),
+);
+
 // --- HTTP server -------------------------------------------------------------------
 
 const handler = serve({
@@ -357,6 +410,7 @@ const handler = serve({
     importContacts, flakyStep, nonRetriable, parallelSteps, sleeper, sleepUntil, fnThrows,
     waiter, raceWaiter, signalWaiter, child, invoker, fanOut, fanItem, cancellable,
     failsWithHandler, timesOut, idempotent, filtered, cronFn,
+    concOne, throttled, rateLimited, debounced, batched, singleton, prioritized,
   ],
 });
 
