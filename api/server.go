@@ -63,6 +63,7 @@ func New(cfg Config, node *raftnode.Node, f *fsm.FSM, exec Dispatcher, syncer *S
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler
 	e.Use(s.recoverer)
+	e.Use(s.forward)
 
 	// SDK-facing: event API and registration.
 	e.POST("/e/:key", s.postEvents)
@@ -80,6 +81,9 @@ func New(cfg Config, node *raftnode.Node, f *fsm.FSM, exec Dispatcher, syncer *S
 	e.POST("/v1/signals", s.postSignal)
 	e.POST("/v1/functions/:id/cancel", s.cancelFunctionRuns)
 	e.GET("/v1/status", s.status)
+	e.GET("/v1/cluster", s.clusterStatus)
+	e.POST("/v1/cluster/join", s.clusterJoin)
+	e.POST("/v1/cluster/remove", s.clusterRemove)
 	e.GET("/health", s.health)
 	e.GET("/metrics", echo.WrapHandler(promhttp.Handler()))
 	s.echo = e
@@ -143,7 +147,7 @@ func (s *Server) health(c echo.Context) error {
 // big data dirs, meant for comparing nodes and replays).
 func (s *Server) status(c echo.Context) error {
 	_, chain := s.fsm.Applied()
-	out := map[string]any{"raft": s.node.Stats(), "log_digest": fmt.Sprintf("%016x", chain)}
+	out := map[string]any{"raft": s.node.Stats(), "log_digest": hex16(chain)}
 	if c.QueryParam("digest") == "true" {
 		digest, err := s.fsm.StateDigest()
 		if err != nil {
@@ -153,3 +157,5 @@ func (s *Server) status(c echo.Context) error {
 	}
 	return c.JSON(http.StatusOK, out)
 }
+
+func hex16(v uint64) string { return fmt.Sprintf("%016x", v) }

@@ -89,7 +89,8 @@ func flush(w http.ResponseWriter) {
 }
 
 // ---------------------------------------------------------------------------
-// The Go app: a minimal SDK stand-in with one 3-step function
+// The Go app: a minimal SDK stand-in with a 3-step function (and a sleeper,
+// sleep.go)
 
 const (
 	goAppID   = "benchgo"
@@ -126,6 +127,7 @@ type goApp struct {
 	url      string // serve URL, e.g. http://127.0.0.1:P/api/inngest
 	cairnURL string
 	hops     *hopMeter
+	sleeper  *sleeper     // the second function, benchgo-sleeper (sleep scenario)
 	syncErr  atomic.Value // string: last register failure
 }
 
@@ -137,7 +139,7 @@ func (a *goApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case http.MethodPut:
 		a.sync(w, r)
 	case http.MethodGet:
-		writeSDK(w, http.StatusOK, []byte(`{"function_count":1,"mode":"dev","sdk":"`+benchSDK+`"}`))
+		writeSDK(w, http.StatusOK, []byte(`{"function_count":2,"mode":"dev","sdk":"`+benchSDK+`"}`))
 	default:
 		writeSDK(w, http.StatusMethodNotAllowed, []byte(`{"message":"method not allowed"}`))
 	}
@@ -156,6 +158,11 @@ func writeSDK(w http.ResponseWriter, status int, body []byte) {
 
 // callBody is the part of an execution request the app reads.
 type callBody struct {
+	Event struct {
+		Data struct {
+			Until string `json:"until"` // benchgo-sleeper: when to wake
+		} `json:"data"`
+	} `json:"event"`
 	Steps map[string]json.RawMessage `json:"steps"`
 	Ctx   struct {
 		RunID string `json:"run_id"`
@@ -172,13 +179,19 @@ func (a *goApp) call(w http.ResponseWriter, r *http.Request, arrived time.Time) 
 	if runID == "" {
 		runID = r.Header.Get("X-Run-ID")
 	}
+	fn := r.URL.Query().Get("fnId")
+	if fn == sleepFnID && err == nil {
+		// Not hop-metered: its one "hop" is the sleep itself.
+		a.sleeper.call(w, runID, &body, arrived)
+		return
+	}
 	a.hops.arrived(runID, arrived)
 	if err != nil {
 		writeSDK(w, http.StatusInternalServerError, []byte(`{"type":"internal","name":"Error","message":"bad request body"}`))
 		a.hops.answered(runID, http.StatusInternalServerError, time.Now())
 		return
 	}
-	if fn := r.URL.Query().Get("fnId"); fn != goFnID {
+	if fn != goFnID {
 		writeSDK(w, http.StatusInternalServerError, []byte(`{"type":"internal","name":"Error","message":"unknown-function-id"}`))
 		a.hops.answered(runID, http.StatusInternalServerError, time.Now())
 		return
@@ -212,18 +225,24 @@ func (a *goApp) sync(w http.ResponseWriter, r *http.Request) {
 	if kind == "" {
 		kind = "dev"
 	}
-	stepURL := a.url + "?fnId=" + url.QueryEscape(goFnID) + "&stepId=step"
-	reg := map[string]any{
-		"url": a.url, "deployType": "ping", "framework": "cairn-bench", "appName": goAppID,
-		"sdk": "go:" + benchSDK, "v": "0.1",
-		"functions": []any{map[string]any{
-			"id": goFnID, "name": "import-contacts",
-			"triggers": []any{map[string]any{"event": eventName}},
+	fnDef := func(id, name, event string) map[string]any {
+		stepURL := a.url + "?fnId=" + url.QueryEscape(id) + "&stepId=step"
+		return map[string]any{
+			"id": id, "name": name,
+			"triggers": []any{map[string]any{"event": event}},
 			"steps": map[string]any{"step": map[string]any{
 				"id": "step", "name": "step",
 				"runtime": map[string]any{"type": "http", "url": stepURL},
 			}},
-		}},
+		}
+	}
+	reg := map[string]any{
+		"url": a.url, "deployType": "ping", "framework": "cairn-bench", "appName": goAppID,
+		"sdk": "go:" + benchSDK, "v": "0.1",
+		"functions": []any{
+			fnDef(goFnID, "import-contacts", eventName),
+			fnDef(sleepFnID, "sleeper", sleepEventName),
+		},
 	}
 	b, _ := json.Marshal(reg)
 	req, _ := http.NewRequestWithContext(r.Context(), http.MethodPost, a.cairnURL+"/fn/register", bytes.NewReader(b))
@@ -255,7 +274,8 @@ func startGoApp(cairnURL string) (*goApp, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	a := &goApp{url: fmt.Sprintf("http://%s/api/inngest", ln.Addr()), cairnURL: cairnURL, hops: newHopMeter()}
+	a := &goApp{url: fmt.Sprintf("http://%s/api/inngest", ln.Addr()), cairnURL: cairnURL, hops: newHopMeter(),
+		sleeper: newSleeper()}
 	srv := &http.Server{Handler: a, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	return a, func() {

@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -39,6 +40,15 @@ type options struct {
 	logLevel  string
 	tsProxy   bool
 	warmup    int
+
+	// sleep scenario
+	sleepers         int
+	sleepLead        time.Duration
+	sleepSpread      time.Duration
+	sleepBatch       int
+	sleepIdle        time.Duration
+	sleepCheck       int
+	sleepMeasureOnly bool
 }
 
 func parseFlags() (*options, error) {
@@ -49,8 +59,9 @@ func parseFlags() (*options, error) {
 	flag.IntVar(&o.senders, "senders", 4, "burst: concurrent event senders")
 	flag.Float64Var(&o.rate, "rate", 5, "steady: events per second")
 	flag.DurationVar(&o.duration, "duration", 0, "steady: how long to send (default 10s for go, 20s for ts)")
-	flag.StringVar(&scen, "scenarios", "burst,steady", "scenarios to run, comma separated: burst, steady")
-	flag.DurationVar(&o.timeout, "timeout", 5*time.Minute, "overall time limit; everything is stopped when it runs out")
+	flag.StringVar(&scen, "scenarios", "burst,steady", "scenarios to run, comma separated: burst, steady, sleep (Go app only)")
+	flag.DurationVar(&o.timeout, "timeout", 5*time.Minute, "overall time limit; everything is stopped when it runs out\n"+
+		"(with -scenarios sleep the default grows with -sleepers and -sleep-lead)")
 	flag.StringVar(&o.jsonPath, "json", "", "also write the report as JSON to this file")
 	flag.StringVar(&o.cairnBin, "cairn", "", "use this cairn binary instead of building bin/cairn")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temp dir (data dirs and logs) even on success")
@@ -59,6 +70,15 @@ func parseFlags() (*options, error) {
 	flag.StringVar(&o.logLevel, "log-level", "info", "cairn --log-level")
 	flag.BoolVar(&o.tsProxy, "ts-proxy", false, "ts: put a timing proxy in front of the TS app to measure step hops\n(costs ~10% of TS burst throughput on a 2-core box)")
 	flag.IntVar(&o.warmup, "warmup", 5, "events sent (and awaited) before the scenarios, not measured")
+	flag.IntVar(&o.sleepers, "sleepers", 100000, "sleep: runs that sleep at once")
+	flag.DurationVar(&o.sleepLead, "sleep-lead", 0, "sleep: from the first send to the wake-up instant\n"+
+		"(default 15s + 1ms per sleeper, enough to register every sleep first; 6h with -sleep-measure-only)")
+	flag.DurationVar(&o.sleepSpread, "sleep-spread", 0, "sleep: spread the wake-ups uniformly over [until, until+D) instead of all at once")
+	flag.IntVar(&o.sleepBatch, "sleep-batch", 500, "sleep: events per POST /e")
+	flag.DurationVar(&o.sleepIdle, "sleep-idle", 5*time.Second, "sleep: how long to measure Cairn's CPU while every run sleeps")
+	flag.IntVar(&o.sleepCheck, "sleep-check", 10000, "sleep: runs (random sample) whose history is read from Cairn after the wake-up\n"+
+		"(at most 500 with -sleep-measure-only)")
+	flag.BoolVar(&o.sleepMeasureOnly, "sleep-measure-only", false, "sleep: stop once every run sleeps (RSS, disk, idle CPU); do not wait for the wake-up")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "Usage: go run ./bench [flags]\n\n"+
 			"Starts cairn dev (built from ./cmd/cairn) with a fresh data dir per app mode and benchmarks it.\n\nFlags:\n")
@@ -77,10 +97,10 @@ func parseFlags() (*options, error) {
 		s = strings.TrimSpace(s)
 		switch s {
 		case "":
-		case "burst", "steady":
+		case "burst", "steady", "sleep":
 			o.scenarios = append(o.scenarios, s)
 		default:
-			return nil, fmt.Errorf("unknown scenario %q (want burst or steady)", s)
+			return nil, fmt.Errorf("unknown scenario %q (want burst, steady or sleep)", s)
 		}
 	}
 	if len(o.scenarios) == 0 {
@@ -88,6 +108,22 @@ func parseFlags() (*options, error) {
 	}
 	if o.n < 0 || o.senders < 1 || o.rate <= 0 || o.duration < 0 || o.timeout <= 0 {
 		return nil, errors.New("-n must be >= 0, -senders >= 1, -rate > 0, -duration >= 0, -timeout > 0")
+	}
+	if slices.Contains(o.scenarios, "sleep") {
+		if o.app == "ts" {
+			return nil, errors.New("the sleep scenario needs the Go app: -app go")
+		}
+		if o.sleepers < 1 || o.sleepBatch < 1 || o.sleepLead < 0 || o.sleepSpread < 0 || o.sleepIdle < 0 {
+			return nil, errors.New("-sleepers and -sleep-batch must be >= 1, -sleep-lead, -sleep-spread and -sleep-idle >= 0")
+		}
+		if o.sleepSpread > 0 && o.sleepSpread < time.Millisecond {
+			return nil, errors.New("-sleep-spread must be at least 1ms")
+		}
+		timeoutSet := false
+		flag.Visit(func(f *flag.Flag) { timeoutSet = timeoutSet || f.Name == "timeout" })
+		if !timeoutSet {
+			o.timeout = max(o.timeout, sleepTimeout(o))
+		}
 	}
 	return o, nil
 }
@@ -243,7 +279,7 @@ func runGoMode(ctx context.Context, o *options, bin, dir string) ([]*Result, err
 	if d == 0 {
 		d = 10 * time.Second
 	}
-	return runScenarios(ctx, &env{app: "go", cairn: c, hops: app.hops, opts: o}, n, d)
+	return runScenarios(ctx, &env{app: "go", cairn: c, hops: app.hops, sleeper: app.sleeper, opts: o}, n, d)
 }
 
 func runTSMode(ctx context.Context, o *options, bin, root, dir string) ([]*Result, error) {
@@ -346,9 +382,23 @@ func runScenarios(ctx context.Context, e *env, n int, d time.Duration) ([]*Resul
 		case "steady":
 			logf("%s: steady %g events/s for %s", e.app, e.opts.rate, d)
 			r = runSteady(ctx, e, e.opts.rate, d)
+		case "sleep":
+			if e.sleeper == nil {
+				logf("%s: the sleep scenario needs the Go app; skipped", e.app)
+				continue
+			}
+			r = runSleep(ctx, e)
 		}
-		logf("%s: %s: %d/%d runs completed in %.2fs, p50 %s ms, p99 %s ms%s", e.app, s, r.Completed, r.Events,
-			r.WallSec, num(r.LatencyMs.P50), num(r.LatencyMs.P99), errSuffix(r.Error))
+		if sr := r.Sleep; sr != nil && sr.MeasureOnly {
+			logf("%s: sleep: %d registered in time, RSS while all sleep %.0f MiB%s",
+				e.app, sr.Registered, sr.SleepingRSSMiB, errSuffix(r.Error))
+		} else if sr != nil {
+			logf("%s: sleep: %d registered in time, RSS sleeping %.0f MiB, %d woke, lateness p50 %s ms, p99 %s ms%s",
+				e.app, sr.Registered, sr.SleepingRSSMiB, sr.Woke, num(sr.LatenessMs.P50), num(sr.LatenessMs.P99), errSuffix(r.Error))
+		} else {
+			logf("%s: %s: %d/%d runs completed in %.2fs, p50 %s ms, p99 %s ms%s", e.app, s, r.Completed, r.Events,
+				r.WallSec, num(r.LatencyMs.P50), num(r.LatencyMs.P99), errSuffix(r.Error))
+		}
 		r.IdleCPUPct = idle
 		out = append(out, r)
 		if r.Error != "" {

@@ -14,6 +14,7 @@ import (
 // Pct summarizes a sample.
 type Pct struct {
 	N   int     `json:"n"`
+	Min float64 `json:"min"`
 	P50 float64 `json:"p50"`
 	P99 float64 `json:"p99"`
 	Max float64 `json:"max"`
@@ -30,7 +31,7 @@ func percentiles(v []float64) Pct {
 		i := int(math.Ceil(p*float64(len(s)))) - 1
 		return s[max(0, min(i, len(s)-1))]
 	}
-	return Pct{N: len(s), P50: rank(0.50), P99: rank(0.99), Max: s[len(s)-1]}
+	return Pct{N: len(s), Min: s[0], P50: rank(0.50), P99: rank(0.99), Max: s[len(s)-1]}
 }
 
 // Result is one scenario of one app mode.
@@ -70,6 +71,8 @@ type Result struct {
 	EntriesPerStep   float64 `json:"raft_entries_per_step"`
 	BytesPerEntry    float64 `json:"raft_bytes_per_entry"`
 	FSMBytes         int64   `json:"fsm_dir_growth_bytes"`
+
+	Sleep *SleepResult `json:"sleep,omitempty"` // the sleep scenario's own figures
 
 	Polls         int      `json:"status_polls"`
 	CairnWarnings int      `json:"cairn_log_warnings"`
@@ -113,11 +116,25 @@ func num(f float64) string {
 
 // printReport writes the table: one column per app/scenario.
 func printReport(w io.Writer, rep *Report) {
-	rs := rep.Results
+	var rs, sleeps []*Result
+	for _, r := range rep.Results {
+		if r.Sleep != nil {
+			sleeps = append(sleeps, r)
+		} else {
+			rs = append(rs, r)
+		}
+	}
 	fmt.Fprintf(w, "\nCairn benchmark  (%s, %d CPUs, load at start %s)\n\n", rep.StartedAt, rep.CPUs, rep.LoadAvg)
-	if len(rs) == 0 {
+	if len(rep.Results) == 0 {
 		fmt.Fprintln(w, "no results")
-	} else {
+	}
+	if len(sleeps) > 0 {
+		printSleepTable(w, sleeps)
+		if len(rs) > 0 {
+			fmt.Fprintln(w)
+		}
+	}
+	if len(rs) > 0 {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		row := func(label string, cell func(r *Result) string) {
 			fmt.Fprint(tw, label+"\t")
@@ -157,7 +174,7 @@ func printReport(w io.Writer, rep *Report) {
 		row("Cairn log WARN/ERROR lines", func(r *Result) string { return fmt.Sprint(r.CairnWarnings) })
 		tw.Flush()
 	}
-	for _, r := range rs {
+	for _, r := range rep.Results {
 		if r.Error == "" && len(r.Notes) == 0 {
 			continue
 		}
@@ -172,8 +189,142 @@ func printReport(w io.Writer, rep *Report) {
 	for _, e := range rep.Errors {
 		fmt.Fprintf(w, "\nERROR: %s\n", e)
 	}
-	fmt.Fprintln(w, "\nlatency = run ended_at − created_at (Cairn's ms stamps); hop = app answered a 206 → next call for that run arrived;")
-	fmt.Fprintln(w, "CPU, RSS and log growth are of the cairn process / data dir over first send → last completion. See bench/README.md.")
+	if len(sleeps) > 0 {
+		fmt.Fprintln(w, "\nsleep: lateness = arrival of the call after the sleep at the app − the run's until; a call before until is a bug.")
+	}
+	if len(rs) > 0 {
+		fmt.Fprintln(w, "\nlatency = run ended_at − created_at (Cairn's ms stamps); hop = app answered a 206 → next call for that run arrived;")
+		fmt.Fprintln(w, "CPU, RSS and log growth are of the cairn process / data dir over first send → last completion. See bench/README.md.")
+	}
+}
+
+// printSleepTable writes the sleep scenario's table: one column per result.
+func printSleepTable(w io.Writer, rs []*Result) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	row := func(label string, cell func(r *Result, s *SleepResult) string) {
+		fmt.Fprint(tw, label+"\t")
+		for _, r := range rs {
+			fmt.Fprint(tw, cell(r, r.Sleep)+"\t")
+		}
+		fmt.Fprintln(tw)
+	}
+	// wake rows are empty with -sleep-measure-only.
+	wake := func(label string, cell func(r *Result, s *SleepResult) string) {
+		row(label, func(r *Result, s *SleepResult) string {
+			if s.MeasureOnly {
+				return "(measure only)"
+			}
+			return cell(r, s)
+		})
+	}
+	sleeping := func(label string, cell func(r *Result, s *SleepResult) string) {
+		row(label, func(r *Result, s *SleepResult) string {
+			if !s.AllSleeping {
+				return "(not all slept)"
+			}
+			return cell(r, s)
+		})
+	}
+	row("", func(r *Result, _ *SleepResult) string { return r.App + " / " + r.Scenario })
+	row("load offered", func(r *Result, _ *SleepResult) string { return r.Offered })
+	row("until (first send + lead)", func(_ *Result, s *SleepResult) string { return s.Until })
+	row("events accepted (failed POSTs)", func(r *Result, _ *SleepResult) string {
+		return fmt.Sprintf("%d (%d)", r.Events, r.SendErrors)
+	})
+	row("events accepted/s (first send → last accepted)", func(_ *Result, s *SleepResult) string {
+		return fmt.Sprintf("%s (%.1f s)", num(s.EventsPerSec), s.SendSec)
+	})
+	row("POST /e round trip p50 / p99", func(r *Result, s *SleepResult) string {
+		return pctCell(r.AcceptMs, fmt.Sprintf(" ms (%d events)", s.Batch))
+	})
+	row("sleeps registered before until / late / never", func(_ *Result, s *SleepResult) string {
+		return fmt.Sprintf("%d / %d / %d", s.Registered, s.LateRegistered, s.NotRegistered)
+	})
+	row("registered/s (first send → last Sleep op answered)", func(_ *Result, s *SleepResult) string {
+		return fmt.Sprintf("%s (%.1f s)", num(s.RegisterPerSec), s.RegisterSec)
+	})
+	row("smallest margin before until (app / Cairn)", func(_ *Result, s *SleepResult) string {
+		c := "-"
+		if s.Checked > 0 {
+			c = fmt.Sprintf("%.1f s", s.CairnMinMarginMs/1000)
+		}
+		return fmt.Sprintf("%.1f s / %s", s.MinMarginSec, c)
+	})
+	row("Cairn CPU while registering (per run)", func(_ *Result, s *SleepResult) string {
+		return fmt.Sprintf("%.1f s (%.2f ms)", s.RegisterCPUSec, s.RegisterCPUPerR)
+	})
+	row("Cairn RSS before the scenario", func(_ *Result, s *SleepResult) string { return fmt.Sprintf("%.1f MiB", s.BaseRSSMiB) })
+	sleeping("Cairn RSS, all sleeping (VmRSS)", func(_ *Result, s *SleepResult) string {
+		return fmt.Sprintf("%.1f MiB", s.SleepingRSSMiB)
+	})
+	sleeping("… after the idle window", func(_ *Result, s *SleepResult) string {
+		if s.IdleWindowSec == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.1f MiB", s.AfterIdleRSSMiB)
+	})
+	sleeping("Cairn peak RSS so far (VmHWM)", func(_ *Result, s *SleepResult) string {
+		return fmt.Sprintf("%.1f MiB", s.SleepingHWMMiB)
+	})
+	sleeping("RSS growth per sleeping run", func(_ *Result, s *SleepResult) string {
+		return fmt.Sprintf("%.2f KiB", s.RSSPerRunKiB)
+	})
+	sleeping("Go heap in use / goroutines", func(_ *Result, s *SleepResult) string {
+		return fmt.Sprintf("%.1f MiB / %d", s.HeapInuseMiB, s.Goroutines)
+	})
+	sleeping("Cairn CPU while all sleep", func(_ *Result, s *SleepResult) string {
+		if s.IdleWindowSec == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.1f%% of a core (%.0f s)", s.IdleCPUPct, s.IdleWindowSec)
+	})
+	sleeping("raft/ growth (apparent / du)", func(_ *Result, s *SleepResult) string {
+		return mib(s.RaftBytes) + " / " + mib(s.RaftAllocBytes)
+	})
+	sleeping("fsm/ growth (apparent / du)", func(_ *Result, s *SleepResult) string {
+		return mib(s.FSMBytes) + " / " + mib(s.FSMAllocBytes)
+	})
+	sleeping("data bytes per run (raft+fsm apparent)", func(_ *Result, s *SleepResult) string {
+		return fmt.Sprintf("%.0f B", s.BytesPerRun)
+	})
+	sleeping("raft entries (Δ last_log_index)", func(_ *Result, s *SleepResult) string { return fmt.Sprint(s.LogEntries) })
+	wake("runs woke / answered 200", func(_ *Result, s *SleepResult) string {
+		return fmt.Sprintf("%d / %d", s.Woke, s.Done)
+	})
+	wake("lateness p50 / p99 (app)", func(_ *Result, s *SleepResult) string { return pctCell(s.LatenessMs, " ms") })
+	wake("lateness min / max (app)", func(_ *Result, s *SleepResult) string {
+		if s.LatenessMs.N == 0 {
+			return "-"
+		}
+		return num(s.LatenessMs.Min) + " / " + num(s.LatenessMs.Max) + " ms"
+	})
+	wake("Cairn step.woke − until p50 / p99", func(_ *Result, s *SleepResult) string { return pctCell(s.CairnLatenessMs, " ms") })
+	wake("Cairn step.woke − until min / max", func(_ *Result, s *SleepResult) string {
+		if s.CairnLatenessMs.N == 0 {
+			return "-"
+		}
+		return num(s.CairnLatenessMs.Min) + " / " + num(s.CairnLatenessMs.Max) + " ms"
+	})
+	wake("early wakes (app / Cairn)", func(_ *Result, s *SleepResult) string {
+		return fmt.Sprintf("%d / %d", s.EarlyApp, s.EarlyCairn)
+	})
+	wake("all woke / all answered, after the last until", func(_ *Result, s *SleepResult) string {
+		return fmt.Sprintf("%.2f s / %.2f s", s.AllWokeSec, s.AllDoneSec)
+	})
+	wake("wake-up runs/s (until → last answered)", func(_ *Result, s *SleepResult) string { return num(s.WakeRunsPerSec) })
+	wake("Cairn CPU during wake-up", func(_ *Result, s *SleepResult) string { return fmt.Sprintf("%.1f s", s.WakeCPUSec) })
+	wake("Cairn peak RSS during wake-up (VmHWM)", func(_ *Result, s *SleepResult) string {
+		return fmt.Sprintf("%.1f MiB", s.WakePeakRSSMiB)
+	})
+	row("Cairn RSS at end", func(_ *Result, s *SleepResult) string { return fmt.Sprintf("%.1f MiB", s.EndRSSMiB) })
+	row("re-sent calls (first / after sleep)", func(_ *Result, s *SleepResult) string {
+		return fmt.Sprintf("%d / %d", s.ExtraFirstCalls, s.ExtraWokeCalls)
+	})
+	row("histories read: sleeping / completed", func(_ *Result, s *SleepResult) string {
+		return fmt.Sprintf("%d: %d / %d", s.Checked, s.CheckedSleeping, s.CheckedCompleted)
+	})
+	row("Cairn log WARN/ERROR lines", func(r *Result, _ *SleepResult) string { return fmt.Sprint(r.CairnWarnings) })
+	tw.Flush()
 }
 
 func writeJSON(path string, rep *Report) error {

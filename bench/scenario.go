@@ -25,6 +25,7 @@ type env struct {
 	cairn   *cairnNode
 	sampler *sampler
 	hops    *hopMeter
+	sleeper *sleeper // Go app only
 	opts    *options
 }
 

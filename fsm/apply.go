@@ -32,6 +32,9 @@ func (t *txn) apply(r Record) Result {
 		return t.leaseNext(t.applyCronFired(r), r.At, r.Lease)
 	case *BulkCancel:
 		return t.applyBulkCancel(r)
+	case *NodeSeen:
+		t.put(keyNode(r.ID), r)
+		return Result{Code: OK, ID: r.ID}
 	}
 	panic(fmt.Sprintf("fsm: no applier for %T", r))
 }

@@ -49,6 +49,7 @@ func sampleRecords() []fsm.Record {
 		&fsm.SignalReceived{At: 1700000000006, Signal: "sig", Data: []byte(`{"ok":true}`), Lease: lease},
 		&fsm.CronFired{At: 1700000000007, FnID: "app-fn", Cron: "0 * * * *", ScheduledAt: 1700000000000, Lease: lease},
 		&fsm.BulkCancel{At: 1700000000008, FnID: "app-fn", From: 1, To: 2, Reason: "bulk"},
+		&fsm.NodeSeen{At: 1700000000009, ID: "n2", RaftAddr: "127.0.0.1:7002", HTTPAddr: "127.0.0.1:8002"},
 	}
 }
 

@@ -72,6 +72,8 @@ func keyCronFired(fn string, at int64) []byte {
 
 var prefixCronFns = []byte("xc/")
 
+func keyNode(id string) []byte { return []byte("nd/" + id) }
+
 // Flow control: counters and wait lists of concurrency keys, rate state,
 // debounce, batch and singleton entries.
 func keyConcCount(key string) []byte      { return []byte("cc/" + key) }

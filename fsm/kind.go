@@ -7,16 +7,17 @@ import "fmt"
 type Kind uint8
 
 const (
-	KindInvalid         Kind = 0 // never written; catches zeroed bytes
-	KindAppSynced       Kind = 1 // an app's functions, from POST /fn/register
-	KindEventAccepted   Kind = 2 // one ingested event; starts the runs it triggers
-	KindCallClaimed     Kind = 3 // the executor is about to call the app for a run
-	KindCallFinished    Kind = 4 // the app answered a call (or the call failed)
-	KindTimerFired      Kind = 5 // a sleep has elapsed
-	KindCancelRequested Kind = 6 // a user asked to cancel a run
-	KindSignalReceived  Kind = 7 // POST /v1/signals: resume the run waiting for it
-	KindCronFired       Kind = 8 // a cron schedule came due: start a run
-	KindBulkCancel      Kind = 9 // cancel a function's runs started in a time range
+	KindInvalid         Kind = 0  // never written; catches zeroed bytes
+	KindAppSynced       Kind = 1  // an app's functions, from POST /fn/register
+	KindEventAccepted   Kind = 2  // one ingested event; starts the runs it triggers
+	KindCallClaimed     Kind = 3  // the executor is about to call the app for a run
+	KindCallFinished    Kind = 4  // the app answered a call (or the call failed)
+	KindTimerFired      Kind = 5  // a sleep has elapsed
+	KindCancelRequested Kind = 6  // a user asked to cancel a run
+	KindSignalReceived  Kind = 7  // POST /v1/signals: resume the run waiting for it
+	KindCronFired       Kind = 8  // a cron schedule came due: start a run
+	KindBulkCancel      Kind = 9  // cancel a function's runs started in a time range
+	KindNodeSeen        Kind = 10 // a cluster member's addresses, so any node can reach the leader
 )
 
 func (k Kind) String() string {
@@ -39,6 +40,8 @@ func (k Kind) String() string {
 		return "CronFired"
 	case KindBulkCancel:
 		return "BulkCancel"
+	case KindNodeSeen:
+		return "NodeSeen"
 	}
 	return fmt.Sprintf("Kind(%d)", uint8(k))
 }

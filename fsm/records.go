@@ -214,6 +214,15 @@ type BulkCancel struct {
 	Reason string `msgpack:"why,omitempty"`
 }
 
+// NodeSeen records a cluster member's Raft and HTTP addresses. Followers
+// use it to forward writes to the leader's HTTP API.
+type NodeSeen struct {
+	At       int64  `msgpack:"at"`
+	ID       string `msgpack:"id"`
+	RaftAddr string `msgpack:"raft"`
+	HTTPAddr string `msgpack:"http"`
+}
+
 func (*AppSynced) Kind() Kind       { return KindAppSynced }
 func (*EventAccepted) Kind() Kind   { return KindEventAccepted }
 func (*CallClaimed) Kind() Kind     { return KindCallClaimed }
@@ -223,6 +232,7 @@ func (*CancelRequested) Kind() Kind { return KindCancelRequested }
 func (*SignalReceived) Kind() Kind  { return KindSignalReceived }
 func (*CronFired) Kind() Kind       { return KindCronFired }
 func (*BulkCancel) Kind() Kind      { return KindBulkCancel }
+func (*NodeSeen) Kind() Kind        { return KindNodeSeen }
 
 // recordAt returns a record's time.
 func recordAt(r Record) int64 {
@@ -244,6 +254,8 @@ func recordAt(r Record) int64 {
 	case *CronFired:
 		return r.At
 	case *BulkCancel:
+		return r.At
+	case *NodeSeen:
 		return r.At
 	}
 	return 0
@@ -270,6 +282,8 @@ func newRecord(k Kind) Record {
 		return &CronFired{}
 	case KindBulkCancel:
 		return &BulkCancel{}
+	case KindNodeSeen:
+		return &NodeSeen{}
 	}
 	return nil
 }

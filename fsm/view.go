@@ -332,3 +332,13 @@ func (f *FSM) SignalWaiter(signal string) (string, error) {
 	run, _, _ := strings.Cut(string(ref), sep)
 	return run, nil
 }
+
+// Node returns what the cluster recorded of a member, or nil.
+func (f *FSM) Node(id string) (*NodeSeen, error) {
+	n := &NodeSeen{}
+	ok, err := f.get(keyNode(id), n)
+	if !ok {
+		return nil, err
+	}
+	return n, err
+}

@@ -35,6 +35,10 @@ type Config struct {
 	// ApplyTimeout bounds how long Propose waits for Raft to take an entry.
 	ApplyTimeout time.Duration
 	Logger       *slog.Logger
+	// SnapshotThreshold and TrailingLogs tune log compaction (defaults
+	// 16384 each); tests lower them to force snapshot installs.
+	SnapshotThreshold uint64
+	TrailingLogs      uint64
 }
 
 // Node is a running Raft member with Cairn's FSM.
@@ -112,8 +116,13 @@ func Open(cfg Config, f *fsm.FSM) (*Node, error) {
 	// wipe it with the last snapshot. Entries it re-applies are skipped by
 	// index inside the FSM.
 	rc.NoSnapshotRestoreOnStart = true
-	rc.SnapshotThreshold = 16384
-	rc.TrailingLogs = 16384
+	rc.SnapshotThreshold, rc.TrailingLogs = 16384, 16384
+	if cfg.SnapshotThreshold > 0 {
+		rc.SnapshotThreshold = cfg.SnapshotThreshold
+	}
+	if cfg.TrailingLogs > 0 {
+		rc.TrailingLogs = cfg.TrailingLogs
+	}
 	if isSingle(cfg) {
 		// A lone voter need not wait out heartbeat timeouts to elect itself.
 		rc.HeartbeatTimeout = 200 * time.Millisecond
@@ -404,3 +413,42 @@ func (w *slogWriter) Write(p []byte) (int, error) {
 }
 
 var _ io.Writer = (*slogWriter)(nil)
+
+// Member is one server of the Raft configuration.
+type Member struct {
+	ID       string `json:"id"`
+	RaftAddr string `json:"raft_addr"`
+	Voter    bool   `json:"voter"`
+}
+
+// Members returns the current Raft configuration.
+func (n *Node) Members() ([]Member, error) {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, err
+	}
+	var out []Member
+	for _, s := range f.Configuration().Servers {
+		out = append(out, Member{ID: string(s.ID), RaftAddr: string(s.Address), Voter: s.Suffrage == raft.Voter})
+	}
+	return out, nil
+}
+
+// AddVoter adds (or re-addresses) a voting member. Leader only.
+func (n *Node) AddVoter(id, raftAddr string) error {
+	return mapErr(n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(raftAddr), 0, n.cfg.ApplyTimeout).Error())
+}
+
+// RemoveServer removes a member. Leader only.
+func (n *Node) RemoveServer(id string) error {
+	return mapErr(n.raft.RemoveServer(raft.ServerID(id), 0, n.cfg.ApplyTimeout).Error())
+}
+
+// ID is this node's id.
+func (n *Node) ID() string { return n.cfg.NodeID }
+
+// RaftAddr is the address peers reach this node at.
+func (n *Node) RaftAddr() string { return n.cfg.Advertise }
+
+// Snapshot takes a Raft snapshot now (compacting the log behind it).
+func (n *Node) Snapshot() error { return n.raft.Snapshot().Error() }

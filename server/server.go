@@ -4,9 +4,12 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -41,6 +44,12 @@ type Config struct {
 	// time.Now, checked every second).
 	CronClock func() time.Time
 	CronTick  time.Duration
+	// HTTPAdvertise is the HTTP address other nodes forward to (default:
+	// the bound address). Join is the HTTP address of a member to join.
+	HTTPAdvertise string
+	Join          string
+	// SnapshotThreshold and TrailingLogs tune Raft log compaction.
+	SnapshotThreshold, TrailingLogs uint64
 }
 
 // Server is a running node.
@@ -76,6 +85,7 @@ func Start(cfg Config) (*Server, error) {
 	node, err := raftnode.Open(raftnode.Config{
 		NodeID: cfg.NodeID, RaftAddr: cfg.RaftAddr, DataDir: cfg.DataDir,
 		Bootstrap: cfg.Bootstrap, Peers: cfg.Peers, Logger: cfg.Logger,
+		SnapshotThreshold: cfg.SnapshotThreshold, TrailingLogs: cfg.TrailingLogs,
 	}, f)
 	if err != nil {
 		f.Close()
@@ -96,7 +106,10 @@ func Start(cfg Config) (*Server, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{cfg: cfg, FSM: f, Node: node, Exec: exec, Syncer: syncer, ln: ln, cancel: cancel,
 		log: cfg.Logger, http: &http.Server{Handler: handler.Handler(), ReadHeaderTimeout: 10 * time.Second}}
-	s.wg.Add(3)
+	if s.cfg.HTTPAdvertise == "" {
+		s.cfg.HTTPAdvertise = s.Addr()
+	}
+	s.wg.Add(4)
 	go func() {
 		defer s.wg.Done()
 		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -105,7 +118,16 @@ func Start(cfg Config) (*Server, error) {
 	}()
 	go func() {
 		defer s.wg.Done()
-		node.RunWhileLeader(ctx, exec.Run)
+		node.RunWhileLeader(ctx, func(ctx context.Context) {
+			s.announce(ctx)
+			exec.Run(ctx)
+		})
+	}()
+	go func() {
+		defer s.wg.Done()
+		if cfg.Join != "" {
+			s.join(ctx)
+		}
 	}()
 	go func() {
 		defer s.wg.Done()
@@ -140,4 +162,46 @@ func (s *Server) Close() error {
 		err = ferr
 	}
 	return err
+}
+
+// announce records this node's addresses when it becomes leader, so that
+// followers can forward requests to it.
+func (s *Server) announce(ctx context.Context) {
+	if have, err := s.FSM.Node(s.cfg.NodeID); err == nil && have != nil &&
+		have.HTTPAddr == s.cfg.HTTPAdvertise && have.RaftAddr == s.Node.RaftAddr() {
+		return
+	}
+	_, err := s.Node.Propose(ctx, &fsm.NodeSeen{At: time.Now().UnixMilli(), ID: s.cfg.NodeID,
+		RaftAddr: s.Node.RaftAddr(), HTTPAddr: s.cfg.HTTPAdvertise})
+	if err != nil {
+		s.log.Warn("could not record this leader's addresses", "err", err)
+	}
+}
+
+// join asks a member (any node: it forwards to the leader) to add this node,
+// retrying until it succeeds or the server stops.
+func (s *Server) join(ctx context.Context) {
+	body, _ := json.Marshal(map[string]string{"id": s.cfg.NodeID, "raft_addr": s.Node.RaftAddr(), "http_addr": s.cfg.HTTPAdvertise})
+	for attempt := 0; ; attempt++ {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+s.cfg.Join+"/v1/cluster/join", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				s.log.Info("joined the cluster", "via", s.cfg.Join)
+				return
+			}
+			err = fmt.Errorf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(msg))
+		}
+		if attempt%10 == 0 {
+			s.log.Warn("joining the cluster", "via", s.cfg.Join, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
 }

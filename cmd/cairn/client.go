@@ -308,3 +308,42 @@ func cmdSignal(args []string) error {
 	}
 	return printJSON(out)
 }
+
+func cmdCluster(args []string) error {
+	sub := "status"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		sub, args = args[0], args[1:]
+	}
+	var raftAddr, httpAddr string
+	fs, base, err := clientFlags("cluster "+sub, "(status | join ID --raft-addr A --http-addr H | remove ID)", args, func(fs *flag.FlagSet) {
+		if sub == "join" {
+			fs.StringVar(&raftAddr, "raft-addr", "", "the new member's Raft address")
+			fs.StringVar(&httpAddr, "http-addr", "", "the new member's HTTP address")
+		}
+	})
+	if stop, err := handleHelp(err); stop {
+		return err
+	}
+	var out json.RawMessage
+	switch sub {
+	case "status":
+		err = call(http.MethodGet, base+"/v1/cluster?digest=true", nil, &out)
+	case "join":
+		if fs.NArg() != 1 {
+			return errors.New("cluster join needs the new member's id")
+		}
+		err = call(http.MethodPost, base+"/v1/cluster/join",
+			map[string]string{"id": fs.Arg(0), "raft_addr": raftAddr, "http_addr": httpAddr}, &out)
+	case "remove":
+		if fs.NArg() != 1 {
+			return errors.New("cluster remove needs a member id")
+		}
+		err = call(http.MethodPost, base+"/v1/cluster/remove", map[string]string{"id": fs.Arg(0)}, &out)
+	default:
+		return fmt.Errorf("unknown cluster command %q (status, join, remove)", sub)
+	}
+	if err != nil {
+		return err
+	}
+	return printJSON(out)
+}

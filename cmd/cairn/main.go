@@ -26,6 +26,7 @@ Usage:
   cairn cancel  RUN_ID             cancel a run
   cairn cancel  --function FN [--from T] [--to T]   cancel a function's runs started in a range
   cairn signal  NAME [DATA_JSON]   resume the run waiting for a signal
+  cairn cluster status|join|remove  members, leader, indexes; add or remove a voter
   cairn sync    [URL]              ask apps (or one app URL) to re-register
 
 Run "cairn COMMAND --help" for a command's flags. Every flag can also be set
@@ -58,6 +59,8 @@ func main() {
 		err = cmdSync(args)
 	case "signal":
 		err = cmdSignal(args)
+	case "cluster":
+		err = cmdCluster(args)
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return

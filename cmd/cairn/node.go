@@ -68,8 +68,11 @@ func runNode(cmd string, args []string) error {
 		logJSON   = fs.Bool("log-json", env("CAIRN_LOG_JSON", "") == "true", "log as JSON (env CAIRN_LOG_JSON=true)")
 	)
 	fs.Var(&urls, "u", "app URL to sync, e.g. http://localhost:3000/api/inngest; repeatable (env CAIRN_APP_URLS, comma separated)")
+	var join, advertise *string
 	if !dev {
 		fs.Var(&peers, "peers", "with --bootstrap: other voters as id=raftaddr, comma separated (env CAIRN_PEERS)")
+		join = fs.String("join", env("CAIRN_JOIN", ""), "HTTP address of any member to join (env CAIRN_JOIN)")
+		advertise = fs.String("http-advertise", env("CAIRN_HTTP_ADVERTISE", ""), "HTTP address other nodes forward requests to (default: host:port) (env CAIRN_HTTP_ADVERTISE)")
 	}
 	fs.Usage = func() {
 		if dev {
@@ -118,6 +121,8 @@ func runNode(cmd string, args []string) error {
 	}
 	if dev {
 		cfg.ServerKind = "dev"
+	} else {
+		cfg.Join, cfg.HTTPAdvertise = *join, *advertise
 	}
 	for _, p := range peers {
 		id, addr, ok := strings.Cut(p, "=")

@@ -1,0 +1,290 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+)
+
+// These tests run real three-node clusters on loopback: Raft over TCP,
+// each node's HTTP API, and a small app speaking the SDK protocol.
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// protocolApp is a two-step function: step "a", then it returns "done".
+func protocolApp(t *testing.T) *httptest.Server {
+	stepA := sha1.Sum([]byte("a"))
+	idA := hex.EncodeToString(stepA[:])
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Steps map[string]json.RawMessage `json:"steps"`
+		}
+		json.NewDecoder(r.Body).Decode(&body)
+		w.Header().Set("X-Inngest-SDK", "cairn-test:v0")
+		w.Header().Set("Content-Type", "application/json")
+		if _, ok := body.Steps[idA]; !ok {
+			w.WriteHeader(206)
+			fmt.Fprintf(w, `[{"id":%q,"op":"StepRun","name":"a","displayName":"a","data":1}]`, idA)
+			return
+		}
+		w.WriteHeader(200)
+		io.WriteString(w, `"done"`)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+type testNode struct {
+	srv  *Server
+	cfg  Config
+	once sync.Once
+}
+
+func (n *testNode) stop() { n.once.Do(func() { n.srv.Close() }) }
+
+func startNode(t *testing.T, id, join string, tweak func(*Config)) *testNode {
+	t.Helper()
+	cfg := Config{NodeID: id, DataDir: t.TempDir(), HTTPAddr: freeAddr(t), RaftAddr: freeAddr(t),
+		ServerKind: "cloud", Bootstrap: join == "", Join: join}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	s, err := Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &testNode{srv: s, cfg: cfg}
+	t.Cleanup(n.stop)
+	return n
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+func post(url string, body any) (int, []byte) {
+	b, _ := json.Marshal(body)
+	resp, err := http.Post(url, "application/json", bytes.NewReader(b))
+	if err != nil {
+		return 0, []byte(err.Error())
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, out
+}
+
+func get(url string, out any) int {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	json.NewDecoder(resp.Body).Decode(out)
+	return resp.StatusCode
+}
+
+// cluster starts n1 (bootstrap) and two nodes that join it through n1's
+// HTTP API, and waits until all three are voters.
+func cluster(t *testing.T, tweak func(*Config)) []*testNode {
+	n1 := startNode(t, "n1", "", tweak)
+	waitUntil(t, "n1 to lead", n1.srv.Node.IsLeader)
+	nodes := []*testNode{n1, startNode(t, "n2", n1.srv.Addr(), tweak), startNode(t, "n3", n1.srv.Addr(), tweak)}
+	waitUntil(t, "three voters", func() bool {
+		m, err := n1.srv.Node.Members()
+		return err == nil && len(m) == 3
+	})
+	return nodes
+}
+
+func leaderOf(nodes []*testNode) *testNode {
+	for _, n := range nodes {
+		if n.srv.Node.IsLeader() {
+			return n
+		}
+	}
+	return nil
+}
+
+func register(t *testing.T, via *testNode, appURL string) {
+	t.Helper()
+	body := map[string]any{
+		"url": appURL, "appName": "capp", "framework": "test", "sdk": "go:v0",
+		"functions": []any{map[string]any{
+			"id": "capp-two", "name": "two", "triggers": []any{map[string]any{"event": "c/go"}},
+			"steps": map[string]any{"step": map[string]any{"id": "step", "name": "step",
+				"runtime": map[string]any{"type": "http", "url": appURL + "?fnId=capp-two&stepId=step"}}},
+		}},
+	}
+	// Registration goes to a follower on purpose: it must be forwarded.
+	waitUntil(t, "registration through "+via.cfg.NodeID, func() bool {
+		code, _ := post(via.srv.URL()+"/fn/register", body)
+		return code == 200
+	})
+}
+
+func sendEvent(t *testing.T, via *testNode) (string, int) {
+	var out struct {
+		IDs []string `json:"ids"`
+	}
+	code, raw := post(via.srv.URL()+"/e/key", map[string]any{"name": "c/go", "data": map[string]any{}})
+	json.Unmarshal(raw, &out)
+	if code == 200 && len(out.IDs) == 1 {
+		return out.IDs[0], code
+	}
+	return "", code
+}
+
+func runStatus(via *testNode, eventID string) string {
+	var out struct {
+		Data []struct {
+			Status string `json:"status"`
+		} `json:"data"`
+	}
+	if get(via.srv.URL()+"/v1/events/"+eventID+"/runs", &out) != 200 || len(out.Data) == 0 {
+		return ""
+	}
+	return out.Data[0].Status
+}
+
+func converged(t *testing.T, nodes []*testNode) {
+	t.Helper()
+	waitUntil(t, "every node to reach the same state", func() bool {
+		a0, _ := nodes[0].srv.FSM.Applied()
+		d0, _ := nodes[0].srv.FSM.StateDigest()
+		for _, n := range nodes[1:] {
+			a, _ := n.srv.FSM.Applied()
+			d, _ := n.srv.FSM.StateDigest()
+			if a != a0 || d != d0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func TestClusterLeaderKillRunsFinish(t *testing.T) {
+	app := protocolApp(t)
+	// Calls in flight on the dead leader are re-sent once their lease ends:
+	// a short call timeout keeps that lease short.
+	nodes := cluster(t, func(c *Config) { c.CallTimeout = 2 * time.Second })
+	var follower *testNode
+	for _, n := range nodes {
+		if !n.srv.Node.IsLeader() {
+			follower = n
+			break
+		}
+	}
+	register(t, follower, app.URL)
+	var events []string
+	for range 20 {
+		id, code := sendEvent(t, follower)
+		if code != 200 {
+			t.Fatalf("event through a follower: %d", code)
+		}
+		events = append(events, id)
+	}
+	// Kill the leader mid-way; the survivors elect another and finish.
+	old := leaderOf(nodes)
+	old.stop()
+	var rest []*testNode
+	for _, n := range nodes {
+		if n != old {
+			rest = append(rest, n)
+		}
+	}
+	waitUntil(t, "a new leader", func() bool { return leaderOf(rest) != nil })
+	for range 10 {
+		waitUntil(t, "an event accepted after failover", func() bool {
+			id, code := sendEvent(t, rest[0])
+			if code == 200 {
+				events = append(events, id)
+			}
+			return code == 200
+		})
+	}
+	for _, ev := range events {
+		waitUntil(t, "run of "+ev+" to complete", func() bool { return runStatus(rest[1], ev) == "completed" })
+	}
+	converged(t, rest)
+}
+
+func TestClusterMinorityNeverAcknowledges(t *testing.T) {
+	nodes := cluster(t, nil)
+	leader := leaderOf(nodes)
+	for _, n := range nodes {
+		if n != leader {
+			n.stop()
+		}
+	}
+	// The old leader is alone: a write may not be acknowledged.
+	for range 3 {
+		if id, code := sendEvent(t, leader); code == 200 {
+			t.Fatalf("a one-node minority acknowledged event %s", id)
+		}
+	}
+}
+
+func TestClusterSnapshotInstallCatchesUpNewNode(t *testing.T) {
+	app := protocolApp(t)
+	small := func(c *Config) { c.SnapshotThreshold, c.TrailingLogs = 64, 16 }
+	nodes := cluster(t, small)
+	leader := leaderOf(nodes)
+	register(t, leader, app.URL)
+	var events []string
+	for range 200 {
+		id, code := sendEvent(t, leader)
+		if code != 200 {
+			t.Fatalf("event: %d", code)
+		}
+		events = append(events, id)
+	}
+	for _, ev := range events {
+		waitUntil(t, "runs to complete", func() bool { return runStatus(leader, ev) == "completed" })
+	}
+	if err := leader.srv.Node.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	// The log behind the snapshot is gone: a new node can only catch up
+	// through InstallSnapshot of the streamed projection.
+	n4 := startNode(t, "n4", leader.srv.Addr(), small)
+	nodes = append(nodes, n4)
+	converged(t, nodes)
+	if s := runStatus(n4, events[0]); s != "completed" {
+		t.Fatalf("the new node's projection lacks old runs: %q", s)
+	}
+	var status struct {
+		Members []struct {
+			ID string `json:"id"`
+		} `json:"members"`
+	}
+	get(n4.srv.URL()+"/v1/cluster", &status)
+	if len(status.Members) != 4 {
+		t.Fatalf("members seen by n4: %+v", status.Members)
+	}
+	_ = context.Background
+}
