@@ -5,7 +5,7 @@ GO       ?= go
 TSAPP    := e2e/tsapp
 NPM_DEPS := $(TSAPP)/node_modules/.package-lock.json
 
-.PHONY: dev build test bench lint deps clean
+.PHONY: dev build test bench lint deps clean cluster chaos
 
 ## build: compile bin/cairn
 build:
@@ -30,10 +30,18 @@ $(NPM_DEPS): $(TSAPP)/package-lock.json $(TSAPP)/package.json
 bench: build deps
 	$(GO) run ./bench $(ARGS)
 
+## cluster: three local nodes on loopback (HTTP 8301-8303), Ctrl-C stops them
+cluster: build
+	./scripts/cluster.sh $(ARGS)
+
+## chaos: fault injection against a three-node cluster; writes a report (not part of test)
+chaos: build
+	$(GO) run ./chaos $(ARGS)
+
 ## lint: formatting and vet
 lint:
 	@test -z "$$(gofmt -l .)" || (gofmt -l . && echo "gofmt: files above need formatting" && exit 1)
 	$(GO) vet ./...
 
 clean:
-	rm -rf bin .cairn
+	rm -rf bin .cairn .cluster
