@@ -233,6 +233,37 @@ func TestClusterLeaderKillRunsFinish(t *testing.T) {
 	converged(t, rest)
 }
 
+func TestClusterFollowerRedirectsOnRequest(t *testing.T) {
+	nodes := cluster(t, nil)
+	leader := leaderOf(nodes)
+	var follower *testNode
+	for _, n := range nodes {
+		if n != leader {
+			follower = n
+		}
+	}
+	waitUntil(t, "the leader's address to be known", func() bool {
+		info, _ := follower.srv.FSM.Node(leader.cfg.NodeID)
+		return info != nil
+	})
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Post(follower.srv.URL()+"/e/key?redirect=true", "application/json", bytes.NewReader([]byte(`{"name":"x"}`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTemporaryRedirect || resp.Header.Get("Location") != leader.srv.URL()+"/e/key?redirect=true" {
+		t.Fatalf("follower answered %d %q, want 307 to %s", resp.StatusCode, resp.Header.Get("Location"), leader.srv.URL())
+	}
+	// Reads with consistency=local are served by the follower itself.
+	var runs struct {
+		Data []any `json:"data"`
+	}
+	if code := get(follower.srv.URL()+"/v1/runs?consistency=local", &runs); code != 200 {
+		t.Fatalf("local read: %d", code)
+	}
+}
+
 func TestClusterMinorityNeverAcknowledges(t *testing.T) {
 	nodes := cluster(t, nil)
 	leader := leaderOf(nodes)
