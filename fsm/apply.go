@@ -518,7 +518,6 @@ func (t *txn) putCall(c *Call) {
 		t.putRaw(keyConcWait(c.Blocked, c.Due, c.RunID, c.ID), nil)
 		return
 	case c.Claimed:
-		t.putRaw(keyLease(c.Node, c.RunID, c.ID), nil)
 	default:
 		t.minDue = min(t.minDue, c.Due)
 		if c.Type == CallHTTP {
@@ -536,8 +535,6 @@ func (t *txn) unqueue(c *Call) {
 	case c.Blocked != "":
 		t.del(keyConcWait(c.Blocked, c.Due, c.RunID, c.ID))
 		return
-	case c.Claimed:
-		t.del(keyLease(c.Node, c.RunID, c.ID))
 	}
 	t.del(keyCallQueue(c))
 }

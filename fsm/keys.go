@@ -21,7 +21,6 @@ import (
 //	c/<run>\0<call>                Call
 //	q/<due ms, 8 bytes BE>/<run>\0<call>   due-time queue (empty value)
 //	h/<run>\0<seq, 8 bytes BE>     HistoryEntry
-//	l/<node>\0<run>\0<call>        lease index: calls claimed by a node
 //	pw/<event>\0<run>\0<call>      waitForEvent pauses by event name
 //	sg/<signal>                    the wait for a signal: "<run>\0<call>"
 //	iv/<correlation id>            the invoke waiting for a child: "<run>\0<call>"
@@ -50,9 +49,6 @@ func prefixHistory(run string) []byte   { return []byte("h/" + run + sep) }
 func keyHistory(run string, seq uint64) []byte {
 	return binary.BigEndian.AppendUint64(prefixHistory(run), seq)
 }
-
-func keyLease(node, run, call string) []byte { return []byte("l/" + node + sep + run + sep + call) }
-func prefixLeases(node string) []byte        { return []byte("l/" + node + sep) }
 
 func keyWait(ev, run, call string) []byte { return []byte("pw/" + ev + sep + run + sep + call) }
 func prefixWaits(ev string) []byte        { return []byte("pw/" + ev + sep) }

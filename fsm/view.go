@@ -245,12 +245,15 @@ func (f *FSM) scanQueue(prefix, from []byte, now int64, limit int, skip func(run
 	return due, stop, stopDue, nil
 }
 
-// ClaimedBy lists the calls whose current claim belongs to node.
+// ClaimedBy lists the calls whose current claim belongs to node. It reads
+// every claimed call (lq/): it runs once per leadership term, so the claims
+// carry no per-node index that every step would have to keep up.
 func (f *FSM) ClaimedBy(node string) ([]Call, error) {
-	p := prefixLeases(node)
-	var keys []string
-	err := f.scan(p, prefixEnd(p), false, func(k, _ []byte) bool {
-		keys = append(keys, string(k[len(p):]))
+	var keys [][2]string
+	err := f.scan(prefixLeaseQueue, prefixEnd(prefixLeaseQueue), false, func(k, _ []byte) bool {
+		if _, run, call, ok := parseQueueKey(k); ok {
+			keys = append(keys, [2]string{run, call})
+		}
 		return true
 	})
 	if err != nil {
@@ -258,8 +261,7 @@ func (f *FSM) ClaimedBy(node string) ([]Call, error) {
 	}
 	var out []Call
 	for _, k := range keys {
-		run, call, _ := strings.Cut(k, sep)
-		c, err := f.Call(run, call)
+		c, err := f.Call(k[0], k[1])
 		if err != nil {
 			return nil, err
 		}
