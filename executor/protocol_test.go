@@ -161,3 +161,25 @@ func TestUnwrapStream(t *testing.T) {
 		t.Fatalf("unwrapped %+v", rec)
 	}
 }
+
+// FuzzFinishedFrom feeds arbitrary app answers to the response parser: it
+// must never panic, and whatever it accepts as ops must have opcodes.
+func FuzzFinishedFrom(f *testing.F) {
+	f.Add(206, `[{"id":"a","op":"StepRun","data":1}]`)
+	f.Add(206, `{"id":"a","op":"RunComplete","data":{"status":200}}`)
+	f.Add(201, `   {"status":206,"headers":{"x-inngest-sdk":"js"},"body":"[]"}`)
+	f.Add(200, `null`)
+	f.Add(500, `{"name":"Error"}`)
+	f.Fuzz(func(t *testing.T, status int, body string) {
+		r := &response{status: status, header: http.Header{"X-Inngest-Sdk": {"js"}}, body: []byte(body)}
+		if status == http.StatusCreated && unwrapStream(r) != nil {
+			return
+		}
+		rec := finishedFrom(r, time.Unix(0, 0))
+		for _, op := range rec.Ops {
+			if op.Op == "" {
+				t.Fatalf("op without opcode from %q", body)
+			}
+		}
+	})
+}
