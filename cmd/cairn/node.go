@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -32,6 +33,13 @@ func (s *stringList) Set(v string) error {
 // env returns the environment variable's value or def.
 func env(name, def string) string {
 	if v, ok := os.LookupEnv(name); ok {
+		return v
+	}
+	return def
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
 		return v
 	}
 	return def
@@ -63,7 +71,7 @@ func runNode(cmd string, args []string) error {
 		raftAddr  = fs.String("raft-addr", env("CAIRN_RAFT_ADDR", "127.0.0.1:8289"), "address for Raft traffic between nodes (env CAIRN_RAFT_ADDR)")
 		bootstrap = fs.Bool("bootstrap", env("CAIRN_BOOTSTRAP", "") == "true", "start a new cluster with this node (and --peers) as voters (env CAIRN_BOOTSTRAP=true)")
 		callTO    = fs.Duration("call-timeout", envDuration("CAIRN_CALL_TIMEOUT", 2*time.Minute), "timeout of one call to an app (env CAIRN_CALL_TIMEOUT)")
-		inflight  = fs.Int("max-inflight", 256, "most app calls in flight at once")
+		inflight  = fs.Int("max-inflight", envInt("CAIRN_MAX_INFLIGHT", 256), "most app calls in flight at once (env CAIRN_MAX_INFLIGHT)")
 		logLevel  = fs.String("log-level", env("CAIRN_LOG_LEVEL", "info"), "debug, info, warn or error (env CAIRN_LOG_LEVEL)")
 		logJSON   = fs.Bool("log-json", env("CAIRN_LOG_JSON", "") == "true", "log as JSON (env CAIRN_LOG_JSON=true)")
 	)
