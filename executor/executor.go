@@ -39,6 +39,9 @@ type Config struct {
 	// tests move it. CronTick is how often they are checked (default 1s).
 	Clock    func() time.Time
 	CronTick time.Duration
+	// FullScanEvery is how often the whole due queue is read, as a safety
+	// net behind the due-time hints (default 30s).
+	FullScanEvery time.Duration
 }
 
 // Executor dispatches due calls. Create one per process; Run it on the leader.
@@ -53,6 +56,7 @@ type Executor struct {
 	mu       sync.Mutex
 	inflight map[string]bool      // run\0call being claimed or called by this node
 	held     map[string]time.Time // run\0call refused recently: skip until then
+	claiming map[string]bool      // run\0call read from the queue, claim not yet decided
 	low      int64                // earliest due time the loop must re-read from
 	term     *term                // set while Run is active
 }
@@ -96,13 +100,16 @@ func New(cfg Config, f *fsm.FSM, p Proposer) *Executor {
 	if cfg.CronTick <= 0 {
 		cfg.CronTick = time.Second
 	}
+	if cfg.FullScanEvery <= 0 {
+		cfg.FullScanEvery = 30 * time.Second
+	}
 	if cfg.Client == nil {
 		cfg.Client = &http.Client{Transport: &http.Transport{
 			MaxIdleConns: cfg.MaxInflight, MaxIdleConnsPerHost: cfg.MaxInflight, IdleConnTimeout: 90 * time.Second,
 		}}
 	}
 	return &Executor{cfg: cfg, fsm: f, prop: p, log: cfg.Logger.With("component", "executor"),
-		wake: make(chan struct{}, 1), inflight: map[string]bool{}, held: map[string]time.Time{}, low: math.MaxInt64, boot: ulid.Make().String()}
+		wake: make(chan struct{}, 1), inflight: map[string]bool{}, held: map[string]time.Time{}, claiming: map[string]bool{}, low: math.MaxInt64, boot: ulid.Make().String()}
 }
 
 // Wake tells the loop that the projection changed. It never blocks, so
@@ -149,7 +156,7 @@ func (e *Executor) Run(ctx context.Context) {
 	leaseCheck := lastFull // when to look for claims whose lease ran out
 	for {
 		now := time.Now()
-		if now.Sub(lastFull) > fullScanEvery {
+		if now.Sub(lastFull) > e.cfg.FullScanEvery {
 			q, lastFull = queueCursor{}, now
 		}
 		q.lower(min(e.fsm.TakeDueHint(), e.takeLow()))
@@ -186,7 +193,7 @@ func (e *Executor) Run(ctx context.Context) {
 		}
 		if len(due) > 0 {
 			for _, c := range due {
-				e.setInflight(c.RunID, c.ID, true)
+				e.setClaiming(c, true)
 			}
 			wg.Add(1)
 			go func() {
@@ -222,7 +229,7 @@ func (e *Executor) takeOver(ctx context.Context, wg *sync.WaitGroup) {
 	var stale []fsm.Call
 	for _, c := range claimed {
 		if c.Boot != e.boot && !e.isInflight(c.RunID, c.ID) {
-			e.setInflight(c.RunID, c.ID, true)
+			e.setClaiming(c, true)
 			stale = append(stale, c)
 		}
 	}
@@ -270,13 +277,12 @@ func (e *Executor) takeLow() int64 {
 	return l
 }
 
-// fullScanEvery bounds how long a queued call could go unseen if a due-time
-// hint were ever missed.
-const fullScanEvery = 30 * time.Second
-
-// skip reports whether a due call must be left out of a scan: in flight
-// here, or held off after a refusal.
-func (e *Executor) skip(run, call string) bool {
+// skip reports whether a queued call must be left out of a read: its claim
+// is being proposed, or it was refused a moment ago. A call being sent is
+// not skipped: it was claimed, so its queue entry is in lq/ at its lease
+// end, and an entry with its key in q/ is a new call (the run's next
+// discovery, queued by the answer to this one).
+func (e *Executor) skip(run, call string, _ int64) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	k := callKey(run, call)
@@ -286,7 +292,23 @@ func (e *Executor) skip(run, call string) bool {
 		}
 		delete(e.held, k)
 	}
-	return e.inflight[k]
+	return e.claiming[k]
+}
+
+// setClaiming marks a call read from the queue as in flight and being
+// claimed (on), or its claim as decided (off; it stays in flight).
+func (e *Executor) setClaiming(c fsm.Call, on bool) {
+	k := callKey(c.RunID, c.ID)
+	if on {
+		e.setInflight(c.RunID, c.ID, true)
+	}
+	e.mu.Lock()
+	if on {
+		e.claiming[k] = true
+	} else {
+		delete(e.claiming, k)
+	}
+	e.mu.Unlock()
 }
 
 func (e *Executor) isInflight(run, call string) bool {
@@ -302,11 +324,12 @@ func (e *Executor) inflightCount() int {
 }
 
 func (e *Executor) setInflight(run, call string, on bool) {
+	k := callKey(run, call)
 	e.mu.Lock()
 	if on {
-		e.inflight[callKey(run, call)] = true
+		e.inflight[k] = true
 	} else {
-		delete(e.inflight, callKey(run, call))
+		delete(e.inflight, k)
 	}
 	n := len(e.inflight)
 	e.mu.Unlock()
@@ -385,6 +408,9 @@ func (e *Executor) claimAndDispatch(ctx context.Context, due []fsm.Call, wg *syn
 	results, err := e.prop.Propose(ctx, recs...)
 	if err != nil {
 		e.log.Warn("claim failed", "err", err, "calls", len(recs))
+	}
+	for _, c := range due {
+		e.setClaiming(c, false)
 	}
 	for i, c := range due {
 		claim, isClaim := recs[i].(*fsm.CallClaimed)

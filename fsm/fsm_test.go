@@ -274,7 +274,7 @@ func TestAppSyncedAndEventStartRuns(t *testing.T) {
 	if len(due) != 0 || next != at {
 		t.Fatalf("Due(at-1) = %v, next %d; want nothing, next %d", due, next, at)
 	}
-	due, _, _ = h.f.Due(at, 10, func(run, call string) bool { return run == res.Runs[0] })
+	due, _, _ = h.f.Due(at, 10, func(run, call string, _ int64) bool { return run == res.Runs[0] })
 	if len(due) != 1 || due[0].RunID != res.Runs[1] {
 		t.Fatalf("Due with skip = %v", due)
 	}

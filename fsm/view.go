@@ -167,7 +167,7 @@ func (f *FSM) Call(runID, callID string) (*Call, error) {
 // first, and the due time of the next call after them (0 if none).
 //
 // It includes claimed calls whose lease has run out (see ExpiredClaims).
-func (f *FSM) Due(now int64, limit int, skip func(runID, callID string) bool) (due []Call, next int64, err error) {
+func (f *FSM) Due(now int64, limit int, skip SkipFunc) (due []Call, next int64, err error) {
 	due, _, next, err = f.DueFrom(nil, now, limit, skip)
 	if err != nil {
 		return nil, 0, err
@@ -185,10 +185,15 @@ func (f *FSM) Due(now int64, limit int, skip func(runID, callID string) bool) (d
 // ExpiredClaims returns up to limit claimed calls whose lease ended at or
 // before now (their claimant is presumed gone), and the next lease end after
 // them (0 if none).
-func (f *FSM) ExpiredClaims(now int64, limit int, skip func(runID, callID string) bool) ([]Call, int64, error) {
+func (f *FSM) ExpiredClaims(now int64, limit int, skip SkipFunc) ([]Call, int64, error) {
 	due, _, next, err := f.scanQueue(prefixLeaseQueue, nil, now, limit, skip)
 	return due, next, err
 }
+
+// SkipFunc tells a queue read to leave out a due call (the reader has it
+// in hand already). It gets the call's due time so it can remember where
+// the call stays queued.
+type SkipFunc func(runID, callID string, due int64) bool
 
 // QueueKey is the position in the due queue of the first call due at t.
 func QueueKey(t int64) []byte {
@@ -203,11 +208,11 @@ func QueueKey(t int64) []byte {
 // The queue's head is a graveyard of deleted entries (every claim moves its
 // call), which an iterator must step over one by one; a caller that resumes
 // where the last scan stopped never walks them twice.
-func (f *FSM) DueFrom(from []byte, now int64, limit int, skip func(runID, callID string) bool) (due []Call, stop []byte, stopDue int64, err error) {
+func (f *FSM) DueFrom(from []byte, now int64, limit int, skip SkipFunc) (due []Call, stop []byte, stopDue int64, err error) {
 	return f.scanQueue(prefixQueue, from, now, limit, skip)
 }
 
-func (f *FSM) scanQueue(prefix, from []byte, now int64, limit int, skip func(runID, callID string) bool) (due []Call, stop []byte, stopDue int64, err error) {
+func (f *FSM) scanQueue(prefix, from []byte, now int64, limit int, skip SkipFunc) (due []Call, stop []byte, stopDue int64, err error) {
 	var keys [][2]string
 	lower := from
 	if lower == nil {
@@ -225,7 +230,7 @@ func (f *FSM) scanQueue(prefix, from []byte, now int64, limit int, skip func(run
 			stop, stopDue = append([]byte(nil), k...), at
 			return false
 		}
-		if skip == nil || !skip(run, call) {
+		if skip == nil || !skip(run, call, at) {
 			keys = append(keys, [2]string{run, call})
 		}
 		return true

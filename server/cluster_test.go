@@ -264,6 +264,42 @@ func TestClusterFollowerRedirectsOnRequest(t *testing.T) {
 	}
 }
 
+// TestFullPoolNeverStrandsACall runs many runs through a pool of two
+// calls with the executor's safety-net full read turned off: every call
+// must be found through the due-time hints alone (a missed hint would leave
+// runs waiting forever, and the test would time out).
+func TestFullPoolNeverStrandsACall(t *testing.T) {
+	app := protocolApp(t)
+	n := startNode(t, "solo", "", func(c *Config) { c.MaxInflight, c.FullScanEvery = 2, time.Hour })
+	waitUntil(t, "leadership", n.srv.Node.IsLeader)
+	register(t, n, app.URL)
+	// Concurrent senders overfill the pool now and then, which is when an
+	// answer cannot lease its run's next call and leaves it queued.
+	var mu sync.Mutex
+	var events []string
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 25 {
+				if id, code := sendEvent(t, n); code == 200 {
+					mu.Lock()
+					events = append(events, id)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if len(events) != 400 {
+		t.Fatalf("%d of 400 events accepted", len(events))
+	}
+	for _, ev := range events {
+		waitUntil(t, "run of "+ev+" to complete", func() bool { return runStatus(n, ev) == "completed" })
+	}
+}
+
 func TestClusterMinorityNeverAcknowledges(t *testing.T) {
 	nodes := cluster(t, nil)
 	leader := leaderOf(nodes)

@@ -50,6 +50,9 @@ type Config struct {
 	Join          string
 	// SnapshotThreshold and TrailingLogs tune Raft log compaction.
 	SnapshotThreshold, TrailingLogs uint64
+	// FullScanEvery overrides the executor's safety-net read of the whole
+	// queue (tests turn it off to catch a missed due-time hint).
+	FullScanEvery time.Duration
 }
 
 // Server is a running node.
@@ -92,7 +95,7 @@ func Start(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	exec := executor.New(executor.Config{NodeID: cfg.NodeID, CallTimeout: cfg.CallTimeout,
-		MaxInflight: cfg.MaxInflight, Logger: cfg.Logger, Clock: cfg.CronClock, CronTick: cfg.CronTick}, f, node)
+		MaxInflight: cfg.MaxInflight, Logger: cfg.Logger, Clock: cfg.CronClock, CronTick: cfg.CronTick, FullScanEvery: cfg.FullScanEvery}, f, node)
 	f.SetNotify(exec.Wake)
 	syncer := api.NewSyncer(cfg.ServerKind, cfg.AppURLs, cfg.Logger)
 	handler := api.New(api.Config{ServerKind: cfg.ServerKind, Logger: cfg.Logger}, node, f, exec, syncer)
