@@ -128,6 +128,7 @@ type goApp struct {
 	cairnURL string
 	hops     *hopMeter
 	sleeper  *sleeper     // the second function, benchgo-sleeper (sleep scenario)
+	flow     *flowTracker // benchgo-flow-none and benchgo-flow-conc (flow scenario)
 	syncErr  atomic.Value // string: last register failure
 }
 
@@ -139,7 +140,7 @@ func (a *goApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case http.MethodPut:
 		a.sync(w, r)
 	case http.MethodGet:
-		writeSDK(w, http.StatusOK, []byte(`{"function_count":2,"mode":"dev","sdk":"`+benchSDK+`"}`))
+		writeSDK(w, http.StatusOK, []byte(`{"function_count":4,"mode":"dev","sdk":"`+benchSDK+`"}`))
 	default:
 		writeSDK(w, http.StatusMethodNotAllowed, []byte(`{"message":"method not allowed"}`))
 	}
@@ -159,8 +160,10 @@ func writeSDK(w http.ResponseWriter, status int, body []byte) {
 // callBody is the part of an execution request the app reads.
 type callBody struct {
 	Event struct {
+		ID   string `json:"id"`
 		Data struct {
 			Until string `json:"until"` // benchgo-sleeper: when to wake
+			K     string `json:"k"`     // flow functions: the concurrency key
 		} `json:"data"`
 	} `json:"event"`
 	Steps map[string]json.RawMessage `json:"steps"`
@@ -191,11 +194,33 @@ func (a *goApp) call(w http.ResponseWriter, r *http.Request, arrived time.Time) 
 		a.hops.answered(runID, http.StatusInternalServerError, time.Now())
 		return
 	}
-	if fn != goFnID {
+	flowFn := fn == flowNoneFnID || fn == flowConcFnID
+	if fn != goFnID && !flowFn {
 		writeSDK(w, http.StatusInternalServerError, []byte(`{"type":"internal","name":"Error","message":"unknown-function-id"}`))
 		a.hops.answered(runID, http.StatusInternalServerError, time.Now())
 		return
 	}
+	if flowFn {
+		a.flow.enter(fn, body.Event.Data.K, runID, body.Event.ID, arrived)
+	}
+	status, answer := threeSteps(&body)
+	if flowFn {
+		// The call counts as in flight from its arrival until just before
+		// its answer is written: Cairn cannot have the result, hence cannot
+		// have freed the key's slot, before that.
+		a.flow.leave(fn, body.Event.Data.K, runID, arrived)
+	}
+	writeSDK(w, status, answer)
+	a.hops.answered(runID, status, time.Now())
+	if flowFn && status == http.StatusOK {
+		a.flow.answered(fn, runID, time.Now())
+	}
+}
+
+// threeSteps answers a call of the 3-step shape (benchgo-import-contacts and
+// the flow functions): a StepRun op for the first step not yet memoized in
+// steps / ctx.stack.stack (206), or 200 with the result once all are done.
+func threeSteps(body *callBody) (int, []byte) {
 	done := make(map[string]bool, len(body.Steps)+len(body.Ctx.Stack.Stack))
 	for id := range body.Steps {
 		done[id] = true
@@ -210,12 +235,9 @@ func (a *goApp) call(w http.ResponseWriter, r *http.Request, arrived time.Time) 
 		op, _ := json.Marshal([]map[string]any{{
 			"id": st.id, "op": "StepRun", "name": st.name, "displayName": st.name, "data": st.data,
 		}})
-		writeSDK(w, http.StatusPartialContent, op)
-		a.hops.answered(runID, http.StatusPartialContent, time.Now())
-		return
+		return http.StatusPartialContent, op
 	}
-	writeSDK(w, http.StatusOK, goFinal)
-	a.hops.answered(runID, http.StatusOK, time.Now())
+	return http.StatusOK, goFinal
 }
 
 // sync answers Cairn's PUT by registering the function (protocol §3.1).
@@ -242,6 +264,8 @@ func (a *goApp) sync(w http.ResponseWriter, r *http.Request) {
 		"functions": []any{
 			fnDef(goFnID, "import-contacts", eventName),
 			fnDef(sleepFnID, "sleeper", sleepEventName),
+			fnDef(flowNoneFnID, "flow-none", flowNoneEvent),
+			withConcurrency(fnDef(flowConcFnID, "flow-conc", flowConcEvent)),
 		},
 	}
 	b, _ := json.Marshal(reg)
@@ -275,7 +299,7 @@ func startGoApp(cairnURL string) (*goApp, func(), error) {
 		return nil, nil, err
 	}
 	a := &goApp{url: fmt.Sprintf("http://%s/api/inngest", ln.Addr()), cairnURL: cairnURL, hops: newHopMeter(),
-		sleeper: newSleeper()}
+		sleeper: newSleeper(), flow: newFlowTracker()}
 	srv := &http.Server{Handler: a, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	return a, func() {

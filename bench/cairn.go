@@ -253,6 +253,15 @@ type runView struct {
 	Steps     []string        `json:"steps"`
 	Calls     int             `json:"calls"`
 	Error     json.RawMessage `json:"error"`
+	Waiting   string          `json:"waiting"` // why a running run is held back (flow control)
+}
+
+func (n *cairnNode) run(ctx context.Context, runID string) (runView, error) {
+	var out struct {
+		Data runView `json:"data"`
+	}
+	err := n.getJSON(ctx, "/v1/runs/"+runID, &out)
+	return out.Data, err
 }
 
 func (n *cairnNode) recentRuns(ctx context.Context, limit int) ([]runView, error) {

@@ -49,6 +49,12 @@ type options struct {
 	sleepIdle        time.Duration
 	sleepCheck       int
 	sleepMeasureOnly bool
+
+	// flow scenario
+	flowN      int
+	flowKeys   int
+	flowBatch  int
+	flowPasses []string
 }
 
 func parseFlags() (*options, error) {
@@ -59,9 +65,9 @@ func parseFlags() (*options, error) {
 	flag.IntVar(&o.senders, "senders", 4, "burst: concurrent event senders")
 	flag.Float64Var(&o.rate, "rate", 5, "steady: events per second")
 	flag.DurationVar(&o.duration, "duration", 0, "steady: how long to send (default 10s for go, 20s for ts)")
-	flag.StringVar(&scen, "scenarios", "burst,steady", "scenarios to run, comma separated: burst, steady, sleep (Go app only)")
+	flag.StringVar(&scen, "scenarios", "burst,steady", "scenarios to run, comma separated: burst, steady, sleep, flow (sleep and flow: Go app only)")
 	flag.DurationVar(&o.timeout, "timeout", 5*time.Minute, "overall time limit; everything is stopped when it runs out\n"+
-		"(with -scenarios sleep the default grows with -sleepers and -sleep-lead)")
+		"(with -scenarios sleep the default grows with -sleepers and -sleep-lead; with flow, by 7ms per event per pass)")
 	flag.StringVar(&o.jsonPath, "json", "", "also write the report as JSON to this file")
 	flag.StringVar(&o.cairnBin, "cairn", "", "use this cairn binary instead of building bin/cairn")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temp dir (data dirs and logs) even on success")
@@ -78,6 +84,12 @@ func parseFlags() (*options, error) {
 	flag.DurationVar(&o.sleepIdle, "sleep-idle", 5*time.Second, "sleep: how long to measure Cairn's CPU while every run sleeps")
 	flag.IntVar(&o.sleepCheck, "sleep-check", 10000, "sleep: runs (random sample) whose history is read from Cairn after the wake-up\n"+
 		"(at most 500 with -sleep-measure-only)")
+	flag.IntVar(&o.flowN, "flow-n", 10000, "flow: events per pass (the keyed pass uses this many distinct concurrency keys)")
+	flag.IntVar(&o.flowKeys, "flow-keys", 10, "flow: distinct keys in the contention pass (limit 1 per key)")
+	flag.IntVar(&o.flowBatch, "flow-batch", 500, "flow: events per POST /e")
+	var flowPasses string
+	flag.StringVar(&flowPasses, "flow-passes", "none,conc,conc,none,conc-few", "flow: passes to run, in order (repeats allowed): none, conc (-flow-n keys), conc-few (-flow-keys keys);\n"+
+		"CPU per step vs none divides by the mean of the none passes")
 	flag.BoolVar(&o.sleepMeasureOnly, "sleep-measure-only", false, "sleep: stop once every run sleeps (RSS, disk, idle CPU); do not wait for the wake-up")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "Usage: go run ./bench [flags]\n\n"+
@@ -97,10 +109,10 @@ func parseFlags() (*options, error) {
 		s = strings.TrimSpace(s)
 		switch s {
 		case "":
-		case "burst", "steady", "sleep":
+		case "burst", "steady", "sleep", "flow":
 			o.scenarios = append(o.scenarios, s)
 		default:
-			return nil, fmt.Errorf("unknown scenario %q (want burst, steady or sleep)", s)
+			return nil, fmt.Errorf("unknown scenario %q (want burst, steady, sleep or flow)", s)
 		}
 	}
 	if len(o.scenarios) == 0 {
@@ -108,6 +120,31 @@ func parseFlags() (*options, error) {
 	}
 	if o.n < 0 || o.senders < 1 || o.rate <= 0 || o.duration < 0 || o.timeout <= 0 {
 		return nil, errors.New("-n must be >= 0, -senders >= 1, -rate > 0, -duration >= 0, -timeout > 0")
+	}
+	timeoutSet := false
+	flag.Visit(func(f *flag.Flag) { timeoutSet = timeoutSet || f.Name == "timeout" })
+	if slices.Contains(o.scenarios, "flow") {
+		if o.app == "ts" {
+			return nil, errors.New("the flow scenario needs the Go app: -app go")
+		}
+		if o.flowN < 1 || o.flowKeys < 1 || o.flowBatch < 1 {
+			return nil, errors.New("-flow-n, -flow-keys and -flow-batch must be >= 1")
+		}
+		for _, p := range strings.Split(flowPasses, ",") {
+			switch p = strings.TrimSpace(p); p {
+			case "":
+			case "none", "conc", "conc-few":
+				o.flowPasses = append(o.flowPasses, p)
+			default:
+				return nil, fmt.Errorf("unknown flow pass %q (want none, conc or conc-few)", p)
+			}
+		}
+		if len(o.flowPasses) == 0 {
+			return nil, errors.New("-flow-passes: no pass selected")
+		}
+		if !timeoutSet {
+			o.timeout += flowTimeout(o)
+		}
 	}
 	if slices.Contains(o.scenarios, "sleep") {
 		if o.app == "ts" {
@@ -119,8 +156,6 @@ func parseFlags() (*options, error) {
 		if o.sleepSpread > 0 && o.sleepSpread < time.Millisecond {
 			return nil, errors.New("-sleep-spread must be at least 1ms")
 		}
-		timeoutSet := false
-		flag.Visit(func(f *flag.Flag) { timeoutSet = timeoutSet || f.Name == "timeout" })
 		if !timeoutSet {
 			o.timeout = max(o.timeout, sleepTimeout(o))
 		}
@@ -279,7 +314,7 @@ func runGoMode(ctx context.Context, o *options, bin, dir string) ([]*Result, err
 	if d == 0 {
 		d = 10 * time.Second
 	}
-	return runScenarios(ctx, &env{app: "go", cairn: c, hops: app.hops, sleeper: app.sleeper, opts: o}, n, d)
+	return runScenarios(ctx, &env{app: "go", cairn: c, hops: app.hops, sleeper: app.sleeper, flow: app.flow, opts: o}, n, d)
 }
 
 func runTSMode(ctx context.Context, o *options, bin, root, dir string) ([]*Result, error) {
@@ -373,6 +408,23 @@ func runScenarios(ctx context.Context, e *env, n int, d time.Duration) ([]*Resul
 	for _, s := range e.opts.scenarios {
 		if ctx.Err() != nil {
 			break
+		}
+		if s == "flow" {
+			if e.flow == nil {
+				logf("%s: the flow scenario needs the Go app; skipped", e.app)
+				continue
+			}
+			rs := runFlow(ctx, e)
+			stop := false
+			for _, r := range rs {
+				r.IdleCPUPct = idle
+				stop = stop || (r.Error != "" && r.Flow != nil && !r.Flow.OnlyOverlaps)
+			}
+			out = append(out, rs...)
+			if stop {
+				break
+			}
+			continue
 		}
 		var r *Result
 		switch s {

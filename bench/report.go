@@ -73,6 +73,7 @@ type Result struct {
 	FSMBytes         int64   `json:"fsm_dir_growth_bytes"`
 
 	Sleep *SleepResult `json:"sleep,omitempty"` // the sleep scenario's own figures
+	Flow  *FlowResult  `json:"flow,omitempty"`  // the flow scenario's own figures
 
 	Polls         int      `json:"status_polls"`
 	CairnWarnings int      `json:"cairn_log_warnings"`
@@ -116,11 +117,14 @@ func num(f float64) string {
 
 // printReport writes the table: one column per app/scenario.
 func printReport(w io.Writer, rep *Report) {
-	var rs, sleeps []*Result
+	var rs, sleeps, flows []*Result
 	for _, r := range rep.Results {
-		if r.Sleep != nil {
+		switch {
+		case r.Sleep != nil:
 			sleeps = append(sleeps, r)
-		} else {
+		case r.Flow != nil:
+			flows = append(flows, r)
+		default:
 			rs = append(rs, r)
 		}
 	}
@@ -130,6 +134,12 @@ func printReport(w io.Writer, rep *Report) {
 	}
 	if len(sleeps) > 0 {
 		printSleepTable(w, sleeps)
+		if len(rs)+len(flows) > 0 {
+			fmt.Fprintln(w)
+		}
+	}
+	if len(flows) > 0 {
+		printFlowTable(w, flows)
 		if len(rs) > 0 {
 			fmt.Fprintln(w)
 		}
@@ -191,6 +201,10 @@ func printReport(w io.Writer, rep *Report) {
 	}
 	if len(sleeps) > 0 {
 		fmt.Fprintln(w, "\nsleep: lateness = arrival of the call after the sleep at the app − the run's until; a call before until is a bug.")
+	}
+	if len(flows) > 0 {
+		fmt.Fprintln(w, "\nflow: passes run back to back in one cairn process; progress is followed from the app (no polling of Cairn during a pass);")
+		fmt.Fprintln(w, "in flight = a call's stay in the app, arrival → just before its answer; two of one key at once (overlap) is a bug under limit 1.")
 	}
 	if len(rs) > 0 {
 		fmt.Fprintln(w, "\nlatency = run ended_at − created_at (Cairn's ms stamps); hop = app answered a 206 → next call for that run arrived;")
@@ -325,6 +339,97 @@ func printSleepTable(w io.Writer, rs []*Result) {
 	})
 	row("Cairn log WARN/ERROR lines", func(r *Result, _ *SleepResult) string { return fmt.Sprint(r.CairnWarnings) })
 	tw.Flush()
+}
+
+// printFlowTable writes the flow scenario's table: one column per pass.
+func printFlowTable(w io.Writer, rs []*Result) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	row := func(label string, cell func(r *Result, f *FlowResult) string) {
+		fmt.Fprint(tw, label+"\t")
+		for _, r := range rs {
+			fmt.Fprint(tw, cell(r, r.Flow)+"\t")
+		}
+		fmt.Fprintln(tw)
+	}
+	row("", func(r *Result, _ *FlowResult) string { return r.App + " / " + r.Scenario })
+	row("function", func(_ *Result, f *FlowResult) string { return f.Function })
+	row("concurrency", func(_ *Result, f *FlowResult) string {
+		if f.Concurrency == "none" {
+			return "none"
+		}
+		return "limit 1 per " + flowConcKey // f.Concurrency is the JSON sent
+	})
+	row("distinct keys (event.data.k)", func(_ *Result, f *FlowResult) string { return fmt.Sprint(f.Keys) })
+	row("load offered", func(r *Result, _ *FlowResult) string { return r.Offered })
+	row("events accepted (failed POSTs)", func(r *Result, _ *FlowResult) string { return fmt.Sprintf("%d (%d)", r.Events, r.SendErrors) })
+	row("runs completed / failed / unfinished", func(r *Result, _ *FlowResult) string {
+		return fmt.Sprintf("%d / %d / %d", r.Completed, r.Failed, r.Unfinished)
+	})
+	row("wall: first send → last completion", func(r *Result, _ *FlowResult) string { return fmt.Sprintf("%.2f s", r.WallSec) })
+	row("runs/s", func(r *Result, _ *FlowResult) string { return num(r.RunsPerSec) })
+	row("steps/s (3 per run)", func(r *Result, _ *FlowResult) string { return num(r.StepsPerSec) })
+	row("event→completion p50 / p99", func(r *Result, _ *FlowResult) string { return pctCell(r.LatencyMs, " ms") })
+	row("event→completion max", func(r *Result, _ *FlowResult) string { return fmt.Sprintf("%s ms", num(r.LatencyMs.Max)) })
+	row("POST /e round trip p50 / p99", func(r *Result, f *FlowResult) string {
+		return pctCell(r.AcceptMs, fmt.Sprintf(" ms (%d events)", f.Batch))
+	})
+	row("step hop overhead p50 / p99 (app side)", func(r *Result, _ *FlowResult) string { return pctCell(r.HopMs, " ms") })
+	row("app calls per run (Cairn / app)", func(r *Result, f *FlowResult) string {
+		return num(r.CallsPerRun) + " / " + num(f.AppCallsPerRun)
+	})
+	row("max calls in flight, all keys (app)", func(_ *Result, f *FlowResult) string { return fmt.Sprint(f.MaxInFlight) })
+	row("max calls in flight per key (app)", func(_ *Result, f *FlowResult) string { return fmt.Sprint(f.MaxPerKey) })
+	row("… live count in the handler (per key / all)", func(_ *Result, f *FlowResult) string {
+		return fmt.Sprintf("%d / %d", f.LiveMaxPerKey, f.LiveMaxAll)
+	})
+	row("claims that found the key full, per call", func(_ *Result, f *FlowResult) string {
+		if f.HistSample == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.2f (%d runs)", f.WaitsPerCall, f.HistSample)
+	})
+	row("same-key overlaps (bug if > 0 with a limit)", func(_ *Result, f *FlowResult) string { return fmt.Sprint(f.Overlaps) })
+	row("Cairn CPU", func(r *Result, _ *FlowResult) string { return fmt.Sprintf("%.2f s", r.CPUSec) })
+	row("Cairn CPU per step", func(r *Result, _ *FlowResult) string { return fmt.Sprintf("%.3f ms", r.CPUSecPerStep*1000) })
+	row("CPU per step vs none (mean of none passes)", func(_ *Result, f *FlowResult) string {
+		if f.CPUPerStepVsNone == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.2f×", f.CPUPerStepVsNone)
+	})
+	row("Cairn idle CPU (before scenarios)", func(r *Result, _ *FlowResult) string { return fmt.Sprintf("%.1f%% of a core", r.IdleCPUPct) })
+	row("Cairn CPU in the 2 s after", func(r *Result, _ *FlowResult) string { return fmt.Sprintf("%.1f%% of a core", r.AfterCPUPct) })
+	row("Cairn peak RSS (VmHWM)", func(r *Result, _ *FlowResult) string { return fmt.Sprintf("%.1f MiB", r.PeakRSSMiB) })
+	row("Cairn RSS at end", func(r *Result, _ *FlowResult) string { return fmt.Sprintf("%.1f MiB", r.EndRSSMiB) })
+	row("raft/ growth (apparent)", func(r *Result, _ *FlowResult) string { return mib(r.RaftBytes) })
+	row("log bytes per step", func(r *Result, _ *FlowResult) string { return fmt.Sprintf("%.0f B", r.RaftBytesPerStep) })
+	row("raft entries per step", func(r *Result, _ *FlowResult) string { return num(r.EntriesPerStep) })
+	row("fsm/ growth (apparent)", func(r *Result, _ *FlowResult) string { return mib(r.FSMBytes) })
+	row("Cairn log WARN/ERROR lines", func(r *Result, _ *FlowResult) string { return fmt.Sprint(r.CairnWarnings) })
+	tw.Flush()
+	// Means per kind of pass, and the ratios that answer "what does the
+	// limit cost": with an ABBA order the drift between passes cancels.
+	cpu := func(r *Result) float64 { return r.CPUSecPerStep }
+	rps := func(r *Result) float64 { return r.RunsPerSec }
+	noneCPU, noneRPS := flowMean(rs, "none", cpu), flowMean(rs, "none", rps)
+	fmt.Fprintln(w)
+	for _, k := range []string{"none", "conc", "conc-few"} {
+		n := 0
+		for _, r := range rs {
+			if r.Flow.Pass == k && r.Error == "" && r.Completed > 0 {
+				n++
+			}
+		}
+		if n == 0 {
+			continue
+		}
+		c, t := flowMean(rs, k, cpu), flowMean(rs, k, rps)
+		line := fmt.Sprintf("flow %-8s mean of %d pass(es): CPU per step %.3f ms, %s runs/s", k, n, c*1000, num(t))
+		if k != "none" && noneCPU > 0 && noneRPS > 0 {
+			line += fmt.Sprintf("  →  vs none: CPU per step %.2f×, runs/s %.2f×", c/noneCPU, t/noneRPS)
+		}
+		fmt.Fprintln(w, line)
+	}
 }
 
 func writeJSON(path string, rep *Report) error {

@@ -25,7 +25,8 @@ type env struct {
 	cairn   *cairnNode
 	sampler *sampler
 	hops    *hopMeter
-	sleeper *sleeper // Go app only
+	sleeper *sleeper     // Go app only
+	flow    *flowTracker // Go app only
 	opts    *options
 }
 
@@ -395,7 +396,21 @@ func finishResult(ctx context.Context, e *env, res *Result, base baseline, tr *t
 		accept = append(accept, s.acceptMs)
 	}
 	res.AcceptMs = percentiles(accept)
+	fillFigures(ctx, e, res, base, finished, first, now)
 
+	if werr != nil {
+		res.Error = werr.Error()
+		if !errors.Is(werr, context.Canceled) && !errors.Is(werr, context.DeadlineExceeded) {
+			describeStuck(ctx, e, res, tr)
+		}
+	}
+}
+
+// fillFigures computes the figures common to the run-counting scenarios
+// from the finished runs: throughput and latency (Cairn's stamps), CPU,
+// memory and disk over first send → the last run's end, step hops, and
+// Cairn's log problems. now is when the scenario stopped waiting.
+func fillFigures(ctx context.Context, e *env, res *Result, base baseline, finished []runView, first, now time.Time) {
 	var lat []float64
 	var lastEnd int64
 	calls := 0
@@ -504,13 +519,6 @@ func finishResult(ctx context.Context, e *env, res *Result, base baseline, tr *t
 	res.CairnWarnings = total
 	for _, l := range lines {
 		res.Notes = append(res.Notes, "cairn log: "+truncate(l, 400))
-	}
-
-	if werr != nil {
-		res.Error = werr.Error()
-		if !errors.Is(werr, context.Canceled) && !errors.Is(werr, context.DeadlineExceeded) {
-			describeStuck(ctx, e, res, tr)
-		}
 	}
 }
 

@@ -208,6 +208,7 @@ func (e *Executor) Run(ctx context.Context) {
 			}
 			wait = min(max(time.Until(leaseCheck), 0), wait)
 		}
+		wait = min(wait, max(time.Until(lastFull.Add(e.cfg.FullScanEvery)), 0))
 		timer.Reset(wait)
 		select {
 		case <-ctx.Done():

@@ -169,7 +169,9 @@ func (t *txn) applyCallClaimed(r *CallClaimed) Result {
 		// A fresh claim needs a slot in each concurrency key; a claim that
 		// takes over an expired one keeps the slots it holds.
 		if full := t.acquire(run); full != "" {
-			c.Blocked, c.Due = full, r.At-run.Priority*1000
+			// Waiters are served oldest run first (less its priority), so a
+			// run that has started finishes before newer ones take its key.
+			c.Blocked, c.Due = full, run.CreatedAt-run.Priority*1000
 			t.putCall(c)
 			run.Waiting = "concurrency limit reached"
 			t.history(run, HistoryEntry{At: r.At, Type: "call.waiting", Call: c.ID, Detail: "concurrency limit reached"})

@@ -79,8 +79,8 @@ func keyDebounce(fn, key string) []byte   { return []byte("db/" + fn + sep + key
 func keyBatch(fn, key string) []byte      { return []byte("bt/" + fn + sep + key) }
 func keySingleton(fn, key string) []byte  { return []byte("sl/" + fn + sep + key) }
 
-// keyConcWait orders a blocked call among the waiters of a key: by when it
-// became due, minus its priority advantage.
+// keyConcWait orders a blocked call among the waiters of a key: by its
+// run's creation time, minus its priority advantage.
 func keyConcWait(key string, sort int64, run, call string) []byte {
 	k := binary.BigEndian.AppendUint64(prefixConcWait(key), uint64(sort)^(1<<63))
 	return append(k, run+sep+call...)
