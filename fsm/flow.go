@@ -18,7 +18,7 @@ import (
 //   - debounce:    the key's pending run takes the event and waits longer
 //   - throttle:    over the limit, the run's start waits (GCRA)
 //   - concurrency: a step is claimed only with a free slot in every key of
-//     its run; otherwise it waits in the key's list, by due time minus
+//     its run; otherwise it waits in the key's list, oldest run first less
 //     the run's priority, and a finished step hands its slot on.
 
 // eventRef is an event a run is started for.
