@@ -139,6 +139,10 @@ func (nm *nemesis) restart(ctx context.Context, n *node, r *faultRec) {
 
 func (nm *nemesis) afterHeal(ctx context.Context, n *node, r *faultRec, t time.Time) {
 	if err := nm.c.waitHealthy(ctx, n, 60*time.Second); err != nil {
+		if ctx.Err() != nil {
+			r.Note += " (interrupted before the node was healthy)"
+			return
+		}
 		r.Problem = "fatal: node did not come back: " + err.Error()
 		return
 	}

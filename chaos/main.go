@@ -114,7 +114,7 @@ func parseFlags() (*config, error) {
 	flag.DurationVar(&cfg.callTimeout, "call-timeout", 5*time.Second, "cairn --call-timeout (claim lease = this + 10s)")
 	flag.DurationVar(&cfg.stepDelay, "step-delay", 5*time.Millisecond, "time the test app spends in each step body")
 	flag.DurationVar(&cfg.perfDuration, "perf-duration", 20*time.Second, "steady perf phase length (cluster and single node)")
-	flag.IntVar(&cfg.burst, "burst", 1000, "burst perf phase: events sent as fast as -senders clients can")
+	flag.IntVar(&cfg.burst, "burst", 3000, "burst perf phase: events sent as fast as -senders clients can")
 	flag.IntVar(&cfg.senders, "senders", 8, "burst perf phase: concurrent senders")
 	flag.BoolVar(&cfg.skipPerf, "skip-perf", false, "skip the cluster vs single-node perf phases")
 	flag.DurationVar(&cfg.warmup, "warmup", 5*time.Second, "load before the first fault")
