@@ -158,6 +158,18 @@ func TestConcurrencyNeverExceededAndReplays(t *testing.T) {
 			if d1 != d2 {
 				t.Fatalf("replay digest %s, want %s", d2, d1)
 			}
+			// Followers apply committed entries in groups of any size: the
+			// grouping must not change the outcome.
+			grouped, _ := fsm.Open(t.TempDir(), fsm.Options{})
+			defer grouped.Close()
+			for i := 0; i < len(v.log); {
+				n := 1 + rng.IntN(40)
+				grouped.ApplyEntries(v.log[i:min(i+n, len(v.log))])
+				i += n
+			}
+			if d3, _ := grouped.StateDigest(); d3 != d1 {
+				t.Fatalf("replay in random groups: digest %s, want %s", d3, d1)
+			}
 		})
 	}
 }
