@@ -145,7 +145,7 @@ func Open(cfg Config, f *fsm.FSM) (*Node, error) {
 			}
 		}
 	}
-	r, err := raft.NewRaft(rc, raftFSM{f}, store, store, snaps, trans)
+	r, err := raft.NewRaft(rc, raftFSM{f}, store, store, snaps, noHeartbeatFastPath{trans})
 	if err != nil {
 		store.Close()
 		trans.Close()
@@ -452,3 +452,14 @@ func (n *Node) RaftAddr() string { return n.cfg.Advertise }
 
 // Snapshot takes a Raft snapshot now (compacting the log behind it).
 func (n *Node) Snapshot() error { return n.raft.Snapshot().Error() }
+
+// noHeartbeatFastPath turns off the transport's heartbeat fast path, so
+// every AppendEntries, heartbeats included, is handled by Raft's main loop.
+// In hashicorp/raft v1.8.0 the fast path updates the term and follower
+// state outside that loop; a leader paused and resumed (SIGSTOP, a long GC
+// or VM stall) can then stamp its own pending entries with the new leader's
+// term, and replicas diverge (hashicorp/raft#695, found by our chaos
+// harness). The cost is heartbeats queued behind log replication.
+type noHeartbeatFastPath struct{ *raft.NetworkTransport }
+
+func (noHeartbeatFastPath) SetHeartbeatHandler(func(raft.RPC)) {}
