@@ -32,6 +32,10 @@ type Config struct {
 	// as voters. Ignored when the node already has state.
 	Bootstrap bool
 	Peers     []raft.Server
+	// Solo says this node will never have peers (cairn dev): it may elect
+	// itself with short timeouts. A bootstrap node that others will join
+	// must keep cluster timeouts.
+	Solo bool
 	// ApplyTimeout bounds how long Propose waits for Raft to take an entry.
 	ApplyTimeout time.Duration
 	Logger       *slog.Logger
@@ -158,7 +162,7 @@ func Open(cfg Config, f *fsm.FSM) (*Node, error) {
 	return n, nil
 }
 
-func isSingle(cfg Config) bool { return cfg.Bootstrap && len(cfg.Peers) == 0 }
+func isSingle(cfg Config) bool { return cfg.Solo && cfg.Bootstrap && len(cfg.Peers) == 0 }
 
 // proposal is one caller's records waiting to be committed.
 type proposal struct {

@@ -87,7 +87,7 @@ func Start(cfg Config) (*Server, error) {
 	}
 	node, err := raftnode.Open(raftnode.Config{
 		NodeID: cfg.NodeID, RaftAddr: cfg.RaftAddr, DataDir: cfg.DataDir,
-		Bootstrap: cfg.Bootstrap, Peers: cfg.Peers, Logger: cfg.Logger,
+		Bootstrap: cfg.Bootstrap, Peers: cfg.Peers, Logger: cfg.Logger, Solo: cfg.ServerKind == "dev",
 		SnapshotThreshold: cfg.SnapshotThreshold, TrailingLogs: cfg.TrailingLogs,
 	}, f)
 	if err != nil {
