@@ -110,7 +110,7 @@ func (f *FSM) Restore(r io.Reader) error {
 		return err
 	}
 	f.applied = appliedState{}
-	if ok, err := f.getLocked(keyApplied, &f.applied); err != nil || !ok {
+	if ok, err := f.get(keyApplied, &f.applied); err != nil || !ok {
 		return fmt.Errorf("fsm: snapshot has no applied index (%v)", err)
 	}
 	f.hint.Store(0)
@@ -118,8 +118,6 @@ func (f *FSM) Restore(r io.Reader) error {
 	f.notify()
 	return nil
 }
-
-func (f *FSM) getLocked(k []byte, v any) (bool, error) { return f.get(k, v) }
 
 func readChunk(r *bufio.Reader) ([]byte, error) {
 	l, err := binary.ReadUvarint(r)

@@ -270,9 +270,7 @@ func mapErr(err error) error {
 		return nil
 	case errors.Is(err, raft.ErrNotLeader):
 		return ErrNotLeader
-	case errors.Is(err, raft.ErrRaftShutdown):
-		return fmt.Errorf("%w: %v", ErrOutcomeUnknown, err)
-	default:
+	default: // leadership lost, timeout, shutdown: the entry may or may not commit
 		return fmt.Errorf("%w: %v", ErrOutcomeUnknown, err)
 	}
 }
