@@ -36,6 +36,12 @@ type Config struct {
 	// itself with short timeouts. A bootstrap node that others will join
 	// must keep cluster timeouts.
 	Solo bool
+	// ElectionTimeout is how long a follower waits without hearing from the
+	// leader before it stands for election (randomised up to twice that).
+	// It bounds failover: a dead leader is replaced within about twice this
+	// plus one vote round. Zero means DefaultElectionTimeout. Too short for
+	// the network or a loaded machine and healthy leaders get deposed.
+	ElectionTimeout time.Duration
 	// ApplyTimeout bounds how long Propose waits for Raft to take an entry.
 	ApplyTimeout time.Duration
 	Logger       *slog.Logger
@@ -79,6 +85,10 @@ const (
 	maxBatchRecords = 1024
 	maxInflight     = 4
 )
+
+// DefaultElectionTimeout suits nodes on one LAN: half of hashicorp/raft's 1 s
+// default, which is tuned for WANs, so failover stays under two seconds.
+const DefaultElectionTimeout = 500 * time.Millisecond
 
 // Open starts a node on an already opened FSM.
 func Open(cfg Config, f *fsm.FSM) (*Node, error) {
@@ -127,12 +137,18 @@ func Open(cfg Config, f *fsm.FSM) (*Node, error) {
 	if cfg.TrailingLogs > 0 {
 		rc.TrailingLogs = cfg.TrailingLogs
 	}
+	timeout := cfg.ElectionTimeout
+	if timeout <= 0 {
+		timeout = DefaultElectionTimeout
+	}
 	if isSingle(cfg) {
 		// A lone voter need not wait out heartbeat timeouts to elect itself.
-		rc.HeartbeatTimeout = 200 * time.Millisecond
-		rc.ElectionTimeout = 200 * time.Millisecond
-		rc.LeaderLeaseTimeout = 100 * time.Millisecond
+		timeout = 200 * time.Millisecond
 	}
+	// The leader sends heartbeats every tenth of HeartbeatTimeout and steps
+	// down when a quorum has been silent for LeaderLeaseTimeout, which must
+	// not exceed it.
+	rc.HeartbeatTimeout, rc.ElectionTimeout, rc.LeaderLeaseTimeout = timeout, timeout, timeout/2
 	if cfg.Bootstrap {
 		has, err := raft.HasExistingState(store, store, snaps)
 		if err != nil {

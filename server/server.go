@@ -48,6 +48,8 @@ type Config struct {
 	// the bound address). Join is the HTTP address of a member to join.
 	HTTPAdvertise string
 	Join          string
+	// ElectionTimeout tunes Raft failover (0: raftnode's default).
+	ElectionTimeout time.Duration
 	// SnapshotThreshold and TrailingLogs tune Raft log compaction.
 	SnapshotThreshold, TrailingLogs uint64
 	// FullScanEvery overrides the executor's safety-net read of the whole
@@ -88,7 +90,7 @@ func Start(cfg Config) (*Server, error) {
 	node, err := raftnode.Open(raftnode.Config{
 		NodeID: cfg.NodeID, RaftAddr: cfg.RaftAddr, DataDir: cfg.DataDir,
 		Bootstrap: cfg.Bootstrap, Peers: cfg.Peers, Logger: cfg.Logger, Solo: cfg.ServerKind == "dev",
-		SnapshotThreshold: cfg.SnapshotThreshold, TrailingLogs: cfg.TrailingLogs,
+		SnapshotThreshold: cfg.SnapshotThreshold, TrailingLogs: cfg.TrailingLogs, ElectionTimeout: cfg.ElectionTimeout,
 	}, f)
 	if err != nil {
 		f.Close()

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cairn-dev/cairn/raftnode"
 	"github.com/cairn-dev/cairn/server"
 	"github.com/hashicorp/raft"
 )
@@ -77,7 +78,9 @@ func runNode(cmd string, args []string) error {
 	)
 	fs.Var(&urls, "u", "app URL to sync, e.g. http://localhost:3000/api/inngest; repeatable (env CAIRN_APP_URLS, comma separated)")
 	var join, advertise *string
+	var electionTO *time.Duration
 	if !dev {
+		electionTO = fs.Duration("election-timeout", envDuration("CAIRN_ELECTION_TIMEOUT", raftnode.DefaultElectionTimeout), "Raft: a follower that hears nothing from the leader for this long (randomised up to 2x) starts an election; failover takes about 2x this. Raise it for WAN or overloaded nodes (env CAIRN_ELECTION_TIMEOUT)")
 		fs.Var(&peers, "peers", "with --bootstrap: other voters as id=raftaddr, comma separated (env CAIRN_PEERS)")
 		join = fs.String("join", env("CAIRN_JOIN", ""), "HTTP address of any member to join (env CAIRN_JOIN)")
 		advertise = fs.String("http-advertise", env("CAIRN_HTTP_ADVERTISE", ""), "HTTP address other nodes forward requests to (default: host:port) (env CAIRN_HTTP_ADVERTISE)")
@@ -130,7 +133,10 @@ func runNode(cmd string, args []string) error {
 	if dev {
 		cfg.ServerKind = "dev"
 	} else {
-		cfg.Join, cfg.HTTPAdvertise = *join, *advertise
+		if *electionTO < 50*time.Millisecond {
+			return fmt.Errorf("--election-timeout %s is too short: use at least 50ms", *electionTO)
+		}
+		cfg.Join, cfg.HTTPAdvertise, cfg.ElectionTimeout = *join, *advertise, *electionTO
 	}
 	for _, p := range peers {
 		id, addr, ok := strings.Cut(p, "=")
