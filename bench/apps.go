@@ -21,6 +21,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/cairn-dev/cairn/internal/proc"
 )
 
 // ---------------------------------------------------------------------------
@@ -394,12 +396,12 @@ func ensureNodeModules(ctx context.Context, dir string) error {
 }
 
 // startTSApp starts `node app.mjs` on port and waits for its READY line.
-func startTSApp(ctx context.Context, dir, workDir string, port int, cairnURL string) (*child, error) {
+func startTSApp(ctx context.Context, dir, workDir string, port int, cairnURL string) (*proc.Child, error) {
 	pr, pw := io.Pipe()
 	env := []string{"PORT=" + strconv.Itoa(port), "INNGEST_DEV=1", "INNGEST_BASE_URL=" + cairnURL,
 		"JOURNAL=/dev/null", "APP_ID=" + tsAppID, "TSAPP_DEBUG=", "INNGEST_STREAMING="}
 	logPath := filepath.Join(workDir, "tsapp.log")
-	c, err := startChild("tsapp", dir, env, logPath, pw, "node", "app.mjs")
+	c, err := proc.Start("tsapp", proc.Options{Dir: dir, Env: env, LogPath: logPath, Stdout: pw}, "node", "app.mjs")
 	if err != nil {
 		return nil, err
 	}
@@ -414,17 +416,17 @@ func startTSApp(ctx context.Context, dir, workDir string, port int, cairnURL str
 			}
 		}
 	}()
-	go func() { <-c.done; pw.Close() }()
+	go func() { <-c.Done(); pw.Close() }()
 	select {
 	case <-ready:
 		return c, nil
-	case <-c.done:
-		return nil, fmt.Errorf("tsapp exited before READY: %v\n--- %s ---\n%s", c.err, logPath, tailFile(logPath, 30))
+	case <-c.Done():
+		return nil, fmt.Errorf("tsapp exited before READY: %v\n--- %s ---\n%s", c.Err(), logPath, proc.TailFile(logPath, 30))
 	case <-time.After(60 * time.Second):
-		c.stop(5 * time.Second)
-		return nil, fmt.Errorf("tsapp not READY after 60s\n--- %s ---\n%s", logPath, tailFile(logPath, 30))
+		c.Stop(5 * time.Second)
+		return nil, fmt.Errorf("tsapp not READY after 60s\n--- %s ---\n%s", logPath, proc.TailFile(logPath, 30))
 	case <-ctx.Done():
-		c.stop(5 * time.Second)
+		c.Stop(5 * time.Second)
 		return nil, ctx.Err()
 	}
 }

@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cairn-dev/cairn/internal/proc"
 )
 
 // httpc is the bench's client for Cairn's API and the event API.
@@ -71,7 +73,7 @@ func buildCairn(ctx context.Context, root string) (string, error) {
 
 // cairnNode is one `cairn dev` subprocess.
 type cairnNode struct {
-	proc    *child
+	proc    *proc.Child
 	url     string // http://127.0.0.1:port
 	port    int
 	dataDir string
@@ -101,14 +103,14 @@ func startCairn(ctx context.Context, bin, workDir string, port int, logLevel str
 	logPath := filepath.Join(workDir, "cairn.log")
 	// Keep our CAIRN_* settings from leaking in from the environment.
 	env := []string{"CAIRN_APP_URLS=", "CAIRN_LOG_JSON=false"}
-	p, err := startChild("cairn", workDir, env, logPath, nil, bin, args...)
+	p, err := proc.Start("cairn", proc.Options{Dir: workDir, Env: env, LogPath: logPath}, bin, args...)
 	if err != nil {
 		return nil, err
 	}
 	n := &cairnNode{proc: p, url: fmt.Sprintf("http://127.0.0.1:%d", port), port: port, dataDir: dataDir, logPath: logPath}
 	if err := n.waitHealthy(ctx, 60*time.Second); err != nil {
-		n.proc.stop(5 * time.Second)
-		return nil, fmt.Errorf("%w\n--- cairn log (%s) ---\n%s", err, logPath, tailFile(logPath, 40))
+		n.proc.Stop(5 * time.Second)
+		return nil, fmt.Errorf("%w\n--- cairn log (%s) ---\n%s", err, logPath, proc.TailFile(logPath, 40))
 	}
 	return n, nil
 }
@@ -116,8 +118,8 @@ func startCairn(ctx context.Context, bin, workDir string, port int, logLevel str
 func (n *cairnNode) waitHealthy(ctx context.Context, max time.Duration) error {
 	deadline := time.Now().Add(max)
 	for {
-		if n.proc.exited() {
-			return fmt.Errorf("cairn exited early: %v", n.proc.err)
+		if n.proc.Exited() {
+			return fmt.Errorf("cairn exited early: %v", n.proc.Err())
 		}
 		var h struct {
 			OK bool `json:"ok"`
@@ -136,7 +138,7 @@ func (n *cairnNode) waitHealthy(ctx context.Context, max time.Duration) error {
 	}
 }
 
-func (n *cairnNode) stop() { n.proc.stop(15 * time.Second) }
+func (n *cairnNode) stop() { n.proc.Stop(15 * time.Second) }
 
 // getJSON GETs path from Cairn and decodes a 2xx JSON answer into out.
 func (n *cairnNode) getJSON(ctx context.Context, path string, out any) error {
@@ -224,15 +226,15 @@ func (n *cairnNode) waitApp(ctx context.Context, appID string, max time.Duration
 		if ok {
 			return nil
 		}
-		if n.proc.exited() {
-			return fmt.Errorf("cairn exited: %v", n.proc.err)
+		if n.proc.Exited() {
+			return fmt.Errorf("cairn exited: %v", n.proc.Err())
 		}
 		if time.Now().After(deadline) {
 			if err == nil {
 				err = errors.New("not listed")
 			}
 			return fmt.Errorf("app %q did not sync within %s (%v)\n--- cairn log (%s) ---\n%s",
-				appID, max, err, n.logPath, tailFile(n.logPath, 30))
+				appID, max, err, n.logPath, proc.TailFile(n.logPath, 30))
 		}
 		select {
 		case <-ctx.Done():

@@ -30,6 +30,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/cairn-dev/cairn/internal/proc"
 )
 
 const (
@@ -403,8 +405,8 @@ func runFlowPass(ctx context.Context, e *env, p flowPass, n int, warm bool) *Res
 			werr = fmt.Errorf("stuck: no call reached the app for %s; %d of %d runs answered", o.stall, done, acc)
 			break
 		}
-		if e.cairn.proc.exited() {
-			werr = fmt.Errorf("cairn exited: %v", e.cairn.proc.err)
+		if e.cairn.proc.Exited() {
+			werr = fmt.Errorf("cairn exited: %v", e.cairn.proc.Err())
 			break
 		}
 		if !warm && time.Since(lastLog) >= 5*time.Second {
@@ -636,5 +638,5 @@ func describeFlowStuck(ctx context.Context, e *env, res *Result, st flowStats, v
 		res.Notes = append(res.Notes, fmt.Sprintf("event %s: run %s never called the app: status %s, waiting %q, calls %d, history:\n%s",
 			ev, r.ID, r.Status, r.Waiting, r.Calls, compactHistory(ctx, e.cairn, r)))
 	}
-	res.Notes = append(res.Notes, fmt.Sprintf("cairn log tail (%s):\n%s", e.cairn.logPath, tailFile(e.cairn.logPath, 20)))
+	res.Notes = append(res.Notes, fmt.Sprintf("cairn log tail (%s):\n%s", e.cairn.logPath, proc.TailFile(e.cairn.logPath, 20)))
 }

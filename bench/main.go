@@ -22,6 +22,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/cairn-dev/cairn/internal/proc"
 )
 
 type options struct {
@@ -185,21 +187,21 @@ func run(o *options) (code int) {
 		fmt.Fprintln(os.Stderr, "bench: interrupted, stopping (again to kill)")
 		cancel()
 		<-sigs
-		killAllChildren()
+		proc.KillAll()
 		os.Exit(130)
 	}()
 	defer func() {
 		if r := recover(); r != nil {
-			killAllChildren()
+			proc.KillAll()
 			panic(r)
 		}
 	}()
-	defer stopAllChildren()
+	defer proc.StopAll(10 * time.Second)
 
 	loadavg, _ := os.ReadFile("/proc/loadavg")
 	rep := &Report{
 		StartedAt: time.Now().Format(time.RFC3339), Command: "go run ./bench " + strings.Join(os.Args[1:], " "),
-		GoVersion: runtime.Version(), CPUs: runtime.NumCPU(), ClockTicks: clockTicks,
+		GoVersion: runtime.Version(), CPUs: runtime.NumCPU(), ClockTicks: proc.ClockTicks(),
 		LoadAvg: strings.TrimSpace(string(loadavg)),
 	}
 	root, err := findRoot()
@@ -351,7 +353,7 @@ func runTSMode(ctx context.Context, o *options, bin, root, dir string) ([]*Resul
 	if err != nil {
 		return nil, err
 	}
-	defer ts.stop(5 * time.Second)
+	defer ts.Stop(5 * time.Second)
 	var synced struct {
 		Data []struct {
 			OK      bool   `json:"ok"`
@@ -368,7 +370,7 @@ func runTSMode(ctx context.Context, o *options, bin, root, dir string) ([]*Resul
 		}
 	}
 	if err := c.waitApp(ctx, tsAppID, 30*time.Second); err != nil {
-		return nil, fmt.Errorf("%w\n--- tsapp log ---\n%s", err, tailFile(ts.logPath, 20))
+		return nil, fmt.Errorf("%w\n--- tsapp log ---\n%s", err, proc.TailFile(ts.LogPath(), 20))
 	}
 	n, d := o.n, o.duration
 	if n == 0 {
@@ -384,15 +386,15 @@ func runTSMode(ctx context.Context, o *options, bin, root, dir string) ([]*Resul
 			r.Notes = append(r.Notes, "step hop overhead is not measured for the TS app by default: run with -ts-proxy")
 		}
 	}
-	if ts.exited() {
-		err = errors.Join(err, fmt.Errorf("tsapp exited during the run: %v\n%s", ts.err, tailFile(ts.logPath, 20)))
+	if ts.Exited() {
+		err = errors.Join(err, fmt.Errorf("tsapp exited during the run: %v\n%s", ts.Err(), proc.TailFile(ts.LogPath(), 20)))
 	}
 	return rs, err
 }
 
 // runScenarios runs the warm-up and then each selected scenario on one node.
 func runScenarios(ctx context.Context, e *env, n int, d time.Duration) ([]*Result, error) {
-	e.sampler = startSampler(e.cairn.proc.pid(), 50*time.Millisecond)
+	e.sampler = startSampler(e.cairn.proc.Pid(), 50*time.Millisecond)
 	defer e.sampler.close()
 	if e.opts.warmup > 0 {
 		logf("%s: warm-up with %d events", e.app, e.opts.warmup)
@@ -483,5 +485,5 @@ func measureIdle(ctx context.Context, sm *sampler, d time.Duration) float64 {
 	if sec <= 0 || b.ticks < a.ticks {
 		return 0
 	}
-	return float64(b.ticks-a.ticks) / clockTicks / sec * 100
+	return float64(b.ticks-a.ticks) / proc.ClockTicks() / sec * 100
 }

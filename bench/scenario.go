@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/cairn-dev/cairn/internal/proc"
 )
 
 const stepsPerRun = 3
@@ -174,8 +176,8 @@ func (t *tracker) wait(ctx context.Context, sendsDone <-chan struct{}, every, st
 				return nil
 			}
 		}
-		if t.c.proc.exited() {
-			return fmt.Errorf("cairn exited: %v", t.c.proc.err)
+		if t.c.proc.Exited() {
+			return fmt.Errorf("cairn exited: %v", t.c.proc.Err())
 		}
 		t.mu.Lock()
 		idle := time.Since(t.progress)
@@ -253,7 +255,7 @@ func takeBaseline(ctx context.Context, e *env) (baseline, error) {
 	if b.index, err = e.cairn.lastLogIndex(ctx); err != nil {
 		return b, err
 	}
-	b.hwmOK = resetPeakRSS(e.cairn.proc.pid()) == nil
+	b.hwmOK = proc.ResetPeakRSS(e.cairn.proc.Pid()) == nil
 	_, _, b.logFrom = logProblems(e.cairn.logPath, 0, 0)
 	p := e.sampler.sample()
 	b.at, b.ticks = p.t, p.ticks
@@ -466,15 +468,15 @@ func fillFigures(ctx context.Context, e *env, res *Result, base baseline, finish
 	// CPU: sample at (or just after) the last run's end, minus the baseline.
 	endSample := e.sampler.at(end.Add(-time.Millisecond))
 	if endSample.ticks >= base.ticks {
-		res.CPUSec = float64(endSample.ticks-base.ticks) / clockTicks
+		res.CPUSec = float64(endSample.ticks-base.ticks) / proc.ClockTicks()
 	}
 	if steps > 0 {
 		res.CPUSecPerStep = res.CPUSec / float64(steps)
 	}
 
 	// Memory.
-	pid := e.cairn.proc.pid()
-	if hwm, err := statusKB(pid, "VmHWM"); err == nil {
+	pid := e.cairn.proc.Pid()
+	if hwm, err := proc.StatusKB(pid, "VmHWM"); err == nil {
 		res.PeakRSSMiB = float64(hwm) / 1024
 		res.PeakRSSSource = "VmHWM since scenario start"
 		if !base.hwmOK {
@@ -484,7 +486,7 @@ func fillFigures(ctx context.Context, e *env, res *Result, base baseline, finish
 		res.PeakRSSMiB = float64(m) / 1024
 		res.PeakRSSSource = "max sampled VmRSS"
 	}
-	if rss, err := statusKB(pid, "VmRSS"); err == nil {
+	if rss, err := proc.StatusKB(pid, "VmRSS"); err == nil {
 		res.EndRSSMiB = float64(rss) / 1024
 	}
 
@@ -537,7 +539,7 @@ func describeStuck(ctx context.Context, e *env, res *Result, tr *tracker) {
 		res.Notes = append(res.Notes, fmt.Sprintf("unfinished run %s (event %s): status now %s, steps=%d calls=%d, history:\n%s",
 			r.ID, ev, r.Status, len(r.Steps), r.Calls, compactHistory(ctx, e.cairn, r)))
 	}
-	res.Notes = append(res.Notes, fmt.Sprintf("cairn log tail (%s):\n%s", e.cairn.logPath, tailFile(e.cairn.logPath, 20)))
+	res.Notes = append(res.Notes, fmt.Sprintf("cairn log tail (%s):\n%s", e.cairn.logPath, proc.TailFile(e.cairn.logPath, 20)))
 }
 
 // compactHistory renders a run's history one entry a line, in ms since the

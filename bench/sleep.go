@@ -19,6 +19,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/cairn-dev/cairn/internal/proc"
 )
 
 const (
@@ -273,8 +275,8 @@ func runSleep(ctx context.Context, e *env) *Result {
 		res.Error = err.Error()
 		return res
 	}
-	pid := e.cairn.proc.pid()
-	if kb, err := statusKB(pid, "VmRSS"); err == nil {
+	pid := e.cairn.proc.Pid()
+	if kb, err := proc.StatusKB(pid, "VmRSS"); err == nil {
 		sr.BaseRSSMiB = float64(kb) / 1024
 	}
 
@@ -353,12 +355,12 @@ func runSleep(ctx context.Context, e *env) *Result {
 		if time.Since(lastProgress) > o.stall {
 			return fail("stuck: no sleep registered for %s (%d of %d accepted events)", o.stall, reg, accepted.Load())
 		}
-		if e.cairn.proc.exited() {
-			return fail("cairn exited: %v", e.cairn.proc.err)
+		if e.cairn.proc.Exited() {
+			return fail("cairn exited: %v", e.cairn.proc.Err())
 		}
 		if time.Since(lastLog) >= 5*time.Second {
 			lastLog = time.Now()
-			rss, _ := statusKB(pid, "VmRSS")
+			rss, _ := proc.StatusKB(pid, "VmRSS")
 			logf("%s: sleep: %5.0fs: %d events accepted, %d sleeps registered, cairn RSS %.0f MiB, wake-up in %s",
 				e.app, time.Since(start).Seconds(), accepted.Load(), reg, float64(rss)/1024, time.Until(until).Round(time.Second))
 		}
@@ -373,10 +375,10 @@ func runSleep(ctx context.Context, e *env) *Result {
 		logf("%s: sleep: all %d sleeps registered after %.1fs; measuring", e.app, sl.registered.Load(), regEnd.Sub(start).Seconds())
 		settle(ctx, e.cairn, 15*time.Second)
 		sr.AllSleeping = true
-		if kb, err := statusKB(pid, "VmRSS"); err == nil {
+		if kb, err := proc.StatusKB(pid, "VmRSS"); err == nil {
 			sr.SleepingRSSMiB = float64(kb) / 1024
 		}
-		if kb, err := statusKB(pid, "VmHWM"); err == nil {
+		if kb, err := proc.StatusKB(pid, "VmHWM"); err == nil {
 			sr.SleepingHWMMiB = float64(kb) / 1024
 		}
 		if m, err := e.cairn.goMetrics(ctx); err == nil {
@@ -396,7 +398,7 @@ func runSleep(ctx context.Context, e *env) *Result {
 		if win >= time.Second {
 			sr.IdleWindowSec = win.Seconds()
 			sr.IdleCPUPct = measureIdle(ctx, e.sampler, win)
-			if kb, err := statusKB(pid, "VmRSS"); err == nil {
+			if kb, err := proc.StatusKB(pid, "VmRSS"); err == nil {
 				sr.AfterIdleRSSMiB = float64(kb) / 1024
 			}
 		} else {
@@ -413,7 +415,7 @@ func runSleep(ctx context.Context, e *env) *Result {
 	}
 
 	// -- wake-up ----------------------------------------------------------
-	_ = resetPeakRSS(pid) // VmHWM from here on is the wake-up's peak
+	_ = proc.ResetPeakRSS(pid) // VmHWM from here on is the wake-up's peak
 	if d := time.Until(until); d > 0 {
 		logf("%s: sleep: waiting %s for the wake-up", e.app, d.Round(time.Millisecond))
 		select {
@@ -436,12 +438,12 @@ func runSleep(ctx context.Context, e *env) *Result {
 		if time.Now().After(lastUntil) && time.Since(lastProgress) > o.stall {
 			return fail("stuck: no run woke or finished for %s; %d of %d answered 200", o.stall, d, total)
 		}
-		if e.cairn.proc.exited() {
-			return fail("cairn exited: %v", e.cairn.proc.err)
+		if e.cairn.proc.Exited() {
+			return fail("cairn exited: %v", e.cairn.proc.Err())
 		}
 		if time.Since(lastLog) >= 5*time.Second {
 			lastLog = time.Now()
-			rss, _ := statusKB(pid, "VmRSS")
+			rss, _ := proc.StatusKB(pid, "VmRSS")
 			logf("%s: sleep: %.0fs after until: %d woke, %d done, cairn RSS %.0f MiB",
 				e.app, time.Since(until).Seconds(), sl.woke.Load(), d, float64(rss)/1024)
 		}
@@ -464,7 +466,7 @@ func finishSleep(ctx context.Context, e *env, res *Result, base baseline, sl *sl
 	defer cancel()
 	sr := res.Sleep
 	o := e.opts
-	pid := e.cairn.proc.pid()
+	pid := e.cairn.proc.Pid()
 	ms := int64(time.Millisecond)
 
 	snd.mu.Lock()
@@ -531,7 +533,7 @@ func finishSleep(ctx context.Context, e *env, res *Result, base baseline, sl *sl
 		}
 		regEnd := e.sampler.at(time.Unix(0, lastAns))
 		if regEnd.ticks >= base.ticks {
-			sr.RegisterCPUSec = float64(regEnd.ticks-base.ticks) / clockTicks
+			sr.RegisterCPUSec = float64(regEnd.ticks-base.ticks) / proc.ClockTicks()
 			if n := sr.Registered + sr.LateRegistered; n > 0 {
 				sr.RegisterCPUPerR = sr.RegisterCPUSec * 1000 / float64(n)
 			}
@@ -564,11 +566,11 @@ func finishSleep(ctx context.Context, e *env, res *Result, base baseline, sl *sl
 			}
 			a, b := e.sampler.at(time.Unix(0, firstUntil)), e.sampler.at(time.Unix(0, lastDone))
 			if b.ticks >= a.ticks {
-				sr.WakeCPUSec = float64(b.ticks-a.ticks) / clockTicks
+				sr.WakeCPUSec = float64(b.ticks-a.ticks) / proc.ClockTicks()
 			}
 			res.WallSec = float64(lastDone-start.UnixNano()) / 1e9
 		}
-		if kb, err := statusKB(pid, "VmHWM"); err == nil {
+		if kb, err := proc.StatusKB(pid, "VmHWM"); err == nil {
 			sr.WakePeakRSSMiB = float64(kb) / 1024
 		}
 		res.Completed = sr.Done
@@ -577,13 +579,13 @@ func finishSleep(ctx context.Context, e *env, res *Result, base baseline, sl *sl
 			res.Notes = append(res.Notes, fmt.Sprintf("BUG: %d runs were called back before their until (app clock)", sr.EarlyApp))
 		}
 	}
-	if kb, err := statusKB(pid, "VmRSS"); err == nil {
+	if kb, err := proc.StatusKB(pid, "VmRSS"); err == nil {
 		sr.EndRSSMiB = float64(kb) / 1024
 		res.EndRSSMiB = sr.EndRSSMiB
 	}
 	res.PeakRSSMiB = max(sr.SleepingHWMMiB, sr.WakePeakRSSMiB)
 	if p := e.sampler.sample(); p.ticks >= base.ticks {
-		res.CPUSec = float64(p.ticks-base.ticks) / clockTicks
+		res.CPUSec = float64(p.ticks-base.ticks) / proc.ClockTicks()
 	}
 
 	// Cairn's view of a sample.
@@ -770,7 +772,7 @@ func describeSleepers(ctx context.Context, e *env, res *Result, sl *sleeper) {
 				id, r.firstAt > 0, r.answeredAt > 0, r.wokeAt > 0, r.doneAt > 0, runHistoryText(ctx, e.cairn, id)))
 		}
 	}
-	res.Notes = append(res.Notes, fmt.Sprintf("cairn log tail (%s):\n%s", e.cairn.logPath, tailFile(e.cairn.logPath, 20)))
+	res.Notes = append(res.Notes, fmt.Sprintf("cairn log tail (%s):\n%s", e.cairn.logPath, proc.TailFile(e.cairn.logPath, 20)))
 }
 
 func runHistoryText(ctx context.Context, c *cairnNode, id string) string {

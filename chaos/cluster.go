@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/cairn-dev/cairn/internal/proc"
 )
 
 // httpc talks to Cairn; every call also has its own context deadline.
@@ -130,7 +132,7 @@ type node struct {
 	gomaxprocs int
 
 	mu      sync.Mutex
-	proc    *child
+	proc    *proc.Child
 	starts  int
 	stopped bool // SIGSTOPped by us
 	// expected is true while the process is down on purpose (killed by us).
@@ -148,7 +150,7 @@ func (n *node) raftAddr() string { return net.JoinHostPort(n.host, strconv.Itoa(
 func (n *node) running() bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.proc != nil && !n.proc.exited()
+	return n.proc != nil && !n.proc.Exited()
 }
 
 func (n *node) isStopped() bool {
@@ -160,17 +162,17 @@ func (n *node) isStopped() bool {
 func (n *node) pid() int {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.proc == nil || n.proc.exited() {
+	if n.proc == nil || n.proc.Exited() {
 		return 0
 	}
-	return n.proc.pid()
+	return n.proc.Pid()
 }
 
 // start (re)starts the process with its fixed command line.
 func (n *node) start() error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.proc != nil && !n.proc.exited() {
+	if n.proc != nil && !n.proc.Exited() {
 		return fmt.Errorf("%s already running", n.id)
 	}
 	bin, args := n.bin, n.args
@@ -181,18 +183,18 @@ func (n *node) start() error {
 	if n.gomaxprocs > 0 {
 		env = append(env, fmt.Sprintf("GOMAXPROCS=%d", n.gomaxprocs))
 	}
-	c, err := startChild(n.id, n.logPath, env, bin, args...)
+	c, err := proc.Start(n.id, proc.Options{Env: env, LogPath: n.logPath, Append: true, Banner: "chaos"}, bin, args...)
 	if err != nil {
 		return err
 	}
 	n.proc, n.starts, n.expected, n.stopped = c, n.starts+1, false, false
 	go func() {
-		<-c.done
+		<-c.Done()
 		n.mu.Lock()
 		defer n.mu.Unlock()
 		if n.proc == c && !n.expected {
 			n.exits = append(n.exits, fmt.Sprintf("%s: %s exited unexpectedly (start #%d): %v",
-				time.Now().Format(time.RFC3339), n.id, n.starts, c.err))
+				time.Now().Format(time.RFC3339), n.id, n.starts, c.Err()))
 		}
 	}()
 	return nil
@@ -205,7 +207,7 @@ func (n *node) kill9() {
 	n.expected, n.stopped = true, false
 	n.mu.Unlock()
 	if c != nil {
-		c.kill9()
+		c.Kill()
 	}
 }
 
@@ -217,7 +219,7 @@ func (n *node) sigstop() error {
 		return errors.New("not running")
 	}
 	n.stopped = true
-	return n.proc.signal(syscall.SIGSTOP)
+	return n.proc.Signal(syscall.SIGSTOP)
 }
 
 func (n *node) sigcont() error {
@@ -227,7 +229,7 @@ func (n *node) sigcont() error {
 		return errors.New("not running")
 	}
 	n.stopped = false
-	return n.proc.signal(syscall.SIGCONT)
+	return n.proc.Signal(syscall.SIGCONT)
 }
 
 func (n *node) stopGraceful() {
@@ -236,7 +238,7 @@ func (n *node) stopGraceful() {
 	n.expected = true
 	n.mu.Unlock()
 	if c != nil {
-		c.stop(15 * time.Second)
+		c.Stop(15 * time.Second)
 	}
 }
 
@@ -374,7 +376,7 @@ func (c *cluster) start(ctx context.Context) error {
 			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("cluster did not form within 90s (last error %v)\n--- %s ---\n%s", err, c.nodes[0].logPath, tailFile(c.nodes[0].logPath, 30))
+			return fmt.Errorf("cluster did not form within 90s (last error %v)\n--- %s ---\n%s", err, c.nodes[0].logPath, proc.TailFile(c.nodes[0].logPath, 30))
 		}
 		if err := sleepCtx(ctx, 200*time.Millisecond); err != nil {
 			return err
@@ -388,7 +390,7 @@ func (c *cluster) waitHealthy(ctx context.Context, n *node, max time.Duration) e
 	var last error
 	for {
 		if !n.running() {
-			return fmt.Errorf("%s is not running (exited: %v)\n--- %s ---\n%s", n.id, n.unexpectedExits(), n.logPath, tailFile(n.logPath, 40))
+			return fmt.Errorf("%s is not running (exited: %v)\n--- %s ---\n%s", n.id, n.unexpectedExits(), n.logPath, proc.TailFile(n.logPath, 40))
 		}
 		v, err := n.view(ctx, false, 2*time.Second)
 		if err == nil && v.Self.LeaderID != "" && (v.Self.State == "Leader" || v.Self.State == "Follower") {
@@ -528,7 +530,8 @@ func (c *cluster) cpuTicks() uint64 {
 	var t uint64
 	for _, n := range c.nodes {
 		if p := n.pid(); p > 0 {
-			t += cpuTicks(p)
+			ticks, _ := proc.CPUTicks(p) // 0 for a node that exited meanwhile
+			t += ticks
 		}
 	}
 	return t

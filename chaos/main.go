@@ -22,6 +22,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/cairn-dev/cairn/internal/proc"
 )
 
 type config struct {
@@ -199,13 +201,13 @@ func run() (int, error) {
 		fmt.Fprintln(os.Stderr, "\nchaos: interrupted: stopping faults and load (again to kill everything)")
 		cancel()
 		<-sigs
-		killAll()
+		proc.KillAll()
 		if ns := nsForExit.Load(); ns != nil {
 			ns.teardown()
 		}
 		os.Exit(130)
 	}()
-	defer killAll()
+	defer proc.KillAll()
 
 	if cfg.bin == "" {
 		cfg.bin = filepath.Join(cfg.root, "bin", "cairn")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -123,4 +124,27 @@ func (n *netns) heal() error {
 		return errors.New(strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+// runCmd runs a short command (ip, git) and returns its combined output.
+func runCmd(timeout time.Duration, bin string, args ...string) (string, error) {
+	cmd := exec.Command(bin, args...)
+	var buf bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return buf.String(), fmt.Errorf("%s %s: %v: %s", bin, strings.Join(args, " "), err, strings.TrimSpace(buf.String()))
+		}
+		return buf.String(), nil
+	case <-time.After(timeout):
+		_ = cmd.Process.Kill()
+		<-done
+		return buf.String(), fmt.Errorf("%s %s: timed out after %s", bin, strings.Join(args, " "), timeout)
+	}
 }

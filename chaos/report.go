@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/cairn-dev/cairn/internal/proc"
 )
 
 type report struct {
@@ -249,7 +251,7 @@ func (r *report) write() bool {
 	if r.fatal != "" {
 		p("## Harness error\n\n```\n%s\n```\n\n", r.fatal)
 		for _, n := range r.nodes {
-			p("### %s log tail\n\n```\n%s\n```\n\n", n.id, tailFile(n.logPath, 40))
+			p("### %s log tail\n\n```\n%s\n```\n\n", n.id, proc.TailFile(n.logPath, 40))
 		}
 		r.save(b.String())
 		return false
@@ -560,4 +562,31 @@ func fmtHist(hh []histEntry) string {
 			h.Type, short(h.Call), h.Attempt, short(h.Detail), data)
 	}
 	return b.String()
+}
+
+// grepFile returns lines of path containing any of the needles (at most keep),
+// and the total count.
+func grepFile(path string, keep int, needles ...string) ([]string, int) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0
+	}
+	defer f.Close()
+	var out []string
+	total := 0
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 8<<20)
+	for sc.Scan() {
+		l := sc.Text()
+		for _, nd := range needles {
+			if strings.Contains(l, nd) {
+				total++
+				if len(out) < keep {
+					out = append(out, l)
+				}
+				break
+			}
+		}
+	}
+	return out, total
 }
