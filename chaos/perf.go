@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/cairn-dev/cairn/internal/proc"
+
 	"context"
 	"fmt"
 	"math"
@@ -134,7 +136,7 @@ func (h *harness) perfPhases(ctx context.Context, c *cluster, app *testApp, targ
 			r.Note = fmt.Sprintf("%d runs took longer than %s without any fault", len(slow), slowRun0)
 		}
 		r.Slow = slow
-		r.CPUSec = float64(c.cpuTicks()-cpu0) / 100
+		r.CPUSec = float64(c.cpuTicks()-cpu0) / proc.ClockTicks()
 		if r.Completed < r.Ack {
 			r.Note += fmt.Sprintf("; %d acknowledged runs not finished after 2 min", r.Ack-r.Completed)
 		}
