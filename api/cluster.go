@@ -60,6 +60,7 @@ func (s *Server) forward(next echo.HandlerFunc) echo.HandlerFunc {
 			return c.Redirect(http.StatusTemporaryRedirect, loc.String())
 		}
 		proxy := httputil.NewSingleHostReverseProxy(target)
+		proxy.Transport = s.toLeader
 		proxy.ErrorHandler = func(w http.ResponseWriter, _ *http.Request, err error) {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusServiceUnavailable)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cairn-dev/cairn/fsm"
+	"github.com/cairn-dev/cairn/internal/peerdial"
 	"github.com/cairn-dev/cairn/raftnode"
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -22,7 +23,10 @@ type Config struct {
 	ServerKind      string
 	MaxRequestBytes int64 // largest request body (default 10 MiB)
 	MaxEventBytes   int   // largest single event (default 1 MiB)
-	Logger          *slog.Logger
+	// ListenHost is the host this node serves HTTP on; requests forwarded
+	// to the leader are sent from it (see package peerdial).
+	ListenHost string
+	Logger     *slog.Logger
 }
 
 // Dispatcher is the local executor, as the API sees it: records proposed
@@ -42,6 +46,8 @@ type Server struct {
 	syncer *Syncer
 	log    *slog.Logger
 	echo   *echo.Echo
+	// toLeader carries requests forwarded to the leader.
+	toLeader http.RoundTripper
 }
 
 // New builds the HTTP handler.
@@ -58,7 +64,12 @@ func New(cfg Config, node *raftnode.Node, f *fsm.FSM, exec Dispatcher, syncer *S
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Server{cfg: cfg, node: node, fsm: f, exec: exec, syncer: syncer, log: cfg.Logger.With("component", "api")}
+	s := &Server{cfg: cfg, node: node, fsm: f, exec: exec, syncer: syncer, log: cfg.Logger.With("component", "api"),
+		toLeader: &http.Transport{DialContext: peerdial.New(cfg.ListenHost, 5*time.Second).DialContext,
+			MaxIdleConnsPerHost: 64, IdleConnTimeout: 30 * time.Second,
+			// A leader cut off silently must not hold the client forever;
+			// a commit takes far less than this.
+			ResponseHeaderTimeout: 30 * time.Second}}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler

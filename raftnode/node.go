@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cairn-dev/cairn/fsm"
+	"github.com/cairn-dev/cairn/internal/peerdial"
 	raftlog "github.com/cairn-dev/cairn/log"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
@@ -117,11 +118,18 @@ func Open(cfg Config, f *fsm.FSM) (*Node, error) {
 		store.Close()
 		return nil, fmt.Errorf("raftnode: advertise address: %w", err)
 	}
-	trans, err := raft.NewTCPTransportWithLogger(cfg.RaftAddr, adv, 4, 10*time.Second, hlog)
+	if adv.IP == nil || adv.IP.IsUnspecified() || adv.Port == 0 {
+		store.Close()
+		return nil, fmt.Errorf("raftnode: %q is not an address peers can dial: advertise a specific IP and port", cfg.Advertise)
+	}
+	ln, err := net.Listen("tcp", cfg.RaftAddr)
 	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("raftnode: listen %s: %w", cfg.RaftAddr, err)
 	}
+	listenHost, _, _ := net.SplitHostPort(cfg.RaftAddr)
+	stream := &tcpStream{Listener: ln, advertise: adv, dialer: peerdial.New(listenHost, 10*time.Second)}
+	trans := raft.NewNetworkTransportWithLogger(stream, 4, 10*time.Second, hlog)
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)
 	rc.Logger = hlog
@@ -481,3 +489,21 @@ func (n *Node) Snapshot() error { return n.raft.Snapshot().Error() }
 type noHeartbeatFastPath struct{ *raft.NetworkTransport }
 
 func (noHeartbeatFastPath) SetHeartbeatHandler(func(raft.RPC)) {}
+
+// tcpStream is Raft's TCP stream layer. Unlike hashicorp/raft's own, it
+// dials peers from the Raft listen address (see package peerdial), so a
+// node's Raft traffic always comes from the address it is known by.
+type tcpStream struct {
+	net.Listener
+	advertise net.Addr
+	dialer    *peerdial.Dialer
+}
+
+// Addr is what peers are told to dial: the advertised address.
+func (s *tcpStream) Addr() net.Addr { return s.advertise }
+
+func (s *tcpStream) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return s.dialer.DialContext(ctx, "tcp", string(addr))
+}

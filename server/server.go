@@ -27,12 +27,15 @@ import (
 
 // Config is everything a node needs.
 type Config struct {
-	NodeID    string
-	DataDir   string
-	HTTPAddr  string // e.g. "127.0.0.1:8288"
-	RaftAddr  string // e.g. "127.0.0.1:8289"
-	Bootstrap bool
-	Peers     []raft.Server
+	NodeID   string
+	DataDir  string
+	HTTPAddr string // e.g. "127.0.0.1:8288"
+	RaftAddr string // e.g. "127.0.0.1:8289"
+	// RaftAdvertise is the Raft address peers dial (default: RaftAddr), for
+	// nodes behind NAT or a proxy.
+	RaftAdvertise string
+	Bootstrap     bool
+	Peers         []raft.Server
 	// ServerKind is "dev" for cairn dev, "cloud" for cairn start.
 	ServerKind   string
 	AppURLs      []string      // apps to sync by PUT-ping
@@ -88,7 +91,7 @@ func Start(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	node, err := raftnode.Open(raftnode.Config{
-		NodeID: cfg.NodeID, RaftAddr: cfg.RaftAddr, DataDir: cfg.DataDir,
+		NodeID: cfg.NodeID, RaftAddr: cfg.RaftAddr, Advertise: cfg.RaftAdvertise, DataDir: cfg.DataDir,
 		Bootstrap: cfg.Bootstrap, Peers: cfg.Peers, Logger: cfg.Logger, Solo: cfg.ServerKind == "dev",
 		SnapshotThreshold: cfg.SnapshotThreshold, TrailingLogs: cfg.TrailingLogs, ElectionTimeout: cfg.ElectionTimeout,
 	}, f)
@@ -100,7 +103,8 @@ func Start(cfg Config) (*Server, error) {
 		MaxInflight: cfg.MaxInflight, Logger: cfg.Logger, Clock: cfg.CronClock, CronTick: cfg.CronTick, FullScanEvery: cfg.FullScanEvery}, f, node)
 	f.SetNotify(exec.Wake)
 	syncer := api.NewSyncer(cfg.ServerKind, cfg.AppURLs, cfg.Logger)
-	handler := api.New(api.Config{ServerKind: cfg.ServerKind, Logger: cfg.Logger}, node, f, exec, syncer)
+	listenHost, _, _ := net.SplitHostPort(cfg.HTTPAddr)
+	handler := api.New(api.Config{ServerKind: cfg.ServerKind, Logger: cfg.Logger, ListenHost: listenHost}, node, f, exec, syncer)
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {

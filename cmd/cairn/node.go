@@ -77,12 +77,13 @@ func runNode(cmd string, args []string) error {
 		logJSON   = fs.Bool("log-json", env("CAIRN_LOG_JSON", "") == "true", "log as JSON (env CAIRN_LOG_JSON=true)")
 	)
 	fs.Var(&urls, "u", "app URL to sync, e.g. http://localhost:3000/api/inngest; repeatable (env CAIRN_APP_URLS, comma separated)")
-	var join, advertise *string
+	var join, advertise, raftAdvertise *string
 	var electionTO *time.Duration
 	if !dev {
 		electionTO = fs.Duration("election-timeout", envDuration("CAIRN_ELECTION_TIMEOUT", raftnode.DefaultElectionTimeout), "Raft: a follower that hears nothing from the leader for this long (randomised up to 2x) starts an election; failover takes about 2x this. Raise it for WAN or overloaded nodes (env CAIRN_ELECTION_TIMEOUT)")
 		fs.Var(&peers, "peers", "with --bootstrap: other voters as id=raftaddr, comma separated (env CAIRN_PEERS)")
 		join = fs.String("join", env("CAIRN_JOIN", ""), "HTTP address of any member to join (env CAIRN_JOIN)")
+		raftAdvertise = fs.String("raft-advertise", env("CAIRN_RAFT_ADVERTISE", ""), "Raft address other nodes dial (default: --raft-addr), when they reach this node through NAT or a proxy (env CAIRN_RAFT_ADVERTISE)")
 		advertise = fs.String("http-advertise", env("CAIRN_HTTP_ADVERTISE", ""), "HTTP address other nodes forward requests to (default: host:port) (env CAIRN_HTTP_ADVERTISE)")
 	}
 	fs.Usage = func() {
@@ -136,7 +137,7 @@ func runNode(cmd string, args []string) error {
 		if *electionTO < 50*time.Millisecond {
 			return fmt.Errorf("--election-timeout %s is too short: use at least 50ms", *electionTO)
 		}
-		cfg.Join, cfg.HTTPAdvertise, cfg.ElectionTimeout = *join, *advertise, *electionTO
+		cfg.Join, cfg.HTTPAdvertise, cfg.RaftAdvertise, cfg.ElectionTimeout = *join, *advertise, *raftAdvertise, *electionTO
 	}
 	for _, p := range peers {
 		id, addr, ok := strings.Cut(p, "=")
