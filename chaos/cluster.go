@@ -268,12 +268,39 @@ type cluster struct {
 	nodes []*node
 	mode  string // "cluster" or "single"
 	cfg   *config
-	ns    *netns // non-nil in partition mode
+	ns    *netns    // non-nil in the partition scenario
+	px    *proxyNet // non-nil in the partition-proxy scenario
 }
 
-// newCluster lays out n nodes (3 for a cluster, 1 for `cairn dev`).
-func newCluster(cfg *config, mode, baseDir, logDir string, ns *netns) (*cluster, error) {
+// partition cuts node i (1-based) off from others, by netns routes or proxies.
+func (c *cluster) partition(i int, others []int) error {
+	if c.ns != nil {
+		return c.ns.partition(i, others)
+	}
+	if c.px != nil {
+		return c.px.partition(i, others)
+	}
+	return fmt.Errorf("no way to partition in this scenario")
+}
+
+// heal undoes every partition.
+func (c *cluster) heal() error {
+	if c.ns != nil {
+		return c.ns.heal()
+	}
+	if c.px != nil {
+		return c.px.heal()
+	}
+	return nil
+}
+
+// newCluster lays out n nodes (3 for a cluster, 1 for `cairn dev`). With
+// proxied, each node listens on its own loopback IP behind faultnet proxies.
+func newCluster(cfg *config, mode, baseDir, logDir string, ns *netns, proxied bool) (*cluster, error) {
 	c := &cluster{mode: mode, cfg: cfg, ns: ns}
+	if proxied {
+		c.px = &proxyNet{}
+	}
 	count := 3
 	if mode == "single" {
 		count = 1
@@ -284,6 +311,9 @@ func newCluster(cfg *config, mode, baseDir, logDir string, ns *netns) (*cluster,
 		nsName := ""
 		if ns != nil {
 			host, nsName = ns.addr(i), ns.name(i)
+		}
+		if c.px != nil {
+			host = proxyIP(i)
 		}
 		var hp, rp int
 		var err error
@@ -310,6 +340,14 @@ func newCluster(cfg *config, mode, baseDir, logDir string, ns *netns) (*cluster,
 			"--raft-addr", n.raftAddr(), "--call-timeout", cfg.callTimeout.String(), "--log-level", "info"}
 		if cfg.maxInflight > 0 {
 			common = append(common, "--max-inflight", strconv.Itoa(cfg.maxInflight))
+		}
+		if c.px != nil {
+			raftPx, httpPx, err := c.px.add(host, n.raftAddr(), n.httpAddr())
+			if err != nil {
+				c.px.close()
+				return nil, err
+			}
+			common = append(common, "--raft-advertise", raftPx, "--http-advertise", httpPx)
 		}
 		switch {
 		case mode == "single":

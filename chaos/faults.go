@@ -114,7 +114,7 @@ func (nm *nemesis) run(ctx context.Context) {
 			r = nm.sigstop(ctx, i)
 		case "torn-wal":
 			r = nm.tornWAL(ctx, i)
-		case "partition":
+		case "partition", "partition-proxy":
 			r = nm.partition(ctx, i)
 		}
 		nm.add(r)
@@ -317,9 +317,9 @@ func (nm *nemesis) partition(ctx context.Context, i int) faultRec {
 	}
 	t0 := time.Now()
 	r.Start = t0.UnixMilli()
-	if err := nm.c.ns.partition(nodeIndex(nm.c, l), others); err != nil {
+	if err := nm.c.partition(nodeIndex(nm.c, l), others); err != nil {
 		r.Problem = "fatal: partition: " + err.Error()
-		_ = nm.c.ns.heal()
+		_ = nm.c.heal()
 		return r
 	}
 	r.Injected = time.Now().UnixMilli()
@@ -327,7 +327,7 @@ func (nm *nemesis) partition(ctx context.Context, i int) faultRec {
 	r.Note = "isolated " + fmtDur(nm.cfg.partitionFor)
 	_ = sleepCtx(ctx, time.Until(t0.Add(nm.cfg.partitionFor)))
 	t1 := time.Now()
-	if err := nm.c.ns.heal(); err != nil {
+	if err := nm.c.heal(); err != nil {
 		r.Problem = "fatal: heal: " + err.Error()
 		return r
 	}

@@ -99,7 +99,7 @@ func main() {
 	os.Exit(code)
 }
 
-var scenarios = []string{"leader-kill", "sigstop", "partition", "crash-restart", "torn-wal"}
+var scenarios = []string{"leader-kill", "sigstop", "partition", "partition-proxy", "crash-restart", "torn-wal"}
 
 func parseFlags() (*config, error) {
 	cfg := &config{}
@@ -224,8 +224,7 @@ func run() (int, error) {
 	if cfg.scenario == "partition" {
 		if err := netnsAvailable(); err != nil {
 			msg := fmt.Sprintf("SKIPPED (partition): network namespaces are not usable here: %v. "+
-				"Partitions need root and `ip` (reliability-plan.md §5.8); a TCP proxy in front of Raft is not possible "+
-				"because a node advertises its own --raft-addr.", err)
+				"Partitions by netns need root and `ip` (reliability-plan.md §5.8); -scenario partition-proxy needs neither.", err)
 			fmt.Println(msg)
 			_ = os.WriteFile(cfg.report, []byte("# Cairn chaos report\n\n"+msg+"\n"), 0o644)
 			return 0, nil
@@ -273,9 +272,12 @@ func run() (int, error) {
 		return h.fail(rep, err)
 	}
 	defer h.app.close()
-	h.cl, err = newCluster(cfg, "cluster", dataBase, logDir, ns)
+	h.cl, err = newCluster(cfg, "cluster", dataBase, logDir, ns, cfg.scenario == "partition-proxy")
 	if err != nil {
 		return h.fail(rep, err)
+	}
+	if h.cl.px != nil {
+		defer h.cl.px.close()
 	}
 	if err := h.cl.start(ctx); err != nil {
 		return h.fail(rep, err)
@@ -321,10 +323,8 @@ func run() (int, error) {
 		cctx = cctx2
 	}
 	fmt.Println("== healing")
-	if ns != nil {
-		if err := ns.heal(); err != nil {
-			h.notes = append(h.notes, "heal: "+err.Error())
-		}
+	if err := h.cl.heal(); err != nil {
+		h.notes = append(h.notes, "heal: "+err.Error())
 	}
 	h.notes = append(h.notes, h.cl.ensureAllUp(cctx)...)
 	fmt.Println("== checking")

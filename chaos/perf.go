@@ -50,7 +50,7 @@ func (h *harness) perfTarget(ctx context.Context, target, host, dataBase, logDir
 		return nil, err
 	}
 	defer app.close()
-	c, err := newCluster(h.cfg, target, dataBase, logDir, ns)
+	c, err := newCluster(h.cfg, target, dataBase, logDir, ns, false)
 	if err != nil {
 		return nil, err
 	}

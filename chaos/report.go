@@ -162,7 +162,7 @@ func (r *report) verdicts() []verdict {
 		}
 	}
 	add("I10 API answers other than 200 and documented 503s", odd == 0, "%d", odd)
-	if r.cfg.scenario == "sigstop" || r.cfg.scenario == "partition" {
+	if r.cfg.scenario == "sigstop" || strings.HasPrefix(r.cfg.scenario, "partition") {
 		add("acks from the paused/isolated node after grace", len(c.AckFromIsolated) == 0, "%d", len(c.AckFromIsolated))
 	}
 	problems := 0
