@@ -59,6 +59,7 @@ type Executor struct {
 	claiming map[string]bool      // run\0call read from the queue, claim not yet decided
 	low      int64                // earliest due time the loop must re-read from
 	term     *term                // set while Run is active
+	draining bool                 // shutting down: take no new calls
 }
 
 // term is one leadership term of the executor: calls started in it end with it.
@@ -161,6 +162,9 @@ func (e *Executor) Run(ctx context.Context) {
 		}
 		q.lower(min(e.fsm.TakeDueHint(), e.takeLow()))
 		free := e.cfg.MaxInflight - e.inflightCount()
+		if e.isDraining() {
+			free = 0
+		}
 		var due []fsm.Call
 		if free > 0 && q.due <= now.UnixMilli() {
 			var stop []byte
@@ -217,6 +221,36 @@ func (e *Executor) Run(ctx context.Context) {
 		case <-timer.C:
 		}
 	}
+}
+
+// Drain stops taking new calls and waits, until ctx ends, for the calls in
+// flight to be answered and their answers committed. A node that drains
+// before it stops leaves the next leader nothing to wait out and nothing to
+// send twice. It returns how many calls were still in flight.
+func (e *Executor) Drain(ctx context.Context) int {
+	e.mu.Lock()
+	e.draining = true
+	e.mu.Unlock()
+	e.Wake()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		n := e.inflightCount()
+		if n == 0 {
+			return 0
+		}
+		select {
+		case <-ctx.Done():
+			return n
+		case <-tick.C:
+		}
+	}
+}
+
+func (e *Executor) isDraining() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.draining
 }
 
 // takeOver re-sends at once the calls that an earlier boot of this node had
@@ -350,7 +384,7 @@ func (e *Executor) LeaseNext() *fsm.LeaseNext { return e.leaseNext(0) }
 // once its record is committed (a finished call hands its slot on).
 func (e *Executor) leaseNext(freeing int) *fsm.LeaseNext {
 	e.mu.Lock()
-	ok := e.term != nil && len(e.inflight)-freeing < e.cfg.MaxInflight
+	ok := e.term != nil && !e.draining && len(e.inflight)-freeing < e.cfg.MaxInflight
 	e.mu.Unlock()
 	if !ok {
 		return nil
@@ -386,8 +420,10 @@ func (e *Executor) start(ctx context.Context, wg *sync.WaitGroup, c fsm.Call) {
 	go func() {
 		defer wg.Done()
 		next := e.dispatch(ctx, c)
-		e.setInflight(c.RunID, c.ID, false)
+		// Adopt before letting go of this call, so that Drain never sees
+		// zero calls in flight between a call and the one it leased.
 		e.Adopt(next)
+		e.setInflight(c.RunID, c.ID, false)
 	}()
 }
 

@@ -476,6 +476,20 @@ func (n *Node) ID() string { return n.cfg.NodeID }
 // RaftAddr is the address peers reach this node at.
 func (n *Node) RaftAddr() string { return n.cfg.Advertise }
 
+// HandOver asks Raft to make another voter leader now, so that a leader
+// stopping on purpose is replaced without waiting out an election timeout.
+// It is a no-op on a follower or a node without peers.
+func (n *Node) HandOver() error {
+	if !n.IsLeader() {
+		return nil
+	}
+	members, err := n.Members()
+	if err != nil || len(members) < 2 {
+		return err
+	}
+	return n.raft.LeadershipTransfer().Error()
+}
+
 // Snapshot takes a Raft snapshot now (compacting the log behind it).
 func (n *Node) Snapshot() error { return n.raft.Snapshot().Error() }
 

@@ -53,6 +53,9 @@ type Config struct {
 	Join          string
 	// ElectionTimeout tunes Raft failover (0: raftnode's default).
 	ElectionTimeout time.Duration
+	// DrainTimeout bounds how long Close waits for app calls in flight to
+	// be answered and recorded (default 10 s; negative: don't wait).
+	DrainTimeout time.Duration
 	// SnapshotThreshold and TrailingLogs tune Raft log compaction.
 	SnapshotThreshold, TrailingLogs uint64
 	// FullScanEvery overrides the executor's safety-net read of the whole
@@ -156,12 +159,26 @@ func (s *Server) URL() string { return "http://" + s.Addr() }
 // WaitReady waits until the cluster has a leader.
 func (s *Server) WaitReady(ctx context.Context) error { return s.Node.WaitLeader(ctx) }
 
-// Close shuts down gracefully: stop taking requests, stop the executor
-// (in-flight calls are abandoned to be re-sent), stop Raft, close Pebble.
+// Close shuts down gracefully: stop taking requests, let the app calls in
+// flight finish and record their answers (up to DrainTimeout; calls still
+// out then are re-sent by the next leader after their lease), hand
+// leadership to a peer, stop Raft, close Pebble.
 func (s *Server) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := s.http.Shutdown(ctx)
+	drain := s.cfg.DrainTimeout
+	if drain == 0 {
+		drain = 10 * time.Second
+	}
+	dctx, dcancel := context.WithTimeout(context.Background(), max(drain, 0))
+	if left := s.Exec.Drain(dctx); left > 0 {
+		s.log.Warn("stopping with app calls in flight; they will be re-sent after their lease", "calls", left)
+	}
+	dcancel()
+	if herr := s.Node.HandOver(); herr != nil {
+		s.log.Warn("could not hand leadership over; the others elect a leader after a timeout", "err", herr)
+	}
 	s.cancel()
 	s.wg.Wait()
 	if nerr := s.Node.Close(); err == nil {

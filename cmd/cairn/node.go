@@ -73,6 +73,7 @@ func runNode(cmd string, args []string) error {
 		bootstrap = fs.Bool("bootstrap", env("CAIRN_BOOTSTRAP", "") == "true", "start a new cluster with this node (and --peers) as voters (env CAIRN_BOOTSTRAP=true)")
 		callTO    = fs.Duration("call-timeout", envDuration("CAIRN_CALL_TIMEOUT", 2*time.Minute), "timeout of one call to an app (env CAIRN_CALL_TIMEOUT)")
 		inflight  = fs.Int("max-inflight", envInt("CAIRN_MAX_INFLIGHT", 256), "most app calls in flight at once (env CAIRN_MAX_INFLIGHT)")
+		drainTO   = fs.Duration("drain-timeout", envDuration("CAIRN_DRAIN_TIMEOUT", 10*time.Second), "on shutdown, wait this long for app calls in flight to finish before stopping (env CAIRN_DRAIN_TIMEOUT)")
 		logLevel  = fs.String("log-level", env("CAIRN_LOG_LEVEL", "info"), "debug, info, warn or error (env CAIRN_LOG_LEVEL)")
 		logJSON   = fs.Bool("log-json", env("CAIRN_LOG_JSON", "") == "true", "log as JSON (env CAIRN_LOG_JSON=true)")
 	)
@@ -129,7 +130,10 @@ func runNode(cmd string, args []string) error {
 	cfg := server.Config{
 		NodeID: *nodeID, DataDir: *dataDir, HTTPAddr: *host + ":" + *port, RaftAddr: *raftAddr,
 		Bootstrap: *bootstrap || dev, ServerKind: "cloud", AppURLs: urls, CallTimeout: *callTO,
-		MaxInflight: *inflight, Logger: logger,
+		MaxInflight: *inflight, Logger: logger, DrainTimeout: *drainTO,
+	}
+	if *drainTO == 0 {
+		cfg.DrainTimeout = -1 // don't wait
 	}
 	if dev {
 		cfg.ServerKind = "dev"
