@@ -108,6 +108,8 @@ func (nm *nemesis) run(ctx context.Context) {
 		switch nm.cfg.scenario {
 		case "leader-kill":
 			r = nm.leaderKill(ctx, i)
+		case "leader-restart":
+			r = nm.leaderRestart(ctx, i)
 		case "crash-restart":
 			r = nm.crashRestart(ctx, i)
 		case "sigstop":
@@ -187,6 +189,28 @@ func (nm *nemesis) leaderKill(ctx context.Context, i int) faultRec {
 	r.Injected = time.Now().UnixMilli()
 	nm.measureFailover(ctx, &r, t0, nm.others(l))
 	_ = sleepCtx(ctx, time.Until(t0.Add(nm.cfg.down)))
+	nm.restart(ctx, l, &r)
+	return r
+}
+
+// leaderRestart is a rolling-upgrade step: SIGTERM the leader (it drains
+// its app calls and hands leadership over), restart it after -down.
+func (nm *nemesis) leaderRestart(ctx context.Context, i int) faultRec {
+	r := faultRec{N: i, Kind: "leader-restart", WasLeader: true}
+	l := nm.findLeader(ctx, &r)
+	if l == nil {
+		return r
+	}
+	r.Node = l.id
+	t0 := time.Now()
+	r.Start = t0.UnixMilli()
+	stopped := make(chan struct{})
+	go func() { l.stopGraceful(); close(stopped) }()
+	r.Injected = time.Now().UnixMilli()
+	nm.measureFailover(ctx, &r, t0, nm.others(l))
+	<-stopped
+	r.Note = "stopped in " + fmtDur(time.Since(t0))
+	_ = sleepCtx(ctx, nm.cfg.down)
 	nm.restart(ctx, l, &r)
 	return r
 }

@@ -99,7 +99,7 @@ func main() {
 	os.Exit(code)
 }
 
-var scenarios = []string{"leader-kill", "sigstop", "partition", "partition-proxy", "crash-restart", "torn-wal"}
+var scenarios = []string{"leader-kill", "leader-restart", "sigstop", "partition", "partition-proxy", "crash-restart", "torn-wal"}
 
 func parseFlags() (*config, error) {
 	cfg := &config{}
