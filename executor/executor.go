@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cairn-dev/cairn/fsm"
@@ -60,6 +61,7 @@ type Executor struct {
 	low      int64                // earliest due time the loop must re-read from
 	term     *term                // set while Run is active
 	draining bool                 // shutting down: take no new calls
+	active   atomic.Int64         // goroutines running a call (see start)
 }
 
 // term is one leadership term of the executor: calls started in it end with it.
@@ -236,12 +238,12 @@ func (e *Executor) Drain(ctx context.Context) int {
 	defer tick.Stop()
 	for {
 		n := e.inflightCount()
-		if n == 0 {
+		if n == 0 && e.active.Load() == 0 {
 			return 0
 		}
 		select {
 		case <-ctx.Done():
-			return n
+			return max(n, int(e.active.Load()))
 		case <-tick.C:
 		}
 	}
@@ -417,13 +419,13 @@ func (e *Executor) Adopt(calls []fsm.Call) {
 // goroutine, then dispatches the calls its answer leased to us.
 func (e *Executor) start(ctx context.Context, wg *sync.WaitGroup, c fsm.Call) {
 	wg.Add(1)
+	e.active.Add(1)
 	go func() {
 		defer wg.Done()
+		defer e.active.Add(-1) // after Adopt: Drain must not see a gap
 		next := e.dispatch(ctx, c)
-		// Adopt before letting go of this call, so that Drain never sees
-		// zero calls in flight between a call and the one it leased.
-		e.Adopt(next)
 		e.setInflight(c.RunID, c.ID, false)
+		e.Adopt(next) // may be the same call again (a new generation)
 	}()
 }
 
