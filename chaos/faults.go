@@ -177,26 +177,19 @@ func (nm *nemesis) measureFailover(ctx context.Context, r *faultRec, t0 time.Tim
 }
 
 func (nm *nemesis) leaderKill(ctx context.Context, i int) faultRec {
-	r := faultRec{N: i, Kind: "leader-kill", WasLeader: true}
-	l := nm.findLeader(ctx, &r)
-	if l == nil {
-		return r
-	}
-	r.Node = l.id
-	t0 := time.Now()
-	r.Start = t0.UnixMilli()
-	l.kill9()
-	r.Injected = time.Now().UnixMilli()
-	nm.measureFailover(ctx, &r, t0, nm.others(l))
-	_ = sleepCtx(ctx, time.Until(t0.Add(nm.cfg.down)))
-	nm.restart(ctx, l, &r)
-	return r
+	return nm.stopLeader(ctx, i, "leader-kill", (*node).kill9)
 }
 
 // leaderRestart is a rolling-upgrade step: SIGTERM the leader (it drains
 // its app calls and hands leadership over), restart it after -down.
 func (nm *nemesis) leaderRestart(ctx context.Context, i int) faultRec {
-	r := faultRec{N: i, Kind: "leader-restart", WasLeader: true}
+	return nm.stopLeader(ctx, i, "leader-restart", (*node).stopGraceful)
+}
+
+// stopLeader stops the leader with stop, measures failover meanwhile, and
+// restarts it -down after the fault.
+func (nm *nemesis) stopLeader(ctx context.Context, i int, kind string, stop func(*node)) faultRec {
+	r := faultRec{N: i, Kind: kind, WasLeader: true}
 	l := nm.findLeader(ctx, &r)
 	if l == nil {
 		return r
@@ -205,12 +198,14 @@ func (nm *nemesis) leaderRestart(ctx context.Context, i int) faultRec {
 	t0 := time.Now()
 	r.Start = t0.UnixMilli()
 	stopped := make(chan struct{})
-	go func() { l.stopGraceful(); close(stopped) }()
+	go func() { stop(l); close(stopped) }()
 	r.Injected = time.Now().UnixMilli()
 	nm.measureFailover(ctx, &r, t0, nm.others(l))
 	<-stopped
-	r.Note = "stopped in " + fmtDur(time.Since(t0))
-	_ = sleepCtx(ctx, nm.cfg.down)
+	if kind == "leader-restart" {
+		r.Note = "stopped in " + fmtDur(time.Since(t0))
+	}
+	_ = sleepCtx(ctx, time.Until(t0.Add(nm.cfg.down)))
 	nm.restart(ctx, l, &r)
 	return r
 }

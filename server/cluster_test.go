@@ -30,7 +30,11 @@ func freeAddr(t *testing.T) string {
 }
 
 // protocolApp is a two-step function: step "a", then it returns "done".
-func protocolApp(t *testing.T) *httptest.Server {
+func protocolApp(t *testing.T) *httptest.Server { return protocolAppWith(t, nil) }
+
+// protocolAppWith calls inStep (if not nil) each time step "a" runs, before
+// answering.
+func protocolAppWith(t *testing.T, inStep func()) *httptest.Server {
 	stepA := sha1.Sum([]byte("a"))
 	idA := hex.EncodeToString(stepA[:])
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -41,6 +45,9 @@ func protocolApp(t *testing.T) *httptest.Server {
 		w.Header().Set("X-Inngest-SDK", "cairn-test:v0")
 		w.Header().Set("Content-Type", "application/json")
 		if _, ok := body.Steps[idA]; !ok {
+			if inStep != nil {
+				inStep()
+			}
 			w.WriteHeader(206)
 			fmt.Fprintf(w, `[{"id":%q,"op":"StepRun","name":"a","displayName":"a","data":1}]`, idA)
 			return

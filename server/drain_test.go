@@ -1,13 +1,6 @@
 package server
 
 import (
-	"crypto/sha1"
-	"encoding/hex"
-	"encoding/json"
-	"fmt"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,33 +11,17 @@ import (
 // once, and the run completes without anyone waiting out the call's lease
 // (2 min 10 s here, far longer than waitUntil's 60 s).
 func TestGracefulStopDrainsAndHandsOver(t *testing.T) {
-	stepA := sha1.Sum([]byte("a"))
-	idA := hex.EncodeToString(stepA[:])
 	var execs atomic.Int32
 	inStep := make(chan struct{}, 1)
 	release := make(chan struct{})
-	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var body struct {
-			Steps map[string]json.RawMessage `json:"steps"`
+	app := protocolAppWith(t, func() {
+		execs.Add(1)
+		select {
+		case inStep <- struct{}{}:
+		default:
 		}
-		json.NewDecoder(r.Body).Decode(&body)
-		w.Header().Set("X-Inngest-SDK", "cairn-test:v0")
-		w.Header().Set("Content-Type", "application/json")
-		if _, ok := body.Steps[idA]; !ok {
-			execs.Add(1)
-			select {
-			case inStep <- struct{}{}:
-			default:
-			}
-			<-release // the step is slow: the leader is stopped meanwhile
-			w.WriteHeader(206)
-			fmt.Fprintf(w, `[{"id":%q,"op":"StepRun","name":"a","displayName":"a","data":1}]`, idA)
-			return
-		}
-		w.WriteHeader(200)
-		io.WriteString(w, `"done"`)
-	}))
-	defer app.Close()
+		<-release // the step is slow: the leader is stopped meanwhile
+	})
 
 	nodes := cluster(t, func(c *Config) { c.CallTimeout = 2 * time.Minute })
 	old := leaderOf(nodes)
