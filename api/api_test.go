@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairn-dev/cairn/fsm"
 	"github.com/cairn-dev/cairn/server"
 )
 
@@ -228,6 +229,8 @@ func TestBadRequestsAppendNothing(t *testing.T) {
 		{"signal: missing name", "POST", "/v1/signals", strings.NewReader(`{"data":{}}`), nil, 400, "invalid_signal"},
 		{"resync: malformed JSON", "POST", "/v1/apps/sync", strings.NewReader(`{`), nil, 400, "invalid_json"},
 		{"resync: bad url", "POST", "/v1/apps/sync", strings.NewReader(`{"url":"nope"}`), nil, 400, ""},
+		{"answers: not an entry", "POST", "/v1/internal/answers", strings.NewReader(`{"run":"x"}`), nil, 400, "invalid_entry"},
+		{"answers: not a call answer", "POST", "/v1/internal/answers", bytes.NewReader(mustEntry(t, &fsm.CancelRequested{RunID: "x"})), nil, 400, "invalid_entry"},
 		{"unknown route", "GET", "/nope", nil, nil, 404, "not_found"},
 		{"unknown route, POST", "POST", "/v2/whatever", strings.NewReader(`{}`), nil, 404, "not_found"},
 	}
@@ -554,4 +557,13 @@ func TestHealthAndMetrics(t *testing.T) {
 	if m := resp.json(t); resp.status != 200 || m["state_digest"] == nil || m["log_digest"] == nil {
 		t.Fatalf("status: %d %s", resp.status, resp.body)
 	}
+}
+
+func mustEntry(t *testing.T, recs ...fsm.Record) []byte {
+	t.Helper()
+	b, err := fsm.EncodeEntry(recs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

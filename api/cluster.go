@@ -42,18 +42,11 @@ func (s *Server) forward(next echo.HandlerFunc) echo.HandlerFunc {
 		if r.Header.Get(forwardedHeader) != "" {
 			return errf(http.StatusServiceUnavailable, "not_leader", "forwarded to a node that is not the leader (leadership is changing); retry")
 		}
-		_, leaderID := s.node.Leader()
-		if leaderID == "" {
-			return errf(http.StatusServiceUnavailable, "no_leader", "the cluster has no leader right now; nothing was written; retry")
-		}
-		info, err := s.fsm.Node(leaderID)
+		addr, err := s.leaderHTTP()
 		if err != nil {
 			return err
 		}
-		if info == nil || info.HTTPAddr == "" {
-			return errf(http.StatusServiceUnavailable, "no_leader", "the leader's HTTP address is not known yet; retry")
-		}
-		target := &url.URL{Scheme: "http", Host: info.HTTPAddr}
+		target := &url.URL{Scheme: "http", Host: addr}
 		if r.URL.Query().Get("redirect") == "true" || r.Header.Get("X-Cairn-Redirect") != "" {
 			loc := *r.URL
 			loc.Scheme, loc.Host = target.Scheme, target.Host
@@ -71,6 +64,22 @@ func (s *Server) forward(next echo.HandlerFunc) echo.HandlerFunc {
 		proxy.ServeHTTP(c.Response(), r)
 		return nil
 	}
+}
+
+// leaderHTTP is the leader's HTTP address, or a 503 saying why there is none.
+func (s *Server) leaderHTTP() (string, error) {
+	_, leaderID := s.node.Leader()
+	if leaderID == "" {
+		return "", errf(http.StatusServiceUnavailable, "no_leader", "the cluster has no leader right now; nothing was written; retry")
+	}
+	info, err := s.fsm.Node(leaderID)
+	if err != nil {
+		return "", err
+	}
+	if info == nil || info.HTTPAddr == "" {
+		return "", errf(http.StatusServiceUnavailable, "no_leader", "the leader's HTTP address is not known yet; retry")
+	}
+	return info.HTTPAddr, nil
 }
 
 // clusterView describes the cluster as this node sees it.

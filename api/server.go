@@ -95,6 +95,7 @@ func New(cfg Config, node *raftnode.Node, f *fsm.FSM, exec Dispatcher, syncer *S
 	e.GET("/v1/cluster", s.clusterStatus)
 	e.POST("/v1/cluster/join", s.clusterJoin)
 	e.POST("/v1/cluster/remove", s.clusterRemove)
+	e.POST("/v1/internal/answers", s.postAnswers)
 	e.GET("/health", s.health)
 	e.GET("/metrics", echo.WrapHandler(promhttp.Handler()))
 	s.echo = e

@@ -36,6 +36,11 @@ type Config struct {
 	MaxBodyBytes int64         // largest app response read (default 16 MiB)
 	Logger       *slog.Logger
 	Client       *http.Client
+	// Forward commits an app's answer through the current leader, for
+	// calls that outlive this node's leadership (nil: such answers are
+	// dropped and their calls re-sent after the lease). It is called until
+	// ctx ends while it returns an error.
+	Forward func(ctx context.Context, rec *fsm.CallFinished) (fsm.Result, error)
 	// Clock is what cron schedules are read against (default time.Now);
 	// tests move it. CronTick is how often they are checked (default 1s).
 	Clock    func() time.Time
@@ -62,9 +67,16 @@ type Executor struct {
 	term     *term                // set while Run is active
 	draining bool                 // shutting down: take no new calls
 	active   atomic.Int64         // goroutines running a call (see start)
+
+	// App calls outlive the leadership term that claimed them: a deposed
+	// node still gets the answer and forwards it. They end with Close.
+	calls     context.Context
+	stopCalls context.CancelFunc
+	callWG    sync.WaitGroup
 }
 
-// term is one leadership term of the executor: calls started in it end with it.
+// term is one leadership term of the executor: claims and timers made in it
+// end with it (app calls do not, see start).
 type term struct {
 	ctx context.Context
 	wg  *sync.WaitGroup
@@ -78,6 +90,9 @@ var (
 		Name: "cairn_executor_call_seconds", Help: "Duration of app calls.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18),
 	})
+	mForwarded = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "cairn_executor_answers_forwarded_total", Help: "App answers handed to another leader after this node lost leadership, by outcome.",
+	}, []string{"outcome"})
 	mInflight = promauto.NewGauge(prometheus.GaugeOpts{
 		Name: "cairn_executor_inflight_calls", Help: "App calls and claims in flight on this node.",
 	})
@@ -111,8 +126,17 @@ func New(cfg Config, f *fsm.FSM, p Proposer) *Executor {
 			MaxIdleConns: cfg.MaxInflight, MaxIdleConnsPerHost: cfg.MaxInflight, IdleConnTimeout: 90 * time.Second,
 		}}
 	}
+	calls, stop := context.WithCancel(context.Background())
 	return &Executor{cfg: cfg, fsm: f, prop: p, log: cfg.Logger.With("component", "executor"),
-		wake: make(chan struct{}, 1), inflight: map[string]bool{}, held: map[string]time.Time{}, claiming: map[string]bool{}, low: math.MaxInt64, boot: ulid.Make().String()}
+		wake: make(chan struct{}, 1), inflight: map[string]bool{}, held: map[string]time.Time{}, claiming: map[string]bool{}, low: math.MaxInt64, boot: ulid.Make().String(),
+		calls: calls, stopCalls: stop}
+}
+
+// Close abandons the app calls still out (their claims are re-sent after
+// the lease) and waits for them to return. Call Drain first to let them end.
+func (e *Executor) Close() {
+	e.stopCalls()
+	e.callWG.Wait()
 }
 
 // Wake tells the loop that the projection changed. It never blocks, so
@@ -204,7 +228,7 @@ func (e *Executor) Run(ctx context.Context) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				e.claimAndDispatch(ctx, due, &wg)
+				e.claimAndDispatch(ctx, due)
 			}()
 		}
 		wait := time.Hour
@@ -275,7 +299,7 @@ func (e *Executor) takeOver(ctx context.Context, wg *sync.WaitGroup) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			e.claimAndDispatch(ctx, stale, wg)
+			e.claimAndDispatch(ctx, stale)
 		}()
 	}
 }
@@ -411,19 +435,19 @@ func (e *Executor) Adopt(calls []fsm.Call) {
 			continue
 		}
 		e.setInflight(c.RunID, c.ID, true)
-		e.start(t.ctx, t.wg, c)
+		e.start(c)
 	}
 }
 
 // start runs one claimed call (already marked in flight) in its own
 // goroutine, then dispatches the calls its answer leased to us.
-func (e *Executor) start(ctx context.Context, wg *sync.WaitGroup, c fsm.Call) {
-	wg.Add(1)
+func (e *Executor) start(c fsm.Call) {
+	e.callWG.Add(1)
 	e.active.Add(1)
 	go func() {
-		defer wg.Done()
+		defer e.callWG.Done()
 		defer e.active.Add(-1) // after Adopt: Drain must not see a gap
-		next := e.dispatch(ctx, c)
+		next := e.dispatch(e.calls, c)
 		e.setInflight(c.RunID, c.ID, false)
 		e.Adopt(next) // may be the same call again (a new generation)
 	}()
@@ -431,7 +455,7 @@ func (e *Executor) start(ctx context.Context, wg *sync.WaitGroup, c fsm.Call) {
 
 // claimAndDispatch claims due calls (already marked in flight) in one proposal, then sends each claimed
 // call to its app. Timers are fired instead of claimed.
-func (e *Executor) claimAndDispatch(ctx context.Context, due []fsm.Call, wg *sync.WaitGroup) {
+func (e *Executor) claimAndDispatch(ctx context.Context, due []fsm.Call) {
 	now := time.Now()
 	var recs []fsm.Record
 	for _, c := range due {
@@ -466,7 +490,7 @@ func (e *Executor) claimAndDispatch(ctx context.Context, due []fsm.Call, wg *syn
 			continue
 		}
 		c.Gen, c.Due = results[i].Gen, claim.LeaseUntil
-		e.start(ctx, wg, c)
+		e.start(c)
 	}
 }
 
@@ -491,19 +515,28 @@ func (e *Executor) dispatch(ctx context.Context, c fsm.Call) []fsm.Call {
 	rec.Jitter = rand.Uint32()
 	rec.Lease = e.leaseNext(1)
 	if ctx.Err() != nil {
-		// Shutting down or deposed mid-call: the answer is unknown, not a
-		// failure. Leave the claim; the next leader (or boot) re-sends it.
+		// Shutting down mid-call: the answer is unknown, not a failure.
+		// Leave the claim; the next leader (or boot) re-sends it.
 		log.Info("call interrupted; it will be re-sent", "err", ctx.Err())
 		return nil
 	}
 	if rec.Err != "" {
 		log.Warn("app call failed", "status", rec.Status, "err", rec.Err)
 	}
-	// Report even if leadership was lost meanwhile: Propose refuses on a
-	// follower, and the lease makes the new leader re-send the call.
-	pctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), time.UnixMilli(c.Due))
+	// The answer is worth recording until the claim's lease ends; after
+	// that the call may be re-sent and the answer is refused as stale.
+	pctx, cancel := context.WithDeadline(ctx, time.UnixMilli(c.Due))
 	defer cancel()
 	res, err := e.prop.Propose(pctx, rec)
+	if err != nil && e.cfg.Forward != nil {
+		// Deposed since the claim: hand the answer to the leader.
+		rec.Lease = nil
+		var r fsm.Result
+		if r, err = e.forward(pctx, rec); err == nil {
+			res = []fsm.Result{r}
+			mForwarded.WithLabelValues(codeLabel(r.Code)).Inc()
+		}
+	}
 	if err != nil {
 		log.Warn("could not record app answer; the call will be re-sent after its lease", "err", err)
 		return nil
@@ -512,6 +545,30 @@ func (e *Executor) dispatch(ctx context.Context, c fsm.Call) []fsm.Call {
 		log.Info("app answer not accepted", "code", res[0].Code, "msg", res[0].Msg)
 	}
 	return res[0].Claimed
+}
+
+// forward retries Config.Forward with backoff until it succeeds or ctx ends.
+func (e *Executor) forward(ctx context.Context, rec *fsm.CallFinished) (fsm.Result, error) {
+	wait := 50 * time.Millisecond
+	for {
+		r, err := e.cfg.Forward(ctx, rec)
+		if err == nil {
+			return r, nil
+		}
+		select {
+		case <-ctx.Done():
+			return fsm.Result{}, fmt.Errorf("forwarding the answer: %w (last error: %v)", ctx.Err(), err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
+func codeLabel(c fsm.Code) string {
+	if c == fsm.OK {
+		return "accepted"
+	}
+	return "refused"
 }
 
 // buildRequest reads the run from the projection and builds the call.

@@ -49,3 +49,40 @@ func TestGracefulStopDrainsAndHandsOver(t *testing.T) {
 		t.Fatalf("step a ran %d times, want 1", n)
 	}
 }
+
+// A leader deposed while an app call is out (here leadership moves; a pause
+// or a partition does the same) still gets the answer and forwards it to the
+// new leader, which accepts it: the step runs once and nobody waits out the
+// call's lease.
+func TestDeposedLeaderForwardsAnswer(t *testing.T) {
+	var execs atomic.Int32
+	inStep := make(chan struct{}, 1)
+	release := make(chan struct{})
+	app := protocolAppWith(t, func() {
+		execs.Add(1)
+		select {
+		case inStep <- struct{}{}:
+		default:
+		}
+		<-release
+	})
+	defer app.Close()
+
+	nodes := cluster(t, func(c *Config) { c.CallTimeout = 2 * time.Minute })
+	old := leaderOf(nodes)
+	register(t, old, app.URL)
+	ev, code := sendEvent(t, old)
+	if code != 200 {
+		t.Fatalf("event: %d", code)
+	}
+	<-inStep
+	if err := old.srv.Node.HandOver(); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "another leader", func() bool { l := leaderOf(nodes); return l != nil && l != old })
+	close(release)
+	waitUntil(t, "the run to complete", func() bool { return runStatus(old, ev) == "completed" })
+	if n := execs.Load(); n != 1 {
+		t.Fatalf("step a ran %d times, want 1", n)
+	}
+}

@@ -102,12 +102,17 @@ func Start(cfg Config) (*Server, error) {
 		f.Close()
 		return nil, err
 	}
+	var handler *api.Server // set below; the executor forwards answers through it
 	exec := executor.New(executor.Config{NodeID: cfg.NodeID, CallTimeout: cfg.CallTimeout,
-		MaxInflight: cfg.MaxInflight, Logger: cfg.Logger, Clock: cfg.CronClock, CronTick: cfg.CronTick, FullScanEvery: cfg.FullScanEvery}, f, node)
+		MaxInflight: cfg.MaxInflight, Logger: cfg.Logger, Clock: cfg.CronClock, CronTick: cfg.CronTick, FullScanEvery: cfg.FullScanEvery,
+		Forward: func(ctx context.Context, rec *fsm.CallFinished) (fsm.Result, error) {
+			return handler.ForwardAnswer(ctx, rec)
+		},
+	}, f, node)
 	f.SetNotify(exec.Wake)
 	syncer := api.NewSyncer(cfg.ServerKind, cfg.AppURLs, cfg.Logger)
 	listenHost, _, _ := net.SplitHostPort(cfg.HTTPAddr)
-	handler := api.New(api.Config{ServerKind: cfg.ServerKind, Logger: cfg.Logger, ListenHost: listenHost}, node, f, exec, syncer)
+	handler = api.New(api.Config{ServerKind: cfg.ServerKind, Logger: cfg.Logger, ListenHost: listenHost}, node, f, exec, syncer)
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
@@ -181,6 +186,7 @@ func (s *Server) Close() error {
 	}
 	s.cancel()
 	s.wg.Wait()
+	s.Exec.Close()
 	if nerr := s.Node.Close(); err == nil {
 		err = nerr
 	}

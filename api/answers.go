@@ -1,0 +1,99 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/cairn-dev/cairn/fsm"
+	"github.com/labstack/echo/v4"
+)
+
+// answerResult is the outcome of one forwarded answer.
+type answerResult struct {
+	Code fsm.Code `json:"code"`
+	Msg  string   `json:"msg,omitempty"`
+}
+
+// postAnswers takes app answers that a node's executor got for calls it had
+// claimed while it was leader, and commits them on the leader. A node
+// deposed mid-call (paused, cut off, or leadership moved) would otherwise
+// drop them and the call would be sent again after its lease. Late answers
+// are safe: a claim's generation fences them, so an answer to a call that
+// was re-sent meanwhile is refused as stale, never applied twice.
+//
+// The body is an entry of CallFinished records (fsm.EncodeEntry, msgpack).
+func (s *Server) postAnswers(c echo.Context) error {
+	body, err := s.readBody(c)
+	if err != nil {
+		return err
+	}
+	recs, err := fsm.DecodeEntry(body)
+	if err != nil {
+		return errf(http.StatusBadRequest, "invalid_entry", "answers: %v", err)
+	}
+	if len(recs) == 0 {
+		return errf(http.StatusBadRequest, "invalid_entry", "answers: no records")
+	}
+	for i, r := range recs {
+		cf, ok := r.(*fsm.CallFinished)
+		if !ok {
+			return errf(http.StatusBadRequest, "invalid_entry", "answers: record %d is %T, only call answers are accepted", i, r)
+		}
+		// The sender runs no executor for this leader: lease nothing to it.
+		cf.Lease = nil
+	}
+	results, err := s.propose(c, recs...)
+	if err != nil {
+		return err
+	}
+	out := make([]answerResult, len(results))
+	for i, r := range results {
+		out[i] = answerResult{Code: r.Code, Msg: r.Msg}
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// ForwardAnswer commits an app answer through the current leader, this node
+// or another (the executor's Forward, for calls that outlived this node's
+// leadership).
+func (s *Server) ForwardAnswer(ctx context.Context, rec *fsm.CallFinished) (fsm.Result, error) {
+	if s.node.IsLeader() {
+		res, err := s.node.Propose(ctx, rec)
+		if err != nil {
+			return fsm.Result{}, err
+		}
+		return res[0], nil
+	}
+	addr, err := s.leaderHTTP()
+	if err != nil {
+		return fsm.Result{}, err
+	}
+	body, err := fsm.EncodeEntry(rec)
+	if err != nil {
+		return fsm.Result{}, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/v1/internal/answers", bytes.NewReader(body))
+	if err != nil {
+		return fsm.Result{}, err
+	}
+	req.Header.Set("Content-Type", "application/msgpack")
+	req.Header.Set(forwardedHeader, s.node.ID()) // the receiver must not pass it on
+	resp, err := s.toLeader.RoundTrip(req)
+	if err != nil {
+		return fsm.Result{}, err
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		return fsm.Result{}, fmt.Errorf("leader %s answered %d: %s", addr, resp.StatusCode, bytes.TrimSpace(raw))
+	}
+	var out []answerResult
+	if err := json.Unmarshal(raw, &out); err != nil || len(out) != 1 {
+		return fsm.Result{}, fmt.Errorf("leader %s: unexpected answer %q", addr, raw)
+	}
+	return fsm.Result{Code: out[0].Code, Msg: out[0].Msg}, nil
+}
