@@ -1,6 +1,7 @@
 package server
 
 import (
+	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,17 +12,7 @@ import (
 // once, and the run completes without anyone waiting out the call's lease
 // (2 min 10 s here, far longer than waitUntil's 60 s).
 func TestGracefulStopDrainsAndHandsOver(t *testing.T) {
-	var execs atomic.Int32
-	inStep := make(chan struct{}, 1)
-	release := make(chan struct{})
-	app := protocolAppWith(t, func() {
-		execs.Add(1)
-		select {
-		case inStep <- struct{}{}:
-		default:
-		}
-		<-release // the step is slow: the leader is stopped meanwhile
-	})
+	app, execs, inStep, release := slowStepApp(t)
 
 	nodes := cluster(t, func(c *Config) { c.CallTimeout = 2 * time.Minute })
 	old := leaderOf(nodes)
@@ -55,18 +46,7 @@ func TestGracefulStopDrainsAndHandsOver(t *testing.T) {
 // new leader, which accepts it: the step runs once and nobody waits out the
 // call's lease.
 func TestDeposedLeaderForwardsAnswer(t *testing.T) {
-	var execs atomic.Int32
-	inStep := make(chan struct{}, 1)
-	release := make(chan struct{})
-	app := protocolAppWith(t, func() {
-		execs.Add(1)
-		select {
-		case inStep <- struct{}{}:
-		default:
-		}
-		<-release
-	})
-	defer app.Close()
+	app, execs, inStep, release := slowStepApp(t)
 
 	nodes := cluster(t, func(c *Config) { c.CallTimeout = 2 * time.Minute })
 	old := leaderOf(nodes)
@@ -85,4 +65,20 @@ func TestDeposedLeaderForwardsAnswer(t *testing.T) {
 	if n := execs.Load(); n != 1 {
 		t.Fatalf("step a ran %d times, want 1", n)
 	}
+}
+
+// slowStepApp is protocolApp whose step "a" waits for release to be closed.
+// inStep receives when the step first starts; execs counts its runs.
+func slowStepApp(t *testing.T) (app *httptest.Server, execs *atomic.Int32, inStep chan struct{}, release chan struct{}) {
+	execs = new(atomic.Int32)
+	inStep, release = make(chan struct{}, 1), make(chan struct{})
+	app = protocolAppWith(t, func() {
+		execs.Add(1)
+		select {
+		case inStep <- struct{}{}:
+		default:
+		}
+		<-release
+	})
+	return app, execs, inStep, release
 }
