@@ -12,6 +12,9 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
+// maxAnswerBytes bounds a forwarded entry of answers.
+const maxAnswerBytes = 40 << 20
+
 // answerResult is the outcome of one forwarded answer.
 type answerResult struct {
 	Code fsm.Code `json:"code"`
@@ -27,7 +30,9 @@ type answerResult struct {
 //
 // The body is an entry of CallFinished records (fsm.EncodeEntry, msgpack).
 func (s *Server) postAnswers(c echo.Context) error {
-	body, err := s.readBody(c)
+	// An answer carries an app response of up to the executor's 16 MiB
+	// limit, above the limit for client requests.
+	body, err := readBodyUpTo(c, max(s.cfg.MaxRequestBytes, maxAnswerBytes))
 	if err != nil {
 		return err
 	}

@@ -120,16 +120,20 @@ func (s *Server) recoverer(next echo.HandlerFunc) echo.HandlerFunc {
 
 // readBody reads a request body up to the size limit, with a clear error.
 func (s *Server) readBody(c echo.Context) ([]byte, error) {
+	return readBodyUpTo(c, s.cfg.MaxRequestBytes)
+}
+
+func readBodyUpTo(c echo.Context, limit int64) ([]byte, error) {
 	r := c.Request()
-	if r.ContentLength > s.cfg.MaxRequestBytes {
+	if r.ContentLength > limit {
 		return nil, errf(http.StatusRequestEntityTooLarge, "payload_too_large",
-			"request body is %d bytes; the limit is %d", r.ContentLength, s.cfg.MaxRequestBytes)
+			"request body is %d bytes; the limit is %d", r.ContentLength, limit)
 	}
-	b, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, s.cfg.MaxRequestBytes))
+	b, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, limit))
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return nil, errf(http.StatusRequestEntityTooLarge, "payload_too_large",
-			"request body is larger than the limit of %d bytes", s.cfg.MaxRequestBytes)
+			"request body is larger than the limit of %d bytes", limit)
 	}
 	if err != nil {
 		return nil, errf(http.StatusBadRequest, "bad_request", "reading request body: %v", err)
