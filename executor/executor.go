@@ -418,16 +418,11 @@ func (e *Executor) leaseNext(freeing int) *fsm.LeaseNext {
 	return &fsm.LeaseNext{LeaseUntil: time.Now().Add(e.lease()).UnixMilli(), Node: e.cfg.NodeID, Boot: e.boot}
 }
 
-// Adopt dispatches calls already claimed for this executor (by LeaseNext).
-// Without an active term they are left to their leases.
+// Adopt dispatches calls already claimed for this executor (by LeaseNext),
+// even if leadership was lost since: like any call, their answers are then
+// forwarded to the leader. After Close they are left to their leases.
 func (e *Executor) Adopt(calls []fsm.Call) {
-	if len(calls) == 0 {
-		return
-	}
-	e.mu.Lock()
-	t := e.term
-	e.mu.Unlock()
-	if t == nil {
+	if len(calls) == 0 || e.calls.Err() != nil {
 		return
 	}
 	for _, c := range calls {
