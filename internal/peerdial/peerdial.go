@@ -37,6 +37,7 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 	nd := net.Dialer{Timeout: d.timeout}
 	if src := d.sourceFor(addr); src != nil {
 		nd.LocalAddr = &net.TCPAddr{IP: src}
+		nd.Control = bindAddressOnly
 	}
 	return nd.DialContext(ctx, network, addr)
 }
