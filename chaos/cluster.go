@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cairn-dev/cairn/internal/faultnet"
 	"github.com/cairn-dev/cairn/internal/proc"
 )
 
@@ -268,8 +269,8 @@ type cluster struct {
 	nodes []*node
 	mode  string // "cluster" or "single"
 	cfg   *config
-	ns    *netns    // non-nil in the partition scenario
-	px    *proxyNet // non-nil in the partition-proxy scenario
+	ns    *netns         // non-nil in the partition scenario
+	px    *faultnet.Mesh // non-nil in the partition-proxy scenario
 }
 
 // partition cuts node i (1-based) off from others, by netns routes or proxies.
@@ -278,7 +279,12 @@ func (c *cluster) partition(i int, others []int) error {
 		return c.ns.partition(i, others)
 	}
 	if c.px != nil {
-		return c.px.partition(i, others)
+		var js []int
+		for _, j := range others {
+			js = append(js, j-1)
+		}
+		c.px.Cut(i-1, js...)
+		return nil
 	}
 	return fmt.Errorf("no way to partition in this scenario")
 }
@@ -289,7 +295,7 @@ func (c *cluster) heal() error {
 		return c.ns.heal()
 	}
 	if c.px != nil {
-		return c.px.heal()
+		c.px.Heal()
 	}
 	return nil
 }
@@ -299,7 +305,7 @@ func (c *cluster) heal() error {
 func newCluster(cfg *config, mode, baseDir, logDir string, ns *netns, proxied bool) (*cluster, error) {
 	c := &cluster{mode: mode, cfg: cfg, ns: ns}
 	if proxied {
-		c.px = &proxyNet{}
+		c.px = &faultnet.Mesh{}
 	}
 	count := 3
 	if mode == "single" {
@@ -342,12 +348,12 @@ func newCluster(cfg *config, mode, baseDir, logDir string, ns *netns, proxied bo
 			common = append(common, "--max-inflight", strconv.Itoa(cfg.maxInflight))
 		}
 		if c.px != nil {
-			raftPx, httpPx, err := c.px.add(host, n.raftAddr(), n.httpAddr())
+			px, err := c.px.Add(host, n.raftAddr(), n.httpAddr())
 			if err != nil {
-				c.px.close()
+				c.px.Close()
 				return nil, err
 			}
-			common = append(common, "--raft-advertise", raftPx, "--http-advertise", httpPx)
+			common = append(common, "--raft-advertise", px[0], "--http-advertise", px[1])
 		}
 		switch {
 		case mode == "single":

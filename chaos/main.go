@@ -277,7 +277,7 @@ func run() (int, error) {
 		return h.fail(rep, err)
 	}
 	if h.cl.px != nil {
-		defer h.cl.px.close()
+		defer h.cl.px.Close()
 	}
 	if err := h.cl.start(ctx); err != nil {
 		return h.fail(rep, err)

@@ -188,3 +188,61 @@ func (p *Proxy) copy(c *pipe, dst io.Writer, src io.Reader) {
 		}
 	}
 }
+
+// Mesh is a test cluster's nodes, each behind one Proxy per port, that can
+// be cut apart. Node i is known by its source IP; cutting it off blocks its
+// traffic in both directions on every port.
+type Mesh struct {
+	ips     []string
+	proxies [][]*Proxy // proxies[i]: node i's ports
+}
+
+// Add puts proxies on 127.0.0.1 in front of each of a node's targets and
+// returns their addresses, in order, for the node to advertise.
+func (m *Mesh) Add(ip string, targets ...string) ([]string, error) {
+	var ps []*Proxy
+	var addrs []string
+	for _, t := range targets {
+		p, err := Listen("127.0.0.1:0", t)
+		if err != nil {
+			for _, p := range ps {
+				p.Close()
+			}
+			return nil, err
+		}
+		ps, addrs = append(ps, p), append(addrs, p.Addr())
+	}
+	m.ips, m.proxies = append(m.ips, ip), append(m.proxies, ps)
+	return addrs, nil
+}
+
+// Cut blocks all traffic between node i and each of others (0-based, in
+// the order they were added), both ways.
+func (m *Mesh) Cut(i int, others ...int) {
+	for _, j := range others {
+		for _, p := range m.proxies[i] {
+			p.Block(m.ips[j])
+		}
+		for _, p := range m.proxies[j] {
+			p.Block(m.ips[i])
+		}
+	}
+}
+
+// Heal lets all traffic through again.
+func (m *Mesh) Heal() {
+	for _, ps := range m.proxies {
+		for _, p := range ps {
+			p.Unblock(m.ips...)
+		}
+	}
+}
+
+// Close stops every proxy.
+func (m *Mesh) Close() {
+	for _, ps := range m.proxies {
+		for _, p := range ps {
+			p.Close()
+		}
+	}
+}
