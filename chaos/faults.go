@@ -233,30 +233,37 @@ func (nm *nemesis) crashRestart(ctx context.Context, i int) faultRec {
 }
 
 func (nm *nemesis) sigstop(ctx context.Context, i int) faultRec {
-	r := faultRec{N: i, Kind: "sigstop", WasLeader: true}
-	l := nm.findLeader(ctx, &r)
-	if l == nil {
-		return r
-	}
-	r.Node = l.id
 	span := nm.cfg.stopMax - nm.cfg.stopMin
 	d := nm.cfg.stopMin
 	if span > 0 {
 		d += time.Duration(nm.rng.Int64N(int64(span)))
 	}
-	r.Note = "paused " + fmtDur(d)
+	return nm.isolateLeader(ctx, i, "sigstop", "paused", d, (*node).sigstop, (*node).sigcont)
+}
+
+// isolateLeader cuts the leader off for d (a pause, a partition), measures
+// failover meanwhile, undoes the cut, records the window in which the
+// leader must not acknowledge anything, and waits until it has caught up.
+func (nm *nemesis) isolateLeader(ctx context.Context, i int, kind, verb string, d time.Duration, cut, undo func(*node) error) faultRec {
+	r := faultRec{N: i, Kind: kind, WasLeader: true}
+	l := nm.findLeader(ctx, &r)
+	if l == nil {
+		return r
+	}
+	r.Node, r.Note = l.id, verb+" "+fmtDur(d)
 	t0 := time.Now()
 	r.Start = t0.UnixMilli()
-	if err := l.sigstop(); err != nil {
-		r.Problem = "SIGSTOP: " + err.Error()
+	if err := cut(l); err != nil {
+		r.Problem = "fatal: " + kind + ": " + err.Error()
+		_ = undo(l)
 		return r
 	}
 	r.Injected = time.Now().UnixMilli()
 	nm.measureFailover(ctx, &r, t0, nm.others(l))
 	_ = sleepCtx(ctx, time.Until(t0.Add(d)))
 	t1 := time.Now()
-	if err := l.sigcont(); err != nil {
-		r.Problem = "fatal: SIGCONT: " + err.Error()
+	if err := undo(l); err != nil {
+		r.Problem = "fatal: undoing " + kind + ": " + err.Error()
 		return r
 	}
 	r.End = t1.UnixMilli()
@@ -324,36 +331,13 @@ func nodeIndex(c *cluster, n *node) int {
 }
 
 func (nm *nemesis) partition(ctx context.Context, i int) faultRec {
-	r := faultRec{N: i, Kind: "partition", WasLeader: true}
-	l := nm.findLeader(ctx, &r)
-	if l == nil {
-		return r
+	cut := func(l *node) error {
+		var others []int
+		for _, o := range nm.others(l) {
+			others = append(others, nodeIndex(nm.c, o))
+		}
+		return nm.c.partition(nodeIndex(nm.c, l), others)
 	}
-	r.Node = l.id
-	var others []int
-	for _, o := range nm.others(l) {
-		others = append(others, nodeIndex(nm.c, o))
-	}
-	t0 := time.Now()
-	r.Start = t0.UnixMilli()
-	if err := nm.c.partition(nodeIndex(nm.c, l), others); err != nil {
-		r.Problem = "fatal: partition: " + err.Error()
-		_ = nm.c.heal()
-		return r
-	}
-	r.Injected = time.Now().UnixMilli()
-	nm.measureFailover(ctx, &r, t0, nm.others(l))
-	r.Note = "isolated " + fmtDur(nm.cfg.partitionFor)
-	_ = sleepCtx(ctx, time.Until(t0.Add(nm.cfg.partitionFor)))
-	t1 := time.Now()
-	if err := nm.c.heal(); err != nil {
-		r.Problem = "fatal: heal: " + err.Error()
-		return r
-	}
-	r.End = t1.UnixMilli()
-	nm.mu.Lock()
-	nm.isolated = append(nm.isolated, isolation{URL: l.url(), Node: l.id, Start: r.Start, End: r.End})
-	nm.mu.Unlock()
-	nm.afterHeal(ctx, l, &r, t1)
-	return r
+	heal := func(*node) error { return nm.c.heal() }
+	return nm.isolateLeader(ctx, i, "partition", "isolated", nm.cfg.partitionFor, cut, heal)
 }

@@ -30,8 +30,12 @@ func TestGracefulStopDrainsAndHandsOver(t *testing.T) {
 	<-inStep
 	stopped := make(chan struct{})
 	go func() { old.stop(); close(stopped) }()
-	// The old leader drains: it is still waiting for the step's answer.
-	time.Sleep(200 * time.Millisecond)
+	// Close stops serving HTTP first, then drains: answer the step only
+	// once the old leader has stopped taking requests.
+	waitUntil(t, "the old leader to stop serving", func() bool {
+		var v map[string]any
+		return get(old.srv.URL()+"/health", &v) == 0
+	})
 	close(release)
 	<-stopped
 	waitUntil(t, "a new leader", func() bool { return leaderOf(rest) != nil })
