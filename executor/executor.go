@@ -187,10 +187,7 @@ func (e *Executor) Run(ctx context.Context) {
 			q, lastFull = queueCursor{}, now
 		}
 		q.lower(min(e.fsm.TakeDueHint(), e.takeLow()))
-		free := e.cfg.MaxInflight - e.inflightCount()
-		if e.isDraining() {
-			free = 0
-		}
+		free := e.freeSlots()
 		var due []fsm.Call
 		if free > 0 && q.due <= now.UnixMilli() {
 			var stop []byte
@@ -273,10 +270,14 @@ func (e *Executor) Drain(ctx context.Context) int {
 	}
 }
 
-func (e *Executor) isDraining() bool {
+// freeSlots is how many more calls the loop may start (none while draining).
+func (e *Executor) freeSlots() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.draining
+	if e.draining {
+		return 0
+	}
+	return e.cfg.MaxInflight - len(e.inflight)
 }
 
 // takeOver re-sends at once the calls that an earlier boot of this node had
