@@ -128,6 +128,31 @@ func cluster(t *testing.T, tweak func(*Config)) []*testNode {
 	return nodes
 }
 
+// without returns nodes less n.
+func without(nodes []*testNode, n *testNode) []*testNode {
+	var out []*testNode
+	for _, m := range nodes {
+		if m != n {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// sendEvents sends count events through via, each of which must be accepted.
+func sendEvents(t *testing.T, via *testNode, count int) []string {
+	t.Helper()
+	var ids []string
+	for range count {
+		id, code := sendEvent(t, via)
+		if code != 200 {
+			t.Fatalf("event through %s: %d", via.cfg.NodeID, code)
+		}
+		ids = append(ids, id)
+	}
+	return ids
+}
+
 func leaderOf(nodes []*testNode) *testNode {
 	for _, n := range nodes {
 		if n.srv.Node.IsLeader() {
@@ -207,23 +232,11 @@ func TestClusterLeaderKillRunsFinish(t *testing.T) {
 		}
 	}
 	register(t, follower, app.URL)
-	var events []string
-	for range 20 {
-		id, code := sendEvent(t, follower)
-		if code != 200 {
-			t.Fatalf("event through a follower: %d", code)
-		}
-		events = append(events, id)
-	}
+	events := sendEvents(t, follower, 20)
 	// Kill the leader mid-way; the survivors elect another and finish.
 	old := leaderOf(nodes)
 	old.stop()
-	var rest []*testNode
-	for _, n := range nodes {
-		if n != old {
-			rest = append(rest, n)
-		}
-	}
+	rest := without(nodes, old)
 	waitUntil(t, "a new leader", func() bool { return leaderOf(rest) != nil })
 	for range 10 {
 		waitUntil(t, "an event accepted after failover", func() bool {
@@ -329,14 +342,7 @@ func TestClusterSnapshotInstallCatchesUpNewNode(t *testing.T) {
 	nodes := cluster(t, small)
 	leader := leaderOf(nodes)
 	register(t, leader, app.URL)
-	var events []string
-	for range 200 {
-		id, code := sendEvent(t, leader)
-		if code != 200 {
-			t.Fatalf("event: %d", code)
-		}
-		events = append(events, id)
-	}
+	events := sendEvents(t, leader, 200)
 	for _, ev := range events {
 		waitUntil(t, "runs to complete", func() bool { return runStatus(leader, ev) == "completed" })
 	}

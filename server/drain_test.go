@@ -16,12 +16,7 @@ func TestGracefulStopDrainsAndHandsOver(t *testing.T) {
 
 	nodes := cluster(t, func(c *Config) { c.CallTimeout = 2 * time.Minute })
 	old := leaderOf(nodes)
-	var rest []*testNode
-	for _, n := range nodes {
-		if n != old {
-			rest = append(rest, n)
-		}
-	}
+	rest := without(nodes, old)
 	register(t, rest[0], app.URL)
 	ev, code := sendEvent(t, rest[0])
 	if code != 200 {
