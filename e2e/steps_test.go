@@ -67,8 +67,10 @@ func mustOutput(t *testing.T, r run, want string) {
 	}
 }
 
-func TestStepVocabulary(t *testing.T) {
-	c, app := withApp(t)
+func TestStepVocabulary(t *testing.T) { inModes(t, testStepVocabulary) }
+
+func testStepVocabulary(t *testing.T, opts ...func(*server.Config)) {
+	c, app := withApp(t, opts...)
 
 	t.Run("WaitForEventMatches", func(t *testing.T) {
 		c.t = t
