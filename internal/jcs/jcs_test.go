@@ -47,8 +47,8 @@ func TestTransform(t *testing.T) {
 		{`{"\ud83d\ude00":1,"\ufb33":2}`, "{\"\U0001F600\":1,\"\ufb33\":2}"}, // UTF-16 order, not UTF-8
 		{`[1e2,-0,0.0000001]`, `[100,0,1e-7]`},
 		{`"a\u0041\/\u00e9"`, "\"aA/\u00e9\""},
-		{`"\ud800x"`, `"\ud800x"`},                             // a lone surrogate stays one, as in JSON.stringify
-		{"\"\xff\"", "\"\ufffd\""},                           // invalid UTF-8 reads as U+FFFD
+		{`"\ud800x"`, `"\ud800x"`}, // a lone surrogate stays one, as in JSON.stringify
+		{"\"\xff\"", "\"\ufffd\""}, // invalid UTF-8 reads as U+FFFD
 		{`{"b":{"d":1,"c":2},"a":[{"z":0,"y":1}]}`, `{"a":[{"y":1,"z":0}],"b":{"c":2,"d":1}}`},
 		{`{"b":1,"a":2,"b":3}`, `{"a":2,"b":3}`},
 		{`{"a\"":1,"a":2}`, `{"a":2,"a\"":1}`},
