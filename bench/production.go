@@ -127,7 +127,7 @@ func (m *cryptoMeter) take() (perCall time.Duration, calls int64) {
 }
 
 // noteCrypto puts the Go app's verify + sign time per call since the last
-// call into r (nil: just reset). Nothing in dev mode or for the TS app.
+// take into r (nil: just reset). Nothing in dev mode or for the TS app.
 func (e *env) noteCrypto(r *Result) {
 	if e.crypto == nil {
 		return
@@ -137,7 +137,7 @@ func (e *env) noteCrypto(r *Result) {
 		return
 	}
 	r.AppCryptoUsPerCall = float64(per.Nanoseconds()) / 1000
-	r.Notes = append(r.Notes, fmt.Sprintf("Go app (in the bench process, not in Cairn's CPU): verifying Cairn's signature and signing its answer took %.1f µs per call (%d calls)",
+	r.Notes = append(r.Notes, fmt.Sprintf("Go app (in the bench process, not in Cairn's CPU): verifying Cairn's signature and signing its answer took %.1f µs per call, wall time (%d calls)",
 		r.AppCryptoUsPerCall, calls))
 }
 
