@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/cairn-dev/cairn/fsm"
-	"github.com/cairn-dev/cairn/internal/peerdial"
+	"github.com/cairn-dev/cairn/internal/certs"
 	"github.com/cairn-dev/cairn/raftnode"
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -27,6 +27,14 @@ type Config struct {
 	// to the leader are sent from it (see package peerdial).
 	ListenHost string
 	Logger     *slog.Logger
+	// ClusterSecret is what nodes prove they know on node-to-node requests
+	// (package clusterauth; see nodeauth.go). Empty: node-only routes are
+	// open to any caller, as in dev mode.
+	ClusterSecret string
+	// TLS is this node's identity for mutual TLS with its peers: requests to
+	// them go over https with its certificate, and node-only routes want a
+	// caller's certificate from the cluster CA (nil: plain HTTP).
+	TLS *certs.Identity
 }
 
 // Dispatcher is the local executor, as the API sees it: records proposed
@@ -46,7 +54,8 @@ type Server struct {
 	syncer *Syncer
 	log    *slog.Logger
 	echo   *echo.Echo
-	// toLeader carries requests forwarded to the leader.
+	// toLeader carries requests forwarded to the leader and other
+	// node-to-node requests (peers.go).
 	toLeader http.RoundTripper
 }
 
@@ -65,11 +74,7 @@ func New(cfg Config, node *raftnode.Node, f *fsm.FSM, exec Dispatcher, syncer *S
 		cfg.Logger = slog.Default()
 	}
 	s := &Server{cfg: cfg, node: node, fsm: f, exec: exec, syncer: syncer, log: cfg.Logger.With("component", "api"),
-		toLeader: &http.Transport{DialContext: peerdial.New(cfg.ListenHost, 5*time.Second).DialContext,
-			MaxIdleConnsPerHost: 64, IdleConnTimeout: 30 * time.Second,
-			// A leader cut off silently must not hold the client forever;
-			// a commit takes far less than this.
-			ResponseHeaderTimeout: 30 * time.Second}}
+		toLeader: peerTransport(cfg)}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler
@@ -93,9 +98,9 @@ func New(cfg Config, node *raftnode.Node, f *fsm.FSM, exec Dispatcher, syncer *S
 	e.POST("/v1/functions/:id/cancel", s.cancelFunctionRuns)
 	e.GET("/v1/status", s.status)
 	e.GET("/v1/cluster", s.clusterStatus)
-	e.POST("/v1/cluster/join", s.clusterJoin)
-	e.POST("/v1/cluster/remove", s.clusterRemove)
-	e.POST("/v1/internal/answers", s.postAnswers)
+	e.POST(pathJoin, s.clusterJoin, s.nodesOnly)
+	e.POST("/v1/cluster/remove", s.clusterRemove, s.nodesOnly)
+	e.POST(pathAnswers, s.postAnswers, s.nodesOnly)
 	e.GET("/health", s.health)
 	e.GET("/metrics", echo.WrapHandler(promhttp.Handler()))
 	s.echo = e
