@@ -35,11 +35,16 @@ func (s *Server) nodeProof(c echo.Context) error {
 // isNode reports whether the request comes from a node of this cluster.
 func (s *Server) isNode(c echo.Context) bool { return s.nodeProof(c) == nil }
 
-// nodesOnly is the middleware of node routes: it lets nodes through, and
-// anyone when no cluster secret is configured.
+// nodeRoutes are the routes only nodes may call.
+var nodeRoutes = map[string]bool{pathJoin: true, pathRemove: true, pathAnswers: true}
+
+// nodesOnly is the middleware that keeps node routes to nodes (to anyone
+// when no cluster secret is configured). It runs before forward, on the
+// node a caller reaches first: a follower must not proxy a caller that is
+// not a node, since the leader would then see the follower's certificate.
 func (s *Server) nodesOnly(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if s.cfg.ClusterSecret == "" {
+		if !nodeRoutes[c.Path()] || s.cfg.ClusterSecret == "" {
 			return next(c)
 		}
 		err := s.nodeProof(c)

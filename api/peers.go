@@ -17,6 +17,7 @@ import (
 // Routes that nodes call on each other.
 const (
 	pathJoin    = "/v1/cluster/join"
+	pathRemove  = "/v1/cluster/remove"
 	pathAnswers = "/v1/internal/answers"
 )
 

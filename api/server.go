@@ -79,6 +79,7 @@ func New(cfg Config, node *raftnode.Node, f *fsm.FSM, exec Dispatcher, syncer *S
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler
 	e.Use(s.recoverer)
+	e.Use(s.nodesOnly)
 	e.Use(s.forward)
 
 	// SDK-facing: event API and registration.
@@ -98,9 +99,9 @@ func New(cfg Config, node *raftnode.Node, f *fsm.FSM, exec Dispatcher, syncer *S
 	e.POST("/v1/functions/:id/cancel", s.cancelFunctionRuns)
 	e.GET("/v1/status", s.status)
 	e.GET("/v1/cluster", s.clusterStatus)
-	e.POST(pathJoin, s.clusterJoin, s.nodesOnly)
-	e.POST("/v1/cluster/remove", s.clusterRemove, s.nodesOnly)
-	e.POST(pathAnswers, s.postAnswers, s.nodesOnly)
+	e.POST(pathJoin, s.clusterJoin)
+	e.POST(pathRemove, s.clusterRemove)
+	e.POST(pathAnswers, s.postAnswers)
 	e.GET("/health", s.health)
 	e.GET("/metrics", echo.WrapHandler(promhttp.Handler()))
 	s.echo = e
