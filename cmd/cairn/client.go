@@ -13,12 +13,15 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/cairn-dev/cairn/internal/clusterauth"
 )
 
 // clientFlags parses the flags shared by client commands.
 func clientFlags(name, synopsis string, args []string, extra func(*flag.FlagSet)) (*flag.FlagSet, string, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	base := fs.String("url", env("CAIRN_URL", "http://127.0.0.1:8288"), "Cairn's HTTP address (env CAIRN_URL)")
+	caFile := trustFlag(fs)
 	if extra != nil {
 		extra(fs)
 	}
@@ -27,10 +30,14 @@ func clientFlags(name, synopsis string, args []string, extra func(*flag.FlagSet)
 		fs.PrintDefaults()
 	}
 	err := fs.Parse(args)
+	if err == nil {
+		err = trust(*caFile)
+	}
 	return fs, strings.TrimRight(*base, "/"), err
 }
 
-var httpClient = &http.Client{Timeout: 60 * time.Second}
+var httpClient = &http.Client{Timeout: 60 * time.Second,
+	Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, TLSClientConfig: clientTLS}}
 
 // call does one API request and decodes the JSON answer into out, turning
 // the API's error shape into a Go error.
@@ -48,6 +55,9 @@ func call(method, u string, body any, out any) error {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if nodeSecret != "" {
+		clusterauth.Sign(req, nodeSecret, time.Now())
+	}
 	resp, err := httpClient.Do(req)
 	if err != nil {
 		return err
@@ -315,13 +325,20 @@ func cmdCluster(args []string) error {
 		sub, args = args[0], args[1:]
 	}
 	var raftAddr, httpAddr string
+	var node nodeCreds
 	fs, base, err := clientFlags("cluster "+sub, "(status | join ID --raft-addr A --http-addr H | remove ID)", args, func(fs *flag.FlagSet) {
 		if sub == "join" {
 			fs.StringVar(&raftAddr, "raft-addr", "", "the new member's Raft address")
 			fs.StringVar(&httpAddr, "http-addr", "", "the new member's HTTP address")
 		}
+		if sub == "join" || sub == "remove" {
+			node.flags(fs)
+		}
 	})
 	if stop, err := handleHelp(err); stop {
+		return err
+	}
+	if err := node.use(); err != nil {
 		return err
 	}
 	var out json.RawMessage

@@ -29,6 +29,15 @@ func Load(certFile, keyFile, caFile string) (*Identity, error) {
 	if err != nil {
 		return nil, fmt.Errorf("certs: %w", err)
 	}
+	pool, err := TrustPool(caFile)
+	if err != nil {
+		return nil, err
+	}
+	return &Identity{cert: cert, pool: pool}, nil
+}
+
+// TrustPool reads CA certificates (PEM, one or more) into a pool.
+func TrustPool(caFile string) (*x509.CertPool, error) {
 	caPEM, err := os.ReadFile(caFile)
 	if err != nil {
 		return nil, fmt.Errorf("certs: %w", err)
@@ -37,7 +46,7 @@ func Load(certFile, keyFile, caFile string) (*Identity, error) {
 	if !pool.AppendCertsFromPEM(caPEM) {
 		return nil, fmt.Errorf("certs: %s holds no PEM certificate", caFile)
 	}
-	return &Identity{cert: cert, pool: pool}, nil
+	return pool, nil
 }
 
 // PeerListener is for a listener only peers use (Raft): a client must
