@@ -9,6 +9,8 @@ pids=()
 stop() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap stop EXIT INT TERM
 mkdir -p .cluster
+# Every node of a cluster needs the same secret (cairn start --cluster-secret).
+export CAIRN_CLUSTER_SECRET="${CAIRN_CLUSTER_SECRET:-$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')}"
 "$bin" start --node-id n1 --port 8301 --raft-addr 127.0.0.1:7301 --data-dir .cluster/n1 --bootstrap "$@" 2>.cluster/n1.log &
 pids+=($!)
 for i in 2 3; do
