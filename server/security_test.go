@@ -26,7 +26,8 @@ import (
 const testSecret = "a-cluster-secret-for-tests"
 
 var (
-	// pki holds a CA and certificates for testNodeIDs (made by TestMain).
+	// pki holds a CA and certificates for testNodeIDs (made by TestMain),
+	// valid for 127.0.0.1 and each node's own loopback IP (ownIP).
 	pki         string
 	testNodeIDs = []string{"n1", "n2", "n3", "n4"}
 	// testClient is every test's HTTP client: it trusts pki's CA and
@@ -49,7 +50,11 @@ func runWithPKI(m *testing.M) (int, error) {
 		return 0, err
 	}
 	defer os.RemoveAll(dir)
-	if _, err := certs.Make(dir, testNodeIDs, []string{"127.0.0.1"}, time.Now()); err != nil {
+	hosts := []string{"127.0.0.1"}
+	for _, id := range testNodeIDs {
+		hosts = append(hosts, ownIP(id))
+	}
+	if _, err := certs.Make(dir, testNodeIDs, hosts, time.Now()); err != nil {
 		return 0, err
 	}
 	id, err := loadIdentity(dir, testNodeIDs[0])
@@ -69,6 +74,17 @@ func loadIdentity(dir, node string) (*certs.Identity, error) {
 func secure(c *Config) {
 	c.ClusterSecret = testSecret
 	c.TLSCert, c.TLSKey, c.TLSCA = certs.CertFile(pki, c.NodeID), certs.KeyFile(pki, c.NodeID), filepath.Join(pki, certs.CAFile)
+}
+
+// ownIP is a loopback IP for node "nK" alone: 127.0.0.7K.
+func ownIP(node string) string { return "127.0.0.7" + strings.TrimPrefix(node, "n") }
+
+// onOwnIP makes a node listen on its own loopback IP, from which it also
+// dials its peers (package peerdial), TLS or not.
+func onOwnIP(t *testing.T) func(*Config) {
+	return func(c *Config) {
+		c.HTTPAddr, c.RaftAddr = freeAddrOn(t, ownIP(c.NodeID)), freeAddrOn(t, ownIP(c.NodeID))
+	}
 }
 
 // secretOnly gives a node the cluster secret and no TLS.
@@ -144,7 +160,10 @@ func joinBody(t *testing.T, id, raftAddr string) []byte {
 }
 
 func TestSecureCluster(t *testing.T) {
-	nodes := cluster(t, secure)
+	nodes := cluster(t, func(c *Config) {
+		secure(c)
+		onOwnIP(t)(c)
+	})
 	leader := leaderOf(nodes)
 	follower := without(nodes, leader)[0]
 	if !strings.HasPrefix(follower.srv.URL(), "https://") {
