@@ -79,7 +79,6 @@ type Server struct {
 	Syncer *api.Syncer
 	API    *api.Server
 	http   *http.Server
-	tls    *certs.Identity // nil: plain TCP and HTTP
 	ln     net.Listener
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -142,7 +141,12 @@ func Start(cfg Config) (*Server, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{cfg: cfg, FSM: f, Node: node, Exec: exec, Syncer: syncer, API: handler, ln: ln, cancel: cancel,
-		log: cfg.Logger, tls: tlsID, http: &http.Server{Handler: handler.Handler(), ReadHeaderTimeout: 10 * time.Second}}
+		log: cfg.Logger, http: &http.Server{Handler: handler.Handler(), ReadHeaderTimeout: 10 * time.Second}}
+	if tlsID != nil {
+		// Clients need no certificate; peers present theirs, which node
+		// routes check (api's nodesOnly).
+		s.http.TLSConfig = tlsID.SharedListener()
+	}
 	if s.cfg.HTTPAdvertise == "" {
 		s.cfg.HTTPAdvertise = s.Addr()
 	}
@@ -180,7 +184,7 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 
 // URL is the base URL of the HTTP API.
 func (s *Server) URL() string {
-	if s.tls != nil {
+	if s.http.TLSConfig != nil {
 		return "https://" + s.Addr()
 	}
 	return "http://" + s.Addr()
@@ -194,14 +198,11 @@ func loadTLS(cfg Config) (*certs.Identity, error) {
 	return certs.Load(cfg.TLSCert, cfg.TLSKey, cfg.TLSCA)
 }
 
-// serve runs the HTTP listener: HTTPS with the node's certificate when it
-// has one. Clients need none; peers present theirs, which node routes
-// check (api's nodesOnly).
+// serve runs the HTTP listener: HTTPS only when the node has a certificate.
 func (s *Server) serve() error {
-	if s.tls == nil {
+	if s.http.TLSConfig == nil {
 		return s.http.Serve(s.ln)
 	}
-	s.http.TLSConfig = s.tls.SharedListener()
 	return s.http.ServeTLS(s.ln, "", "")
 }
 
