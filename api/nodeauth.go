@@ -32,7 +32,8 @@ func (s *Server) nodeProof(c echo.Context) error {
 	return clusterauth.Verify(r, s.cfg.ClusterSecret, time.Now())
 }
 
-// isNode reports whether the request comes from a node of this cluster.
+// isNode reports whether the request comes from a node of this cluster,
+// for checks that let nodes through along with others (admins).
 func (s *Server) isNode(c echo.Context) bool { return s.nodeProof(c) == nil }
 
 // nodeRoutes are the routes only nodes may call.

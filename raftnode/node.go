@@ -477,6 +477,9 @@ const probeTimeout = 3 * time.Second
 // nobody can reach counts toward the quorum all the same, and a lone node
 // that took one would lose its majority for good.
 func (n *Node) AddVoter(id, raftAddr string) error {
+	if !n.IsLeader() {
+		return ErrNotLeader
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
 	defer cancel()
 	conn, err := n.stream.dial(ctx, raftAddr)
