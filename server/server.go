@@ -79,6 +79,7 @@ type Server struct {
 	Syncer *api.Syncer
 	API    *api.Server
 	http   *http.Server
+	https  bool // the HTTP listener serves TLS
 	ln     net.Listener
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -145,7 +146,7 @@ func Start(cfg Config) (*Server, error) {
 	if tlsID != nil {
 		// Clients need no certificate; peers present theirs, which node
 		// routes check (api's nodesOnly).
-		s.http.TLSConfig = tlsID.SharedListener()
+		s.http.TLSConfig, s.https = tlsID.SharedListener(), true
 	}
 	if s.cfg.HTTPAdvertise == "" {
 		s.cfg.HTTPAdvertise = s.Addr()
@@ -184,7 +185,7 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 
 // URL is the base URL of the HTTP API.
 func (s *Server) URL() string {
-	if s.http.TLSConfig != nil {
+	if s.https {
 		return "https://" + s.Addr()
 	}
 	return "http://" + s.Addr()
@@ -199,8 +200,9 @@ func loadTLS(cfg Config) (*certs.Identity, error) {
 }
 
 // serve runs the HTTP listener: HTTPS only when the node has a certificate.
+// (net/http fills in TLSConfig itself for HTTP/2, so it cannot tell.)
 func (s *Server) serve() error {
-	if s.http.TLSConfig == nil {
+	if !s.https {
 		return s.http.Serve(s.ln)
 	}
 	return s.http.ServeTLS(s.ln, "", "")
