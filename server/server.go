@@ -18,10 +18,10 @@ import (
 	"github.com/cairn-dev/cairn/api"
 	"github.com/cairn-dev/cairn/executor"
 	"github.com/cairn-dev/cairn/fsm"
-	"github.com/cairn-dev/cairn/internal/hostpolicy"
-	"github.com/cairn-dev/cairn/internal/signing"
 	"github.com/cairn-dev/cairn/internal/certs"
 	"github.com/cairn-dev/cairn/internal/clusterauth"
+	"github.com/cairn-dev/cairn/internal/hostpolicy"
+	"github.com/cairn-dev/cairn/internal/signing"
 	"github.com/cairn-dev/cairn/raftnode"
 	"github.com/hashicorp/raft"
 )

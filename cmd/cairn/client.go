@@ -14,8 +14,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/cairn-dev/cairn/internal/signing"
 	"github.com/cairn-dev/cairn/internal/clusterauth"
+	"github.com/cairn-dev/cairn/internal/signing"
 )
 
 // clientFlags parses the flags shared by client commands.
