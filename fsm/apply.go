@@ -50,6 +50,10 @@ func (t *txn) leaseNext(res Result, at int64, l *LeaseNext) Result {
 		if c.Due > at {
 			continue
 		}
+		fn, app, ok := t.leaseRoom(l, c.RunID)
+		if !ok {
+			continue // left queued: the executor takes it when it has room
+		}
 		cr := t.applyCallClaimed(&CallClaimed{At: at, RunID: c.RunID, Call: c.ID, Gen: c.Gen,
 			LeaseUntil: l.LeaseUntil, Node: l.Node, Boot: l.Boot})
 		if cr.Code == OK {
@@ -57,9 +61,41 @@ func (t *txn) leaseNext(res Result, at int64, l *LeaseNext) Result {
 			claimed.Gen, claimed.Claimed, claimed.Due = cr.Gen, true, l.LeaseUntil
 			claimed.Node, claimed.Boot = l.Node, l.Boot
 			res.Claimed = append(res.Claimed, claimed)
+			if t.leased == nil {
+				t.leased = map[string]int{}
+			}
+			t.leased[""]++
+			t.leased["f"+fn]++
+			t.leased["a"+app]++
 		}
 	}
 	return res
+}
+
+// leaseRoom reports whether l's bounds leave room to claim a call of
+// runID, and the run's function and app.
+func (t *txn) leaseRoom(l *LeaseNext, runID string) (fn, app string, ok bool) {
+	if l.Max > 0 && t.leased[""] >= l.Max {
+		return "", "", false
+	}
+	if l.Each <= 0 {
+		return "", "", true
+	}
+	var o struct {
+		Fn  string `msgpack:"fn"`
+		App string `msgpack:"app"`
+	}
+	t.get(keyRun(runID), &o)
+	fnRoom, appRoom := l.Each, l.Each
+	for _, r := range l.Rooms {
+		switch {
+		case r.Fn != "" && r.Fn == o.Fn:
+			fnRoom = r.N
+		case r.App != "" && r.App == o.App:
+			appRoom = r.N
+		}
+	}
+	return o.Fn, o.App, t.leased["f"+o.Fn] < fnRoom && t.leased["a"+o.App] < appRoom
 }
 
 // applyAppSynced replaces an app's functions.
