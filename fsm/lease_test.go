@@ -52,3 +52,30 @@ func TestLeaseNextBounds(t *testing.T) {
 		}
 	}
 }
+
+// Answers that share an entry each free their call's slot and share: each
+// leases its run's next call although every lease was sized from the same
+// counts (no room but its own).
+func TestLeaseNextAnswersPassTheirSlotsOn(t *testing.T) {
+	h := newHarness(t)
+	h.want(syncApp(t0, "app", fnDef("app-a", "ev/x", 1)), fsm.OK)
+	var runs []string
+	for i := range 3 {
+		res := h.want(event(t0+10, fmt.Sprintf("01EVPASS%018d", i), "ev/x"), fsm.OK)
+		runs = append(runs, res.Runs...)
+	}
+	lease := &fsm.LeaseNext{LeaseUntil: t0 + 60_000, Node: "n1", Boot: "b1", Max: 1, Each: 8,
+		Rooms: []fsm.LeaseRoom{{Fn: "app-a", N: 1}, {App: "app", N: 1}}}
+	var answers []fsm.Record
+	for i, run := range runs {
+		gen := h.claim(run, fsm.DiscoveryCall, t0+20)
+		cf := ops(stepRun(fmt.Sprintf("s%d", i), `1`))
+		cf.At, cf.RunID, cf.Call, cf.Gen, cf.Lease = t0+30, run, fsm.DiscoveryCall, gen, lease
+		answers = append(answers, &cf)
+	}
+	for i, r := range h.apply(answers...) {
+		if r.Code != fsm.OK || len(r.Claimed) != 1 {
+			t.Fatalf("answer %d leased %d calls (%v), want its run's next", i, len(r.Claimed), r.Code)
+		}
+	}
+}

@@ -156,7 +156,10 @@ type LeaseNext struct {
 	// proposed: claim at most Max calls in all, and per function and per
 	// app at most its Rooms entry, or Each if it has none. The bounds count
 	// the claims of every leasing record of the same log entry, which were
-	// all sized from the same counts. Zero means no bound (records written
+	// all sized from the same counts. A CallFinished or TimerFired ends a
+	// call of the proposer: its bounds count that call's slot (and, for an
+	// app call, its function's and app's share) as free, and so do the
+	// records after it in the entry. Zero means no bound (records written
 	// before shares existed).
 	Max   int         `msgpack:"max,omitempty"`
 	Each  int         `msgpack:"each,omitempty"`
