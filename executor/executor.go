@@ -235,7 +235,7 @@ func (e *Executor) Run(ctx context.Context) {
 				stop, stopDue = q.key, now.Add(time.Second).UnixMilli()
 			}
 			q.stopped(stop, stopDue, now.UnixMilli())
-			e.buffer(due, false)
+			e.buffer(due)
 			room -= len(due)
 		}
 		if free > 0 && room > 0 && !now.Before(leaseCheck) {
@@ -246,7 +246,7 @@ func (e *Executor) Run(ctx context.Context) {
 			if len(expired) > 0 {
 				e.log.Warn("re-sending calls whose claim lease ran out", "calls", len(expired))
 			}
-			e.buffer(expired, false)
+			e.buffer(expired)
 			switch {
 			case len(expired) == room:
 				leaseCheck = now // more may have expired
@@ -343,7 +343,7 @@ func (e *Executor) takeOver() {
 	}
 	if len(stale) > 0 {
 		e.log.Info("re-sending calls claimed before a restart", "calls", len(stale))
-		e.buffer(stale, false) // the loop claims them again, within the shares
+		e.buffer(stale) // the loop claims them again, within the shares
 	}
 }
 
@@ -383,9 +383,9 @@ func (e *Executor) takeLow() int64 {
 
 // skip reports whether a queued call must be left out of a read: it is in
 // the buffer, its claim is being proposed, or it was refused a moment ago.
-// A call being sent is not skipped: it was claimed, so its queue entry is in lq/ at its lease
-// end, and an entry with its key in q/ is a new call (the run's next
-// discovery, queued by the answer to this one).
+// A call being sent is not skipped: it was claimed, so its queue entry is
+// in lq/ at its lease end, and an entry with its key in q/ is a new call
+// (the run's next discovery, queued by the answer to this one).
 func (e *Executor) skip(run, call string, _ int64) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -478,7 +478,7 @@ func (e *Executor) leaseLocked(freeing *slot) *fsm.LeaseNext {
 	if freeing != nil {
 		free++
 	}
-	if e.term == nil || free <= 0 {
+	if e.term == nil || e.draining || free <= 0 {
 		return nil
 	}
 	l := &fsm.LeaseNext{LeaseUntil: time.Now().Add(e.lease()).UnixMilli(), Node: e.cfg.NodeID, Boot: e.boot, Max: free}
@@ -522,163 +522,6 @@ func (e *Executor) Adopt(calls []fsm.Call) {
 	}
 }
 
-// sendLeased starts the calls in the buffer that are leased to us whatever
-// the shares: the node is draining or its term ended, and nobody else may
-// send them before their lease ends. With clear, it also empties the
-// buffer (the calls in it are still queued).
-func (e *Executor) sendLeased(clear bool) {
-	now := time.Now().UnixMilli()
-	e.mu.Lock()
-	var send []fsm.Call
-	for _, rc := range e.fair.takeLeased() {
-		k := callKey(rc.c.RunID, rc.c.ID)
-		if _, busy := e.inflight[k]; busy || rc.c.Due <= now {
-			continue // a lease that ended: any leader claims the call again
-		}
-		e.occupyLocked(k, slot{o: rc.o, shared: true})
-		send = append(send, rc.c)
-	}
-	if clear {
-		e.fair.clear()
-	}
-	mBuffered.Set(float64(len(e.fair.queued)))
-	e.mu.Unlock()
-	for _, c := range send {
-		e.start(c)
-	}
-}
-
-// ownerOf returns the function and app of a run (cached; empty if the run
-// is gone, and such a call is refused anyway).
-func (e *Executor) ownerOf(run string) owner {
-	e.mu.Lock()
-	o, ok := e.fair.owners[run]
-	e.mu.Unlock()
-	if ok {
-		return o
-	}
-	r, err := e.fsm.Run(run)
-	if err != nil || r == nil {
-		return owner{}
-	}
-	o = owner{fn: r.FnID, app: r.AppID}
-	e.mu.Lock()
-	if len(e.fair.owners) >= ownerCacheMax {
-		clear(e.fair.owners)
-	}
-	e.fair.owners[run] = o
-	e.mu.Unlock()
-	return o
-}
-
-// scanSkip is skip for a read of the due queue into the buffer. It also
-// leaves in the queue the app calls of a function whose calls fill its
-// share of the buffer already, and notes where they start, so that the
-// queue is read from there again once that buffer runs low (refills).
-// Timers are never left out: they hold no share.
-func (e *Executor) scanSkip() fsm.SkipFunc {
-	added := map[string]int{} // calls let through by this read, per function
-	return func(run, call string, due int64) bool {
-		if e.skip(run, call, due) {
-			return true
-		}
-		o := e.ownerOf(run)
-		e.mu.Lock()
-		full := e.fair.bufferFull(o, added)
-		if !full {
-			added[o.fn]++
-		}
-		e.mu.Unlock()
-		if !full {
-			return false
-		}
-		if c, err := e.fsm.Call(run, call); err == nil && c != nil && c.Type != fsm.CallHTTP {
-			return false
-		}
-		e.mu.Lock()
-		e.fair.overflowed(o, due)
-		e.mu.Unlock()
-		return true
-	}
-}
-
-// buffer adds calls read from the queue (leased: claimed for us already).
-func (e *Executor) buffer(calls []fsm.Call, leased bool) {
-	if len(calls) == 0 {
-		return
-	}
-	owners := make([]owner, len(calls))
-	for i, c := range calls {
-		if c.Type == fsm.CallHTTP {
-			owners[i] = e.ownerOf(c.RunID)
-		}
-	}
-	e.mu.Lock()
-	for i, c := range calls {
-		e.fair.push(readyCall{c: c, o: owners[i], leased: leased})
-	}
-	mBuffered.Set(float64(len(e.fair.queued)))
-	e.mu.Unlock()
-}
-
-// pick takes out of the buffer the calls to start now, at most one per
-// free slot: due timers first, then one app call per function in turn,
-// passing over functions and apps that hold their share. It marks them in
-// flight. claim lists the calls to claim (and timers to fire), send the
-// calls still leased to us.
-func (e *Executor) pick(now int64) (claim, send []fsm.Call) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	f := &e.fair
-	free := e.freeLocked()
-	// take marks a call in flight, unless it still is (a call answered a
-	// moment ago whose run queued the next under the same id): that one
-	// waits in the queue until the slot is released.
-	take := func(c fsm.Call, s slot) bool {
-		k := callKey(c.RunID, c.ID)
-		if _, busy := e.inflight[k]; busy {
-			e.low = min(e.low, c.Due)
-			return false
-		}
-		e.occupyLocked(k, s)
-		free--
-		return true
-	}
-	for free > 0 && len(f.timers) > 0 {
-		if c := f.popTimer(); take(c, slot{}) {
-			e.claiming[callKey(c.RunID, c.ID)] = true
-			claim = append(claim, c)
-		}
-	}
-	for progress := true; progress && free > 0 && len(f.ring) > 0; {
-		progress = false
-		for i := 0; i < len(f.ring) && free > 0; i++ {
-			idx := f.turn % len(f.ring)
-			if f.full(f.lists[f.ring[idx]][0].o) {
-				f.turn = idx + 1
-				continue
-			}
-			rc := f.pop(idx)
-			progress = true
-			if !take(rc.c, slot{o: rc.o, shared: true}) {
-				continue
-			}
-			if rc.leased && now < rc.c.Due {
-				send = append(send, rc.c)
-			} else {
-				e.claiming[callKey(rc.c.RunID, rc.c.ID)] = true
-				claim = append(claim, rc.c)
-			}
-		}
-	}
-	if low := f.refills(); low != none {
-		e.low = min(e.low, low)
-		e.Wake()
-	}
-	mBuffered.Set(float64(len(f.queued)))
-	return claim, send
-}
-
 // start runs one claimed call (already marked in flight) in its own
 // goroutine, then dispatches the calls its answer leased to us.
 func (e *Executor) start(c fsm.Call) {
@@ -693,7 +536,7 @@ func (e *Executor) start(c fsm.Call) {
 	}()
 }
 
-// claimAndDispatch claims due calls (picked: already marked in flight) in one proposal, then sends each claimed
+// claimAndDispatch claims due calls (already marked in flight) in one proposal, then sends each claimed
 // call to its app. Timers are fired instead of claimed.
 func (e *Executor) claimAndDispatch(ctx context.Context, due []fsm.Call) {
 	now := time.Now()

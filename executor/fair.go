@@ -3,6 +3,7 @@ package executor
 import (
 	"math"
 	"slices"
+	"time"
 
 	"github.com/cairn-dev/cairn/fsm"
 )
@@ -23,6 +24,13 @@ import (
 // runs down to half, the read goes back to where they start (refill).
 // Calls waiting for a share leave their room in the buffer to the others,
 // so an app at its share, whatever its number of functions, cannot fill it.
+//
+// The fast path (LeaseNext: a record claims the calls it makes due in its
+// own log entry) keeps to the shares too: a lease carries the free slots
+// and the room left to the functions and apps near their share, and Apply
+// claims no more. Records proposed at the same moment may together still
+// lease past a share; Adopt holds those calls in the buffer, claimed, and
+// sends them when the share frees.
 
 const (
 	// Default shares, as fractions of MaxInflight: half the slots per
@@ -41,6 +49,163 @@ const (
 	// none is a bucket's overflow when no call was left in the queue.
 	none = math.MaxInt64
 )
+
+// buffer adds calls read from the queue to the buffer.
+func (e *Executor) buffer(calls []fsm.Call) {
+	if len(calls) == 0 {
+		return
+	}
+	owners := make([]owner, len(calls))
+	for i, c := range calls {
+		if c.Type == fsm.CallHTTP {
+			owners[i] = e.ownerOf(c.RunID)
+		}
+	}
+	e.mu.Lock()
+	for i, c := range calls {
+		e.fair.push(readyCall{c: c, o: owners[i]})
+	}
+	mBuffered.Set(float64(len(e.fair.queued)))
+	e.mu.Unlock()
+}
+
+// scanSkip is skip for a read of the due queue into the buffer. It also
+// leaves in the queue the app calls of a function whose calls fill its
+// share of the buffer already, and notes where they start, so that the
+// queue is read from there again once that buffer runs low (refills).
+// Timers are never left out: they hold no share.
+func (e *Executor) scanSkip() fsm.SkipFunc {
+	added := map[string]int{} // calls let through by this read, per function
+	return func(run, call string, due int64) bool {
+		if e.skip(run, call, due) {
+			return true
+		}
+		o := e.ownerOf(run)
+		e.mu.Lock()
+		full := e.fair.bufferFull(o, added)
+		if !full {
+			added[o.fn]++
+		}
+		e.mu.Unlock()
+		if !full {
+			return false
+		}
+		if c, err := e.fsm.Call(run, call); err == nil && c != nil && c.Type != fsm.CallHTTP {
+			return false
+		}
+		e.mu.Lock()
+		e.fair.overflowed(o, due)
+		e.mu.Unlock()
+		return true
+	}
+}
+
+// pick takes out of the buffer the calls to start now, at most one per
+// free slot: due timers first, then one app call per function in turn,
+// passing over functions and apps that hold their share. It marks them in
+// flight. claim lists the calls to claim (and timers to fire), send the
+// calls still leased to us.
+func (e *Executor) pick(now int64) (claim, send []fsm.Call) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	f := &e.fair
+	free := e.freeLocked()
+	// take marks a call in flight, unless it still is (a call answered a
+	// moment ago whose run queued the next under the same id): that one
+	// waits in the queue until the slot is released.
+	take := func(c fsm.Call, s slot) bool {
+		k := callKey(c.RunID, c.ID)
+		if _, busy := e.inflight[k]; busy {
+			e.low = min(e.low, c.Due)
+			return false
+		}
+		e.occupyLocked(k, s)
+		free--
+		return true
+	}
+	for free > 0 && len(f.timers) > 0 {
+		if c := f.popTimer(); take(c, slot{}) {
+			e.claiming[callKey(c.RunID, c.ID)] = true
+			claim = append(claim, c)
+		}
+	}
+	for progress := true; progress && free > 0 && len(f.ring) > 0; {
+		progress = false
+		for i := 0; i < len(f.ring) && free > 0; i++ {
+			idx := f.turn % len(f.ring)
+			if f.full(f.lists[f.ring[idx]][0].o) {
+				f.turn = idx + 1
+				continue
+			}
+			rc := f.pop(idx)
+			progress = true
+			if !take(rc.c, slot{o: rc.o, shared: true}) {
+				continue
+			}
+			if rc.leased && now < rc.c.Due {
+				send = append(send, rc.c)
+			} else {
+				e.claiming[callKey(rc.c.RunID, rc.c.ID)] = true
+				claim = append(claim, rc.c)
+			}
+		}
+	}
+	if low := f.refills(); low != none {
+		e.low = min(e.low, low)
+		e.Wake()
+	}
+	mBuffered.Set(float64(len(f.queued)))
+	return claim, send
+}
+
+// sendLeased starts the calls in the buffer that are leased to us whatever
+// the shares: the node is draining or its term ended, and nobody else may
+// send them before their lease ends. With clear, it also empties the
+// buffer (the calls in it are still queued).
+func (e *Executor) sendLeased(clear bool) {
+	now := time.Now().UnixMilli()
+	e.mu.Lock()
+	var send []fsm.Call
+	for _, rc := range e.fair.takeLeased() {
+		k := callKey(rc.c.RunID, rc.c.ID)
+		if _, busy := e.inflight[k]; busy || rc.c.Due <= now {
+			continue // a lease that ended: any leader claims the call again
+		}
+		e.occupyLocked(k, slot{o: rc.o, shared: true})
+		send = append(send, rc.c)
+	}
+	if clear {
+		e.fair.clear()
+	}
+	mBuffered.Set(float64(len(e.fair.queued)))
+	e.mu.Unlock()
+	for _, c := range send {
+		e.start(c)
+	}
+}
+
+// ownerOf returns the function and app of a run (cached; empty if the run
+// is gone, and such a call is refused anyway).
+func (e *Executor) ownerOf(run string) owner {
+	e.mu.Lock()
+	o, ok := e.fair.owners[run]
+	e.mu.Unlock()
+	if ok {
+		return o
+	}
+	r, err := e.fsm.Run(run)
+	if err != nil || r == nil {
+		return owner{}
+	}
+	o = owner{fn: r.FnID, app: r.AppID}
+	e.mu.Lock()
+	if len(e.fair.owners) >= ownerCacheMax {
+		clear(e.fair.owners)
+	}
+	e.fair.owners[run] = o
+	e.mu.Unlock()
+	return o
+}
 
 // owner is what an app call counts against: its run's function and app.
 type owner struct{ fn, app string }

@@ -20,7 +20,7 @@ func queue(e *Executor, fn, app string, n int) {
 	for i := range n {
 		run := fmt.Sprintf("%s-run%d", fn, i)
 		e.fair.owners[run] = owner{fn: fn, app: app}
-		e.buffer([]fsm.Call{{RunID: run, ID: "step", Type: fsm.CallHTTP}}, false)
+		e.buffer([]fsm.Call{{RunID: run, ID: "step", Type: fsm.CallHTTP}})
 	}
 }
 
@@ -61,7 +61,7 @@ func TestPickServesFunctionsInTurnWithinShares(t *testing.T) {
 func TestPickFiresTimersWhateverTheShares(t *testing.T) {
 	e := fairExec(t, 4, 1, 1)
 	queue(e, "a", "x", 3)
-	e.buffer([]fsm.Call{{RunID: "a-run1", ID: "nap", Type: fsm.CallSleep}, {RunID: "a-run2", ID: "nap", Type: fsm.CallSleep}}, false)
+	e.buffer([]fsm.Call{{RunID: "a-run1", ID: "nap", Type: fsm.CallSleep}, {RunID: "a-run2", ID: "nap", Type: fsm.CallSleep}})
 	claim, _ := e.pick(0)
 	var timers, calls int
 	for _, c := range claim {
