@@ -17,6 +17,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/cairn-dev/cairn/internal/signing"
 )
 
 const (
@@ -40,6 +42,7 @@ type FairResult struct {
 // hangApp answers every call only when released (or after hang).
 type hangApp struct {
 	url     string
+	keys    *prodKeys // production mode: answers are signed
 	hang    time.Duration
 	release chan struct{}
 	once    sync.Once
@@ -66,7 +69,11 @@ func (a *hangApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.first = time.Now()
 	}
 	a.mu.Unlock()
-	writeSDK(w, http.StatusOK, []byte(`"released"`))
+	body := []byte(`"released"`)
+	if a.keys != nil {
+		w.Header().Set(signing.Header, a.keys.key.Sign(body, time.Now()))
+	}
+	writeSDK(w, http.StatusOK, body)
 }
 
 func (a *hangApp) add(d int) {
@@ -84,12 +91,12 @@ func (a *hangApp) counts() (held, most int) {
 
 func (a *hangApp) releaseAll() { a.once.Do(func() { close(a.release) }) }
 
-func startHangApp(hang time.Duration) (*hangApp, func(), error) {
+func startHangApp(hang time.Duration, keys *prodKeys) (*hangApp, func(), error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, nil, err
 	}
-	a := &hangApp{url: fmt.Sprintf("http://%s/api/inngest", ln.Addr()), hang: hang, release: make(chan struct{})}
+	a := &hangApp{url: fmt.Sprintf("http://%s/api/inngest", ln.Addr()), keys: keys, hang: hang, release: make(chan struct{})}
 	srv := &http.Server{Handler: a, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	return a, func() {
@@ -120,7 +127,7 @@ func postHangEvents(ctx context.Context, c *cairnNode, n int) ([]string, error) 
 	for len(ids) < n {
 		k := min(hangBatch, n-len(ids))
 		body := "[" + strings.TrimSuffix(strings.Repeat(`{"name":"`+hangEvent+`","data":{}},`, k), ",") + "]"
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url+"/e/bench", bytes.NewReader([]byte(body)))
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.eventURL(), bytes.NewReader([]byte(body)))
 		if err != nil {
 			return ids, err
 		}
@@ -143,7 +150,7 @@ func runFair(ctx context.Context, e *env) *Result {
 	fail := func(err error) *Result {
 		return &Result{App: e.app, Scenario: "fair", Fair: fr, Error: err.Error()}
 	}
-	app, stop, err := startHangApp(o.fairHang)
+	app, stop, err := startHangApp(o.fairHang, e.keys)
 	if err != nil {
 		return fail(err)
 	}

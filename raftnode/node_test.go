@@ -32,11 +32,16 @@ type testNode struct {
 
 func openNode(t *testing.T, dir, id, addr string, peers []raft.Server) *testNode {
 	t.Helper()
-	f, err := fsm.Open(filepath.Join(dir, "fsm"), fsm.Options{})
+	return openNodeWith(t, Config{NodeID: id, RaftAddr: addr, DataDir: dir, Bootstrap: true, Peers: peers})
+}
+
+func openNodeWith(t *testing.T, cfg Config) *testNode {
+	t.Helper()
+	f, err := fsm.Open(filepath.Join(cfg.DataDir, "fsm"), fsm.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := Open(Config{NodeID: id, RaftAddr: addr, DataDir: dir, Bootstrap: true, Peers: peers}, f)
+	n, err := Open(cfg, f)
 	if err != nil {
 		t.Fatal(err)
 	}

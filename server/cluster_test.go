@@ -96,7 +96,7 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 
 func post(url string, body any) (int, []byte) {
 	b, _ := json.Marshal(body)
-	resp, err := http.Post(url, "application/json", bytes.NewReader(b))
+	resp, err := testClient.Post(url, "application/json", bytes.NewReader(b))
 	if err != nil {
 		return 0, []byte(err.Error())
 	}
@@ -106,7 +106,7 @@ func post(url string, body any) (int, []byte) {
 }
 
 func get(url string, out any) int {
-	resp, err := http.Get(url)
+	resp, err := testClient.Get(url)
 	if err != nil {
 		return 0
 	}

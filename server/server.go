@@ -4,12 +4,9 @@
 package server
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -21,6 +18,8 @@ import (
 	"github.com/cairn-dev/cairn/api"
 	"github.com/cairn-dev/cairn/executor"
 	"github.com/cairn-dev/cairn/fsm"
+	"github.com/cairn-dev/cairn/internal/certs"
+	"github.com/cairn-dev/cairn/internal/clusterauth"
 	"github.com/cairn-dev/cairn/internal/hostpolicy"
 	"github.com/cairn-dev/cairn/internal/signing"
 	"github.com/cairn-dev/cairn/raftnode"
@@ -72,6 +71,14 @@ type Config struct {
 	// FullScanEvery overrides the executor's safety-net read of the whole
 	// queue (tests turn it off to catch a missed due-time hint).
 	FullScanEvery time.Duration
+	// ClusterSecret authenticates node-to-node HTTP (joins, forwarded
+	// answers); every node of a cluster has the same one. Empty: node routes
+	// are open, as in dev mode.
+	ClusterSecret string
+	// TLSCert, TLSKey and TLSCA (PEM files, all three or none) turn on TLS:
+	// mutual TLS for Raft and node-to-node HTTP, and HTTPS for clients on
+	// the HTTP listener.
+	TLSCert, TLSKey, TLSCA string
 	// HTTP bounds how long the public listener waits for clients (zero
 	// fields: the defaults below).
 	HTTP HTTPLimits
@@ -124,7 +131,9 @@ type Server struct {
 	Node   *raftnode.Node
 	Exec   *executor.Executor
 	Syncer *api.Syncer
+	API    *api.Server
 	http   *http.Server
+	https  bool // the HTTP listener serves TLS
 	ln     net.Listener
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -140,6 +149,15 @@ func Start(cfg Config) (*Server, error) {
 	if cfg.SyncInterval <= 0 {
 		cfg.SyncInterval = 5 * time.Second
 	}
+	tlsID, err := loadTLS(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.ClusterSecret != "" {
+		if err := clusterauth.CheckSecret(cfg.ClusterSecret); err != nil {
+			return nil, err
+		}
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -151,6 +169,7 @@ func Start(cfg Config) (*Server, error) {
 		NodeID: cfg.NodeID, RaftAddr: cfg.RaftAddr, Advertise: cfg.RaftAdvertise, DataDir: cfg.DataDir,
 		Bootstrap: cfg.Bootstrap, Peers: cfg.Peers, Logger: cfg.Logger, Solo: cfg.ServerKind == "dev",
 		SnapshotThreshold: cfg.SnapshotThreshold, TrailingLogs: cfg.TrailingLogs, ElectionTimeout: cfg.ElectionTimeout,
+		TLS: tlsID,
 	}, f)
 	if err != nil {
 		f.Close()
@@ -170,7 +189,8 @@ func Start(cfg Config) (*Server, error) {
 		AppHosts: cfg.AppHosts, Logger: cfg.Logger})
 	listenHost, _, _ := net.SplitHostPort(cfg.HTTPAddr)
 	handler = api.New(api.Config{ServerKind: cfg.ServerKind, Logger: cfg.Logger, ListenHost: listenHost,
-		Keys: cfg.Keys, EventKeys: cfg.EventKeys, AppHosts: cfg.AppHosts}, node, f, exec, syncer)
+		Keys: cfg.Keys, EventKeys: cfg.EventKeys, AppHosts: cfg.AppHosts,
+		ClusterSecret: cfg.ClusterSecret, TLS: tlsID}, node, f, exec, syncer)
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
@@ -180,17 +200,22 @@ func Start(cfg Config) (*Server, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	lim := cfg.HTTP.withDefaults()
-	s := &Server{cfg: cfg, FSM: f, Node: node, Exec: exec, Syncer: syncer, ln: ln, cancel: cancel,
+	s := &Server{cfg: cfg, FSM: f, Node: node, Exec: exec, Syncer: syncer, API: handler, ln: ln, cancel: cancel,
 		log: cfg.Logger, http: &http.Server{Handler: handler.Handler(), ReadHeaderTimeout: lim.ReadHeaderTimeout,
 			ReadTimeout: lim.ReadTimeout, WriteTimeout: lim.WriteTimeout, IdleTimeout: lim.IdleTimeout,
 			MaxHeaderBytes: lim.MaxHeaderBytes}}
+	if tlsID != nil {
+		// Clients need no certificate; peers present theirs, which node
+		// routes check (api's nodesOnly).
+		s.http.TLSConfig, s.https = tlsID.SharedListener(), true
+	}
 	if s.cfg.HTTPAdvertise == "" {
 		s.cfg.HTTPAdvertise = s.Addr()
 	}
 	s.wg.Add(4)
 	go func() {
 		defer s.wg.Done()
-		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("http server", "err", err)
 		}
 	}()
@@ -220,7 +245,29 @@ func Start(cfg Config) (*Server, error) {
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
 // URL is the base URL of the HTTP API.
-func (s *Server) URL() string { return "http://" + s.Addr() }
+func (s *Server) URL() string {
+	if s.https {
+		return "https://" + s.Addr()
+	}
+	return "http://" + s.Addr()
+}
+
+// loadTLS reads the node's certificates, if it has any.
+func loadTLS(cfg Config) (*certs.Identity, error) {
+	if cfg.TLSCert == "" && cfg.TLSKey == "" && cfg.TLSCA == "" {
+		return nil, nil
+	}
+	return certs.Load(cfg.TLSCert, cfg.TLSKey, cfg.TLSCA)
+}
+
+// serve runs the HTTP listener: HTTPS only when the node has a certificate.
+// (net/http fills in TLSConfig itself for HTTP/2, so it cannot tell.)
+func (s *Server) serve() error {
+	if !s.https {
+		return s.http.Serve(s.ln)
+	}
+	return s.http.ServeTLS(s.ln, "", "")
+}
 
 // WaitReady waits until the cluster has a leader.
 func (s *Server) WaitReady(ctx context.Context) error { return s.Node.WaitLeader(ctx) }
@@ -274,19 +321,12 @@ func (s *Server) announce(ctx context.Context) {
 // join asks a member (any node: it forwards to the leader) to add this node,
 // retrying until it succeeds or the server stops.
 func (s *Server) join(ctx context.Context) {
-	body, _ := json.Marshal(map[string]string{"id": s.cfg.NodeID, "raft_addr": s.Node.RaftAddr(), "http_addr": s.cfg.HTTPAdvertise})
+	me := api.JoinRequest{ID: s.cfg.NodeID, RaftAddr: s.Node.RaftAddr(), HTTPAddr: s.cfg.HTTPAdvertise}
 	for attempt := 0; ; attempt++ {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+s.cfg.Join+"/v1/cluster/join", bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
+		err := s.API.Join(ctx, s.cfg.Join, me)
 		if err == nil {
-			msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				s.log.Info("joined the cluster", "via", s.cfg.Join)
-				return
-			}
-			err = fmt.Errorf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(msg))
+			s.log.Info("joined the cluster", "via", s.cfg.Join)
+			return
 		}
 		if attempt%10 == 0 {
 			s.log.Warn("joining the cluster", "via", s.cfg.Join, "err", err)

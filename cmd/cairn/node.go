@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -57,6 +59,33 @@ func envDuration(name string, def time.Duration) time.Duration {
 	return def
 }
 
+// Environment variables that "cairn start" and the client commands share.
+const (
+	envTLSCert       = "CAIRN_TLS_CERT"
+	envTLSKey        = "CAIRN_TLS_KEY"
+	envTLSCA         = "CAIRN_TLS_CA"
+	envClusterSecret = "CAIRN_CLUSTER_SECRET"
+)
+
+// clusterSecret decides a node's cluster secret. A node that joins a
+// cluster or is bootstrapped with peers needs the cluster's. A lone node
+// needs none: it gets a random one that nobody knows, so no node can join
+// it or send it answers (restart it with the cluster's secret to grow it).
+func clusterSecret(given string, clustered bool) (string, error) {
+	if given != "" {
+		return given, nil
+	}
+	if clustered {
+		return "", errors.New("--cluster-secret (or " + envClusterSecret + ") is required with --join or --peers: " +
+			"give every node of the cluster the same one, e.g. from openssl rand -hex 32")
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
+}
+
 // runNode implements "cairn dev" and "cairn start".
 func runNode(cmd string, args []string) error {
 	dev := cmd == "dev"
@@ -86,7 +115,7 @@ func runNode(cmd string, args []string) error {
 	)
 	fs.Var(&urls, "u", "app URL to sync, e.g. http://localhost:3000/api/inngest; repeatable (env CAIRN_APP_URLS, comma separated)")
 	fs.Var(&appHosts, "allow-app-hosts", "hosts, IPs and CIDRs apps may live on (app URLs and every call are checked; default: anywhere); repeatable, comma separated (env CAIRN_ALLOW_APP_HOSTS)")
-	var join, advertise, raftAdvertise *string
+	var join, advertise, raftAdvertise, tlsCert, tlsKey, tlsCA, secret *string
 	var electionTO *time.Duration
 	var signingKey, signingFallback *string
 	var insecure *bool
@@ -101,6 +130,10 @@ func runNode(cmd string, args []string) error {
 		join = fs.String("join", env("CAIRN_JOIN", ""), "HTTP address of any member to join (env CAIRN_JOIN)")
 		raftAdvertise = fs.String("raft-advertise", env("CAIRN_RAFT_ADVERTISE", ""), "Raft address other nodes dial (default: --raft-addr), when they reach this node through NAT or a proxy (env CAIRN_RAFT_ADVERTISE)")
 		advertise = fs.String("http-advertise", env("CAIRN_HTTP_ADVERTISE", ""), "HTTP address other nodes forward requests to (default: host:port) (env CAIRN_HTTP_ADVERTISE)")
+		tlsCert = fs.String("tls-cert", env(envTLSCert, ""), "this node's certificate (PEM; see cairn certs): mutual TLS for Raft and HTTP between nodes, and HTTPS for clients; needs --tls-key and --tls-ca (env "+envTLSCert+")")
+		tlsKey = fs.String("tls-key", env(envTLSKey, ""), "the key of --tls-cert (PEM) (env "+envTLSKey+")")
+		tlsCA = fs.String("tls-ca", env(envTLSCA, ""), "the cluster CA (PEM): peers must present a certificate it signed (env "+envTLSCA+")")
+		secret = fs.String("cluster-secret", env(envClusterSecret, ""), "secret shared by the nodes of a cluster, proving joins and forwarded answers are theirs; at least 16 characters; required with --join or --peers. Prefer the environment variable: flags show in ps (env "+envClusterSecret+")")
 	}
 	fs.Usage = func() {
 		if dev {
@@ -175,6 +208,13 @@ func runNode(cmd string, args []string) error {
 			return fmt.Errorf("--election-timeout %s is too short: use at least 50ms", *electionTO)
 		}
 		cfg.Join, cfg.HTTPAdvertise, cfg.RaftAdvertise, cfg.ElectionTimeout = *join, *advertise, *raftAdvertise, *electionTO
+		cfg.TLSCert, cfg.TLSKey, cfg.TLSCA = *tlsCert, *tlsKey, *tlsCA
+		// --insecure opens the node routes too, unless a secret is given.
+		if !*insecure || *secret != "" {
+			if cfg.ClusterSecret, err = clusterSecret(*secret, *join != "" || len(peers) > 0); err != nil {
+				return err
+			}
+		}
 	}
 	for _, p := range peers {
 		id, addr, ok := strings.Cut(p, "=")
@@ -187,7 +227,11 @@ func runNode(cmd string, args []string) error {
 	if err != nil {
 		return err
 	}
-	logger.Info("cairn listening", "mode", cmd, "http", srv.URL(), "raft", cfg.RaftAddr, "data_dir", cfg.DataDir, "apps", []string(urls))
+	logger.Info("cairn listening", "mode", cmd, "http", srv.URL(), "raft", cfg.RaftAddr, "data_dir", cfg.DataDir, "apps", []string(urls),
+		"tls", cfg.TLSCert != "")
+	if !dev && *secret == "" {
+		logger.Info("no --cluster-secret: this node runs alone, and no node can join it")
+	}
 	if dev {
 		fmt.Fprintf(os.Stderr, "\n  Cairn dev server: %s\n  Point your app at it: INNGEST_DEV=1 INNGEST_BASE_URL=%s\n\n", srv.URL(), srv.URL())
 	}
