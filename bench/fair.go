@@ -176,9 +176,12 @@ func runFair(ctx context.Context, e *env) *Result {
 	logf("%s: fair: %d calls of %s held; steady %g events/s for %s to %s", e.app, last, hangFnID, o.fairRate, o.fairDuration, goFnID)
 	startedAt := time.Now()
 	res := runSteady(ctx, e, o.fairRate, o.fairDuration)
+	heldUntil := time.Now() // the release, or a hang that ran out before it
 	app.releaseAll()
 	app.mu.Lock()
-	heldUntil := app.first // the release, or a hang that ran out before it
+	if !app.first.IsZero() && app.first.Before(heldUntil) {
+		heldUntil = app.first
+	}
 	app.mu.Unlock()
 	res.Scenario, res.Fair = "fair", fr
 	res.Offered = fmt.Sprintf("%g events/s for %s while %d calls hang", o.fairRate, o.fairDuration, fr.HeldAtStart)
