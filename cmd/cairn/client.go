@@ -94,6 +94,9 @@ func call(method, u string, body any, out any) error {
 			Code  string `json:"code"`
 		}
 		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
+			if resp.StatusCode == http.StatusUnauthorized && clientKey == "" {
+				e.Error += "; pass the server's signing key with --signing-key or CAIRN_SIGNING_KEY"
+			}
 			return fmt.Errorf("%s (%s, HTTP %d)", e.Error, e.Code, resp.StatusCode)
 		}
 		return fmt.Errorf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(raw))
