@@ -277,6 +277,7 @@ func (n *cairnNode) waitApp(ctx context.Context, appID string, max time.Duration
 // runView is the part of Cairn's run JSON the bench reads.
 type runView struct {
 	ID        string          `json:"id"`
+	Function  string          `json:"function_id"`
 	Status    string          `json:"status"`
 	EventIDs  []string        `json:"event_ids"`
 	CreatedAt int64           `json:"created_at"`

@@ -58,6 +58,12 @@ type options struct {
 	flowKeys   int
 	flowBatch  int
 	flowPasses []string
+
+	// fair scenario
+	fairHangN    int
+	fairHang     time.Duration
+	fairRate     float64
+	fairDuration time.Duration
 }
 
 func parseFlags() (*options, error) {
@@ -68,7 +74,7 @@ func parseFlags() (*options, error) {
 	flag.IntVar(&o.senders, "senders", 4, "burst: concurrent event senders")
 	flag.Float64Var(&o.rate, "rate", 5, "steady: events per second")
 	flag.DurationVar(&o.duration, "duration", 0, "steady: how long to send (default 10s for go, 20s for ts)")
-	flag.StringVar(&scen, "scenarios", "burst,steady", "scenarios to run, comma separated: burst, steady, sleep, flow (sleep and flow: Go app only)")
+	flag.StringVar(&scen, "scenarios", "burst,steady", "scenarios to run, comma separated: burst, steady, sleep, flow, fair (sleep, flow and fair: Go app only)")
 	flag.DurationVar(&o.timeout, "timeout", 5*time.Minute, "overall time limit; everything is stopped when it runs out\n"+
 		"(with -scenarios sleep the default grows with -sleepers and -sleep-lead; with flow, by 7ms per event per pass)")
 	flag.StringVar(&o.jsonPath, "json", "", "also write the report as JSON to this file")
@@ -93,6 +99,10 @@ func parseFlags() (*options, error) {
 	flag.IntVar(&o.flowN, "flow-n", 10000, "flow: events per pass (the keyed pass uses this many distinct concurrency keys)")
 	flag.IntVar(&o.flowKeys, "flow-keys", 10, "flow: distinct keys in the contention pass (limit 1 per key)")
 	flag.IntVar(&o.flowBatch, "flow-batch", 500, "flow: events per POST /e")
+	flag.IntVar(&o.fairHangN, "fair-hang-n", 300, "fair: events to the function whose calls hang")
+	flag.DurationVar(&o.fairHang, "fair-hang", 30*time.Second, "fair: how long a hanging call waits at most (the scenario releases them once measured)")
+	flag.Float64Var(&o.fairRate, "fair-rate", 10, "fair: events per second to the unrelated function while the others hang")
+	flag.DurationVar(&o.fairDuration, "fair-duration", 5*time.Second, "fair: how long to send them")
 	var flowPasses string
 	flag.StringVar(&flowPasses, "flow-passes", "none,conc,conc,none,conc-few", "flow: passes to run, in order (repeats allowed): none, conc (-flow-n keys), conc-few (-flow-keys keys);\n"+
 		"CPU per step vs none divides by the mean of the none passes")
@@ -115,10 +125,10 @@ func parseFlags() (*options, error) {
 		s = strings.TrimSpace(s)
 		switch s {
 		case "":
-		case "burst", "steady", "sleep", "flow":
+		case "burst", "steady", "sleep", "flow", "fair":
 			o.scenarios = append(o.scenarios, s)
 		default:
-			return nil, fmt.Errorf("unknown scenario %q (want burst, steady, sleep or flow)", s)
+			return nil, fmt.Errorf("unknown scenario %q (want burst, steady, sleep, flow or fair)", s)
 		}
 	}
 	if len(o.scenarios) == 0 {
@@ -150,6 +160,14 @@ func parseFlags() (*options, error) {
 		}
 		if !timeoutSet {
 			o.timeout += flowTimeout(o)
+		}
+	}
+	if slices.Contains(o.scenarios, "fair") {
+		if o.app == "ts" {
+			return nil, errors.New("the fair scenario needs the Go app: -app go")
+		}
+		if o.fairHangN < 1 || o.fairHang <= 0 || o.fairRate <= 0 || o.fairDuration <= 0 {
+			return nil, errors.New("-fair-hang-n must be >= 1, -fair-hang, -fair-rate and -fair-duration > 0")
 		}
 	}
 	if slices.Contains(o.scenarios, "sleep") {
@@ -331,7 +349,7 @@ func runGoMode(ctx context.Context, o *options, bin, dir string, keys *prodKeys)
 	if d == 0 {
 		d = 10 * time.Second
 	}
-	e := &env{app: "go", cairn: c, hops: app.hops, sleeper: app.sleeper, flow: app.flow, opts: o}
+	e := &env{app: "go", cairn: c, hops: app.hops, sleeper: app.sleeper, flow: app.flow, keys: keys, opts: o}
 	if keys != nil {
 		e.crypto = &app.crypto
 	}
@@ -462,6 +480,12 @@ func runScenarios(ctx context.Context, e *env, n int, d time.Duration) ([]*Resul
 				continue
 			}
 			r = runSleep(ctx, e)
+		case "fair":
+			if e.app != "go" {
+				logf("%s: the fair scenario needs the Go app; skipped", e.app)
+				continue
+			}
+			r = runFair(ctx, e)
 		}
 		if sr := r.Sleep; sr != nil && sr.MeasureOnly {
 			logf("%s: sleep: %d registered in time, RSS while all sleep %.0f MiB%s",

@@ -79,6 +79,7 @@ type Result struct {
 
 	Sleep *SleepResult `json:"sleep,omitempty"` // the sleep scenario's own figures
 	Flow  *FlowResult  `json:"flow,omitempty"`  // the flow scenario's own figures
+	Fair  *FairResult  `json:"fair,omitempty"`  // the fair scenario's own figures (the rest is the unrelated function's)
 
 	Polls         int      `json:"status_polls"`
 	CairnWarnings int      `json:"cairn_log_warnings"`
@@ -215,6 +216,12 @@ func printReport(w io.Writer, rep *Report) {
 	if len(flows) > 0 {
 		fmt.Fprintln(w, "\nflow: passes run back to back in one cairn process; progress is followed from the app (no polling of Cairn during a pass);")
 		fmt.Fprintln(w, "in flight = a call's stay in the app, arrival → just before its answer; two of one key at once (overlap) is a bug under limit 1.")
+	}
+	for _, r := range rs {
+		if f := r.Fair; f != nil {
+			fmt.Fprintf(w, "\nfair: %d calls of %s hung (at most %d at once, of %d events); %s: event→completion p50 %s ms, p99 %s ms; %d of %d runs completed before any hanging call was answered\n",
+				f.HeldAtStart, hangFnID, f.MostHeld, f.HangEvents, goFnID, num(r.LatencyMs.P50), num(r.LatencyMs.P99), f.DoneWhileHeld, r.Completed)
+		}
 	}
 	if len(rs) > 0 {
 		fmt.Fprintln(w, "\nlatency = run ended_at − created_at (Cairn's ms stamps); hop = app answered a 206 → next call for that run arrived;")

@@ -30,6 +30,7 @@ type env struct {
 	sleeper *sleeper     // Go app only
 	flow    *flowTracker // Go app only
 	crypto  *cryptoMeter // Go app in production mode only
+	keys    *prodKeys    // production mode: the node's keys
 	opts    *options
 }
 

@@ -49,7 +49,10 @@ type Config struct {
 	SyncInterval time.Duration // re-ping unsynced apps this often
 	CallTimeout  time.Duration
 	MaxInflight  int
-	Logger       *slog.Logger
+	// MaxInflightPerFunction and MaxInflightPerApp are the fair shares of
+	// MaxInflight (0: half and three quarters of it).
+	MaxInflightPerFunction, MaxInflightPerApp int
+	Logger                                    *slog.Logger
 	// CronClock and CronTick let tests drive cron schedules (default:
 	// time.Now, checked every second).
 	CronClock func() time.Time
@@ -76,6 +79,49 @@ type Config struct {
 	// mutual TLS for Raft and node-to-node HTTP, and HTTPS for clients on
 	// the HTTP listener.
 	TLSCert, TLSKey, TLSCA string
+	// HTTP bounds how long the public listener waits for clients (zero
+	// fields: the defaults below).
+	HTTP HTTPLimits
+}
+
+// HTTPLimits bound what a client may hold of the HTTP server: a client
+// that sends its request a byte at a time, or keeps idle connections, is
+// cut off instead of holding a connection forever.
+type HTTPLimits struct {
+	ReadHeaderTimeout time.Duration // the request line and headers
+	ReadTimeout       time.Duration // the whole request, body included
+	WriteTimeout      time.Duration // from the end of the headers to the end of the answer
+	IdleTimeout       time.Duration // a kept-alive connection between requests
+	MaxHeaderBytes    int
+}
+
+// DefaultHTTPLimits fill the zero fields of Config.HTTP. Bodies may be
+// 10 MiB: the read timeout leaves a slow link (about 1 Mbit/s) time for
+// one. No route answers slowly on purpose (no long polls yet), but answers
+// wait for a commit, so writes get minutes too.
+var DefaultHTTPLimits = HTTPLimits{
+	ReadHeaderTimeout: 10 * time.Second,
+	ReadTimeout:       2 * time.Minute,
+	WriteTimeout:      5 * time.Minute,
+	IdleTimeout:       2 * time.Minute,
+	MaxHeaderBytes:    64 << 10,
+}
+
+// withDefaults fills the zero fields.
+func (l HTTPLimits) withDefaults() HTTPLimits {
+	d := DefaultHTTPLimits
+	for _, f := range []struct{ v, def *time.Duration }{
+		{&l.ReadHeaderTimeout, &d.ReadHeaderTimeout}, {&l.ReadTimeout, &d.ReadTimeout},
+		{&l.WriteTimeout, &d.WriteTimeout}, {&l.IdleTimeout, &d.IdleTimeout},
+	} {
+		if *f.v <= 0 {
+			*f.v = *f.def
+		}
+	}
+	if l.MaxHeaderBytes <= 0 {
+		l.MaxHeaderBytes = d.MaxHeaderBytes
+	}
+	return l
 }
 
 // Server is a running node.
@@ -132,7 +178,8 @@ func Start(cfg Config) (*Server, error) {
 	var handler *api.Server // set below; the executor forwards answers through it
 	exec := executor.New(executor.Config{NodeID: cfg.NodeID, CallTimeout: cfg.CallTimeout,
 		ServerKind: cfg.ServerKind, Keys: cfg.Keys, AppHosts: cfg.AppHosts,
-		MaxInflight: cfg.MaxInflight, Logger: cfg.Logger, Clock: cfg.CronClock, CronTick: cfg.CronTick, FullScanEvery: cfg.FullScanEvery,
+		MaxInflight: cfg.MaxInflight, MaxInflightPerFunction: cfg.MaxInflightPerFunction, MaxInflightPerApp: cfg.MaxInflightPerApp,
+		Logger: cfg.Logger, Clock: cfg.CronClock, CronTick: cfg.CronTick, FullScanEvery: cfg.FullScanEvery,
 		Forward: func(ctx context.Context, rec *fsm.CallFinished) (fsm.Result, error) {
 			return handler.ForwardAnswer(ctx, rec)
 		},
@@ -152,8 +199,11 @@ func Start(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	lim := cfg.HTTP.withDefaults()
 	s := &Server{cfg: cfg, FSM: f, Node: node, Exec: exec, Syncer: syncer, API: handler, ln: ln, cancel: cancel,
-		log: cfg.Logger, http: &http.Server{Handler: handler.Handler(), ReadHeaderTimeout: 10 * time.Second}}
+		log: cfg.Logger, http: &http.Server{Handler: handler.Handler(), ReadHeaderTimeout: lim.ReadHeaderTimeout,
+			ReadTimeout: lim.ReadTimeout, WriteTimeout: lim.WriteTimeout, IdleTimeout: lim.IdleTimeout,
+			MaxHeaderBytes: lim.MaxHeaderBytes}}
 	if tlsID != nil {
 		// Clients need no certificate; peers present theirs, which node
 		// routes check (api's nodesOnly).

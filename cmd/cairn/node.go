@@ -104,6 +104,11 @@ func runNode(cmd string, args []string) error {
 		bootstrap = fs.Bool("bootstrap", env("CAIRN_BOOTSTRAP", "") == "true", "start a new cluster with this node (and --peers) as voters (env CAIRN_BOOTSTRAP=true)")
 		callTO    = fs.Duration("call-timeout", envDuration("CAIRN_CALL_TIMEOUT", 2*time.Minute), "timeout of one call to an app (env CAIRN_CALL_TIMEOUT)")
 		inflight  = fs.Int("max-inflight", envInt("CAIRN_MAX_INFLIGHT", 256), "most app calls in flight at once (env CAIRN_MAX_INFLIGHT)")
+		perFn     = fs.Int("max-inflight-per-function", envInt("CAIRN_MAX_INFLIGHT_PER_FUNCTION", 0), "most app calls in flight at once for one function; 0: half of --max-inflight (env CAIRN_MAX_INFLIGHT_PER_FUNCTION)")
+		perApp    = fs.Int("max-inflight-per-app", envInt("CAIRN_MAX_INFLIGHT_PER_APP", 0), "most app calls in flight at once for one app; 0: three quarters of --max-inflight (env CAIRN_MAX_INFLIGHT_PER_APP)")
+		readTO    = fs.Duration("http-read-timeout", envDuration("CAIRN_HTTP_READ_TIMEOUT", server.DefaultHTTPLimits.ReadTimeout), "longest a client may take to send a whole request, body included (env CAIRN_HTTP_READ_TIMEOUT)")
+		writeTO   = fs.Duration("http-write-timeout", envDuration("CAIRN_HTTP_WRITE_TIMEOUT", server.DefaultHTTPLimits.WriteTimeout), "longest from a request's headers to the end of its answer (env CAIRN_HTTP_WRITE_TIMEOUT)")
+		idleTO    = fs.Duration("http-idle-timeout", envDuration("CAIRN_HTTP_IDLE_TIMEOUT", server.DefaultHTTPLimits.IdleTimeout), "how long an idle kept-alive connection stays open (env CAIRN_HTTP_IDLE_TIMEOUT)")
 		drainTO   = fs.Duration("drain-timeout", envDuration("CAIRN_DRAIN_TIMEOUT", 10*time.Second), "on shutdown, wait this long for app calls in flight to finish before stopping (env CAIRN_DRAIN_TIMEOUT)")
 		logLevel  = fs.String("log-level", env("CAIRN_LOG_LEVEL", "info"), "debug, info, warn or error (env CAIRN_LOG_LEVEL)")
 		logJSON   = fs.Bool("log-json", env("CAIRN_LOG_JSON", "") == "true", "log as JSON (env CAIRN_LOG_JSON=true)")
@@ -179,7 +184,12 @@ func runNode(cmd string, args []string) error {
 	cfg := server.Config{
 		NodeID: *nodeID, DataDir: *dataDir, HTTPAddr: *host + ":" + *port, RaftAddr: *raftAddr,
 		Bootstrap: *bootstrap || dev, ServerKind: "cloud", AppURLs: urls, CallTimeout: *callTO,
-		MaxInflight: *inflight, Logger: logger, DrainTimeout: *drainTO,
+		MaxInflight: *inflight, MaxInflightPerFunction: *perFn, MaxInflightPerApp: *perApp,
+		Logger: logger, DrainTimeout: *drainTO,
+		HTTP: server.HTTPLimits{ReadTimeout: *readTO, WriteTimeout: *writeTO, IdleTimeout: *idleTO},
+	}
+	if *perFn < 0 || *perApp < 0 || *inflight < 1 {
+		return errors.New("--max-inflight must be at least 1, --max-inflight-per-function and --max-inflight-per-app at least 0")
 	}
 	if *drainTO == 0 {
 		cfg.DrainTimeout = -1 // don't wait
