@@ -4,24 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/cairn-dev/cairn/fsm"
+	"github.com/cairn-dev/cairn/internal/testnet"
 	"github.com/hashicorp/raft"
 )
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return testnet.FreeAddr(t, "127.0.0.1")
 }
 
 type testNode struct {
