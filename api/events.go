@@ -149,6 +149,8 @@ func buildEvent(raw json.RawMessage, i int, now time.Time, seedMs uint64, seed [
 	}
 	if u := bytes.TrimSpace(in.User); len(u) == 0 || string(u) == "null" {
 		out.User = json.RawMessage("{}")
+	} else if u[0] != '{' {
+		return nil, errf(http.StatusBadRequest, "invalid_event", "event %d (%s): \"user\" must be an object", i, out.Name)
 	}
 	var idemKey string
 	if len(in.ID) > 0 && string(in.ID) != "null" {
