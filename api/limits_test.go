@@ -49,6 +49,7 @@ func TestInputLimits(t *testing.T) {
 		{"event name not UTF-8", "/e/k", "{\"name\":\"app/\xff\"}", 400, "invalid_event", "event 0 is not valid UTF-8 (byte 13"},
 		{"event data not UTF-8", "/e/k", "{\"name\":\"a\",\"data\":{\"k\":\"\xc3\x28\"}}", 400, "invalid_event", `event 0 "data" is not valid UTF-8`},
 		{"second event's user not UTF-8", "/e/k", "[{\"name\":\"a\"},{\"name\":\"a\",\"user\":{\"k\":\"\xed\xa0\x80\"}}]", 400, "invalid_event", `event 1 "user" is not valid UTF-8`},
+		{"event user a string", "/e/k", event(`,"user":"u1"`), 400, "invalid_event", `"user" must be an object`},
 		{"event ts negative", "/e/k", event(`,"ts":-1`), 400, "invalid_event", `"ts" is -1: must not be negative`},
 		{"event ts in µs", "/e/k", event(fmt.Sprintf(`,"ts":%d`, now*1000)), 400, "invalid_event", "more than a year ahead"},
 		{"event ts 1e300", "/e/k", event(`,"ts":1e300`), 400, "invalid_event", "more than a year ahead"},
