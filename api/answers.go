@@ -36,20 +36,9 @@ func (s *Server) postAnswers(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	recs, err := fsm.DecodeEntry(body)
+	recs, err := decodeAnswers(body)
 	if err != nil {
-		return errf(http.StatusBadRequest, "invalid_entry", "answers: %v", err)
-	}
-	if len(recs) == 0 {
-		return errf(http.StatusBadRequest, "invalid_entry", "answers: no records")
-	}
-	for i, r := range recs {
-		cf, ok := r.(*fsm.CallFinished)
-		if !ok {
-			return errf(http.StatusBadRequest, "invalid_entry", "answers: record %d is %T, only call answers are accepted", i, r)
-		}
-		// The sender runs no executor for this leader: lease nothing to it.
-		cf.Lease = nil
+		return err
 	}
 	results, err := s.propose(c, recs...)
 	if err != nil {
@@ -60,6 +49,27 @@ func (s *Server) postAnswers(c echo.Context) error {
 		out[i] = answerResult{Code: r.Code, Msg: r.Msg}
 	}
 	return c.JSON(http.StatusOK, out)
+}
+
+// decodeAnswers reads the body of postAnswers: an entry of CallFinished
+// records only, leasing nothing to the sender (it runs no executor for
+// this leader).
+func decodeAnswers(body []byte) ([]fsm.Record, error) {
+	recs, err := fsm.DecodeEntry(body)
+	if err != nil {
+		return nil, errf(http.StatusBadRequest, "invalid_entry", "answers: %v", err)
+	}
+	if len(recs) == 0 {
+		return nil, errf(http.StatusBadRequest, "invalid_entry", "answers: no records")
+	}
+	for i, r := range recs {
+		cf, ok := r.(*fsm.CallFinished)
+		if !ok {
+			return nil, errf(http.StatusBadRequest, "invalid_entry", "answers: record %d is %T, only call answers are accepted", i, r)
+		}
+		cf.Lease = nil
+	}
+	return recs, nil
 }
 
 // ForwardAnswer commits an app answer through the current leader, this node
