@@ -21,6 +21,10 @@ type txn struct {
 	fns    *fnCache
 	synced *bool // set once the batch syncs an app
 	at     int64 // the At of the record being applied
+	// parts holds, for the whole batch, the part count of every value read
+	// that is stored in parts, so that replacing or deleting it also drops
+	// its parts (Apply reads what it rewrites).
+	parts map[string]int
 }
 
 func (t *txn) getRaw(k []byte) []byte {
@@ -33,6 +37,26 @@ func (t *txn) getRaw(k []byte) []byte {
 	}
 	out := append([]byte(nil), v...)
 	closer.Close()
+	return t.whole(k, out)
+}
+
+// whole returns the value at k given what is stored there: the value
+// itself, or the header of its parts.
+func (t *txn) whole(k, v []byte) []byte {
+	size, n, ok := parseHeader(v)
+	if !ok {
+		return v
+	}
+	t.parts[string(k)] = n
+	it, err := t.b.NewIter(nil)
+	if err != nil {
+		panic(fmt.Sprintf("fsm: iter: %v", err))
+	}
+	defer it.Close()
+	out, err := joinParts(it, k, size, n)
+	if err != nil {
+		panic(err.Error())
+	}
 	return out
 }
 
@@ -50,18 +74,25 @@ func (t *txn) get(k []byte, v any) bool {
 
 func (t *txn) has(k []byte) bool { return t.getRaw(k) != nil }
 
-func (t *txn) put(k []byte, v any) { mustSet(t.b, k, v) }
+func (t *txn) put(k []byte, v any) {
+	raw, err := msgpack.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("fsm: encode %q: %v", k, err))
+	}
+	t.putRaw(k, raw)
+}
 
 func (t *txn) putRaw(k, v []byte) {
-	if err := t.b.Set(k, v, nil); err != nil {
-		panic(fmt.Sprintf("fsm: set %q: %v", k, err))
+	if n := setValue(t.b, k, v, t.parts[string(k)]); n > 0 {
+		t.parts[string(k)] = n
+	} else {
+		delete(t.parts, string(k))
 	}
 }
 
 func (t *txn) del(k []byte) {
-	if err := t.b.Delete(k, nil); err != nil {
-		panic(fmt.Sprintf("fsm: delete %q: %v", k, err))
-	}
+	deleteValue(t.b, k, t.parts[string(k)])
+	delete(t.parts, string(k))
 }
 
 // scan calls fn for each key with the given prefix, in key order, until fn
@@ -73,7 +104,7 @@ func (t *txn) scan(prefix []byte, fn func(k, v []byte) bool) {
 	}
 	defer it.Close()
 	for ok := it.First(); ok; ok = it.Next() {
-		if !fn(it.Key(), it.Value()) {
+		if !fn(it.Key(), t.whole(it.Key(), it.Value())) {
 			return
 		}
 	}

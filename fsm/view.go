@@ -25,7 +25,17 @@ func (f *FSM) getRaw(k []byte) ([]byte, error) {
 	}
 	out := append([]byte(nil), v...)
 	closer.Close()
-	return out, nil
+	if _, _, ok := parseHeader(out); !ok {
+		return out, nil
+	}
+	// Stored in parts: read the header again and the parts from one
+	// iterator, so that they come from the same state.
+	var whole []byte
+	err = f.scan(k, append(k[:len(k):len(k)], 0), false, func(_, v []byte) bool {
+		whole = append([]byte(nil), v...)
+		return false
+	})
+	return whole, err
 }
 
 func (f *FSM) get(k []byte, v any) (bool, error) {
@@ -36,7 +46,34 @@ func (f *FSM) get(k []byte, v any) (bool, error) {
 	return true, msgpack.Unmarshal(raw, v)
 }
 
+// scan calls fn with the keys in [lower, upper) and their values, whole
+// (see parts.go), until fn returns false.
 func (f *FSM) scan(lower, upper []byte, reverse bool, fn func(k, v []byte) bool) error {
+	var perr error
+	err := f.scanStored(lower, upper, reverse, func(it *pebble.Iterator) bool {
+		v := it.Value()
+		if size, n, ok := parseHeader(v); ok {
+			var parts *pebble.Iterator
+			if parts, perr = it.Clone(pebble.CloneOptions{}); perr != nil { // same state as it
+				return false
+			}
+			v, perr = joinParts(parts, it.Key(), size, n)
+			parts.Close()
+			if perr != nil {
+				return false
+			}
+		}
+		return fn(it.Key(), v)
+	})
+	if err == nil {
+		err = perr
+	}
+	return err
+}
+
+// scanStored calls fn at each key in [lower, upper) until it returns false;
+// values are as stored (a large one is the header of its parts).
+func (f *FSM) scanStored(lower, upper []byte, reverse bool, fn func(it *pebble.Iterator) bool) error {
 	it, err := f.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return err
@@ -47,7 +84,7 @@ func (f *FSM) scan(lower, upper []byte, reverse bool, fn func(k, v []byte) bool)
 		first, next = it.Last, it.Prev
 	}
 	for ok := first(); ok; ok = next() {
-		if !fn(it.Key(), it.Value()) {
+		if !fn(it) {
 			break
 		}
 	}
@@ -282,7 +319,8 @@ func (f *FSM) ClaimedBy(node string) ([]Call, error) {
 // records have the same digest.
 func (f *FSM) StateDigest() (string, error) {
 	h := sha256.New()
-	err := f.scan(nil, nil, false, func(k, v []byte) bool {
+	err := f.scanStored(nil, nil, false, func(it *pebble.Iterator) bool {
+		k, v := it.Key(), it.Value()
 		if string(k) == string(keyApplied) {
 			return true
 		}
