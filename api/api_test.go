@@ -29,13 +29,18 @@ func freeAddr(t *testing.T) string {
 	return addr
 }
 
-// startNode starts a single-node cluster and waits until it leads.
-func startNode(t *testing.T) *server.Server {
+// startNode starts a single-node cluster and waits until it leads. Options
+// adjust the config (e.g. production keys).
+func startNode(t *testing.T, opts ...func(*server.Config)) *server.Server {
 	t.Helper()
-	s, err := server.Start(server.Config{
+	cfg := server.Config{
 		NodeID: "n1", DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", RaftAddr: freeAddr(t),
 		Bootstrap: true, ServerKind: "dev", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	s, err := server.Start(cfg)
 	if err != nil {
 		t.Fatalf("start: %v", err)
 	}

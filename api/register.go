@@ -102,10 +102,26 @@ func (s *Server) register(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	rec.At = time.Now().UnixMilli()
+	if err := s.checkAppHosts(rec); err != nil {
+		return err
+	}
+	rec.At, rec.Owner, rec.Exclusive = time.Now().UnixMilli(), keyID(c), true
+	if ks := s.cfg.Keys; rec.Owner != "" && rec.Owner == ks.Primary.ID && !ks.Fallback.IsZero() {
+		rec.MayReplace = []string{ks.Fallback.ID} // rotation: apps move to the new key
+	}
+	// Refuse before proposing, so that a refused sync leaves no record;
+	// Apply decides again for syncs that race.
+	if msg, err := s.fsm.SyncRefused(rec); err != nil {
+		return err
+	} else if msg != "" {
+		return errf(http.StatusConflict, "app_conflict", "%s", msg)
+	}
 	res, err := s.propose(c, rec)
 	if err != nil {
 		return err
+	}
+	if res[0].Code != fsm.OK {
+		return errf(http.StatusConflict, "app_conflict", "%s", res[0].Msg)
 	}
 	s.log.Info("app synced", "app", rec.AppID, "functions", len(rec.Functions), "modified", res[0].Modified)
 	return c.JSON(http.StatusOK, map[string]any{"ok": true, "modified": res[0].Modified, "app_id": rec.AppID})
@@ -174,6 +190,19 @@ func parseRegister(body []byte) (*fsm.AppSynced, error) {
 	json.NewEncoder(sum).Encode([]any{rec.URL, rec.Functions})
 	rec.Checksum = hex.EncodeToString(sum.Sum(nil))
 	return rec, nil
+}
+
+// checkAppHosts refuses app URLs outside the allowed app hosts.
+func (s *Server) checkAppHosts(rec *fsm.AppSynced) error {
+	if err := s.cfg.AppHosts.CheckURL(rec.URL); err != nil {
+		return errf(http.StatusBadRequest, "invalid_url", "\"url\": %v", err)
+	}
+	for _, fn := range rec.Functions {
+		if err := s.cfg.AppHosts.CheckURL(fn.URL); err != nil {
+			return errf(http.StatusBadRequest, "invalid_url", "function %q: step url: %v", fn.ID, err)
+		}
+	}
+	return nil
 }
 
 // cleanURL checks an app URL and drops the deployId and probe parameters the

@@ -187,7 +187,47 @@ func (s *Server) listApps(c echo.Context) error {
 			out[i].Functions = []string{}
 		}
 	}
-	return c.JSON(http.StatusOK, map[string]any{"data": out})
+	return c.JSON(http.StatusOK, map[string]any{"data": out, "sync": s.syncer.Status()})
+}
+
+// removeApp deletes a registered app (?id=) and stops syncing its URL, or
+// stops syncing a URL (?url=) that never registered.
+func (s *Server) removeApp(c echo.Context) error {
+	id, u := c.QueryParam("id"), c.QueryParam("url")
+	switch {
+	case id != "":
+		app, err := s.fsm.App(id)
+		if err != nil {
+			return err
+		}
+		if app == nil {
+			return errf(http.StatusNotFound, "not_found", "no app %q (cairn apps lists them)", id)
+		}
+		res, err := s.propose(c, &fsm.AppRemoved{At: time.Now().UnixMilli(), AppID: id, By: actor(c)})
+		if err != nil {
+			return err
+		}
+		if res[0].Code != fsm.OK {
+			return errf(http.StatusNotFound, "not_found", "%s", res[0].Msg)
+		}
+		s.syncer.Remove(app.URL)
+		s.log.Info("app removed", "app", id, "by", actor(c))
+		return c.JSON(http.StatusOK, map[string]any{"data": map[string]any{"removed": id, "functions": app.Functions}})
+	case u != "":
+		if !s.syncer.Remove(u) {
+			return errf(http.StatusNotFound, "not_found", "%q is not a synced URL", u)
+		}
+		return c.JSON(http.StatusOK, map[string]any{"data": map[string]any{"removed": u}})
+	}
+	return errf(http.StatusBadRequest, "bad_request", "give ?id=APP_ID or ?url=SYNC_URL")
+}
+
+// actor names who made a request, for records that keep it.
+func actor(c echo.Context) string {
+	if id := keyID(c); id != "" {
+		return "key:" + id
+	}
+	return "anonymous"
 }
 
 // resync PUT-pings every known app (from -u and from registrations), or
@@ -207,6 +247,9 @@ func (s *Server) resync(c echo.Context) error {
 	if body.URL != "" {
 		u, err := cleanURL(body.URL)
 		if err != nil {
+			return errf(http.StatusBadRequest, "invalid_url", "%v", err)
+		}
+		if err := s.cfg.AppHosts.CheckURL(u); err != nil {
 			return errf(http.StatusBadRequest, "invalid_url", "%v", err)
 		}
 		s.syncer.Add(u)

@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/cairn-dev/cairn/fsm"
+	"github.com/cairn-dev/cairn/internal/hostpolicy"
 	"github.com/cairn-dev/cairn/internal/peerdial"
+	"github.com/cairn-dev/cairn/internal/signing"
 	"github.com/cairn-dev/cairn/raftnode"
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -27,6 +29,12 @@ type Config struct {
 	// to the leader are sent from it (see package peerdial).
 	ListenHost string
 	Logger     *slog.Logger
+	// Keys is the signing key (and fallback); with none, every door is
+	// open (dev mode). EventKeys are the keys /e/:key accepts.
+	Keys      signing.Keys
+	EventKeys []string
+	// AppHosts limits where apps may live (nil: anywhere).
+	AppHosts *hostpolicy.Policy
 }
 
 // Dispatcher is the local executor, as the API sees it: records proposed
@@ -77,25 +85,29 @@ func New(cfg Config, node *raftnode.Node, f *fsm.FSM, exec Dispatcher, syncer *S
 	e.Use(s.forward)
 
 	// SDK-facing: event API and registration.
-	e.POST("/e/:key", s.postEvents)
-	e.POST("/fn/register", s.register)
+	e.POST("/e/:key", s.postEvents, s.needEventKey)
+	e.POST("/fn/register", s.register, s.needSigningKey)
+
+	// Cluster membership and node-to-node traffic.
+	e.POST("/v1/cluster/join", s.clusterJoin, s.needNodeOrSigningKey)
+	e.POST("/v1/cluster/remove", s.clusterRemove, s.needNodeOrSigningKey)
+	e.POST("/v1/internal/answers", s.postAnswers, s.needNode)
 
 	// Cairn's own API.
-	e.GET("/v1/apps", s.listApps)
-	e.POST("/v1/apps/sync", s.resync)
-	e.POST("/v1/events", s.postEvents)
-	e.GET("/v1/events/:id/runs", s.eventRuns)
-	e.GET("/v1/runs", s.listRuns)
-	e.GET("/v1/runs/:id", s.getRun)
-	e.GET("/v1/runs/:id/history", s.runHistory)
-	e.POST("/v1/runs/:id/cancel", s.cancelRun)
-	e.POST("/v1/signals", s.postSignal)
-	e.POST("/v1/functions/:id/cancel", s.cancelFunctionRuns)
-	e.GET("/v1/status", s.status)
-	e.GET("/v1/cluster", s.clusterStatus)
-	e.POST("/v1/cluster/join", s.clusterJoin)
-	e.POST("/v1/cluster/remove", s.clusterRemove)
-	e.POST("/v1/internal/answers", s.postAnswers)
+	v1 := e.Group("/v1", s.needSigningKey)
+	v1.GET("/apps", s.listApps)
+	v1.DELETE("/apps", s.removeApp)
+	v1.POST("/apps/sync", s.resync)
+	v1.POST("/events", s.postEvents)
+	v1.GET("/events/:id/runs", s.eventRuns)
+	v1.GET("/runs", s.listRuns)
+	v1.GET("/runs/:id", s.getRun)
+	v1.GET("/runs/:id/history", s.runHistory)
+	v1.POST("/runs/:id/cancel", s.cancelRun)
+	v1.POST("/signals", s.postSignal)
+	v1.POST("/functions/:id/cancel", s.cancelFunctionRuns)
+	v1.GET("/status", s.status)
+	v1.GET("/cluster", s.clusterStatus)
 	e.GET("/health", s.health)
 	e.GET("/metrics", echo.WrapHandler(promhttp.Handler()))
 	s.echo = e

@@ -342,7 +342,8 @@ func newCluster(cfg *config, mode, baseDir, logDir string, ns *netns, proxied bo
 		}
 		n := &node{id: id, netns: nsName, host: host, httpPort: hp, raftPort: rp, bin: cfg.bin, gomaxprocs: cfg.gomaxprocs,
 			dataDir: filepath.Join(baseDir, prefix+"-"+id), logPath: filepath.Join(logDir, prefix+"-"+id+".log")}
-		common := []string{"--data-dir", n.dataDir, "--host", host, "--port", strconv.Itoa(hp),
+		// The harness drives the cluster without credentials.
+		common := []string{"--insecure", "--data-dir", n.dataDir, "--host", host, "--port", strconv.Itoa(hp),
 			"--raft-addr", n.raftAddr(), "--call-timeout", cfg.callTimeout.String(), "--log-level", "info"}
 		if cfg.maxInflight > 0 {
 			common = append(common, "--max-inflight", strconv.Itoa(cfg.maxInflight))

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairn-dev/cairn/internal/signing"
 	"github.com/cairn-dev/cairn/server"
 )
 
@@ -38,20 +39,54 @@ func startCairn(t *testing.T, opts ...func(*server.Config)) (*server.Server, cli
 	if err := srv.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
-	return srv, client{base: srv.URL(), t: t}
+	c := client{base: srv.URL(), t: t}
+	if cfg.Keys.Enabled() {
+		c.bearer, c.eventKey = cfg.Keys.Primary.Bearer(), cfg.EventKeys[0]
+	}
+	return srv, c
 }
 
-// withApp starts Cairn and the TS app and waits for the app to sync.
+// The keys of production-mode tests.
+const (
+	prodSigningKey = "signkey-test-0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"
+	prodEventKey   = "e2e-event-key-0001"
+)
+
+// production runs Cairn as cairn start does with keys: every call to the
+// app is signed, every answer must be signed, every door needs a key.
+func production(cfg *server.Config) {
+	k, err := signing.ParseKey(prodSigningKey)
+	if err != nil {
+		panic(err)
+	}
+	cfg.ServerKind, cfg.Keys, cfg.EventKeys = "cloud", signing.Keys{Primary: k}, []string{prodEventKey}
+}
+
+// inModes runs a suite against Cairn in dev mode (the SDK's INNGEST_DEV=1)
+// and in production mode (INNGEST_DEV=0 with a signing and an event key).
+func inModes(t *testing.T, suite func(t *testing.T, opts ...func(*server.Config))) {
+	t.Run("dev", func(t *testing.T) { suite(t) })
+	t.Run("production", func(t *testing.T) { suite(t, production) })
+}
+
+// withApp starts Cairn and the TS app and waits for the app to sync. The
+// app runs in the SDK's production mode when Cairn has keys.
 func withApp(t *testing.T, opts ...func(*server.Config)) (client, *tsApp) {
 	srv, c := startCairn(t, opts...)
-	app := startApp(t, srv.URL())
+	var env []string
+	if c.bearer != "" {
+		env = []string{"INNGEST_DEV=0", "INNGEST_SIGNING_KEY=" + prodSigningKey, "INNGEST_EVENT_KEY=" + prodEventKey}
+	}
+	app := startApp(t, srv.URL(), env...)
 	srv.Syncer.Add(app.URL)
 	c.waitSynced("tsapp", 60*time.Second)
 	return c, app
 }
 
-func TestTSApp(t *testing.T) {
-	c, app := withApp(t)
+func TestTSApp(t *testing.T) { inModes(t, testTSApp) }
+
+func testTSApp(t *testing.T, opts ...func(*server.Config)) {
+	c, app := withApp(t, opts...)
 
 	t.Run("SeedFunctionCompletes", func(t *testing.T) {
 		c.t = t

@@ -5,6 +5,8 @@ import (
 	"sort"
 	"testing"
 	"time"
+
+	"github.com/cairn-dev/cairn/server"
 )
 
 type workOut struct {
@@ -13,8 +15,10 @@ type workOut struct {
 	Key   *string `json:"key"`
 }
 
-func TestFlowControl(t *testing.T) {
-	c, _ := withApp(t)
+func TestFlowControl(t *testing.T) { inModes(t, testFlowControl) }
+
+func testFlowControl(t *testing.T, opts ...func(*server.Config)) {
+	c, _ := withApp(t, opts...)
 
 	t.Run("ConcurrencyOnePerKeyNeverOverlaps", func(t *testing.T) {
 		c.t = t

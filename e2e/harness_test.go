@@ -52,15 +52,19 @@ type tsApp struct {
 	cmd     *exec.Cmd
 }
 
-// startApp runs the TS app pointed at the Cairn at cairnURL.
-func startApp(t testing.TB, cairnURL string) *tsApp {
+// startApp runs the TS app pointed at the Cairn at cairnURL, in the SDK's
+// dev mode unless env says otherwise (see appEnv).
+func startApp(t testing.TB, cairnURL string, env ...string) *tsApp {
 	t.Helper()
 	port := freePort(t)
 	journal := filepath.Join(t.TempDir(), "journal.jsonl")
 	cmd := exec.Command("node", "app.mjs")
 	cmd.Dir = tsappDir
-	cmd.Env = append(os.Environ(), fmt.Sprintf("PORT=%d", port), "INNGEST_DEV=1",
-		"INNGEST_BASE_URL="+cairnURL, "JOURNAL="+journal)
+	if len(env) == 0 {
+		env = []string{"INNGEST_DEV=1"}
+	}
+	cmd.Env = append(append(os.Environ(), fmt.Sprintf("PORT=%d", port),
+		"INNGEST_BASE_URL="+cairnURL, "JOURNAL="+journal), env...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -140,6 +144,9 @@ func (a *tsApp) executions(t testing.TB, runID string) map[string]int {
 type client struct {
 	base string
 	t    testing.TB
+	// Production mode: the Bearer token of the signing key, and the
+	// event key events are sent with ("" in dev mode).
+	bearer, eventKey string
 }
 
 func (c client) do(method, path string, body any, out any) (int, error) {
@@ -153,6 +160,9 @@ func (c client) do(method, path string, body any, out any) (int, error) {
 		return 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if c.bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+c.bearer)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, err
@@ -174,7 +184,7 @@ func (c client) send(name string, data any) string {
 		IDs    []string `json:"ids"`
 		Status int      `json:"status"`
 	}
-	code, err := c.do("POST", "/e/test", map[string]any{"name": name, "data": data}, &out)
+	code, err := c.do("POST", "/e/"+c.eventPath(), map[string]any{"name": name, "data": data}, &out)
 	if err != nil || code != 200 || len(out.IDs) != 1 || out.Status != 200 {
 		c.t.Fatalf("send %s: code %d err %v out %+v", name, code, err, out)
 	}
@@ -252,6 +262,13 @@ func (c client) waitSynced(appID string, timeout time.Duration) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	c.t.Fatalf("app %s did not sync within %s", appID, timeout)
+}
+
+func (c client) eventPath() string {
+	if c.eventKey != "" {
+		return c.eventKey
+	}
+	return "test"
 }
 
 func tail(s string, n int) string {

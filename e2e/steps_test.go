@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairn-dev/cairn/internal/jcs"
 	"github.com/cairn-dev/cairn/server"
 )
 
@@ -60,15 +61,22 @@ func (c client) runsOf(fnID string) []run {
 	return mine
 }
 
+// mustOutput compares JSON values, not bytes: in production mode calls
+// carry canonical JSON (keys sorted, protocol §2.2), so objects an app
+// echoes back come out in that order.
 func mustOutput(t *testing.T, r run, want string) {
 	t.Helper()
-	if r.Status != "completed" || string(r.Output) != want {
+	got, err1 := jcs.Transform(r.Output)
+	exp, err2 := jcs.Transform([]byte(want))
+	if r.Status != "completed" || err1 != nil || err2 != nil || string(got) != string(exp) {
 		t.Fatalf("status %s output %s error %s; want output %s", r.Status, r.Output, r.Error, want)
 	}
 }
 
-func TestStepVocabulary(t *testing.T) {
-	c, app := withApp(t)
+func TestStepVocabulary(t *testing.T) { inModes(t, testStepVocabulary) }
+
+func testStepVocabulary(t *testing.T, opts ...func(*server.Config)) {
+	c, app := withApp(t, opts...)
 
 	t.Run("WaitForEventMatches", func(t *testing.T) {
 		c.t = t

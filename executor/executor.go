@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -18,6 +19,8 @@ import (
 	"time"
 
 	"github.com/cairn-dev/cairn/fsm"
+	"github.com/cairn-dev/cairn/internal/hostpolicy"
+	"github.com/cairn-dev/cairn/internal/signing"
 	"github.com/oklog/ulid/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -35,7 +38,13 @@ type Config struct {
 	CallTimeout  time.Duration // per app call (default 2m)
 	MaxBodyBytes int64         // largest app response read (default 16 MiB)
 	Logger       *slog.Logger
-	Client       *http.Client
+	// ServerKind is sent to apps ("dev" or "cloud"). With a signing key,
+	// every request is signed and every SDK answer must be signed.
+	ServerKind string
+	Keys       signing.Keys
+	// AppHosts limits the addresses the default client dials (nil: any).
+	AppHosts *hostpolicy.Policy
+	Client   *http.Client
 	// Forward commits an app's answer through the current leader, for
 	// calls that outlive this node's leadership (nil: such answers are
 	// dropped and their calls re-sent after the lease). It is called until
@@ -93,6 +102,9 @@ var (
 	mForwarded = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "cairn_executor_answers_forwarded_total", Help: "App answers handed to another leader after this node lost leadership, by outcome.",
 	}, []string{"outcome"})
+	mBadSignatures = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "cairn_executor_bad_signatures_total", Help: "App answers refused because their signature was missing or wrong.",
+	})
 	mInflight = promauto.NewGauge(prometheus.GaugeOpts{
 		Name: "cairn_executor_inflight_calls", Help: "App calls and claims in flight on this node.",
 	})
@@ -121,10 +133,17 @@ func New(cfg Config, f *fsm.FSM, p Proposer) *Executor {
 	if cfg.FullScanEvery <= 0 {
 		cfg.FullScanEvery = 30 * time.Second
 	}
+	if cfg.ServerKind == "" {
+		cfg.ServerKind = "dev"
+	}
 	if cfg.Client == nil {
 		cfg.Client = &http.Client{Transport: &http.Transport{
+			DialContext:  cfg.AppHosts.Dialer(&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}),
 			MaxIdleConns: cfg.MaxInflight, MaxIdleConnsPerHost: cfg.MaxInflight, IdleConnTimeout: 90 * time.Second,
-		}}
+		},
+			// A redirect is the app's answer, not an address to call: an
+			// app could otherwise aim Cairn's calls at any URL.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
 	calls, stop := context.WithCancel(context.Background())
 	return &Executor{cfg: cfg, fsm: f, prop: p, log: cfg.Logger.With("component", "executor"),
@@ -605,6 +624,14 @@ func (e *Executor) buildRequest(ctx context.Context, c fsm.Call) (*http.Request,
 	if err != nil {
 		return nil, err
 	}
+	var sig string
+	if e.cfg.Keys.Enabled() {
+		// The SDK checks the signature over the canonical form of the
+		// body it parsed (protocol §2.2), so that form is what is sent.
+		if raw, sig, err = e.cfg.Keys.Primary.SignJSON(raw, time.Now()); err != nil {
+			return nil, fmt.Errorf("signing the call: %w", err)
+		}
+	}
 	u, err := url.Parse(fn.URL)
 	if err != nil {
 		return nil, fmt.Errorf("bad function URL %q: %w", fn.URL, err)
@@ -621,8 +648,11 @@ func (e *Executor) buildRequest(ctx context.Context, c fsm.Call) (*http.Request,
 	req.Header.Set("X-Run-ID", run.ID)
 	req.Header.Set("X-Inngest-Step-ID", c.ID)
 	req.Header.Set("X-Inngest-Req-Version", strconv.Itoa(run.Version))
-	req.Header.Set("X-Inngest-Server-Kind", "dev")
+	req.Header.Set("X-Inngest-Server-Kind", e.cfg.ServerKind)
 	req.Header.Set("User-Agent", "cairn")
+	if sig != "" {
+		req.Header.Set(signing.Header, sig)
+	}
 	return req, nil
 }
 
@@ -651,7 +681,24 @@ func (e *Executor) send(req *http.Request) *fsm.CallFinished {
 			return &fsm.CallFinished{Status: resp.StatusCode, Err: err.Error()}
 		}
 	}
+	if err := e.checkSignature(r); err != nil {
+		mBadSignatures.Inc()
+		e.log.Warn("app answer refused: bad signature", "url", req.URL.Redacted(), "status", r.status, "err", err)
+		return &fsm.CallFinished{Status: r.status, Err: "app response signature: " + err.Error()}
+	}
 	return finishedFrom(r, time.Now())
+}
+
+// checkSignature verifies, in production mode, that an SDK's answer is
+// signed with our key (protocol §2.3): an answer that is not could come
+// from anyone between Cairn and the app. Answers that are not from an SDK
+// fail anyway, and a 401 is the SDK refusing our own signature.
+func (e *Executor) checkSignature(r *response) error {
+	if !e.cfg.Keys.Enabled() || r.header.Get("X-Inngest-SDK") == "" || r.status == http.StatusUnauthorized {
+		return nil
+	}
+	_, err := e.cfg.Keys.Verify(r.header.Get(signing.Header), r.body, time.Now())
+	return err
 }
 
 // queueCursor is where the executor's next read of the due queue starts:

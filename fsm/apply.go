@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	"github.com/oklog/ulid/v2"
 )
@@ -35,6 +36,8 @@ func (t *txn) apply(r Record) Result {
 	case *NodeSeen:
 		t.put(keyNode(r.ID), r)
 		return Result{Code: OK, ID: r.ID}
+	case *AppRemoved:
+		return t.applyAppRemoved(r)
 	}
 	panic(fmt.Sprintf("fsm: no applier for %T", r))
 }
@@ -71,7 +74,15 @@ func (t *txn) applyAppSynced(r *AppSynced) Result {
 		*t.synced = true
 	}
 	var old App
-	if t.get(keyApp(r.AppID), &old) && old.Checksum == r.Checksum && old.URL == r.URL {
+	had := t.get(keyApp(r.AppID), &old)
+	var prev *App
+	if had {
+		prev = &old
+	}
+	if msg := syncRefusal(r, prev, func(id string) *Function { return t.functionOrNil(id) }); msg != "" {
+		return Result{Code: Rejected, ID: r.AppID, Msg: msg}
+	}
+	if had && old.Checksum == r.Checksum && old.URL == r.URL && old.Owner == r.Owner {
 		return Result{Code: OK, ID: r.AppID}
 	}
 	for _, id := range old.Functions {
@@ -79,7 +90,7 @@ func (t *txn) applyAppSynced(r *AppSynced) Result {
 			t.deleteFunction(id) // unless it has moved to another app since
 		}
 	}
-	app := App{ID: r.AppID, URL: r.URL, SDK: r.SDK, Framework: r.Framework, Checksum: r.Checksum, SyncedAt: r.At}
+	app := App{ID: r.AppID, URL: r.URL, SDK: r.SDK, Framework: r.Framework, Checksum: r.Checksum, SyncedAt: r.At, Owner: r.Owner}
 	for _, def := range r.Functions {
 		t.deleteFunction(def.ID) // a function may move between apps
 		fn := Function{FunctionDef: def, AppID: r.AppID}
@@ -99,6 +110,43 @@ func (t *txn) applyAppSynced(r *AppSynced) Result {
 		app.Functions = append(app.Functions, def.ID)
 	}
 	t.put(keyApp(r.AppID), &app)
+	return Result{Code: OK, ID: r.AppID, Modified: true}
+}
+
+// syncRefusal says why a sync may not replace what is registered ("" if
+// it may): the app (old, nil if new) belongs to another signing key, or
+// (Exclusive) one of its functions belongs to another app. Apply decides
+// with it; the API asks first (SyncRefused) so a refused sync is not logged.
+func syncRefusal(r *AppSynced, old *App, function func(id string) *Function) string {
+	if old != nil && old.Owner != "" && old.Owner != r.Owner && !slices.Contains(r.MayReplace, old.Owner) {
+		return fmt.Sprintf("app %q was registered with another signing key (id %s)", r.AppID, old.Owner)
+	}
+	if !r.Exclusive {
+		return ""
+	}
+	for _, def := range r.Functions {
+		if fn := function(def.ID); fn != nil && fn.AppID != r.AppID {
+			return fmt.Sprintf("function id %q belongs to app %q; remove that app first (cairn apps rm %s)", def.ID, fn.AppID, fn.AppID)
+		}
+	}
+	return ""
+}
+
+// applyAppRemoved deletes an app and the functions it still owns.
+func (t *txn) applyAppRemoved(r *AppRemoved) Result {
+	var app App
+	if !t.get(keyApp(r.AppID), &app) {
+		return Result{Code: NotFound, ID: r.AppID, Msg: "no such app"}
+	}
+	if t.synced != nil {
+		*t.synced = true // functions change: bypass the function cache
+	}
+	for _, id := range app.Functions {
+		if fn := t.functionOrNil(id); fn != nil && fn.AppID == r.AppID {
+			t.deleteFunction(id)
+		}
+	}
+	t.del(keyApp(r.AppID))
 	return Result{Code: OK, ID: r.AppID, Modified: true}
 }
 

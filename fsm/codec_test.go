@@ -19,6 +19,7 @@ func sampleRecords() []fsm.Record {
 		&fsm.AppSynced{
 			At: 1700000000000, AppID: "app", URL: "http://127.0.0.1:3000/api/inngest",
 			SDK: "js:v4.24.0", Framework: "nodejs", Checksum: "abc123",
+			Owner: "k1", MayReplace: []string{"k0"}, Exclusive: true,
 			Functions: []fsm.FunctionDef{{
 				ID: "app-fn", Name: "Fn", URL: "http://127.0.0.1:3000/api/inngest?fnId=app-fn&stepId=step",
 				Triggers: []fsm.Trigger{{Event: "ev/a", Expression: "event.data.x == 1"}, {Cron: "0 * * * *"}},
@@ -50,6 +51,7 @@ func sampleRecords() []fsm.Record {
 		&fsm.CronFired{At: 1700000000007, FnID: "app-fn", Cron: "0 * * * *", ScheduledAt: 1700000000000, Lease: lease},
 		&fsm.BulkCancel{At: 1700000000008, FnID: "app-fn", From: 1, To: 2, Reason: "bulk"},
 		&fsm.NodeSeen{At: 1700000000009, ID: "n2", RaftAddr: "127.0.0.1:7002", HTTPAddr: "127.0.0.1:8002"},
+		&fsm.AppRemoved{At: 1700000000010, AppID: "app", By: "key:k1"},
 	}
 }
 

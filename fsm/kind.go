@@ -18,6 +18,7 @@ const (
 	KindCronFired       Kind = 8  // a cron schedule came due: start a run
 	KindBulkCancel      Kind = 9  // cancel a function's runs started in a time range
 	KindNodeSeen        Kind = 10 // a cluster member's addresses, so any node can reach the leader
+	KindAppRemoved      Kind = 11 // an operator removed an app and its functions
 )
 
 func (k Kind) String() string {
@@ -42,6 +43,8 @@ func (k Kind) String() string {
 		return "BulkCancel"
 	case KindNodeSeen:
 		return "NodeSeen"
+	case KindAppRemoved:
+		return "AppRemoved"
 	}
 	return fmt.Sprintf("Kind(%d)", uint8(k))
 }

@@ -16,6 +16,23 @@ type AppSynced struct {
 	Framework string        `msgpack:"fw,omitempty"`
 	Checksum  string        `msgpack:"sum"` // of the normalized register body; equal = not modified
 	Functions []FunctionDef `msgpack:"fns"`
+	// Owner is the id of the signing key the app registered with ("" in
+	// dev mode). An app owned by one key is replaced only by a sync with
+	// the same key, or with a key that lists the old one in MayReplace
+	// (the primary key replaces apps of the fallback during a rotation).
+	Owner      string   `msgpack:"own,omitempty"`
+	MayReplace []string `msgpack:"heir,omitempty"`
+	// Exclusive refuses the whole sync when one of its function ids
+	// belongs to another app (older records let functions move).
+	Exclusive bool `msgpack:"excl,omitempty"`
+}
+
+// AppRemoved deletes an app and the functions it owns (cairn apps rm).
+// Their runs stay readable; calls still queued for them fail.
+type AppRemoved struct {
+	At    int64  `msgpack:"at"`
+	AppID string `msgpack:"app"`
+	By    string `msgpack:"by,omitempty"` // who asked: a key id, or "cli"
 }
 
 // FunctionDef is a function as the SDK registered it.
@@ -233,6 +250,7 @@ func (*SignalReceived) Kind() Kind  { return KindSignalReceived }
 func (*CronFired) Kind() Kind       { return KindCronFired }
 func (*BulkCancel) Kind() Kind      { return KindBulkCancel }
 func (*NodeSeen) Kind() Kind        { return KindNodeSeen }
+func (*AppRemoved) Kind() Kind      { return KindAppRemoved }
 
 // recordAt returns a record's time.
 func recordAt(r Record) int64 {
@@ -256,6 +274,8 @@ func recordAt(r Record) int64 {
 	case *BulkCancel:
 		return r.At
 	case *NodeSeen:
+		return r.At
+	case *AppRemoved:
 		return r.At
 	}
 	return 0
@@ -284,6 +304,8 @@ func newRecord(k Kind) Record {
 		return &BulkCancel{}
 	case KindNodeSeen:
 		return &NodeSeen{}
+	case KindAppRemoved:
+		return &AppRemoved{}
 	}
 	return nil
 }

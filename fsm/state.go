@@ -25,6 +25,7 @@ type App struct {
 	Checksum  string   `msgpack:"sum"`
 	Functions []string `msgpack:"fns"`
 	SyncedAt  int64    `msgpack:"at"`
+	Owner     string   `msgpack:"own,omitempty"` // signing key id (see AppSynced)
 }
 
 // Function is a registered function.

@@ -126,6 +126,23 @@ func (f *FSM) App(id string) (*App, error) {
 	return a, err
 }
 
+// SyncRefused says why Apply would refuse r now ("" if it would not).
+func (f *FSM) SyncRefused(r *AppSynced) (string, error) {
+	old, err := f.App(r.AppID)
+	if err != nil {
+		return "", err
+	}
+	var ferr error
+	msg := syncRefusal(r, old, func(id string) *Function {
+		fn, err := f.Function(id)
+		if err != nil {
+			ferr = err
+		}
+		return fn
+	})
+	return msg, ferr
+}
+
 // Apps lists all synced apps.
 func (f *FSM) Apps() ([]App, error) {
 	var out []App

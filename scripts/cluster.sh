@@ -9,10 +9,10 @@ pids=()
 stop() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap stop EXIT INT TERM
 mkdir -p .cluster
-"$bin" start --node-id n1 --port 8301 --raft-addr 127.0.0.1:7301 --data-dir .cluster/n1 --bootstrap "$@" 2>.cluster/n1.log &
+"$bin" start --insecure --node-id n1 --port 8301 --raft-addr 127.0.0.1:7301 --data-dir .cluster/n1 --bootstrap "$@" 2>.cluster/n1.log &
 pids+=($!)
 for i in 2 3; do
-  "$bin" start --node-id "n$i" --port "830$i" --raft-addr "127.0.0.1:730$i" --data-dir ".cluster/n$i" \
+  "$bin" start --insecure --node-id "n$i" --port "830$i" --raft-addr "127.0.0.1:730$i" --data-dir ".cluster/n$i" \
     --join 127.0.0.1:8301 "$@" 2>".cluster/n$i.log" &
   pids+=($!)
 done

@@ -21,6 +21,8 @@ import (
 	"github.com/cairn-dev/cairn/api"
 	"github.com/cairn-dev/cairn/executor"
 	"github.com/cairn-dev/cairn/fsm"
+	"github.com/cairn-dev/cairn/internal/hostpolicy"
+	"github.com/cairn-dev/cairn/internal/signing"
 	"github.com/cairn-dev/cairn/raftnode"
 	"github.com/hashicorp/raft"
 )
@@ -37,7 +39,13 @@ type Config struct {
 	Bootstrap     bool
 	Peers         []raft.Server
 	// ServerKind is "dev" for cairn dev, "cloud" for cairn start.
-	ServerKind   string
+	ServerKind string
+	// Keys signs requests to apps and guards the API; EventKeys guard the
+	// event API. With no signing key every door is open (dev mode).
+	Keys      signing.Keys
+	EventKeys []string
+	// AppHosts limits where apps may live (nil: anywhere).
+	AppHosts     *hostpolicy.Policy
 	AppURLs      []string      // apps to sync by PUT-ping
 	SyncInterval time.Duration // re-ping unsynced apps this often
 	CallTimeout  time.Duration
@@ -104,15 +112,18 @@ func Start(cfg Config) (*Server, error) {
 	}
 	var handler *api.Server // set below; the executor forwards answers through it
 	exec := executor.New(executor.Config{NodeID: cfg.NodeID, CallTimeout: cfg.CallTimeout,
+		ServerKind: cfg.ServerKind, Keys: cfg.Keys, AppHosts: cfg.AppHosts,
 		MaxInflight: cfg.MaxInflight, Logger: cfg.Logger, Clock: cfg.CronClock, CronTick: cfg.CronTick, FullScanEvery: cfg.FullScanEvery,
 		Forward: func(ctx context.Context, rec *fsm.CallFinished) (fsm.Result, error) {
 			return handler.ForwardAnswer(ctx, rec)
 		},
 	}, f, node)
 	f.SetNotify(exec.Wake)
-	syncer := api.NewSyncer(cfg.ServerKind, cfg.AppURLs, cfg.Logger)
+	syncer := api.NewSyncer(api.SyncerConfig{Kind: cfg.ServerKind, URLs: cfg.AppURLs, Keys: cfg.Keys,
+		AppHosts: cfg.AppHosts, Logger: cfg.Logger})
 	listenHost, _, _ := net.SplitHostPort(cfg.HTTPAddr)
-	handler = api.New(api.Config{ServerKind: cfg.ServerKind, Logger: cfg.Logger, ListenHost: listenHost}, node, f, exec, syncer)
+	handler = api.New(api.Config{ServerKind: cfg.ServerKind, Logger: cfg.Logger, ListenHost: listenHost,
+		Keys: cfg.Keys, EventKeys: cfg.EventKeys, AppHosts: cfg.AppHosts}, node, f, exec, syncer)
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {

@@ -13,12 +13,15 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/cairn-dev/cairn/internal/signing"
 )
 
 // clientFlags parses the flags shared by client commands.
 func clientFlags(name, synopsis string, args []string, extra func(*flag.FlagSet)) (*flag.FlagSet, string, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	base := fs.String("url", env("CAIRN_URL", "http://127.0.0.1:8288"), "Cairn's HTTP address (env CAIRN_URL)")
+	fs.StringVar(&clientKey, "signing-key", env("CAIRN_SIGNING_KEY", ""), "the server's signing key, for a cairn start node (env CAIRN_SIGNING_KEY)")
 	if extra != nil {
 		extra(fs)
 	}
@@ -31,6 +34,22 @@ func clientFlags(name, synopsis string, args []string, extra func(*flag.FlagSet)
 }
 
 var httpClient = &http.Client{Timeout: 60 * time.Second}
+
+// clientKey authenticates client commands (--signing-key); it is sent
+// hashed, as the SDKs send it.
+var clientKey string
+
+func authorize(req *http.Request) error {
+	if clientKey == "" {
+		return nil
+	}
+	k, err := signing.ParseKey(clientKey)
+	if err != nil {
+		return fmt.Errorf("--signing-key: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+k.Bearer())
+	return nil
+}
 
 // call does one API request and decodes the JSON answer into out, turning
 // the API's error shape into a Go error.
@@ -48,6 +67,9 @@ func call(method, u string, body any, out any) error {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if err := authorize(req); err != nil {
+		return err
+	}
 	resp, err := httpClient.Do(req)
 	if err != nil {
 		return err
@@ -81,9 +103,10 @@ func handleHelp(err error) (bool, error) {
 }
 
 func cmdSend(args []string) error {
-	var id string
+	var id, eventKey string
 	fs, base, err := clientFlags("send", "NAME [DATA_JSON]", args, func(fs *flag.FlagSet) {
 		fs.StringVar(&id, "id", "", "idempotency id: a second event with this id within 24h starts nothing")
+		fs.StringVar(&eventKey, "event-key", env("CAIRN_EVENT_KEY", ""), "send through the event API with this key (env CAIRN_EVENT_KEY); without it, through /v1/events with --signing-key")
 	})
 	if stop, err := handleHelp(err); stop {
 		return err
@@ -106,7 +129,11 @@ func cmdSend(args []string) error {
 	var out struct {
 		IDs []string `json:"ids"`
 	}
-	if err := call(http.MethodPost, base+"/e/cli", ev, &out); err != nil {
+	target := base + "/v1/events"
+	if eventKey != "" {
+		target = base + "/e/" + url.PathEscape(eventKey)
+	}
+	if err := call(http.MethodPost, target, ev, &out); err != nil {
 		return err
 	}
 	for _, id := range out.IDs {
@@ -346,4 +373,76 @@ func cmdCluster(args []string) error {
 		return err
 	}
 	return printJSON(out)
+}
+
+// cmdApps lists registered apps and synced URLs, or removes one
+// ("cairn apps rm APP_ID|URL").
+func cmdApps(args []string) error {
+	var asJSON bool
+	fs, base, err := clientFlags("apps", "[rm APP_ID|URL]", args, func(fs *flag.FlagSet) {
+		fs.BoolVar(&asJSON, "json", false, "print JSON")
+	})
+	if stop, err := handleHelp(err); stop {
+		return err
+	}
+	if fs.NArg() > 0 {
+		if fs.Arg(0) != "rm" || fs.NArg() != 2 {
+			fs.Usage()
+			return errors.New(`apps takes no argument, or "rm APP_ID|URL"`)
+		}
+		target := fs.Arg(1)
+		q := url.Values{"id": {target}}
+		if strings.Contains(target, "://") {
+			q = url.Values{"url": {target}}
+		}
+		var out json.RawMessage
+		if err := call(http.MethodDelete, base+"/v1/apps?"+q.Encode(), nil, &out); err != nil {
+			return err
+		}
+		return printJSON(out)
+	}
+	var out struct {
+		Data []struct {
+			ID        string   `json:"id"`
+			URL       string   `json:"url"`
+			SDK       string   `json:"sdk"`
+			Functions []string `json:"functions"`
+			SyncedAt  int64    `json:"synced_at"`
+		} `json:"data"`
+		Sync []struct {
+			URL     string `json:"url"`
+			OK      bool   `json:"ok"`
+			Message string `json:"message"`
+			At      int64  `json:"at"`
+		} `json:"sync"`
+	}
+	var raw json.RawMessage
+	if err := call(http.MethodGet, base+"/v1/apps", nil, &raw); err != nil {
+		return err
+	}
+	if asJSON {
+		return printJSON(raw)
+	}
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "APP\tFUNCTIONS\tSDK\tSYNCED\tURL")
+	for _, a := range out.Data {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", a.ID, len(a.Functions), a.SDK, time.UnixMilli(a.SyncedAt).Format(time.RFC3339), a.URL)
+	}
+	if len(out.Sync) > 0 {
+		fmt.Fprintln(tw, "\nSYNC URL\tLAST PING\tRESULT")
+		for _, s := range out.Sync {
+			when, result := "-", "ok"
+			if s.At > 0 {
+				when = time.UnixMilli(s.At).Format(time.RFC3339)
+			}
+			if !s.OK {
+				result = s.Message
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", s.URL, when, result)
+		}
+	}
+	return tw.Flush()
 }

@@ -28,6 +28,10 @@ Usage:
   cairn signal  NAME [DATA_JSON]   resume the run waiting for a signal
   cairn cluster status|join|remove  members, leader, indexes; add or remove a voter
   cairn sync    [URL]              ask apps (or one app URL) to re-register
+  cairn apps    [rm APP_ID|URL]    registered apps and synced URLs; remove one
+
+Client commands talk to --url (env CAIRN_URL); against a cairn start node
+they need --signing-key (env CAIRN_SIGNING_KEY).
 
 Run "cairn COMMAND --help" for a command's flags. Every flag can also be set
 with an environment variable, shown in the flag's help.
@@ -61,6 +65,8 @@ func main() {
 		err = cmdSignal(args)
 	case "cluster":
 		err = cmdCluster(args)
+	case "apps":
+		err = cmdApps(args)
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return

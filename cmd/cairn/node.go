@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cairn-dev/cairn/internal/hostpolicy"
+	"github.com/cairn-dev/cairn/internal/signing"
 	"github.com/cairn-dev/cairn/raftnode"
 	"github.com/cairn-dev/cairn/server"
 	"github.com/hashicorp/raft"
@@ -63,7 +65,7 @@ func runNode(cmd string, args []string) error {
 	if dev {
 		defDir = ".cairn"
 	}
-	var urls, peers stringList
+	var urls, peers, appHosts stringList
 	var (
 		port      = fs.String("port", env("CAIRN_PORT", defPort), "HTTP port for the API, events and SDK registration (env CAIRN_PORT)")
 		host      = fs.String("host", env("CAIRN_HOST", "127.0.0.1"), "interface to listen on (env CAIRN_HOST)")
@@ -78,9 +80,17 @@ func runNode(cmd string, args []string) error {
 		logJSON   = fs.Bool("log-json", env("CAIRN_LOG_JSON", "") == "true", "log as JSON (env CAIRN_LOG_JSON=true)")
 	)
 	fs.Var(&urls, "u", "app URL to sync, e.g. http://localhost:3000/api/inngest; repeatable (env CAIRN_APP_URLS, comma separated)")
+	fs.Var(&appHosts, "allow-app-hosts", "hosts, IPs and CIDRs apps may live on (app URLs and every call are checked; default: anywhere); repeatable, comma separated (env CAIRN_ALLOW_APP_HOSTS)")
 	var join, advertise, raftAdvertise *string
 	var electionTO *time.Duration
+	var signingKey, signingFallback *string
+	var insecure *bool
+	var eventKeys stringList
 	if !dev {
+		signingKey = fs.String("signing-key", env("CAIRN_SIGNING_KEY", ""), "key that signs requests to apps and that apps and clients present as a Bearer token: signkey-<env>-<hex> or bare even-length hex, e.g. signkey-prod-$(openssl rand -hex 32) (env CAIRN_SIGNING_KEY)")
+		signingFallback = fs.String("signing-key-fallback", env("CAIRN_SIGNING_KEY_FALLBACK", ""), "a second accepted key, for rotation: the old key while apps move to the new one (env CAIRN_SIGNING_KEY_FALLBACK)")
+		fs.Var(&eventKeys, "event-key", "a key apps send events with (POST /e/<key>); repeatable (env CAIRN_EVENT_KEYS, comma separated)")
+		insecure = fs.Bool("insecure", env("CAIRN_INSECURE", "") == "true", "run without keys: anyone who reaches the port owns the cluster. Throwaway local clusters only (env CAIRN_INSECURE=true)")
 		electionTO = fs.Duration("election-timeout", envDuration("CAIRN_ELECTION_TIMEOUT", raftnode.DefaultElectionTimeout), "Raft: a follower that hears nothing from the leader for this long (randomised up to 2x) starts an election; failover takes about 2x this. Raise it for WAN or overloaded nodes (env CAIRN_ELECTION_TIMEOUT)")
 		fs.Var(&peers, "peers", "with --bootstrap: other voters as id=raftaddr, comma separated (env CAIRN_PEERS)")
 		join = fs.String("join", env("CAIRN_JOIN", ""), "HTTP address of any member to join (env CAIRN_JOIN)")
@@ -91,7 +101,7 @@ func runNode(cmd string, args []string) error {
 		if dev {
 			fmt.Fprint(fs.Output(), "Usage: cairn dev [flags]\n\nRuns a single-node Cairn with an embedded data dir, serving the event API,\nSDK registration and Cairn's API on one port (8288, the SDK's dev default).\nPoint an app at it with INNGEST_DEV=1 (or INNGEST_BASE_URL=http://127.0.0.1:8288).\n\nFlags:\n")
 		} else {
-			fmt.Fprint(fs.Output(), "Usage: cairn start [flags]\n\nRuns one node of a Cairn cluster. The first node of a new cluster needs\n--bootstrap (with --peers for a static three-node bootstrap).\n\nFlags:\n")
+			fmt.Fprint(fs.Output(), "Usage: cairn start [flags]\n\nRuns one node of a Cairn cluster. The first node of a new cluster needs\n--bootstrap (with --peers for a static three-node bootstrap).\n\nProduction mode: --signing-key and at least one --event-key are required.\nCairn signs every request to apps with the key; apps (INNGEST_DEV=0,\nINNGEST_SIGNING_KEY, INNGEST_EVENT_KEY, INNGEST_BASE_URL) and client commands\npresent it as a Bearer token; events need an event key. --insecure runs\nwithout keys, for throwaway local clusters only.\n\nFlags:\n")
 		}
 		fs.PrintDefaults()
 	}
@@ -100,6 +110,12 @@ func runNode(cmd string, args []string) error {
 	}
 	if v := os.Getenv("CAIRN_PEERS"); v != "" && !dev {
 		peers.Set(v)
+	}
+	if v := os.Getenv("CAIRN_EVENT_KEYS"); v != "" && !dev {
+		eventKeys.Set(v)
+	}
+	if v := os.Getenv("CAIRN_ALLOW_APP_HOSTS"); v != "" {
+		appHosts.Set(v)
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -135,9 +151,16 @@ func runNode(cmd string, args []string) error {
 	if *drainTO == 0 {
 		cfg.DrainTimeout = -1 // don't wait
 	}
+	if cfg.AppHosts, err = hostpolicy.Parse(appHosts); err != nil {
+		return err
+	}
 	if dev {
 		cfg.ServerKind = "dev"
 	} else {
+		if cfg.Keys, err = productionKeys(*signingKey, *signingFallback, eventKeys, *insecure, logger); err != nil {
+			return err
+		}
+		cfg.EventKeys = eventKeys
 		if *electionTO < 50*time.Millisecond {
 			return fmt.Errorf("--election-timeout %s is too short: use at least 50ms", *electionTO)
 		}
@@ -172,6 +195,40 @@ func runNode(cmd string, args []string) error {
 	case <-time.After(30 * time.Second):
 		return errors.New("shutdown timed out")
 	}
+}
+
+// productionKeys checks the keys cairn start needs: a signing key and at
+// least one event key, unless --insecure says to run without any.
+func productionKeys(primary, fallback string, eventKeys []string, insecure bool, log *slog.Logger) (signing.Keys, error) {
+	var ks signing.Keys
+	if insecure {
+		if primary != "" || len(eventKeys) > 0 {
+			return ks, errors.New("--insecure turns keys off: drop it, or drop --signing-key and --event-key")
+		}
+		log.Warn("INSECURE: running without keys. Anyone who can reach this port can register apps, send events, read every payload and cancel runs. Use only for throwaway local clusters.")
+		return ks, nil
+	}
+	if primary == "" {
+		return ks, errors.New("cairn start needs --signing-key (env CAIRN_SIGNING_KEY), e.g. signkey-prod-$(openssl rand -hex 32); for a throwaway local cluster pass --insecure")
+	}
+	if len(eventKeys) == 0 {
+		return ks, errors.New("cairn start needs at least one --event-key (env CAIRN_EVENT_KEYS); for a throwaway local cluster pass --insecure")
+	}
+	var err error
+	if ks.Primary, err = signing.ParseKey(primary); err != nil {
+		return ks, fmt.Errorf("--signing-key: %w", err)
+	}
+	if fallback != "" {
+		if ks.Fallback, err = signing.ParseKey(fallback); err != nil {
+			return ks, fmt.Errorf("--signing-key-fallback: %w", err)
+		}
+	}
+	for _, k := range eventKeys {
+		if len(k) < 8 {
+			return ks, fmt.Errorf("--event-key %q is too short to be a secret: use at least 8 characters", k)
+		}
+	}
+	return ks, nil
 }
 
 func newLogger(level string, asJSON bool) (*slog.Logger, error) {
