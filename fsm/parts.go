@@ -28,15 +28,6 @@ const (
 	partMark = 0xc1
 )
 
-var prefixParts = []byte("vp/")
-
-// keyPart is the key of part i of the value at k.
-func keyPart(k []byte, i int) []byte {
-	p := make([]byte, 0, len(prefixParts)+len(k)+5)
-	p = append(append(append(p, prefixParts...), k...), 0)
-	return binary.BigEndian.AppendUint32(p, uint32(i))
-}
-
 // partsOf returns how many parts a value of size bytes takes (0: stored whole).
 func partsOf(size int) int {
 	if size <= partSize {

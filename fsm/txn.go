@@ -74,6 +74,30 @@ func (t *txn) get(k []byte, v any) bool {
 
 func (t *txn) has(k []byte) bool { return t.getRaw(k) != nil }
 
+// size returns the length of the value at k (0 if none), without reading
+// its parts.
+func (t *txn) size(k []byte) int64 {
+	v, closer, err := t.b.Get(k)
+	if err == pebble.ErrNotFound {
+		return 0
+	}
+	if err != nil {
+		panic(fmt.Sprintf("fsm: get %q: %v", k, err))
+	}
+	defer closer.Close()
+	if size, _, ok := parseHeader(v); ok {
+		return int64(size)
+	}
+	return int64(len(v))
+}
+
+// limits returns the run limits recorded by the last LimitsSet.
+func (t *txn) limits() Limits {
+	l := DefaultLimits
+	t.get(keyLimits, &l)
+	return l
+}
+
 func (t *txn) put(k []byte, v any) {
 	raw, err := msgpack.Marshal(v)
 	if err != nil {

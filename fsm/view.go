@@ -395,6 +395,14 @@ func (f *FSM) SignalWaiter(signal string) (string, error) {
 	return run, nil
 }
 
+// Limits returns the run limits Apply enforces now: those of the last
+// LimitsSet, or DefaultLimits.
+func (f *FSM) Limits() (Limits, error) {
+	l := DefaultLimits
+	_, err := f.get(keyLimits, &l)
+	return l, err
+}
+
 // Node returns what the cluster recorded of a member, or nil.
 func (f *FSM) Node(id string) (*NodeSeen, error) {
 	n := &NodeSeen{}
