@@ -12,9 +12,6 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
-// maxAnswerBytes bounds a forwarded entry of answers.
-const maxAnswerBytes = 40 << 20
-
 // answerResult is the outcome of one forwarded answer.
 type answerResult struct {
 	Code fsm.Code `json:"code"`
@@ -28,11 +25,19 @@ type answerResult struct {
 // are safe: a claim's generation fences them, so an answer to a call that
 // was re-sent meanwhile is refused as stale, never applied twice.
 //
+// An answer the projection already refuses (refusal) is answered here and
+// never written to the log; values over the step output limit are screened
+// out first, as the executor does (fsm.ScreenAnswer).
+//
 // The body is an entry of CallFinished records (fsm.EncodeEntry, msgpack).
 func (s *Server) postAnswers(c echo.Context) error {
-	// An answer carries an app response of up to the executor's 16 MiB
-	// limit, above the limit for client requests.
-	body, err := readBodyUpTo(c, max(s.cfg.MaxRequestBytes, maxAnswerBytes))
+	limits, err := s.fsm.Limits()
+	if err != nil {
+		return err
+	}
+	// An answer carries an app response of up to the executor's limit,
+	// above the limit for client requests.
+	body, err := readBodyUpTo(c, max(s.cfg.MaxRequestBytes, limits.AppResponseBytes()+1<<20))
 	if err != nil {
 		return err
 	}
@@ -43,23 +48,62 @@ func (s *Server) postAnswers(c echo.Context) error {
 	if len(recs) == 0 {
 		return errf(http.StatusBadRequest, "invalid_entry", "answers: no records")
 	}
+	out := make([]answerResult, len(recs))
+	var propose []fsm.Record
+	var proposed []int // where each proposed record's result goes in out
 	for i, r := range recs {
 		cf, ok := r.(*fsm.CallFinished)
 		if !ok {
 			return errf(http.StatusBadRequest, "invalid_entry", "answers: record %d is %T, only call answers are accepted", i, r)
 		}
+		if res, refused, err := s.refusal(cf); err != nil {
+			return err
+		} else if refused {
+			out[i] = answerResult{Code: res.Code, Msg: res.Msg}
+			continue
+		}
 		// The sender runs no executor for this leader: lease nothing to it.
 		cf.Lease = nil
+		fsm.ScreenAnswer(cf, limits)
+		propose, proposed = append(propose, cf), append(proposed, i)
 	}
-	results, err := s.propose(c, recs...)
-	if err != nil {
-		return err
-	}
-	out := make([]answerResult, len(results))
-	for i, r := range results {
-		out[i] = answerResult{Code: r.Code, Msg: r.Msg}
+	if len(propose) > 0 {
+		results, err := s.propose(c, propose...)
+		if err != nil {
+			return err
+		}
+		for j, r := range results {
+			out[proposed[j]] = answerResult{Code: r.Code, Msg: r.Msg}
+		}
 	}
 	return c.JSON(http.StatusOK, out)
+}
+
+// refusal checks an answer's claim against the projection and returns the
+// result Apply would give it when that is certain already: its run is over,
+// or its call was claimed again or answered since (generations only grow).
+// A run or call the projection does not have counts only once this leader
+// has caught up; before that the claim may just not be applied here yet.
+func (s *Server) refusal(cf *fsm.CallFinished) (fsm.Result, bool, error) {
+	run, err := s.fsm.Run(cf.RunID)
+	if err != nil || run == nil {
+		return fsm.Result{Code: fsm.NotFound, ID: cf.RunID, Msg: "no such run"}, err == nil && s.node.CaughtUp(), err
+	}
+	if run.Done() {
+		return fsm.Result{Code: fsm.Rejected, ID: cf.RunID, Msg: "run is " + run.Status}, true, nil
+	}
+	call, err := s.fsm.Call(cf.RunID, cf.Call)
+	switch {
+	case err != nil:
+		return fsm.Result{}, false, err
+	case call == nil:
+		return fsm.Result{Code: fsm.Stale, ID: cf.RunID, Msg: "call no longer queued"}, s.node.CaughtUp(), nil
+	case call.Gen > cf.Gen:
+		return fsm.Result{Code: fsm.Stale, ID: cf.RunID, Msg: "superseded claim"}, true, nil
+	case call.Gen == cf.Gen && !call.Claimed:
+		return fsm.Result{Code: fsm.Stale, ID: cf.RunID, Msg: "call not claimed"}, true, nil
+	}
+	return fsm.Result{}, false, nil
 }
 
 // ForwardAnswer commits an app answer through the current leader, this node

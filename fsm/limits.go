@@ -49,20 +49,21 @@ func (l Limits) AppResponseBytes() int64 { return max(16<<20, 4*l.StepOutputByte
 // larger is replaced by one, and a run result that is larger fails the run
 // (Fail). The executor screens answers before proposing them, so that no
 // oversized value reaches the log; Apply screens them again, because an
-// answer may come from another node.
-func ScreenAnswer(r *CallFinished, l Limits) {
+// answer may come from another node. It reports whether it changed r.
+func ScreenAnswer(r *CallFinished, l Limits) (screened bool) {
 	limit := l.StepOutputBytes
 	if limit <= 0 {
-		return
+		return false
 	}
 	for i, op := range r.Ops {
 		size := int64(max(len(op.Data), len(op.Error), len(op.Opts)))
 		if size <= limit {
 			continue
 		}
+		screened = true
 		if op.Op == "RunComplete" {
 			r.Ops, r.Body, r.Fail = nil, nil, outputError("the function's result", size, limit)
-			return
+			return true
 		}
 		failed := Op{ID: op.ID, Op: "StepFailed", Name: op.Name, DisplayName: op.DisplayName,
 			Error: outputError("the step's output", size, limit)}
@@ -72,12 +73,14 @@ func ScreenAnswer(r *CallFinished, l Limits) {
 		r.Ops[i] = failed
 	}
 	if size := int64(len(r.Body)); size > limit {
+		screened = true
 		if r.SDK && r.Status == 200 {
 			r.Body, r.Fail = nil, outputError("the function's result", size, limit)
 		} else {
 			r.Body = outputError("the app's answer", size, limit)
 		}
 	}
+	return screened
 }
 
 func outputError(what string, size, limit int64) []byte {
