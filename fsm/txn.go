@@ -72,7 +72,8 @@ func (t *txn) get(k []byte, v any) bool {
 	return true
 }
 
-func (t *txn) has(k []byte) bool { return t.getRaw(k) != nil }
+// has reports whether k holds a value (a large one is not read).
+func (t *txn) has(k []byte) bool { return t.size(k) > 0 }
 
 // size returns the length of the value at k (0 if none), without reading
 // its parts.
