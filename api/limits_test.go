@@ -66,8 +66,10 @@ func bigStep(n int) []fsm.Op {
 func TestRefusedAnswersAppendNothing(t *testing.T) {
 	s := startNode(t)
 	run := hangingRun(t, s)
+	// The leader records its addresses once it has caught up: wait for
+	// both, so that the log only grows because of requests from here on.
 	deadline := time.Now().Add(10 * time.Second)
-	for !s.Node.CaughtUp() {
+	for n, _ := s.FSM.Node("n1"); !s.Node.CaughtUp() || n == nil; n, _ = s.FSM.Node("n1") {
 		if time.Now().After(deadline) {
 			t.Fatal("the leader never caught up")
 		}
