@@ -25,8 +25,8 @@ type answerResult struct {
 // are safe: a claim's generation fences them, so an answer to a call that
 // was re-sent meanwhile is refused as stale, never applied twice.
 //
-// An answer the projection already refuses (refusal) is answered here and
-// never written to the log; values over the step output limit are screened
+// An answer the projection already refuses (fsm.Refusal) is answered here
+// and never written to the log; values over the step output limit are screened
 // out first, as the executor does (fsm.ScreenAnswer).
 //
 // The body is an entry of CallFinished records (fsm.EncodeEntry, msgpack).
@@ -56,7 +56,7 @@ func (s *Server) postAnswers(c echo.Context) error {
 		if !ok {
 			return errf(http.StatusBadRequest, "invalid_entry", "answers: record %d is %T, only call answers are accepted", i, r)
 		}
-		if res, refused, err := s.refusal(cf); err != nil {
+		if res, refused, err := s.fsm.Refusal(cf, s.node.CaughtUp()); err != nil {
 			return err
 		} else if refused {
 			out[i] = answerResult{Code: res.Code, Msg: res.Msg}
@@ -77,33 +77,6 @@ func (s *Server) postAnswers(c echo.Context) error {
 		}
 	}
 	return c.JSON(http.StatusOK, out)
-}
-
-// refusal checks an answer's claim against the projection and returns the
-// result Apply would give it when that is certain already: its run is over,
-// or its call was claimed again or answered since (generations only grow).
-// A run or call the projection does not have counts only once this leader
-// has caught up; before that the claim may just not be applied here yet.
-func (s *Server) refusal(cf *fsm.CallFinished) (fsm.Result, bool, error) {
-	run, err := s.fsm.Run(cf.RunID)
-	if err != nil || run == nil {
-		return fsm.Result{Code: fsm.NotFound, ID: cf.RunID, Msg: "no such run"}, err == nil && s.node.CaughtUp(), err
-	}
-	if run.Done() {
-		return fsm.Result{Code: fsm.Rejected, ID: cf.RunID, Msg: "run is " + run.Status}, true, nil
-	}
-	call, err := s.fsm.Call(cf.RunID, cf.Call)
-	switch {
-	case err != nil:
-		return fsm.Result{}, false, err
-	case call == nil:
-		return fsm.Result{Code: fsm.Stale, ID: cf.RunID, Msg: "call no longer queued"}, s.node.CaughtUp(), nil
-	case call.Gen > cf.Gen:
-		return fsm.Result{Code: fsm.Stale, ID: cf.RunID, Msg: "superseded claim"}, true, nil
-	case call.Gen == cf.Gen && !call.Claimed:
-		return fsm.Result{Code: fsm.Stale, ID: cf.RunID, Msg: "call not claimed"}, true, nil
-	}
-	return fsm.Result{}, false, nil
 }
 
 // ForwardAnswer commits an app answer through the current leader, this node

@@ -542,6 +542,13 @@ func (e *Executor) dispatch(ctx context.Context, c fsm.Call) []fsm.Call {
 	if rec.Err != "" {
 		log.Warn("app call failed", "status", rec.Status, "err", rec.Err)
 	}
+	// An answer already refused (its run was cancelled meanwhile, say) is
+	// not written: it may be as large as the step output limit. This
+	// node's projection holds its own claim, so what it lacks is gone.
+	if res, refused, err := e.fsm.Refusal(rec, true); err == nil && refused {
+		log.Info("app answer not recorded: "+res.Msg, "code", res.Code)
+		return nil
+	}
 	// The answer is worth recording until the claim's lease ends; after
 	// that the call may be re-sent and the answer is refused as stale.
 	pctx, cancel := context.WithDeadline(ctx, time.UnixMilli(c.Due))

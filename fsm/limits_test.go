@@ -205,3 +205,44 @@ func TestScreenAnswer(t *testing.T) {
 		t.Errorf("a zero limit screened the answer")
 	}
 }
+
+// Refusal tells from the projection which answers Apply would certainly
+// refuse, so that they need not be written.
+func TestRefusal(t *testing.T) {
+	h := newHarness(t)
+	run := h.startRun(3)
+	gen := h.claim(run, fsm.DiscoveryCall, t0+10)
+	answer := func(call string, gen uint32) *fsm.CallFinished {
+		return &fsm.CallFinished{At: t0 + 11, RunID: run, Call: call, Gen: gen, Status: 200, SDK: true}
+	}
+	for _, tc := range []struct {
+		name     string
+		cf       *fsm.CallFinished
+		complete bool
+		refused  bool
+		code     fsm.Code
+	}{
+		{"the current claim", answer(fsm.DiscoveryCall, gen), true, false, fsm.OK},
+		{"an older claim", answer(fsm.DiscoveryCall, gen-1), false, true, fsm.Stale},
+		{"a claim not seen yet", answer(fsm.DiscoveryCall, gen+1), true, false, fsm.OK},
+		{"a call not seen yet", answer("other", 1), false, false, fsm.OK},
+		{"a call that is gone", answer("other", 1), true, true, fsm.Stale},
+		{"a run not seen yet", &fsm.CallFinished{RunID: "01NORUN", Call: "step", Gen: 1}, false, false, fsm.OK},
+		{"a run that does not exist", &fsm.CallFinished{RunID: "01NORUN", Call: "step", Gen: 1}, true, true, fsm.NotFound},
+	} {
+		res, refused, err := h.f.Refusal(tc.cf, tc.complete)
+		if err != nil || refused != tc.refused || (refused && res.Code != tc.code) {
+			t.Errorf("%s: refused %v (%v %s), want %v (%v)", tc.name, refused, res.Code, res.Msg, tc.refused, tc.code)
+		}
+	}
+	failed := answer(fsm.DiscoveryCall, gen)
+	failed.Status = 500
+	h.want(failed, fsm.OK) // retried later: the call waits unclaimed at the same generation
+	if res, refused, _ := h.f.Refusal(answer(fsm.DiscoveryCall, gen), false); !refused || res.Code != fsm.Stale {
+		t.Errorf("a second answer to an answered claim: %v %v", refused, res)
+	}
+	h.want(&fsm.CancelRequested{At: t0 + 20, RunID: run}, fsm.OK)
+	if res, refused, _ := h.f.Refusal(answer(fsm.DiscoveryCall, gen), false); !refused || res.Code != fsm.Rejected {
+		t.Errorf("an answer for a cancelled run: %v %v", refused, res)
+	}
+}

@@ -395,6 +395,34 @@ func (f *FSM) SignalWaiter(signal string) (string, error) {
 	return run, nil
 }
 
+// Refusal returns the result Apply would give an app's answer when the
+// projection makes it certain already, so that the answer need not be
+// written to the log: its run is over, or its call was claimed again or
+// answered since (generations only grow). A run or call the projection
+// lacks counts only when complete says it holds every entry committed
+// before the answer's claim; otherwise the claim may not be applied yet.
+func (f *FSM) Refusal(cf *CallFinished, complete bool) (res Result, refused bool, err error) {
+	run, err := f.Run(cf.RunID)
+	if err != nil || run == nil {
+		return Result{Code: NotFound, ID: cf.RunID, Msg: "no such run"}, err == nil && complete, err
+	}
+	if run.Done() {
+		return Result{Code: Rejected, ID: cf.RunID, Msg: "run is " + run.Status}, true, nil
+	}
+	call, err := f.Call(cf.RunID, cf.Call)
+	switch {
+	case err != nil:
+		return Result{}, false, err
+	case call == nil:
+		return Result{Code: Stale, ID: cf.RunID, Msg: "call no longer queued"}, complete, nil
+	case call.Gen > cf.Gen:
+		return Result{Code: Stale, ID: cf.RunID, Msg: "superseded claim"}, true, nil
+	case call.Gen == cf.Gen && !call.Claimed:
+		return Result{Code: Stale, ID: cf.RunID, Msg: "call not claimed"}, true, nil
+	}
+	return Result{}, false, nil
+}
+
 // Limits returns the run limits Apply enforces now: those of the last
 // LimitsSet, or DefaultLimits.
 func (f *FSM) Limits() (Limits, error) {

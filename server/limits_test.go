@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cairn-dev/cairn/fsm"
 	raftlog "github.com/cairn-dev/cairn/log"
@@ -130,5 +132,38 @@ func TestRunsOverLimitsFailWithNamedErrors(t *testing.T) {
 		if len(l.Data) > int(limits.StepOutputBytes) {
 			t.Errorf("log entry %d is %d bytes, over the step output limit of %d", i, len(l.Data), limits.StepOutputBytes)
 		}
+	}
+}
+
+// An answer that arrives after its run was cancelled is not written: it
+// is refused, and could be as large as the step output limit.
+func TestAnswerToACancelledRunIsNotRecorded(t *testing.T) {
+	called, release := make(chan struct{}), make(chan struct{})
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(called)
+		<-release
+		w.Header().Set("X-Inngest-SDK", "cairn-test:v0")
+		w.WriteHeader(206)
+		fmt.Fprintf(w, `[{"id":"late","op":"StepRun","name":"late","data":"%s"}]`, strings.Repeat("x", 1<<20))
+	}))
+	defer app.Close()
+	n := startNode(t, "n1", "", func(c *Config) { c.ServerKind = "dev" })
+	register(t, n, app.URL)
+	id, _ := sendEvent(t, n)
+	<-called
+	var out struct{ Data []struct{ ID string } }
+	get(n.srv.URL()+"/v1/events/"+id+"/runs", &out)
+	if code, raw := post(n.srv.URL()+"/v1/runs/"+out.Data[0].ID+"/cancel", map[string]any{}); code != 200 {
+		t.Fatalf("cancel: %d %s", code, raw)
+	}
+	before, _ := n.srv.FSM.Applied()
+	close(release)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if left := n.srv.Exec.Drain(ctx); left != 0 {
+		t.Fatalf("%d calls still out", left)
+	}
+	if after, _ := n.srv.FSM.Applied(); after != before {
+		t.Fatalf("the refused answer was written: applied index %d -> %d", before, after)
 	}
 }
