@@ -98,13 +98,8 @@ func (s *Server) ForwardAnswer(ctx context.Context, rec *fsm.CallFinished) (fsm.
 	if err != nil {
 		return fsm.Result{}, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/v1/internal/answers", bytes.NewReader(body))
-	if err != nil {
-		return fsm.Result{}, err
-	}
-	req.Header.Set("Content-Type", "application/msgpack")
-	req.Header.Set(forwardedHeader, s.node.ID()) // the receiver must not pass it on
-	resp, err := s.toLeader.RoundTrip(req)
+	// The receiver must not pass it on: only the leader can commit it.
+	resp, err := s.toPeer(ctx, addr, pathAnswers, "application/msgpack", body, http.Header{forwardedHeader: {s.node.ID()}})
 	if err != nil {
 		return fsm.Result{}, err
 	}

@@ -7,26 +7,20 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cairn-dev/cairn/fsm"
+	"github.com/cairn-dev/cairn/internal/testnet"
 	"github.com/cairn-dev/cairn/server"
 )
 
 // freeAddr returns a loopback address nothing listens on right now.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	return testnet.FreeAddr(t, "127.0.0.1")
 }
 
 // startNode starts a single-node cluster and waits until it leads. Options

@@ -1,7 +1,12 @@
 package api
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -9,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cairn-dev/cairn/fsm"
+	"github.com/cairn-dev/cairn/raftnode"
 	"github.com/labstack/echo/v4"
 )
 
@@ -46,7 +52,7 @@ func (s *Server) forward(next echo.HandlerFunc) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		target := &url.URL{Scheme: "http", Host: addr}
+		target := &url.URL{Scheme: s.peerScheme(), Host: addr}
 		if r.URL.Query().Get("redirect") == "true" || r.Header.Get("X-Cairn-Redirect") != "" {
 			loc := *r.URL
 			loc.Scheme, loc.Host = target.Scheme, target.Host
@@ -123,25 +129,35 @@ func (s *Server) clusterStatus(c echo.Context) error {
 	return c.JSON(http.StatusOK, out)
 }
 
-// clusterJoin adds a voter: {"id", "raft_addr", "http_addr"}. It runs on
-// the leader (followers forward it).
+// JoinRequest is what a node sends to join: its id and the addresses its
+// peers reach it at.
+type JoinRequest struct {
+	ID       string `json:"id"`
+	RaftAddr string `json:"raft_addr"`
+	HTTPAddr string `json:"http_addr"`
+}
+
+// clusterJoin adds a voter. It runs on the leader (followers forward it),
+// which first dials the new member's Raft address: a join naming an address
+// that does not answer (or fails the TLS handshake) changes nothing.
 func (s *Server) clusterJoin(c echo.Context) error {
 	body, err := s.readBody(c)
 	if err != nil {
 		return err
 	}
-	var in struct {
-		ID       string `json:"id"`
-		RaftAddr string `json:"raft_addr"`
-		HTTPAddr string `json:"http_addr"`
-	}
+	var in JoinRequest
 	if err := json.Unmarshal(body, &in); err != nil {
 		return errf(http.StatusBadRequest, "invalid_json", "join body: %v", err)
 	}
 	if strings.TrimSpace(in.ID) == "" || in.RaftAddr == "" || in.HTTPAddr == "" {
 		return errf(http.StatusBadRequest, "invalid_member", "\"id\", \"raft_addr\" and \"http_addr\" are required")
 	}
-	if err := s.node.AddVoter(in.ID, in.RaftAddr); err != nil {
+	err = s.node.AddVoter(in.ID, in.RaftAddr)
+	if errors.Is(err, raftnode.ErrUnreachable) {
+		return errf(http.StatusBadRequest, "member_unreachable",
+			"the leader cannot reach %q at raft_addr %s (%v); nothing was changed", in.ID, in.RaftAddr, err)
+	}
+	if err != nil {
 		return err
 	}
 	if _, err := s.propose(c, &fsm.NodeSeen{At: time.Now().UnixMilli(), ID: in.ID, RaftAddr: in.RaftAddr, HTTPAddr: in.HTTPAddr}); err != nil {
@@ -149,6 +165,25 @@ func (s *Server) clusterJoin(c echo.Context) error {
 	}
 	s.log.Info("member joined", "id", in.ID, "raft", in.RaftAddr, "http", in.HTTPAddr)
 	return s.clusterStatus(c)
+}
+
+// Join asks the node at addr (any member: it forwards to the leader) to add
+// this node, once, as a node of the cluster (with a proof of the secret).
+func (s *Server) Join(ctx context.Context, addr string, me JoinRequest) error {
+	body, err := json.Marshal(me)
+	if err != nil {
+		return err
+	}
+	resp, err := s.toPeer(ctx, addr, pathJoin, "application/json", body, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(msg))
+	}
+	return nil
 }
 
 // clusterRemove removes a member: {"id"}.

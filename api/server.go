@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/cairn-dev/cairn/fsm"
+	"github.com/cairn-dev/cairn/internal/certs"
 	"github.com/cairn-dev/cairn/internal/hostpolicy"
-	"github.com/cairn-dev/cairn/internal/peerdial"
 	"github.com/cairn-dev/cairn/internal/signing"
 	"github.com/cairn-dev/cairn/raftnode"
 	"github.com/labstack/echo/v4"
@@ -35,6 +35,14 @@ type Config struct {
 	EventKeys []string
 	// AppHosts limits where apps may live (nil: anywhere).
 	AppHosts *hostpolicy.Policy
+	// ClusterSecret is what nodes prove they know on node-to-node requests
+	// (package clusterauth; see nodeauth.go). Empty: node-only routes are
+	// open to any caller, as in dev mode.
+	ClusterSecret string
+	// TLS is this node's identity for mutual TLS with its peers: requests to
+	// them go over https with its certificate, and node-only routes want a
+	// caller's certificate from the cluster CA (nil: plain HTTP).
+	TLS *certs.Identity
 }
 
 // Dispatcher is the local executor, as the API sees it: records proposed
@@ -54,7 +62,8 @@ type Server struct {
 	syncer *Syncer
 	log    *slog.Logger
 	echo   *echo.Echo
-	// toLeader carries requests forwarded to the leader.
+	// toLeader carries requests forwarded to the leader and other
+	// node-to-node requests (peers.go).
 	toLeader http.RoundTripper
 }
 
@@ -73,15 +82,12 @@ func New(cfg Config, node *raftnode.Node, f *fsm.FSM, exec Dispatcher, syncer *S
 		cfg.Logger = slog.Default()
 	}
 	s := &Server{cfg: cfg, node: node, fsm: f, exec: exec, syncer: syncer, log: cfg.Logger.With("component", "api"),
-		toLeader: &http.Transport{DialContext: peerdial.New(cfg.ListenHost, 5*time.Second).DialContext,
-			MaxIdleConnsPerHost: 64, IdleConnTimeout: 30 * time.Second,
-			// A leader cut off silently must not hold the client forever;
-			// a commit takes far less than this.
-			ResponseHeaderTimeout: 30 * time.Second}}
+		toLeader: peerTransport(cfg)}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler
 	e.Use(s.recoverer)
+	e.Use(s.nodesOnly)
 	e.Use(s.forward)
 
 	// SDK-facing: event API and registration.
@@ -89,9 +95,9 @@ func New(cfg Config, node *raftnode.Node, f *fsm.FSM, exec Dispatcher, syncer *S
 	e.POST("/fn/register", s.register, s.needSigningKey)
 
 	// Cluster membership and node-to-node traffic.
-	e.POST("/v1/cluster/join", s.clusterJoin, s.needNodeOrSigningKey)
-	e.POST("/v1/cluster/remove", s.clusterRemove, s.needNodeOrSigningKey)
-	e.POST("/v1/internal/answers", s.postAnswers, s.needNode)
+	e.POST(pathJoin, s.clusterJoin, s.needNodeOrSigningKey)
+	e.POST(pathRemove, s.clusterRemove, s.needNodeOrSigningKey)
+	e.POST(pathAnswers, s.postAnswers, s.needNode)
 
 	// Cairn's own API.
 	v1 := e.Group("/v1", s.needSigningKey)

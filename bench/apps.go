@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/cairn-dev/cairn/internal/proc"
+	"github.com/cairn-dev/cairn/internal/signing"
 )
 
 // ---------------------------------------------------------------------------
@@ -132,10 +133,20 @@ type goApp struct {
 	sleeper  *sleeper     // the second function, benchgo-sleeper (sleep scenario)
 	flow     *flowTracker // benchgo-flow-none and benchgo-flow-conc (flow scenario)
 	syncErr  atomic.Value // string: last register failure
+	// Production mode: Cairn's key (verify its requests, sign our answers,
+	// Bearer on /fn/register), and the time that takes.
+	keys   signing.Keys
+	crypto cryptoMeter
 }
 
 func (a *goApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	arrived := time.Now()
+	if a.keys.Enabled() && (r.Method == http.MethodPost || r.Method == http.MethodPut) {
+		if !a.verifyRequest(w, r) {
+			return
+		}
+		w = &signedWriter{ResponseWriter: w, app: a}
+	}
 	switch r.Method {
 	case http.MethodPost:
 		a.call(w, r, arrived)
@@ -154,6 +165,7 @@ func writeSDK(w http.ResponseWriter, status int, body []byte) {
 	h.Set("X-Inngest-SDK", benchSDK)
 	h.Set("X-Inngest-Req-Version", "2")
 	h.Set("Content-Length", strconv.Itoa(len(body)))
+	signIfAsked(w, body)
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 	flush(w)
@@ -276,6 +288,9 @@ func (a *goApp) sync(w http.ResponseWriter, r *http.Request) {
 	req.Header.Set("X-Inngest-SDK", benchSDK)
 	req.Header.Set("X-Inngest-Expected-Server-Kind", kind)
 	req.Header.Set("X-Inngest-Sync-Kind", "out_of_band")
+	if a.keys.Enabled() {
+		req.Header.Set("Authorization", "Bearer "+a.keys.Primary.Bearer())
+	}
 	var res struct {
 		OK       bool   `json:"ok"`
 		Modified bool   `json:"modified"`
@@ -294,14 +309,18 @@ func (a *goApp) sync(w http.ResponseWriter, r *http.Request) {
 	writeSDK(w, http.StatusOK, msg)
 }
 
-// startGoApp serves the Go app on a free loopback port.
-func startGoApp(cairnURL string) (*goApp, func(), error) {
+// startGoApp serves the Go app on a free loopback port; with keys it acts as
+// an SDK in production mode.
+func startGoApp(cairnURL string, keys *prodKeys) (*goApp, func(), error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, nil, err
 	}
 	a := &goApp{url: fmt.Sprintf("http://%s/api/inngest", ln.Addr()), cairnURL: cairnURL, hops: newHopMeter(),
 		sleeper: newSleeper(), flow: newFlowTracker()}
+	if keys != nil {
+		a.keys = signing.Keys{Primary: keys.key}
+	}
 	srv := &http.Server{Handler: a, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	return a, func() {
@@ -396,10 +415,15 @@ func ensureNodeModules(ctx context.Context, dir string) error {
 }
 
 // startTSApp starts `node app.mjs` on port and waits for its READY line.
-func startTSApp(ctx context.Context, dir, workDir string, port int, cairnURL string) (*proc.Child, error) {
+// With keys the SDK runs in production mode (INNGEST_DEV=0 and the keys).
+func startTSApp(ctx context.Context, dir, workDir string, port int, cairnURL string, keys *prodKeys) (*proc.Child, error) {
 	pr, pw := io.Pipe()
 	env := []string{"PORT=" + strconv.Itoa(port), "INNGEST_DEV=1", "INNGEST_BASE_URL=" + cairnURL,
-		"JOURNAL=/dev/null", "APP_ID=" + tsAppID, "TSAPP_DEBUG=", "INNGEST_STREAMING="}
+		"JOURNAL=/dev/null", "APP_ID=" + tsAppID, "TSAPP_DEBUG=", "INNGEST_STREAMING=",
+		"INNGEST_SIGNING_KEY=", "INNGEST_SIGNING_KEY_FALLBACK=", "INNGEST_EVENT_KEY="}
+	if keys != nil {
+		env = append(env, "INNGEST_DEV=0", "INNGEST_SIGNING_KEY="+keys.key.Raw(), "INNGEST_EVENT_KEY="+keys.eventKey)
+	}
 	logPath := filepath.Join(workDir, "tsapp.log")
 	c, err := proc.Start("tsapp", proc.Options{Dir: dir, Env: env, LogPath: logPath, Stdout: pw}, "node", "app.mjs")
 	if err != nil {

@@ -71,20 +71,36 @@ func buildCairn(ctx context.Context, root string) (string, error) {
 	return bin, nil
 }
 
-// cairnNode is one `cairn dev` subprocess.
+// cairnNode is one `cairn dev` (or, in production mode, `cairn start`)
+// subprocess.
 type cairnNode struct {
-	proc    *proc.Child
-	url     string // http://127.0.0.1:port
-	port    int
-	dataDir string
-	logPath string
+	proc     *proc.Child
+	url      string // http://127.0.0.1:port
+	port     int
+	dataDir  string
+	logPath  string
+	bearer   string // production: sent on every API request
+	eventKey string // the /e/<key> events go to
+}
+
+// eventURL is where events are sent: /e/bench in dev (any key is taken),
+// /e/<event key> in production.
+func (n *cairnNode) eventURL() string { return n.url + "/e/" + n.eventKey }
+
+// authorize adds the Bearer token Cairn's API asks for in production.
+func (n *cairnNode) authorize(req *http.Request) {
+	if n.bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+n.bearer)
+	}
 }
 
 // pickCairnPort reserves (best effort) the HTTP port before the node starts,
 // so that an app can be told Cairn's URL before Cairn runs.
 func pickCairnPort() (int, error) { return freePort() }
 
-func startCairn(ctx context.Context, bin, workDir string, port int, logLevel string, appURLs []string) (*cairnNode, error) {
+// startCairn starts `cairn dev`, or with keys `cairn start --bootstrap` in
+// production mode.
+func startCairn(ctx context.Context, bin, workDir string, port int, logLevel string, appURLs []string, keys *prodKeys) (*cairnNode, error) {
 	raftPort, err := freePort()
 	if err != nil {
 		return nil, err
@@ -95,19 +111,31 @@ func startCairn(ctx context.Context, bin, workDir string, port int, logLevel str
 		}
 	}
 	dataDir := filepath.Join(workDir, "data")
-	args := []string{"dev", "--data-dir", dataDir, "--port", strconv.Itoa(port), "--host", "127.0.0.1",
-		"--raft-addr", "127.0.0.1:" + strconv.Itoa(raftPort), "--log-level", logLevel}
+	args := []string{"dev"}
+	// Keep our CAIRN_* settings from leaking in from the environment.
+	env := []string{"CAIRN_APP_URLS=", "CAIRN_LOG_JSON=false", "CAIRN_ALLOW_APP_HOSTS="}
+	if keys != nil {
+		// The keys go through the environment, not argv, where any user's
+		// ps would show them.
+		args = []string{"start", "--bootstrap", "--node-id", "bench"}
+		env = append(env, "CAIRN_SIGNING_KEY="+keys.key.Raw(), "CAIRN_EVENT_KEYS="+keys.eventKey,
+			"CAIRN_SIGNING_KEY_FALLBACK=", "CAIRN_INSECURE=", "CAIRN_PEERS=", "CAIRN_JOIN=")
+	}
+	args = append(args, "--data-dir", dataDir, "--port", strconv.Itoa(port), "--host", "127.0.0.1",
+		"--raft-addr", "127.0.0.1:"+strconv.Itoa(raftPort), "--log-level", logLevel)
 	for _, u := range appURLs {
 		args = append(args, "-u", u)
 	}
 	logPath := filepath.Join(workDir, "cairn.log")
-	// Keep our CAIRN_* settings from leaking in from the environment.
-	env := []string{"CAIRN_APP_URLS=", "CAIRN_LOG_JSON=false"}
 	p, err := proc.Start("cairn", proc.Options{Dir: workDir, Env: env, LogPath: logPath}, bin, args...)
 	if err != nil {
 		return nil, err
 	}
-	n := &cairnNode{proc: p, url: fmt.Sprintf("http://127.0.0.1:%d", port), port: port, dataDir: dataDir, logPath: logPath}
+	n := &cairnNode{proc: p, url: fmt.Sprintf("http://127.0.0.1:%d", port), port: port, dataDir: dataDir, logPath: logPath,
+		eventKey: "bench"}
+	if keys != nil {
+		n.bearer, n.eventKey = keys.key.Bearer(), keys.eventKey
+	}
 	if err := n.waitHealthy(ctx, 60*time.Second); err != nil {
 		n.proc.Stop(5 * time.Second)
 		return nil, fmt.Errorf("%w\n--- cairn log (%s) ---\n%s", err, logPath, proc.TailFile(logPath, 40))
@@ -146,6 +174,7 @@ func (n *cairnNode) getJSON(ctx context.Context, path string, out any) error {
 	if err != nil {
 		return err
 	}
+	n.authorize(req)
 	return doJSON(req, out)
 }
 
@@ -159,6 +188,7 @@ func (n *cairnNode) postJSON(ctx context.Context, path string, body, out any) er
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	n.authorize(req)
 	return doJSON(req, out)
 }
 
@@ -247,6 +277,7 @@ func (n *cairnNode) waitApp(ctx context.Context, appID string, max time.Duration
 // runView is the part of Cairn's run JSON the bench reads.
 type runView struct {
 	ID        string          `json:"id"`
+	Function  string          `json:"function_id"`
 	Status    string          `json:"status"`
 	EventIDs  []string        `json:"event_ids"`
 	CreatedAt int64           `json:"created_at"`

@@ -550,7 +550,7 @@ func postFlowEvents(ctx context.Context, c *cairnNode, name string, from, k, key
 		b.WriteString(`{"name":"` + name + `","data":{"k":"` + prefix + strconv.Itoa(i%keys) + `"}}`)
 	}
 	b.WriteByte(']')
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url+"/e/bench", &b)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.eventURL(), &b)
 	if err != nil {
 		return nil, err
 	}

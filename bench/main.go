@@ -42,6 +42,7 @@ type options struct {
 	logLevel  string
 	tsProxy   bool
 	warmup    int
+	security  securityModes // -production: dev, production, or both in turn
 
 	// sleep scenario
 	sleepers         int
@@ -57,17 +58,23 @@ type options struct {
 	flowKeys   int
 	flowBatch  int
 	flowPasses []string
+
+	// fair scenario
+	fairHangN    int
+	fairHang     time.Duration
+	fairRate     float64
+	fairDuration time.Duration
 }
 
 func parseFlags() (*options, error) {
-	o := &options{}
+	o := &options{security: securityModes{modeDev}}
 	var scen string
 	flag.StringVar(&o.app, "app", "both", "app mode: go (built-in Go stand-in app), ts (e2e/tsapp, real SDK) or both")
 	flag.IntVar(&o.n, "n", 0, "burst: events to send (default 2000 for go, 200 for ts)")
 	flag.IntVar(&o.senders, "senders", 4, "burst: concurrent event senders")
 	flag.Float64Var(&o.rate, "rate", 5, "steady: events per second")
 	flag.DurationVar(&o.duration, "duration", 0, "steady: how long to send (default 10s for go, 20s for ts)")
-	flag.StringVar(&scen, "scenarios", "burst,steady", "scenarios to run, comma separated: burst, steady, sleep, flow (sleep and flow: Go app only)")
+	flag.StringVar(&scen, "scenarios", "burst,steady", "scenarios to run, comma separated: burst, steady, sleep, flow, fair (sleep, flow and fair: Go app only)")
 	flag.DurationVar(&o.timeout, "timeout", 5*time.Minute, "overall time limit; everything is stopped when it runs out\n"+
 		"(with -scenarios sleep the default grows with -sleepers and -sleep-lead; with flow, by 7ms per event per pass)")
 	flag.StringVar(&o.jsonPath, "json", "", "also write the report as JSON to this file")
@@ -77,6 +84,9 @@ func parseFlags() (*options, error) {
 	flag.DurationVar(&o.stall, "stall", 60*time.Second, "give up on a scenario when no run finishes for this long")
 	flag.StringVar(&o.logLevel, "log-level", "info", "cairn --log-level")
 	flag.BoolVar(&o.tsProxy, "ts-proxy", false, "ts: put a timing proxy in front of the TS app to measure step hops\n(costs ~10% of TS burst throughput on a 2-core box)")
+	flag.Var(&o.security, "production", "run Cairn in production mode: cairn start with a fresh signing key and event key; the apps\n"+
+		"verify signed calls and sign their answers, the bench sends the Bearer token and the event key.\n"+
+		"-production=both runs each app mode in dev, then in production, and compares CPU per step")
 	flag.IntVar(&o.warmup, "warmup", 5, "events sent (and awaited) before the scenarios, not measured")
 	flag.IntVar(&o.sleepers, "sleepers", 100000, "sleep: runs that sleep at once")
 	flag.DurationVar(&o.sleepLead, "sleep-lead", 0, "sleep: from the first send to the wake-up instant\n"+
@@ -89,6 +99,10 @@ func parseFlags() (*options, error) {
 	flag.IntVar(&o.flowN, "flow-n", 10000, "flow: events per pass (the keyed pass uses this many distinct concurrency keys)")
 	flag.IntVar(&o.flowKeys, "flow-keys", 10, "flow: distinct keys in the contention pass (limit 1 per key)")
 	flag.IntVar(&o.flowBatch, "flow-batch", 500, "flow: events per POST /e")
+	flag.IntVar(&o.fairHangN, "fair-hang-n", 300, "fair: events to the function whose calls hang")
+	flag.DurationVar(&o.fairHang, "fair-hang", 30*time.Second, "fair: how long a hanging call waits at most (the scenario releases them once measured)")
+	flag.Float64Var(&o.fairRate, "fair-rate", 10, "fair: events per second to the unrelated function while the others hang")
+	flag.DurationVar(&o.fairDuration, "fair-duration", 5*time.Second, "fair: how long to send them")
 	var flowPasses string
 	flag.StringVar(&flowPasses, "flow-passes", "none,conc,conc,none,conc-few", "flow: passes to run, in order (repeats allowed): none, conc (-flow-n keys), conc-few (-flow-keys keys);\n"+
 		"CPU per step vs none divides by the mean of the none passes")
@@ -111,10 +125,10 @@ func parseFlags() (*options, error) {
 		s = strings.TrimSpace(s)
 		switch s {
 		case "":
-		case "burst", "steady", "sleep", "flow":
+		case "burst", "steady", "sleep", "flow", "fair":
 			o.scenarios = append(o.scenarios, s)
 		default:
-			return nil, fmt.Errorf("unknown scenario %q (want burst, steady, sleep or flow)", s)
+			return nil, fmt.Errorf("unknown scenario %q (want burst, steady, sleep, flow or fair)", s)
 		}
 	}
 	if len(o.scenarios) == 0 {
@@ -148,6 +162,14 @@ func parseFlags() (*options, error) {
 			o.timeout += flowTimeout(o)
 		}
 	}
+	if slices.Contains(o.scenarios, "fair") {
+		if o.app == "ts" {
+			return nil, errors.New("the fair scenario needs the Go app: -app go")
+		}
+		if o.fairHangN < 1 || o.fairHang <= 0 || o.fairRate <= 0 || o.fairDuration <= 0 {
+			return nil, errors.New("-fair-hang-n must be >= 1, -fair-hang, -fair-rate and -fair-duration > 0")
+		}
+	}
 	if slices.Contains(o.scenarios, "sleep") {
 		if o.app == "ts" {
 			return nil, errors.New("the sleep scenario needs the Go app: -app go")
@@ -161,6 +183,9 @@ func parseFlags() (*options, error) {
 		if !timeoutSet {
 			o.timeout = max(o.timeout, sleepTimeout(o))
 		}
+	}
+	if len(o.security) > 1 && !timeoutSet {
+		o.timeout *= time.Duration(len(o.security))
 	}
 	return o, nil
 }
@@ -241,7 +266,8 @@ func run(o *options) (code int) {
 	if o.app == "both" {
 		modes = []string{"go", "ts"}
 	}
-	for _, m := range modes {
+	for _, mr := range modeRuns(modes, o.security) {
+		m := mr.name
 		if ctx.Err() != nil {
 			rep.Errors = append(rep.Errors, fmt.Sprintf("%s: skipped: %v", m, ctx.Err()))
 			failed = true
@@ -254,10 +280,16 @@ func run(o *options) (code int) {
 			continue
 		}
 		var rs []*Result
-		if m == "go" {
-			rs, err = runGoMode(ctx, o, bin, dir)
-		} else {
-			rs, err = runTSMode(ctx, o, bin, root, dir)
+		keys, err := mr.keys()
+		switch {
+		case err != nil:
+		case mr.app == "go":
+			rs, err = runGoMode(ctx, o, bin, dir, keys)
+		default:
+			rs, err = runTSMode(ctx, o, bin, root, dir, keys)
+		}
+		for _, r := range rs {
+			r.Mode = mr.security
 		}
 		rep.Results = append(rep.Results, rs...)
 		if err != nil {
@@ -270,6 +302,7 @@ func run(o *options) (code int) {
 			}
 		}
 	}
+	rep.Comparison = compareModes(rep.Results)
 	printReport(os.Stdout, rep)
 	if o.jsonPath != "" {
 		if err := writeJSON(o.jsonPath, rep); err != nil {
@@ -287,18 +320,18 @@ func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
 }
 
-func runGoMode(ctx context.Context, o *options, bin, dir string) ([]*Result, error) {
+func runGoMode(ctx context.Context, o *options, bin, dir string, keys *prodKeys) ([]*Result, error) {
 	port, err := pickCairnPort()
 	if err != nil {
 		return nil, err
 	}
-	app, stopApp, err := startGoApp(fmt.Sprintf("http://127.0.0.1:%d", port))
+	app, stopApp, err := startGoApp(fmt.Sprintf("http://127.0.0.1:%d", port), keys)
 	if err != nil {
 		return nil, err
 	}
 	defer stopApp()
-	logf("go: starting cairn on 127.0.0.1:%d (data %s), app at %s", port, dir, app.url)
-	c, err := startCairn(ctx, bin, dir, port, o.logLevel, []string{app.url})
+	logf("go: starting cairn (%s) on 127.0.0.1:%d (data %s), app at %s", securityName(keys), port, dir, app.url)
+	c, err := startCairn(ctx, bin, dir, port, o.logLevel, []string{app.url}, keys)
 	if err != nil {
 		return nil, err
 	}
@@ -316,10 +349,14 @@ func runGoMode(ctx context.Context, o *options, bin, dir string) ([]*Result, err
 	if d == 0 {
 		d = 10 * time.Second
 	}
-	return runScenarios(ctx, &env{app: "go", cairn: c, hops: app.hops, sleeper: app.sleeper, flow: app.flow, opts: o}, n, d)
+	e := &env{app: "go", cairn: c, hops: app.hops, sleeper: app.sleeper, flow: app.flow, keys: keys, opts: o}
+	if keys != nil {
+		e.crypto = &app.crypto
+	}
+	return runScenarios(ctx, e, n, d)
 }
 
-func runTSMode(ctx context.Context, o *options, bin, root, dir string) ([]*Result, error) {
+func runTSMode(ctx context.Context, o *options, bin, root, dir string, keys *prodKeys) ([]*Result, error) {
 	appDir := filepath.Join(root, "e2e", "tsapp")
 	if err := ensureNodeModules(ctx, appDir); err != nil {
 		return nil, err
@@ -343,13 +380,13 @@ func runTSMode(ctx context.Context, o *options, bin, root, dir string) ([]*Resul
 	if err != nil {
 		return nil, err
 	}
-	logf("ts: starting cairn on 127.0.0.1:%d (data %s), app at %s", port, dir, appURL)
-	c, err := startCairn(ctx, bin, dir, port, o.logLevel, nil)
+	logf("ts: starting cairn (%s) on 127.0.0.1:%d (data %s), app at %s", securityName(keys), port, dir, appURL)
+	c, err := startCairn(ctx, bin, dir, port, o.logLevel, nil, keys)
 	if err != nil {
 		return nil, err
 	}
 	defer c.stop()
-	ts, err := startTSApp(ctx, appDir, dir, tsPort, c.url)
+	ts, err := startTSApp(ctx, appDir, dir, tsPort, c.url, keys)
 	if err != nil {
 		return nil, err
 	}
@@ -428,6 +465,7 @@ func runScenarios(ctx context.Context, e *env, n int, d time.Duration) ([]*Resul
 			}
 			continue
 		}
+		e.noteCrypto(nil) // count this scenario's calls only
 		var r *Result
 		switch s {
 		case "burst":
@@ -442,6 +480,12 @@ func runScenarios(ctx context.Context, e *env, n int, d time.Duration) ([]*Resul
 				continue
 			}
 			r = runSleep(ctx, e)
+		case "fair":
+			if e.app != "go" {
+				logf("%s: the fair scenario needs the Go app; skipped", e.app)
+				continue
+			}
+			r = runFair(ctx, e)
 		}
 		if sr := r.Sleep; sr != nil && sr.MeasureOnly {
 			logf("%s: sleep: %d registered in time, RSS while all sleep %.0f MiB%s",
@@ -454,6 +498,7 @@ func runScenarios(ctx context.Context, e *env, n int, d time.Duration) ([]*Resul
 				r.WallSec, num(r.LatencyMs.P50), num(r.LatencyMs.P99), errSuffix(r.Error))
 		}
 		r.IdleCPUPct = idle
+		e.noteCrypto(r)
 		out = append(out, r)
 		if r.Error != "" {
 			break // the node is in an unknown state; don't pile on

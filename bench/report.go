@@ -37,6 +37,7 @@ func percentiles(v []float64) Pct {
 // Result is one scenario of one app mode.
 type Result struct {
 	App      string `json:"app"`
+	Mode     string `json:"mode"` // dev or production (-production)
 	Scenario string `json:"scenario"`
 	Offered  string `json:"offered"`
 
@@ -72,8 +73,13 @@ type Result struct {
 	BytesPerEntry    float64 `json:"raft_bytes_per_entry"`
 	FSMBytes         int64   `json:"fsm_dir_growth_bytes"`
 
+	// Production mode, Go app: its verify + sign time per call (bench
+	// process, not Cairn's CPU).
+	AppCryptoUsPerCall float64 `json:"go_app_verify_sign_us_per_call,omitempty"`
+
 	Sleep *SleepResult `json:"sleep,omitempty"` // the sleep scenario's own figures
 	Flow  *FlowResult  `json:"flow,omitempty"`  // the flow scenario's own figures
+	Fair  *FairResult  `json:"fair,omitempty"`  // the fair scenario's own figures (the rest is the unrelated function's)
 
 	Polls         int      `json:"status_polls"`
 	CairnWarnings int      `json:"cairn_log_warnings"`
@@ -91,6 +97,8 @@ type Report struct {
 	LoadAvg    string    `json:"loadavg_at_start"`
 	Results    []*Result `json:"results"`
 	Errors     []string  `json:"errors,omitempty"`
+
+	Comparison []Comparison `json:"dev_vs_production,omitempty"` // -production=both
 }
 
 func mib(b int64) string {
@@ -153,7 +161,7 @@ func printReport(w io.Writer, rep *Report) {
 			}
 			fmt.Fprintln(tw)
 		}
-		row("", func(r *Result) string { return r.App + " / " + r.Scenario })
+		row("", func(r *Result) string { return r.label() })
 		row("load offered", func(r *Result) string { return r.Offered })
 		row("events accepted (send errors)", func(r *Result) string { return fmt.Sprintf("%d (%d)", r.Events, r.SendErrors) })
 		row("runs completed / failed / unfinished", func(r *Result) string {
@@ -184,11 +192,14 @@ func printReport(w io.Writer, rep *Report) {
 		row("Cairn log WARN/ERROR lines", func(r *Result) string { return fmt.Sprint(r.CairnWarnings) })
 		tw.Flush()
 	}
+	if len(rep.Comparison) > 0 {
+		printComparison(w, rep.Comparison)
+	}
 	for _, r := range rep.Results {
 		if r.Error == "" && len(r.Notes) == 0 {
 			continue
 		}
-		fmt.Fprintf(w, "\n%s / %s:\n", r.App, r.Scenario)
+		fmt.Fprintf(w, "\n%s:\n", r.label())
 		if r.Error != "" {
 			fmt.Fprintf(w, "  ERROR: %s\n", r.Error)
 		}
@@ -205,6 +216,12 @@ func printReport(w io.Writer, rep *Report) {
 	if len(flows) > 0 {
 		fmt.Fprintln(w, "\nflow: passes run back to back in one cairn process; progress is followed from the app (no polling of Cairn during a pass);")
 		fmt.Fprintln(w, "in flight = a call's stay in the app, arrival → just before its answer; two of one key at once (overlap) is a bug under limit 1.")
+	}
+	for _, r := range rs {
+		if f := r.Fair; f != nil {
+			fmt.Fprintf(w, "\nfair: %d calls of %s hung (at most %d at once, of %d events); %s: event→completion p50 %s ms, p99 %s ms; %d of %d runs completed before any hanging call was answered\n",
+				f.HeldAtStart, hangFnID, f.MostHeld, f.HangEvents, goFnID, num(r.LatencyMs.P50), num(r.LatencyMs.P99), f.DoneWhileHeld, r.Completed)
+		}
 	}
 	if len(rs) > 0 {
 		fmt.Fprintln(w, "\nlatency = run ended_at − created_at (Cairn's ms stamps); hop = app answered a 206 → next call for that run arrived;")
@@ -239,7 +256,7 @@ func printSleepTable(w io.Writer, rs []*Result) {
 			return cell(r, s)
 		})
 	}
-	row("", func(r *Result, _ *SleepResult) string { return r.App + " / " + r.Scenario })
+	row("", func(r *Result, _ *SleepResult) string { return r.label() })
 	row("load offered", func(r *Result, _ *SleepResult) string { return r.Offered })
 	row("until (first send + lead)", func(_ *Result, s *SleepResult) string { return s.Until })
 	row("events accepted (failed POSTs)", func(r *Result, _ *SleepResult) string {
@@ -351,7 +368,7 @@ func printFlowTable(w io.Writer, rs []*Result) {
 		}
 		fmt.Fprintln(tw)
 	}
-	row("", func(r *Result, _ *FlowResult) string { return r.App + " / " + r.Scenario })
+	row("", func(r *Result, _ *FlowResult) string { return r.label() })
 	row("function", func(_ *Result, f *FlowResult) string { return f.Function })
 	row("concurrency", func(_ *Result, f *FlowResult) string {
 		if f.Concurrency == "none" {

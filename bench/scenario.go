@@ -29,6 +29,8 @@ type env struct {
 	hops    *hopMeter
 	sleeper *sleeper     // Go app only
 	flow    *flowTracker // Go app only
+	crypto  *cryptoMeter // Go app in production mode only
+	keys    *prodKeys    // production mode: the node's keys
 	opts    *options
 }
 
@@ -42,7 +44,7 @@ type sent struct {
 // sendEvent POSTs one event to Cairn's event API.
 func sendEvent(ctx context.Context, c *cairnNode) (sent, error) {
 	start := time.Now()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url+"/e/bench", bytes.NewReader(eventBody))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.eventURL(), bytes.NewReader(eventBody))
 	if err != nil {
 		return sent{}, err
 	}

@@ -624,7 +624,7 @@ func postSleepEvents(ctx context.Context, c *cairnNode, k int, until time.Time, 
 		b.WriteString(`{"name":"` + sleepEventName + `","data":{"until":"` + u.UTC().Format(isoMs) + `"}}`)
 	}
 	b.WriteByte(']')
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url+"/e/bench", &b)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.eventURL(), &b)
 	if err != nil {
 		return err
 	}

@@ -118,6 +118,10 @@ type clusterView struct {
 
 func atou(s string) uint64 { v, _ := strconv.ParseUint(s, 10, 64); return v }
 
+// clusterSecret is what the harness's nodes prove to each other (cairn
+// start needs one to join a cluster); the harness does not test it.
+const clusterSecret = "chaos-harness-cluster-secret"
+
 // node is one Cairn process (restartable on the same data dir and ports).
 type node struct {
 	id       string
@@ -360,9 +364,9 @@ func newCluster(cfg *config, mode, baseDir, logDir string, ns *netns, proxied bo
 		case mode == "single":
 			n.args = append([]string{"dev", "--node-id", "dev"}, common...)
 		case i == 1:
-			n.args = append([]string{"start", "--node-id", id, "--bootstrap"}, common...)
+			n.args = append([]string{"start", "--node-id", id, "--bootstrap", "--cluster-secret", clusterSecret}, common...)
 		default:
-			n.args = append([]string{"start", "--node-id", id, "--join", c.nodesJoinAddr()}, common...)
+			n.args = append([]string{"start", "--node-id", id, "--join", c.nodesJoinAddr(), "--cluster-secret", clusterSecret}, common...)
 		}
 		c.nodes = append(c.nodes, n)
 	}

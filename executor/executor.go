@@ -57,6 +57,11 @@ type Config struct {
 	// FullScanEvery is how often the whole due queue is read, as a safety
 	// net behind the due-time hints (default 30s).
 	FullScanEvery time.Duration
+	// Fair shares of MaxInflight (see fair.go): the most calls one
+	// function, and one app, may have in flight (default half and three
+	// quarters of MaxInflight).
+	MaxInflightPerFunction int
+	MaxInflightPerApp      int
 }
 
 // Executor dispatches due calls. Create one per process; Run it on the leader.
@@ -69,7 +74,8 @@ type Executor struct {
 	boot string // this process's incarnation, recorded in claims
 
 	mu       sync.Mutex
-	inflight map[string]bool      // run\0call being claimed or called by this node
+	inflight map[string]slot      // run\0call being claimed or called by this node
+	fair     fair                 // the buffer of due calls and the shares
 	held     map[string]time.Time // run\0call refused recently: skip until then
 	claiming map[string]bool      // run\0call read from the queue, claim not yet decided
 	low      int64                // earliest due time the loop must re-read from
@@ -111,6 +117,9 @@ var (
 	mInflight = promauto.NewGauge(prometheus.GaugeOpts{
 		Name: "cairn_executor_inflight_calls", Help: "App calls and claims in flight on this node.",
 	})
+	mBuffered = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "cairn_executor_ready_calls", Help: "Due calls read from the queue, waiting for a slot or for their function's or app's share.",
+	})
 )
 
 // New creates an executor reading from f and proposing through p.
@@ -118,6 +127,14 @@ func New(cfg Config, f *fsm.FSM, p Proposer) *Executor {
 	if cfg.MaxInflight <= 0 {
 		cfg.MaxInflight = 256
 	}
+	if cfg.MaxInflightPerFunction <= 0 {
+		cfg.MaxInflightPerFunction = max(1, cfg.MaxInflight/defaultFnShareDiv)
+	}
+	if cfg.MaxInflightPerApp <= 0 {
+		cfg.MaxInflightPerApp = max(1, cfg.MaxInflight*defaultAppShareNum/defaultAppShareDen)
+	}
+	cfg.MaxInflightPerFunction = min(cfg.MaxInflightPerFunction, cfg.MaxInflight)
+	cfg.MaxInflightPerApp = min(cfg.MaxInflightPerApp, cfg.MaxInflight)
 	if cfg.CallTimeout <= 0 {
 		cfg.CallTimeout = 2 * time.Minute
 	}
@@ -150,7 +167,8 @@ func New(cfg Config, f *fsm.FSM, p Proposer) *Executor {
 	}
 	calls, stop := context.WithCancel(context.Background())
 	return &Executor{cfg: cfg, fsm: f, prop: p, log: cfg.Logger.With("component", "executor"),
-		wake: make(chan struct{}, 1), inflight: map[string]bool{}, held: map[string]time.Time{}, claiming: map[string]bool{}, low: math.MaxInt64, boot: ulid.Make().String(),
+		wake: make(chan struct{}, 1), inflight: map[string]slot{}, held: map[string]time.Time{}, claiming: map[string]bool{}, low: math.MaxInt64, boot: ulid.Make().String(),
+		fair:  newFair(cfg.MaxInflightPerFunction, cfg.MaxInflightPerApp, bufferPerSlot*cfg.MaxInflight),
 		calls: calls, stopCalls: stop}
 }
 
@@ -185,10 +203,11 @@ func (e *Executor) Run(ctx context.Context) {
 		e.mu.Lock()
 		e.term = nil
 		e.mu.Unlock()
+		e.sendLeased(true)
 		wg.Wait()
 		e.log.Info("executor stopped")
 	}()
-	e.takeOver(ctx, &wg)
+	e.takeOver()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -209,20 +228,20 @@ func (e *Executor) Run(ctx context.Context) {
 			q, lastFull = queueCursor{}, now
 		}
 		q.lower(min(e.fsm.TakeDueHint(), e.takeLow()))
-		free := e.freeSlots()
-		var due []fsm.Call
-		if free > 0 && q.due <= now.UnixMilli() {
-			var stop []byte
-			var stopDue int64
-			var err error
-			due, stop, stopDue, err = e.fsm.DueFrom(q.key, now.UnixMilli(), free, e.skip)
+		// Due calls go to the buffer first; pick then starts as many as
+		// there are free slots, fairly.
+		free, room := e.room()
+		if free > 0 && room > 0 && q.due <= now.UnixMilli() {
+			due, stop, stopDue, err := e.fsm.DueFrom(q.key, now.UnixMilli(), room, e.scanSkip())
 			if err != nil {
 				e.log.Error("reading due calls", "err", err)
 				stop, stopDue = q.key, now.Add(time.Second).UnixMilli()
 			}
 			q.stopped(stop, stopDue, now.UnixMilli())
+			e.buffer(due)
+			room -= len(due)
 		}
-		if room := free - len(due); room > 0 && !now.Before(leaseCheck) {
+		if free > 0 && room > 0 && !now.Before(leaseCheck) {
 			expired, nextLease, err := e.fsm.ExpiredClaims(now.UnixMilli(), room, e.skip)
 			if err != nil {
 				e.log.Error("reading expired claims", "err", err)
@@ -230,7 +249,7 @@ func (e *Executor) Run(ctx context.Context) {
 			if len(expired) > 0 {
 				e.log.Warn("re-sending calls whose claim lease ran out", "calls", len(expired))
 			}
-			due = append(due, expired...)
+			e.buffer(expired)
 			switch {
 			case len(expired) == room:
 				leaseCheck = now // more may have expired
@@ -240,18 +259,21 @@ func (e *Executor) Run(ctx context.Context) {
 				leaseCheck = now.Add(e.lease())
 			}
 		}
-		if len(due) > 0 {
-			for _, c := range due {
-				e.setClaiming(c, true)
-			}
+		claim, send := e.pick(now.UnixMilli())
+		for _, c := range send {
+			e.start(c)
+		}
+		if len(claim) > 0 {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				e.claimAndDispatch(ctx, due)
+				e.claimAndDispatch(ctx, claim)
 			}()
 		}
+		// With no free slot (or a full buffer) only a wake-up (a slot
+		// freed) is worth waiting for.
 		wait := time.Hour
-		if free > 0 {
+		if free, room = e.room(); free > 0 && room > 0 {
 			if q.due != math.MaxInt64 {
 				wait = min(max(time.Until(time.UnixMilli(q.due)), 0), wait)
 			}
@@ -276,6 +298,7 @@ func (e *Executor) Drain(ctx context.Context) int {
 	e.mu.Lock()
 	e.draining = true
 	e.mu.Unlock()
+	e.sendLeased(false)
 	e.Wake()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
@@ -292,10 +315,15 @@ func (e *Executor) Drain(ctx context.Context) int {
 	}
 }
 
-// freeSlots is how many more calls the loop may start (none while draining).
-func (e *Executor) freeSlots() int {
+// room returns how many more calls the loop may start (none while
+// draining) and how many more the buffer takes.
+func (e *Executor) room() (free, buffer int) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	return e.freeLocked(), e.fair.room()
+}
+
+func (e *Executor) freeLocked() int {
 	if e.draining {
 		return 0
 	}
@@ -304,7 +332,7 @@ func (e *Executor) freeSlots() int {
 
 // takeOver re-sends at once the calls that an earlier boot of this node had
 // claimed: that process is gone, so waiting out their leases gains nothing.
-func (e *Executor) takeOver(ctx context.Context, wg *sync.WaitGroup) {
+func (e *Executor) takeOver() {
 	claimed, err := e.fsm.ClaimedBy(e.cfg.NodeID)
 	if err != nil {
 		e.log.Error("reading own claims", "err", err)
@@ -313,17 +341,12 @@ func (e *Executor) takeOver(ctx context.Context, wg *sync.WaitGroup) {
 	var stale []fsm.Call
 	for _, c := range claimed {
 		if c.Boot != e.boot && !e.isInflight(c.RunID, c.ID) {
-			e.setClaiming(c, true)
 			stale = append(stale, c)
 		}
 	}
 	if len(stale) > 0 {
 		e.log.Info("re-sending calls claimed before a restart", "calls", len(stale))
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			e.claimAndDispatch(ctx, stale)
-		}()
+		e.buffer(stale) // the loop claims them again, within the shares
 	}
 }
 
@@ -361,15 +384,18 @@ func (e *Executor) takeLow() int64 {
 	return l
 }
 
-// skip reports whether a queued call must be left out of a read: its claim
-// is being proposed, or it was refused a moment ago. A call being sent is
-// not skipped: it was claimed, so its queue entry is in lq/ at its lease
-// end, and an entry with its key in q/ is a new call (the run's next
-// discovery, queued by the answer to this one).
+// skip reports whether a queued call must be left out of a read: it is in
+// the buffer, its claim is being proposed, or it was refused a moment ago.
+// A call being sent is not skipped: it was claimed, so its queue entry is
+// in lq/ at its lease end, and an entry with its key in q/ is a new call
+// (the run's next discovery, queued by the answer to this one).
 func (e *Executor) skip(run, call string, _ int64) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	k := callKey(run, call)
+	if e.fair.queued[k] {
+		return true
+	}
 	if until, ok := e.held[k]; ok {
 		if time.Now().Before(until) {
 			return true
@@ -379,26 +405,19 @@ func (e *Executor) skip(run, call string, _ int64) bool {
 	return e.claiming[k]
 }
 
-// setClaiming marks a call read from the queue as in flight and being
-// claimed (on), or its claim as decided (off; it stays in flight).
-func (e *Executor) setClaiming(c fsm.Call, on bool) {
-	k := callKey(c.RunID, c.ID)
-	if on {
-		e.setInflight(c.RunID, c.ID, true)
-	}
+// claimed marks the claim of a call picked from the buffer as decided (it
+// stays in flight).
+func (e *Executor) claimed(c fsm.Call) {
 	e.mu.Lock()
-	if on {
-		e.claiming[k] = true
-	} else {
-		delete(e.claiming, k)
-	}
+	delete(e.claiming, callKey(c.RunID, c.ID))
 	e.mu.Unlock()
 }
 
 func (e *Executor) isInflight(run, call string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.inflight[callKey(run, call)]
+	_, ok := e.inflight[callKey(run, call)]
+	return ok
 }
 
 func (e *Executor) inflightCount() int {
@@ -407,52 +426,101 @@ func (e *Executor) inflightCount() int {
 	return len(e.inflight)
 }
 
-func (e *Executor) setInflight(run, call string, on bool) {
+// occupyLocked marks a call in flight: it holds a slot and, if s.shared,
+// a share of its function and app.
+func (e *Executor) occupyLocked(k string, s slot) {
+	e.inflight[k] = s
+	if s.shared {
+		e.fair.take(s.o)
+	}
+	mInflight.Set(float64(len(e.inflight)))
+}
+
+// release frees the slot (and share) of a call that is no longer in flight.
+func (e *Executor) release(run, call string) {
 	k := callKey(run, call)
 	e.mu.Lock()
-	if on {
-		e.inflight[k] = true
-	} else {
+	if s, ok := e.inflight[k]; ok {
 		delete(e.inflight, k)
+		if s.shared {
+			e.fair.give(s.o)
+		}
 	}
 	n := len(e.inflight)
 	e.mu.Unlock()
 	mInflight.Set(float64(n))
-	if !on {
-		e.Wake() // a slot is free
-	}
+	e.Wake() // a slot is free
 }
 
 // LeaseNext returns the lease that proposers on this node put in records so
 // that the calls they make due are claimed for this executor in the same
 // entry. It is nil when the executor is not running here, or when its pool
-// of calls is full: the calls then wait in the queue for a free slot.
-func (e *Executor) LeaseNext() *fsm.LeaseNext { return e.leaseNext(0) }
-
-// leaseNext is LeaseNext for a proposer that will free `freeing` slots
-// once its record is committed (a finished call hands its slot on).
-func (e *Executor) leaseNext(freeing int) *fsm.LeaseNext {
+// of calls is full: the calls then wait in the queue for a free slot. It
+// bounds the claims by the free slots and the fair shares.
+func (e *Executor) LeaseNext() *fsm.LeaseNext {
 	e.mu.Lock()
-	ok := e.term != nil && !e.draining && len(e.inflight)-freeing < e.cfg.MaxInflight
-	e.mu.Unlock()
+	defer e.mu.Unlock()
+	return e.leaseLocked(nil)
+}
+
+// leaseAfter is the lease for the record that ends call c (its answer, or
+// a timer that fired): c's slot, and share, pass on to the calls it makes
+// due.
+func (e *Executor) leaseAfter(c fsm.Call) *fsm.LeaseNext {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s, ok := e.inflight[callKey(c.RunID, c.ID)]
 	if !ok {
+		return e.leaseLocked(nil)
+	}
+	return e.leaseLocked(&s)
+}
+
+func (e *Executor) leaseLocked(freeing *slot) *fsm.LeaseNext {
+	free := e.freeLocked() - e.fair.leased
+	if freeing != nil {
+		free++
+	}
+	if e.term == nil || e.draining || free <= 0 {
 		return nil
 	}
-	return &fsm.LeaseNext{LeaseUntil: time.Now().Add(e.lease()).UnixMilli(), Node: e.cfg.NodeID, Boot: e.boot}
+	l := &fsm.LeaseNext{LeaseUntil: time.Now().Add(e.lease()).UnixMilli(), Node: e.cfg.NodeID, Boot: e.boot, Max: free}
+	e.fair.bounds(l, freeing)
+	return l
 }
 
 // Adopt dispatches calls already claimed for this executor (by LeaseNext),
 // even if leadership was lost since: like any call, their answers are then
 // forwarded to the leader. After Close they are left to their leases.
+//
+// A lease is sized when its record is proposed; records proposed at the
+// same time may together lease more than a share. The calls beyond it
+// wait in the buffer, already claimed, and are sent as soon as their
+// function and app are below their shares.
 func (e *Executor) Adopt(calls []fsm.Call) {
 	if len(calls) == 0 || e.calls.Err() != nil {
 		return
 	}
 	for _, c := range calls {
-		if c.Node != e.cfg.NodeID || c.Boot != e.boot || e.isInflight(c.RunID, c.ID) {
+		if c.Node != e.cfg.NodeID || c.Boot != e.boot {
 			continue
 		}
-		e.setInflight(c.RunID, c.ID, true)
+		o := e.ownerOf(c.RunID)
+		k := callKey(c.RunID, c.ID)
+		e.mu.Lock()
+		_, busy := e.inflight[k]
+		if busy || e.fair.queued[k] {
+			e.mu.Unlock()
+			continue
+		}
+		if e.term != nil && !e.draining && (e.freeLocked() <= 0 || e.fair.full(o)) {
+			e.fair.push(readyCall{c: c, o: o, leased: true})
+			mBuffered.Set(float64(len(e.fair.queued)))
+			e.mu.Unlock()
+			continue
+		}
+		e.occupyLocked(k, slot{o: o, shared: true})
+		e.mu.Unlock()
 		e.start(c)
 	}
 }
@@ -466,7 +534,7 @@ func (e *Executor) start(c fsm.Call) {
 		defer e.callWG.Done()
 		defer e.active.Add(-1) // after Adopt: Drain must not see a gap
 		next := e.dispatch(e.calls, c)
-		e.setInflight(c.RunID, c.ID, false)
+		e.release(c.RunID, c.ID)
 		e.Adopt(next) // may be the same call again (a new generation)
 	}()
 }
@@ -480,7 +548,7 @@ func (e *Executor) claimAndDispatch(ctx context.Context, due []fsm.Call) {
 		switch c.Type {
 		case fsm.CallSleep, fsm.CallWait, fsm.CallSignal, fsm.CallInvoke, fsm.CallTimeout:
 			recs = append(recs, &fsm.TimerFired{At: now.UnixMilli(), RunID: c.RunID, Call: c.ID, Gen: c.Gen,
-				Lease: e.leaseNext(1)})
+				Lease: e.leaseAfter(c)})
 		default:
 			recs = append(recs, &fsm.CallClaimed{At: now.UnixMilli(), RunID: c.RunID, Call: c.ID, Gen: c.Gen,
 				LeaseUntil: now.Add(e.lease()).UnixMilli(), Node: e.cfg.NodeID, Boot: e.boot})
@@ -491,7 +559,7 @@ func (e *Executor) claimAndDispatch(ctx context.Context, due []fsm.Call) {
 		e.log.Warn("claim failed", "err", err, "calls", len(recs))
 	}
 	for _, c := range due {
-		e.setClaiming(c, false)
+		e.claimed(c)
 	}
 	for i, c := range due {
 		claim, isClaim := recs[i].(*fsm.CallClaimed)
@@ -501,7 +569,7 @@ func (e *Executor) claimAndDispatch(ctx context.Context, due []fsm.Call) {
 			} else if err != nil {
 				e.lower(c.Due) // still queued: read it again
 			}
-			e.setInflight(c.RunID, c.ID, false)
+			e.release(c.RunID, c.ID)
 			if err == nil {
 				e.Adopt(results[i].Claimed) // a fired timer may lease the next call
 			}
@@ -532,7 +600,7 @@ func (e *Executor) dispatch(ctx context.Context, c fsm.Call) []fsm.Call {
 	rec.At = time.Now().UnixMilli()
 	rec.RunID, rec.Call, rec.Gen, rec.Millis = c.RunID, c.ID, c.Gen, elapsed.Milliseconds()
 	rec.Jitter = rand.Uint32()
-	rec.Lease = e.leaseNext(1)
+	rec.Lease = e.leaseAfter(c)
 	if ctx.Err() != nil {
 		// Shutting down mid-call: the answer is unknown, not a failure.
 		// Leave the claim; the next leader (or boot) re-sends it.

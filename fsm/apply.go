@@ -18,19 +18,19 @@ func (t *txn) apply(r Record) Result {
 	case *AppSynced:
 		return t.applyAppSynced(r)
 	case *EventAccepted:
-		return t.leaseNext(t.applyEventAccepted(r), r.At, r.Lease)
+		return t.leaseNext(t.applyEventAccepted(r), r.At, r.Lease, freesNothing)
 	case *CallClaimed:
 		return t.applyCallClaimed(r)
 	case *CallFinished:
-		return t.leaseNext(t.applyCallFinished(r), r.At, r.Lease)
+		return t.leaseNext(t.applyCallFinished(r), r.At, r.Lease, freesShare(r.RunID))
 	case *TimerFired:
-		return t.leaseNext(t.applyTimerFired(r), r.At, r.Lease)
+		return t.leaseNext(t.applyTimerFired(r), r.At, r.Lease, freesSlot)
 	case *CancelRequested:
 		return t.applyCancelRequested(r)
 	case *SignalReceived:
-		return t.leaseNext(t.applySignalReceived(r), r.At, r.Lease)
+		return t.leaseNext(t.applySignalReceived(r), r.At, r.Lease, freesNothing)
 	case *CronFired:
-		return t.leaseNext(t.applyCronFired(r), r.At, r.Lease)
+		return t.leaseNext(t.applyCronFired(r), r.At, r.Lease, freesNothing)
 	case *BulkCancel:
 		return t.applyBulkCancel(r)
 	case *NodeSeen:
@@ -45,27 +45,106 @@ func (t *txn) apply(r Record) Result {
 	panic(fmt.Sprintf("fsm: no applier for %T", r))
 }
 
+// frees is what the call a leasing record ends held of the proposer's
+// bounds: nothing (events, signals, crons), one slot (a timer that fired),
+// or a slot and a share of its run's function and app (an app call).
+type frees struct {
+	slot bool
+	run  string // with a share: the run of the app call
+}
+
+var (
+	freesNothing = frees{}
+	freesSlot    = frees{slot: true}
+)
+
+func freesShare(run string) frees { return frees{slot: true, run: run} }
+
 // leaseNext claims, for the proposer, the app calls that the record just
-// queued and that are due now, exactly as separate CallClaimed records would.
-func (t *txn) leaseNext(res Result, at int64, l *LeaseNext) Result {
-	if l == nil || res.Code != OK {
+// queued and that are due now, exactly as separate CallClaimed records would,
+// within the lease's bounds. A record that ends one of the proposer's calls
+// was sized with that call's slot (and share) counted as free: once it is
+// applied, that slot counts as free for the records after it in the entry.
+func (t *txn) leaseNext(res Result, at int64, l *LeaseNext, f frees) Result {
+	if l == nil {
 		return res
 	}
-	fresh := append([]*Call(nil), t.fresh...)
-	for _, c := range fresh {
-		if c.Due > at {
-			continue
-		}
-		cr := t.applyCallClaimed(&CallClaimed{At: at, RunID: c.RunID, Call: c.ID, Gen: c.Gen,
-			LeaseUntil: l.LeaseUntil, Node: l.Node, Boot: l.Boot})
-		if cr.Code == OK {
-			claimed := *c
-			claimed.Gen, claimed.Claimed, claimed.Due = cr.Gen, true, l.LeaseUntil
-			claimed.Node, claimed.Boot = l.Node, l.Boot
-			res.Claimed = append(res.Claimed, claimed)
+	if res.Code == OK {
+		fresh := append([]*Call(nil), t.fresh...)
+		for _, c := range fresh {
+			if c.Due > at {
+				continue
+			}
+			fn, app, ok := t.leaseRoom(l, c.RunID)
+			if !ok {
+				continue // left queued: the executor takes it when it has room
+			}
+			cr := t.applyCallClaimed(&CallClaimed{At: at, RunID: c.RunID, Call: c.ID, Gen: c.Gen,
+				LeaseUntil: l.LeaseUntil, Node: l.Node, Boot: l.Boot})
+			if cr.Code == OK {
+				claimed := *c
+				claimed.Gen, claimed.Claimed, claimed.Due = cr.Gen, true, l.LeaseUntil
+				claimed.Node, claimed.Boot = l.Node, l.Boot
+				res.Claimed = append(res.Claimed, claimed)
+				t.countLeased(1, fn, app)
+			}
 		}
 	}
+	if f.slot && (l.Max > 0 || l.Each > 0) {
+		fn, app := "", ""
+		if f.run != "" && l.Each > 0 {
+			fn, app = t.runOwner(f.run)
+		}
+		t.countLeased(-1, fn, app)
+	}
 	return res
+}
+
+// countLeased adds n to the calls leased in this entry: in all, and to
+// the function fn and app app (if known).
+func (t *txn) countLeased(n int, fn, app string) {
+	if t.leased == nil {
+		t.leased = map[string]int{}
+	}
+	t.leased[""] += n
+	if fn != "" {
+		t.leased["f"+fn] += n
+	}
+	if app != "" {
+		t.leased["a"+app] += n
+	}
+}
+
+// runOwner returns a run's function and app ("" if there is no such run).
+func (t *txn) runOwner(runID string) (fn, app string) {
+	var o struct {
+		Fn  string `msgpack:"fn"`
+		App string `msgpack:"app"`
+	}
+	t.get(keyRun(runID), &o)
+	return o.Fn, o.App
+}
+
+// leaseRoom reports whether l's bounds leave room to claim a call of
+// runID, and the run's function and app.
+func (t *txn) leaseRoom(l *LeaseNext, runID string) (fn, app string, ok bool) {
+	if l.Max > 0 && t.leased[""] >= l.Max {
+		return "", "", false
+	}
+	if l.Each <= 0 {
+		return "", "", true
+	}
+	fn, app = t.runOwner(runID)
+	fnRoom, appRoom := l.Each, l.Each
+	for _, r := range l.Rooms {
+		switch {
+		case r.Fn != "" && r.Fn == fn:
+			fnRoom = r.N
+		case r.App != "" && r.App == app:
+			appRoom = r.N
+		}
+	}
+	return fn, app, t.leased["f"+fn] < fnRoom && t.leased["a"+app] < appRoom
 }
 
 // applyAppSynced replaces an app's functions.

@@ -152,6 +152,26 @@ type LeaseNext struct {
 	LeaseUntil int64  `msgpack:"lease"`
 	Node       string `msgpack:"node"`
 	Boot       string `msgpack:"boot"`
+	// The executor's fair shares, as it counted them when the record was
+	// proposed: claim at most Max calls in all, and per function and per
+	// app at most its Rooms entry, or Each if it has none. The bounds count
+	// the claims of every leasing record of the same log entry, which were
+	// all sized from the same counts. A CallFinished or TimerFired ends a
+	// call of the proposer: its bounds count that call's slot (and, for an
+	// app call, its function's and app's share) as free, and so do the
+	// records after it in the entry. Zero means no bound (records written
+	// before shares existed).
+	Max   int         `msgpack:"max,omitempty"`
+	Each  int         `msgpack:"each,omitempty"`
+	Rooms []LeaseRoom `msgpack:"rooms,omitempty"`
+}
+
+// LeaseRoom is how many more calls of one function (Fn) or one app (App)
+// the proposer may take.
+type LeaseRoom struct {
+	Fn  string `msgpack:"fn,omitempty"`
+	App string `msgpack:"app,omitempty"`
+	N   int    `msgpack:"n"`
 }
 
 // CallFinished is the app's answer to a claimed call, or the failure to get

@@ -21,6 +21,9 @@ type txn struct {
 	fns    *fnCache
 	synced *bool // set once the batch syncs an app
 	at     int64 // the At of the record being applied
+	// leased counts the calls claimed by LeaseNext in this entry: in all
+	// (""), per function ("f" + id) and per app ("a" + id).
+	leased map[string]int
 	// parts holds, for the whole batch, the part count of every value read
 	// that is stored in parts, so that replacing or deleting it also drops
 	// its parts (Apply reads what it rewrites).

@@ -1,6 +1,7 @@
 // Package raftnode owns hashicorp/raft for one Cairn node: the Pebble log
-// store, snapshots, the TCP transport, and the bridge between raft.FSM and
-// fsm.FSM. It is, with package log, the only code that imports raft.
+// store, snapshots, the TCP transport (under mutual TLS when configured),
+// and the bridge between raft.FSM and fsm.FSM. It is, with package log, the
+// only code that imports raft.
 //
 // Propose is the one way to change state. It batches concurrent proposals
 // into one Raft entry (group commit: one fsync for many records) and returns

@@ -10,4 +10,7 @@ var (
 	ErrOutcomeUnknown = errors.New("raftnode: outcome unknown")
 	// ErrShutdown: the node is shutting down; nothing was proposed.
 	ErrShutdown = errors.New("raftnode: shutting down")
+	// ErrUnreachable: a new member's Raft address did not answer (or, with
+	// TLS, failed the handshake); the configuration is unchanged.
+	ErrUnreachable = errors.New("raftnode: member unreachable")
 )

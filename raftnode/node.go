@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cairn-dev/cairn/fsm"
+	"github.com/cairn-dev/cairn/internal/certs"
 	"github.com/cairn-dev/cairn/internal/peerdial"
 	raftlog "github.com/cairn-dev/cairn/log"
 	"github.com/hashicorp/go-hclog"
@@ -51,6 +52,10 @@ type Config struct {
 	// 16384 each); tests lower them to force snapshot installs.
 	SnapshotThreshold uint64
 	TrailingLogs      uint64
+	// TLS puts Raft traffic under mutual TLS: peers must present a
+	// certificate from the cluster CA, and so must this node to them
+	// (nil: plain TCP).
+	TLS *certs.Identity
 }
 
 // Node is a running Raft member with Cairn's FSM.
@@ -59,8 +64,11 @@ type Node struct {
 	raft  *raft.Raft
 	store *raftlog.Store
 	trans *raft.NetworkTransport
-	fsm   *fsm.FSM
-	log   *slog.Logger
+	// stream is the transport's stream layer; membership changes dial
+	// through it to check that a new member is reachable.
+	stream *stream
+	fsm    *fsm.FSM
+	log    *slog.Logger
 
 	proposals chan *proposal
 	// caughtUp is the term in which this node, as leader, passed its
@@ -132,7 +140,7 @@ func Open(cfg Config, f *fsm.FSM) (*Node, error) {
 		return nil, fmt.Errorf("raftnode: listen %s: %w", cfg.RaftAddr, err)
 	}
 	listenHost, _, _ := net.SplitHostPort(cfg.RaftAddr)
-	stream := &tcpStream{Listener: ln, advertise: adv, dialer: peerdial.New(listenHost, 10*time.Second)}
+	stream := newStream(ln, adv, peerdial.New(listenHost, 10*time.Second), cfg.TLS)
 	trans := raft.NewNetworkTransportWithLogger(stream, 4, 10*time.Second, hlog)
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)
@@ -183,7 +191,7 @@ func Open(cfg Config, f *fsm.FSM) (*Node, error) {
 		trans.Close()
 		return nil, err
 	}
-	n := &Node{cfg: cfg, raft: r, store: store, trans: trans, fsm: f, log: lg,
+	n := &Node{cfg: cfg, raft: r, store: store, trans: trans, stream: stream, fsm: f, log: lg,
 		proposals: make(chan *proposal, 4096), stop: make(chan struct{})}
 	n.wg.Add(1)
 	go n.batchLoop()
@@ -473,8 +481,25 @@ func (n *Node) Members() ([]Member, error) {
 	return out, nil
 }
 
-// AddVoter adds (or re-addresses) a voting member. Leader only.
+// probeTimeout bounds AddVoter's check that a new member answers.
+const probeTimeout = 3 * time.Second
+
+// AddVoter adds (or re-addresses) a voting member. Leader only. It first
+// dials raftAddr as Raft would (a TLS handshake included, when configured)
+// and refuses with ErrUnreachable, writing nothing, if that fails: a voter
+// nobody can reach counts toward the quorum all the same, and a lone node
+// that took one would lose its majority for good.
 func (n *Node) AddVoter(id, raftAddr string) error {
+	if !n.IsLeader() {
+		return ErrNotLeader
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+	defer cancel()
+	conn, err := n.stream.dial(ctx, raftAddr)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrUnreachable, err)
+	}
+	conn.Close()
 	return mapErr(n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(raftAddr), 0, n.cfg.ApplyTimeout).Error())
 }
 
@@ -516,21 +541,3 @@ func (n *Node) Snapshot() error { return n.raft.Snapshot().Error() }
 type noHeartbeatFastPath struct{ *raft.NetworkTransport }
 
 func (noHeartbeatFastPath) SetHeartbeatHandler(func(raft.RPC)) {}
-
-// tcpStream is Raft's TCP stream layer. Unlike hashicorp/raft's own, it
-// dials peers from the Raft listen address (see package peerdial), so a
-// node's Raft traffic always comes from the address it is known by.
-type tcpStream struct {
-	net.Listener
-	advertise net.Addr
-	dialer    *peerdial.Dialer
-}
-
-// Addr is what peers are told to dial: the advertised address.
-func (s *tcpStream) Addr() net.Addr { return s.advertise }
-
-func (s *tcpStream) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	return s.dialer.DialContext(ctx, "tcp", string(addr))
-}

@@ -4,24 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/cairn-dev/cairn/fsm"
+	"github.com/cairn-dev/cairn/internal/testnet"
 	"github.com/hashicorp/raft"
 )
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return testnet.FreeAddr(t, "127.0.0.1")
 }
 
 type testNode struct {
@@ -32,11 +27,16 @@ type testNode struct {
 
 func openNode(t *testing.T, dir, id, addr string, peers []raft.Server) *testNode {
 	t.Helper()
-	f, err := fsm.Open(filepath.Join(dir, "fsm"), fsm.Options{})
+	return openNodeWith(t, Config{NodeID: id, RaftAddr: addr, DataDir: dir, Bootstrap: true, Peers: peers})
+}
+
+func openNodeWith(t *testing.T, cfg Config) *testNode {
+	t.Helper()
+	f, err := fsm.Open(filepath.Join(cfg.DataDir, "fsm"), fsm.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := Open(Config{NodeID: id, RaftAddr: addr, DataDir: dir, Bootstrap: true, Peers: peers}, f)
+	n, err := Open(cfg, f)
 	if err != nil {
 		t.Fatal(err)
 	}

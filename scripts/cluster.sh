@@ -9,10 +9,23 @@ pids=()
 stop() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap stop EXIT INT TERM
 mkdir -p .cluster
-"$bin" start --insecure --node-id n1 --port 8301 --raft-addr 127.0.0.1:7301 --data-dir .cluster/n1 --bootstrap "$@" 2>.cluster/n1.log &
+# A production-like cluster: keys and a cluster secret, made once and kept in
+# .cluster/env ("source .cluster/env" lets client commands in).
+if [ ! -f .cluster/env ]; then
+  rnd() { od -An -N"$1" -tx1 /dev/urandom | tr -d ' \n'; }
+  cat > .cluster/env <<EOF
+export CAIRN_SIGNING_KEY=signkey-local-$(rnd 32)
+export CAIRN_EVENT_KEYS=$(rnd 16)
+export CAIRN_EVENT_KEY=\$CAIRN_EVENT_KEYS
+export CAIRN_CLUSTER_SECRET=$(rnd 32)
+EOF
+fi
+# shellcheck disable=SC1091
+source .cluster/env
+"$bin" start --node-id n1 --port 8301 --raft-addr 127.0.0.1:7301 --data-dir .cluster/n1 --bootstrap "$@" 2>.cluster/n1.log &
 pids+=($!)
 for i in 2 3; do
-  "$bin" start --insecure --node-id "n$i" --port "830$i" --raft-addr "127.0.0.1:730$i" --data-dir ".cluster/n$i" \
+  "$bin" start --node-id "n$i" --port "830$i" --raft-addr "127.0.0.1:730$i" --data-dir ".cluster/n$i" \
     --join 127.0.0.1:8301 "$@" 2>".cluster/n$i.log" &
   pids+=($!)
 done
@@ -22,7 +35,8 @@ for _ in $(seq 1 100); do
 done
 "$bin" cluster status --url http://127.0.0.1:8301 || true
 echo
-echo "Three nodes up: http://127.0.0.1:8301 .. 8303 (logs in .cluster/). Any node serves clients:"
+echo "Three nodes up: http://127.0.0.1:8301 .. 8303 (logs in .cluster/). Any node serves clients;"
+echo "their keys are in .cluster/env (source it first):"
 echo "  ./bin/cairn send --url http://127.0.0.1:8302 my/event '{}'"
 echo "  ./bin/cairn cluster status --url http://127.0.0.1:8303"
 echo "Ctrl-C stops the cluster."

@@ -8,12 +8,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cairn-dev/cairn/internal/testnet"
 )
 
 // These tests run real three-node clusters on loopback: Raft over TCP,
@@ -21,12 +22,7 @@ import (
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return testnet.FreeAddr(t, "127.0.0.1")
 }
 
 // protocolApp is a two-step function: step "a", then it returns "done".
@@ -96,7 +92,7 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 
 func post(url string, body any) (int, []byte) {
 	b, _ := json.Marshal(body)
-	resp, err := http.Post(url, "application/json", bytes.NewReader(b))
+	resp, err := testClient.Post(url, "application/json", bytes.NewReader(b))
 	if err != nil {
 		return 0, []byte(err.Error())
 	}
@@ -106,7 +102,7 @@ func post(url string, body any) (int, []byte) {
 }
 
 func get(url string, out any) int {
-	resp, err := http.Get(url)
+	resp, err := testClient.Get(url)
 	if err != nil {
 		return 0
 	}

@@ -2,13 +2,13 @@ package server
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cairn-dev/cairn/internal/faultnet"
+	"github.com/cairn-dev/cairn/internal/testnet"
 )
 
 // A leader cut off from both peers (silently: its packets vanish) must not
@@ -117,10 +117,5 @@ func TestClusterPartitionedLeader(t *testing.T) {
 
 func freeAddrOn(t *testing.T, ip string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", ip+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return testnet.FreeAddr(t, ip)
 }

@@ -4,12 +4,9 @@
 package server
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -21,6 +18,8 @@ import (
 	"github.com/cairn-dev/cairn/api"
 	"github.com/cairn-dev/cairn/executor"
 	"github.com/cairn-dev/cairn/fsm"
+	"github.com/cairn-dev/cairn/internal/certs"
+	"github.com/cairn-dev/cairn/internal/clusterauth"
 	"github.com/cairn-dev/cairn/internal/hostpolicy"
 	"github.com/cairn-dev/cairn/internal/signing"
 	"github.com/cairn-dev/cairn/raftnode"
@@ -50,7 +49,10 @@ type Config struct {
 	SyncInterval time.Duration // re-ping unsynced apps this often
 	CallTimeout  time.Duration
 	MaxInflight  int
-	Logger       *slog.Logger
+	// MaxInflightPerFunction and MaxInflightPerApp are the fair shares of
+	// MaxInflight (0: half and three quarters of it).
+	MaxInflightPerFunction, MaxInflightPerApp int
+	Logger                                    *slog.Logger
 	// CronClock and CronTick let tests drive cron schedules (default:
 	// time.Now, checked every second).
 	CronClock func() time.Time
@@ -69,6 +71,17 @@ type Config struct {
 	// FullScanEvery overrides the executor's safety-net read of the whole
 	// queue (tests turn it off to catch a missed due-time hint).
 	FullScanEvery time.Duration
+	// ClusterSecret authenticates node-to-node HTTP (joins, forwarded
+	// answers); every node of a cluster has the same one. Empty: node routes
+	// are open, as in dev mode.
+	ClusterSecret string
+	// TLSCert, TLSKey and TLSCA (PEM files, all three or none) turn on TLS:
+	// mutual TLS for Raft and node-to-node HTTP, and HTTPS for clients on
+	// the HTTP listener.
+	TLSCert, TLSKey, TLSCA string
+	// HTTP bounds how long the public listener waits for clients (zero
+	// fields: the defaults below).
+	HTTP HTTPLimits
 	// Limits are the run limits this node records when it leads (nil:
 	// fsm.DefaultLimits). Every node should be given the same ones.
 	Limits *fsm.Limits
@@ -78,6 +91,46 @@ type Config struct {
 	MaxRequestBytes int64
 }
 
+// HTTPLimits bound what a client may hold of the HTTP server: a client
+// that sends its request a byte at a time, or keeps idle connections, is
+// cut off instead of holding a connection forever.
+type HTTPLimits struct {
+	ReadHeaderTimeout time.Duration // the request line and headers
+	ReadTimeout       time.Duration // the whole request, body included
+	WriteTimeout      time.Duration // from the end of the headers to the end of the answer
+	IdleTimeout       time.Duration // a kept-alive connection between requests
+	MaxHeaderBytes    int
+}
+
+// DefaultHTTPLimits fill the zero fields of Config.HTTP. Bodies may be
+// 10 MiB: the read timeout leaves a slow link (about 1 Mbit/s) time for
+// one. No route answers slowly on purpose (no long polls yet), but answers
+// wait for a commit, so writes get minutes too.
+var DefaultHTTPLimits = HTTPLimits{
+	ReadHeaderTimeout: 10 * time.Second,
+	ReadTimeout:       2 * time.Minute,
+	WriteTimeout:      5 * time.Minute,
+	IdleTimeout:       2 * time.Minute,
+	MaxHeaderBytes:    64 << 10,
+}
+
+// withDefaults fills the zero fields.
+func (l HTTPLimits) withDefaults() HTTPLimits {
+	d := DefaultHTTPLimits
+	for _, f := range []struct{ v, def *time.Duration }{
+		{&l.ReadHeaderTimeout, &d.ReadHeaderTimeout}, {&l.ReadTimeout, &d.ReadTimeout},
+		{&l.WriteTimeout, &d.WriteTimeout}, {&l.IdleTimeout, &d.IdleTimeout},
+	} {
+		if *f.v <= 0 {
+			*f.v = *f.def
+		}
+	}
+	if l.MaxHeaderBytes <= 0 {
+		l.MaxHeaderBytes = d.MaxHeaderBytes
+	}
+	return l
+}
+
 // Server is a running node.
 type Server struct {
 	cfg    Config
@@ -85,7 +138,9 @@ type Server struct {
 	Node   *raftnode.Node
 	Exec   *executor.Executor
 	Syncer *api.Syncer
+	API    *api.Server
 	http   *http.Server
+	https  bool // the HTTP listener serves TLS
 	ln     net.Listener
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -105,6 +160,15 @@ func Start(cfg Config) (*Server, error) {
 		l := fsm.DefaultLimits
 		cfg.Limits = &l
 	}
+	tlsID, err := loadTLS(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.ClusterSecret != "" {
+		if err := clusterauth.CheckSecret(cfg.ClusterSecret); err != nil {
+			return nil, err
+		}
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -116,6 +180,7 @@ func Start(cfg Config) (*Server, error) {
 		NodeID: cfg.NodeID, RaftAddr: cfg.RaftAddr, Advertise: cfg.RaftAdvertise, DataDir: cfg.DataDir,
 		Bootstrap: cfg.Bootstrap, Peers: cfg.Peers, Logger: cfg.Logger, Solo: cfg.ServerKind == "dev",
 		SnapshotThreshold: cfg.SnapshotThreshold, TrailingLogs: cfg.TrailingLogs, ElectionTimeout: cfg.ElectionTimeout,
+		TLS: tlsID,
 	}, f)
 	if err != nil {
 		f.Close()
@@ -124,7 +189,8 @@ func Start(cfg Config) (*Server, error) {
 	var handler *api.Server // set below; the executor forwards answers through it
 	exec := executor.New(executor.Config{NodeID: cfg.NodeID, CallTimeout: cfg.CallTimeout,
 		ServerKind: cfg.ServerKind, Keys: cfg.Keys, AppHosts: cfg.AppHosts,
-		MaxInflight: cfg.MaxInflight, Logger: cfg.Logger, Clock: cfg.CronClock, CronTick: cfg.CronTick, FullScanEvery: cfg.FullScanEvery,
+		MaxInflight: cfg.MaxInflight, MaxInflightPerFunction: cfg.MaxInflightPerFunction, MaxInflightPerApp: cfg.MaxInflightPerApp,
+		Logger: cfg.Logger, Clock: cfg.CronClock, CronTick: cfg.CronTick, FullScanEvery: cfg.FullScanEvery,
 		MaxBodyBytes: cfg.Limits.AppResponseBytes(),
 		Forward: func(ctx context.Context, rec *fsm.CallFinished) (fsm.Result, error) {
 			return handler.ForwardAnswer(ctx, rec)
@@ -136,6 +202,7 @@ func Start(cfg Config) (*Server, error) {
 	listenHost, _, _ := net.SplitHostPort(cfg.HTTPAddr)
 	handler = api.New(api.Config{ServerKind: cfg.ServerKind, Logger: cfg.Logger, ListenHost: listenHost,
 		Keys: cfg.Keys, EventKeys: cfg.EventKeys, AppHosts: cfg.AppHosts,
+		ClusterSecret: cfg.ClusterSecret, TLS: tlsID,
 		MaxEventBytes: cfg.MaxEventBytes, MaxRequestBytes: cfg.MaxRequestBytes}, node, f, exec, syncer)
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
@@ -145,15 +212,23 @@ func Start(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{cfg: cfg, FSM: f, Node: node, Exec: exec, Syncer: syncer, ln: ln, cancel: cancel,
-		log: cfg.Logger, http: &http.Server{Handler: handler.Handler(), ReadHeaderTimeout: 10 * time.Second}}
+	lim := cfg.HTTP.withDefaults()
+	s := &Server{cfg: cfg, FSM: f, Node: node, Exec: exec, Syncer: syncer, API: handler, ln: ln, cancel: cancel,
+		log: cfg.Logger, http: &http.Server{Handler: handler.Handler(), ReadHeaderTimeout: lim.ReadHeaderTimeout,
+			ReadTimeout: lim.ReadTimeout, WriteTimeout: lim.WriteTimeout, IdleTimeout: lim.IdleTimeout,
+			MaxHeaderBytes: lim.MaxHeaderBytes}}
+	if tlsID != nil {
+		// Clients need no certificate; peers present theirs, which node
+		// routes check (api's nodesOnly).
+		s.http.TLSConfig, s.https = tlsID.SharedListener(), true
+	}
 	if s.cfg.HTTPAdvertise == "" {
 		s.cfg.HTTPAdvertise = s.Addr()
 	}
 	s.wg.Add(4)
 	go func() {
 		defer s.wg.Done()
-		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("http server", "err", err)
 		}
 	}()
@@ -183,7 +258,29 @@ func Start(cfg Config) (*Server, error) {
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
 // URL is the base URL of the HTTP API.
-func (s *Server) URL() string { return "http://" + s.Addr() }
+func (s *Server) URL() string {
+	if s.https {
+		return "https://" + s.Addr()
+	}
+	return "http://" + s.Addr()
+}
+
+// loadTLS reads the node's certificates, if it has any.
+func loadTLS(cfg Config) (*certs.Identity, error) {
+	if cfg.TLSCert == "" && cfg.TLSKey == "" && cfg.TLSCA == "" {
+		return nil, nil
+	}
+	return certs.Load(cfg.TLSCert, cfg.TLSKey, cfg.TLSCA)
+}
+
+// serve runs the HTTP listener: HTTPS only when the node has a certificate.
+// (net/http fills in TLSConfig itself for HTTP/2, so it cannot tell.)
+func (s *Server) serve() error {
+	if !s.https {
+		return s.http.Serve(s.ln)
+	}
+	return s.http.ServeTLS(s.ln, "", "")
+}
 
 // WaitReady waits until the cluster has a leader.
 func (s *Server) WaitReady(ctx context.Context) error { return s.Node.WaitLeader(ctx) }
@@ -241,19 +338,12 @@ func (s *Server) announce(ctx context.Context) {
 // join asks a member (any node: it forwards to the leader) to add this node,
 // retrying until it succeeds or the server stops.
 func (s *Server) join(ctx context.Context) {
-	body, _ := json.Marshal(map[string]string{"id": s.cfg.NodeID, "raft_addr": s.Node.RaftAddr(), "http_addr": s.cfg.HTTPAdvertise})
+	me := api.JoinRequest{ID: s.cfg.NodeID, RaftAddr: s.Node.RaftAddr(), HTTPAddr: s.cfg.HTTPAdvertise}
 	for attempt := 0; ; attempt++ {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+s.cfg.Join+"/v1/cluster/join", bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
+		err := s.API.Join(ctx, s.cfg.Join, me)
 		if err == nil {
-			msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				s.log.Info("joined the cluster", "via", s.cfg.Join)
-				return
-			}
-			err = fmt.Errorf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(msg))
+			s.log.Info("joined the cluster", "via", s.cfg.Join)
+			return
 		}
 		if attempt%10 == 0 {
 			s.log.Warn("joining the cluster", "via", s.cfg.Join, "err", err)

@@ -14,6 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/cairn-dev/cairn/internal/clusterauth"
 	"github.com/cairn-dev/cairn/internal/signing"
 )
 
@@ -22,6 +23,7 @@ func clientFlags(name, synopsis string, args []string, extra func(*flag.FlagSet)
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	base := fs.String("url", env("CAIRN_URL", "http://127.0.0.1:8288"), "Cairn's HTTP address (env CAIRN_URL)")
 	fs.StringVar(&clientKey, "signing-key", env("CAIRN_SIGNING_KEY", ""), "the server's signing key, for a cairn start node (env CAIRN_SIGNING_KEY)")
+	caFile := trustFlag(fs)
 	if extra != nil {
 		extra(fs)
 	}
@@ -30,10 +32,14 @@ func clientFlags(name, synopsis string, args []string, extra func(*flag.FlagSet)
 		fs.PrintDefaults()
 	}
 	err := fs.Parse(args)
+	if err == nil {
+		err = trust(*caFile)
+	}
 	return fs, strings.TrimRight(*base, "/"), err
 }
 
-var httpClient = &http.Client{Timeout: 60 * time.Second}
+var httpClient = &http.Client{Timeout: 60 * time.Second,
+	Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, TLSClientConfig: clientTLS}}
 
 // clientKey authenticates client commands (--signing-key); it is sent
 // hashed, as the SDKs send it.
@@ -70,6 +76,9 @@ func call(method, u string, body any, out any) error {
 	if err := authorize(req); err != nil {
 		return err
 	}
+	if nodeSecret != "" {
+		clusterauth.Sign(req, nodeSecret, time.Now())
+	}
 	resp, err := httpClient.Do(req)
 	if err != nil {
 		return err
@@ -85,6 +94,9 @@ func call(method, u string, body any, out any) error {
 			Code  string `json:"code"`
 		}
 		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
+			if resp.StatusCode == http.StatusUnauthorized && clientKey == "" {
+				e.Error += "; pass the server's signing key with --signing-key or CAIRN_SIGNING_KEY"
+			}
 			return fmt.Errorf("%s (%s, HTTP %d)", e.Error, e.Code, resp.StatusCode)
 		}
 		return fmt.Errorf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(raw))
@@ -342,13 +354,20 @@ func cmdCluster(args []string) error {
 		sub, args = args[0], args[1:]
 	}
 	var raftAddr, httpAddr string
+	var node nodeCreds
 	fs, base, err := clientFlags("cluster "+sub, "(status | join ID --raft-addr A --http-addr H | remove ID)", args, func(fs *flag.FlagSet) {
 		if sub == "join" {
 			fs.StringVar(&raftAddr, "raft-addr", "", "the new member's Raft address")
 			fs.StringVar(&httpAddr, "http-addr", "", "the new member's HTTP address")
 		}
+		if sub == "join" || sub == "remove" {
+			node.flags(fs)
+		}
 	})
 	if stop, err := handleHelp(err); stop {
+		return err
+	}
+	if err := node.use(); err != nil {
 		return err
 	}
 	var out json.RawMessage

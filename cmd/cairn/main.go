@@ -7,6 +7,7 @@
 //	cairn history  show a run's audit trail
 //	cairn cancel   cancel a run
 //	cairn sync     ask apps to re-register
+//	cairn certs    make a cluster CA and node certificates
 package main
 
 import (
@@ -28,6 +29,7 @@ Usage:
   cairn signal  NAME [DATA_JSON]   resume the run waiting for a signal
   cairn cluster status|join|remove  members, leader, indexes; add or remove a voter
   cairn sync    [URL]              ask apps (or one app URL) to re-register
+  cairn certs   --dir DIR --nodes n1,n2,n3   make a cluster CA and node certificates for TLS
   cairn apps    [rm APP_ID|URL]    registered apps and synced URLs; remove one
 
 Client commands talk to --url (env CAIRN_URL); against a cairn start node
@@ -67,6 +69,8 @@ func main() {
 		err = cmdCluster(args)
 	case "apps":
 		err = cmdApps(args)
+	case "certs":
+		err = cmdCerts(args)
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -57,6 +59,33 @@ func envDuration(name string, def time.Duration) time.Duration {
 	return def
 }
 
+// Environment variables that "cairn start" and the client commands share.
+const (
+	envTLSCert       = "CAIRN_TLS_CERT"
+	envTLSKey        = "CAIRN_TLS_KEY"
+	envTLSCA         = "CAIRN_TLS_CA"
+	envClusterSecret = "CAIRN_CLUSTER_SECRET"
+)
+
+// clusterSecret decides a node's cluster secret. A node that joins a
+// cluster or is bootstrapped with peers needs the cluster's. A lone node
+// needs none: it gets a random one that nobody knows, so no node can join
+// it or send it answers (restart it with the cluster's secret to grow it).
+func clusterSecret(given string, clustered bool) (string, error) {
+	if given != "" {
+		return given, nil
+	}
+	if clustered {
+		return "", errors.New("--cluster-secret (or " + envClusterSecret + ") is required with --join or --peers: " +
+			"give every node of the cluster the same one, e.g. from openssl rand -hex 32")
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
+}
+
 // runNode implements "cairn dev" and "cairn start".
 func runNode(cmd string, args []string) error {
 	dev := cmd == "dev"
@@ -75,6 +104,11 @@ func runNode(cmd string, args []string) error {
 		bootstrap = fs.Bool("bootstrap", env("CAIRN_BOOTSTRAP", "") == "true", "start a new cluster with this node (and --peers) as voters (env CAIRN_BOOTSTRAP=true)")
 		callTO    = fs.Duration("call-timeout", envDuration("CAIRN_CALL_TIMEOUT", 2*time.Minute), "timeout of one call to an app (env CAIRN_CALL_TIMEOUT)")
 		inflight  = fs.Int("max-inflight", envInt("CAIRN_MAX_INFLIGHT", 256), "most app calls in flight at once (env CAIRN_MAX_INFLIGHT)")
+		perFn     = fs.Int("max-inflight-per-function", envInt("CAIRN_MAX_INFLIGHT_PER_FUNCTION", 0), "most app calls in flight at once for one function; 0: half of --max-inflight (env CAIRN_MAX_INFLIGHT_PER_FUNCTION)")
+		perApp    = fs.Int("max-inflight-per-app", envInt("CAIRN_MAX_INFLIGHT_PER_APP", 0), "most app calls in flight at once for one app; 0: three quarters of --max-inflight (env CAIRN_MAX_INFLIGHT_PER_APP)")
+		readTO    = fs.Duration("http-read-timeout", envDuration("CAIRN_HTTP_READ_TIMEOUT", server.DefaultHTTPLimits.ReadTimeout), "longest a client may take to send a whole request, body included (env CAIRN_HTTP_READ_TIMEOUT)")
+		writeTO   = fs.Duration("http-write-timeout", envDuration("CAIRN_HTTP_WRITE_TIMEOUT", server.DefaultHTTPLimits.WriteTimeout), "longest from a request's headers to the end of its answer (env CAIRN_HTTP_WRITE_TIMEOUT)")
+		idleTO    = fs.Duration("http-idle-timeout", envDuration("CAIRN_HTTP_IDLE_TIMEOUT", server.DefaultHTTPLimits.IdleTimeout), "how long an idle kept-alive connection stays open (env CAIRN_HTTP_IDLE_TIMEOUT)")
 		drainTO   = fs.Duration("drain-timeout", envDuration("CAIRN_DRAIN_TIMEOUT", 10*time.Second), "on shutdown, wait this long for app calls in flight to finish before stopping (env CAIRN_DRAIN_TIMEOUT)")
 		logLevel  = fs.String("log-level", env("CAIRN_LOG_LEVEL", "info"), "debug, info, warn or error (env CAIRN_LOG_LEVEL)")
 		logJSON   = fs.Bool("log-json", env("CAIRN_LOG_JSON", "") == "true", "log as JSON (env CAIRN_LOG_JSON=true)")
@@ -85,7 +119,7 @@ func runNode(cmd string, args []string) error {
 		return err
 	}
 	fs.Var(&appHosts, "allow-app-hosts", "hosts, IPs and CIDRs apps may live on (app URLs and every call are checked; default: anywhere); repeatable, comma separated (env CAIRN_ALLOW_APP_HOSTS)")
-	var join, advertise, raftAdvertise *string
+	var join, advertise, raftAdvertise, tlsCert, tlsKey, tlsCA, secret *string
 	var electionTO *time.Duration
 	var signingKey, signingFallback *string
 	var insecure *bool
@@ -100,6 +134,10 @@ func runNode(cmd string, args []string) error {
 		join = fs.String("join", env("CAIRN_JOIN", ""), "HTTP address of any member to join (env CAIRN_JOIN)")
 		raftAdvertise = fs.String("raft-advertise", env("CAIRN_RAFT_ADVERTISE", ""), "Raft address other nodes dial (default: --raft-addr), when they reach this node through NAT or a proxy (env CAIRN_RAFT_ADVERTISE)")
 		advertise = fs.String("http-advertise", env("CAIRN_HTTP_ADVERTISE", ""), "HTTP address other nodes forward requests to (default: host:port) (env CAIRN_HTTP_ADVERTISE)")
+		tlsCert = fs.String("tls-cert", env(envTLSCert, ""), "this node's certificate (PEM; see cairn certs): mutual TLS for Raft and HTTP between nodes, and HTTPS for clients; needs --tls-key and --tls-ca (env "+envTLSCert+")")
+		tlsKey = fs.String("tls-key", env(envTLSKey, ""), "the key of --tls-cert (PEM) (env "+envTLSKey+")")
+		tlsCA = fs.String("tls-ca", env(envTLSCA, ""), "the cluster CA (PEM): peers must present a certificate it signed (env "+envTLSCA+")")
+		secret = fs.String("cluster-secret", env(envClusterSecret, ""), "secret shared by the nodes of a cluster, proving joins and forwarded answers are theirs; at least 16 characters; required with --join or --peers. Prefer the environment variable: flags show in ps (env "+envClusterSecret+")")
 	}
 	fs.Usage = func() {
 		if dev {
@@ -150,7 +188,12 @@ func runNode(cmd string, args []string) error {
 	cfg := server.Config{
 		NodeID: *nodeID, DataDir: *dataDir, HTTPAddr: *host + ":" + *port, RaftAddr: *raftAddr,
 		Bootstrap: *bootstrap || dev, ServerKind: "cloud", AppURLs: urls, CallTimeout: *callTO,
-		MaxInflight: *inflight, Logger: logger, DrainTimeout: *drainTO,
+		MaxInflight: *inflight, MaxInflightPerFunction: *perFn, MaxInflightPerApp: *perApp,
+		Logger: logger, DrainTimeout: *drainTO,
+		HTTP: server.HTTPLimits{ReadTimeout: *readTO, WriteTimeout: *writeTO, IdleTimeout: *idleTO},
+	}
+	if *perFn < 0 || *perApp < 0 || *inflight < 1 {
+		return errors.New("--max-inflight must be at least 1, --max-inflight-per-function and --max-inflight-per-app at least 0")
 	}
 	if *drainTO == 0 {
 		cfg.DrainTimeout = -1 // don't wait
@@ -172,6 +215,13 @@ func runNode(cmd string, args []string) error {
 			return fmt.Errorf("--election-timeout %s is too short: use at least 50ms", *electionTO)
 		}
 		cfg.Join, cfg.HTTPAdvertise, cfg.RaftAdvertise, cfg.ElectionTimeout = *join, *advertise, *raftAdvertise, *electionTO
+		cfg.TLSCert, cfg.TLSKey, cfg.TLSCA = *tlsCert, *tlsKey, *tlsCA
+		// --insecure opens the node routes too, unless a secret is given.
+		if !*insecure || *secret != "" {
+			if cfg.ClusterSecret, err = clusterSecret(*secret, *join != "" || len(peers) > 0); err != nil {
+				return err
+			}
+		}
 	}
 	for _, p := range peers {
 		id, addr, ok := strings.Cut(p, "=")
@@ -184,7 +234,11 @@ func runNode(cmd string, args []string) error {
 	if err != nil {
 		return err
 	}
-	logger.Info("cairn listening", "mode", cmd, "http", srv.URL(), "raft", cfg.RaftAddr, "data_dir", cfg.DataDir, "apps", []string(urls))
+	logger.Info("cairn listening", "mode", cmd, "http", srv.URL(), "raft", cfg.RaftAddr, "data_dir", cfg.DataDir, "apps", []string(urls),
+		"tls", cfg.TLSCert != "")
+	if !dev && *secret == "" {
+		logger.Info("no --cluster-secret: this node runs alone, and no node can join it")
+	}
 	if dev {
 		fmt.Fprintf(os.Stderr, "\n  Cairn dev server: %s\n  Point your app at it: INNGEST_DEV=1 INNGEST_BASE_URL=%s\n\n", srv.URL(), srv.URL())
 	}

@@ -1,0 +1,111 @@
+package executor
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/cairn-dev/cairn/fsm"
+)
+
+// fairExec is an executor whose buffer the tests fill by hand: the picking
+// itself reads nothing from the projection.
+func fairExec(t *testing.T, maxInflight, perFn, perApp int) *Executor {
+	t.Helper()
+	return New(Config{NodeID: "n1", MaxInflight: maxInflight, MaxInflightPerFunction: perFn, MaxInflightPerApp: perApp}, nil, nil)
+}
+
+// queue buffers n app calls of function fn (app app), one run each.
+func queue(e *Executor, fn, app string, n int) {
+	for i := range n {
+		run := fmt.Sprintf("%s-run%d", fn, i)
+		e.fair.owners[run] = owner{fn: fn, app: app}
+		e.buffer([]fsm.Call{{RunID: run, ID: "step", Type: fsm.CallHTTP}})
+	}
+}
+
+// fns names the function of each call, in order.
+func fns(calls []fsm.Call) string {
+	var out []string
+	for _, c := range calls {
+		out = append(out, strings.SplitN(c.RunID, "-run", 2)[0])
+	}
+	return strings.Join(out, " ")
+}
+
+func TestPickServesFunctionsInTurnWithinShares(t *testing.T) {
+	e := fairExec(t, 8, 3, 5)
+	queue(e, "a", "x", 10) // a flood, read first
+	queue(e, "b", "x", 10)
+	queue(e, "c", "y", 1)
+	claim, send := e.pick(0)
+	// In turn, not in read order; a stops at its share (3), app x at its (5).
+	if got, want := fns(claim), "a b c a b a"; got != want || len(send) != 0 {
+		t.Fatalf("picked %q (send %d), want %q", got, len(send), want)
+	}
+	if claim, _ := e.pick(0); len(claim) != 0 {
+		t.Fatalf("picked %q past the shares", fns(claim))
+	}
+	// A call of a ends: its slot goes to a again (b is held by app x).
+	e.release("a-run0", "step")
+	if claim, _ := e.pick(0); fns(claim) != "a" {
+		t.Fatalf("after a slot of a freed: picked %q", fns(claim))
+	}
+	// A call of b ends: b is next in turn within app x.
+	e.release("b-run0", "step")
+	if claim, _ := e.pick(0); fns(claim) != "b" {
+		t.Fatalf("after a slot of b freed: picked %q", fns(claim))
+	}
+}
+
+func TestPickFiresTimersWhateverTheShares(t *testing.T) {
+	e := fairExec(t, 4, 1, 1)
+	queue(e, "a", "x", 3)
+	e.buffer([]fsm.Call{{RunID: "a-run1", ID: "nap", Type: fsm.CallSleep}, {RunID: "a-run2", ID: "nap", Type: fsm.CallSleep}})
+	claim, _ := e.pick(0)
+	var timers, calls int
+	for _, c := range claim {
+		if c.Type == fsm.CallSleep {
+			timers++
+		} else {
+			calls++
+		}
+	}
+	if timers != 2 || calls != 1 {
+		t.Fatalf("picked %d timers and %d app calls, want both timers and one call (the share)", timers, calls)
+	}
+}
+
+// Calls leased to us beyond a share (records proposed together) wait in
+// the buffer and are sent as is, without a new claim, when the share frees.
+func TestAdoptHoldsLeasedCallsBeyondTheShare(t *testing.T) {
+	e := fairExec(t, 8, 1, 8)
+	e.term = &term{}
+	queue(e, "a", "x", 1)
+	if claim, _ := e.pick(0); len(claim) != 1 {
+		t.Fatalf("picked %d calls, want 1", len(claim))
+	}
+	e.fair.owners["a-leased"] = owner{fn: "a", app: "x"}
+	leased := fsm.Call{RunID: "a-leased", ID: "step", Type: fsm.CallHTTP, Claimed: true, Node: "n1", Boot: e.boot, Due: 1000}
+	e.Adopt([]fsm.Call{leased})
+	if !e.fair.queued[callKey("a-leased", "step")] {
+		t.Fatal("a leased call beyond the share was not held back")
+	}
+	if l := e.LeaseNext(); l == nil || l.Max != 7-1 || !hasRoom(l, "a", 0) {
+		t.Fatalf("lease while a is full: %+v, want max 6 and no room for a", l)
+	}
+	e.release("a-run0", "step")
+	claim, send := e.pick(999)
+	if len(claim) != 0 || len(send) != 1 || send[0].RunID != "a-leased" {
+		t.Fatalf("after the share freed: claim %v, send %v; want the leased call sent as is", claim, send)
+	}
+}
+
+func hasRoom(l *fsm.LeaseNext, fn string, n int) bool {
+	for _, r := range l.Rooms {
+		if r.Fn == fn {
+			return r.N == n
+		}
+	}
+	return false
+}

@@ -1,0 +1,43 @@
+// Package testnet hands tests loopback addresses to listen on later.
+//
+// A port the kernel picks with ":0" comes from the ephemeral range, which
+// is also where every outgoing connection on the machine takes its local
+// port: between closing the probe listener and binding the real one, a
+// connection of another test may take it ("address already in use"). The
+// ports handed out here lie below that range, where only listeners go.
+package testnet
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"testing"
+)
+
+// Below Linux's default ephemeral range (32768-60999).
+const lowPort, highPort = 20000, 32000
+
+// FreeAddr returns "ip:port" with a port nothing listens on right now.
+func FreeAddr(t testing.TB, ip string) string {
+	t.Helper()
+	for range 200 {
+		addr := net.JoinHostPort(ip, fmt.Sprint(lowPort+rand.IntN(highPort-lowPort)))
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return addr
+	}
+	t.Fatalf("no free port on %s", ip)
+	return ""
+}
+
+// FreePort returns a free port on 127.0.0.1.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	_, port, _ := net.SplitHostPort(FreeAddr(t, "127.0.0.1"))
+	var p int
+	fmt.Sscan(port, &p)
+	return p
+}
