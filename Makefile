@@ -4,8 +4,9 @@
 GO       ?= go
 TSAPP    := e2e/tsapp
 NPM_DEPS := $(TSAPP)/node_modules/.package-lock.json
+FUZZTIME ?= 4s
 
-.PHONY: dev build test bench lint deps clean cluster chaos
+.PHONY: dev build test fuzz bench lint deps clean cluster chaos
 
 ## build: compile bin/cairn
 build:
@@ -15,9 +16,14 @@ build:
 dev: build
 	./bin/cairn dev $(ARGS)
 
-## test: every test (unit, API, end-to-end with the real inngest SDK)
+## test: every test (unit, API, end-to-end with the real inngest SDK), then a short fuzz run
 test: deps
 	$(GO) test -race -count=1 -timeout 30m ./...
+	$(MAKE) --no-print-directory fuzz
+
+## fuzz: every fuzz target for FUZZTIME (default 4s) each; the seeds also run in `go test`
+fuzz:
+	GO=$(GO) FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
 
 ## deps: the npm packages of the TS test app, from its lockfile
 deps: $(NPM_DEPS)

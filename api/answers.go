@@ -26,8 +26,8 @@ type answerResult struct {
 // was re-sent meanwhile is refused as stale, never applied twice.
 //
 // An answer the projection already refuses (fsm.Refusal) is answered here
-// and never written to the log; values over the step output limit are screened
-// out first, as the executor does (fsm.ScreenAnswer).
+// and never written to the log; values over the step output limit are
+// screened out first, as the executor does (fsm.ScreenAnswer).
 //
 // The body is an entry of CallFinished records (fsm.EncodeEntry, msgpack).
 func (s *Server) postAnswers(c echo.Context) error {
@@ -41,29 +41,21 @@ func (s *Server) postAnswers(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	recs, err := fsm.DecodeEntry(body)
+	recs, err := decodeAnswers(body)
 	if err != nil {
-		return errf(http.StatusBadRequest, "invalid_entry", "answers: %v", err)
-	}
-	if len(recs) == 0 {
-		return errf(http.StatusBadRequest, "invalid_entry", "answers: no records")
+		return err
 	}
 	out := make([]answerResult, len(recs))
 	var propose []fsm.Record
 	var proposed []int // where each proposed record's result goes in out
 	for i, r := range recs {
-		cf, ok := r.(*fsm.CallFinished)
-		if !ok {
-			return errf(http.StatusBadRequest, "invalid_entry", "answers: record %d is %T, only call answers are accepted", i, r)
-		}
+		cf := r.(*fsm.CallFinished)
 		if res, refused, err := s.fsm.Refusal(cf, s.node.CaughtUp()); err != nil {
 			return err
 		} else if refused {
 			out[i] = answerResult{Code: res.Code, Msg: res.Msg}
 			continue
 		}
-		// The sender runs no executor for this leader: lease nothing to it.
-		cf.Lease = nil
 		fsm.ScreenAnswer(cf, limits)
 		propose, proposed = append(propose, cf), append(proposed, i)
 	}
@@ -77,6 +69,27 @@ func (s *Server) postAnswers(c echo.Context) error {
 		}
 	}
 	return c.JSON(http.StatusOK, out)
+}
+
+// decodeAnswers reads the body of postAnswers: an entry of CallFinished
+// records only, leasing nothing to the sender (it runs no executor for
+// this leader).
+func decodeAnswers(body []byte) ([]fsm.Record, error) {
+	recs, err := fsm.DecodeEntry(body)
+	if err != nil {
+		return nil, errf(http.StatusBadRequest, "invalid_entry", "answers: %v", err)
+	}
+	if len(recs) == 0 {
+		return nil, errf(http.StatusBadRequest, "invalid_entry", "answers: no records")
+	}
+	for i, r := range recs {
+		cf, ok := r.(*fsm.CallFinished)
+		if !ok {
+			return nil, errf(http.StatusBadRequest, "invalid_entry", "answers: record %d is %T, only call answers are accepted", i, r)
+		}
+		cf.Lease = nil
+	}
+	return recs, nil
 }
 
 // ForwardAnswer commits an app answer through the current leader, this node

@@ -42,25 +42,15 @@ func (s *Server) postEvents(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	raws, err := splitEvents(body)
+	evs, err := parseEvents(body, time.Now(), c.Request().Header.Get("X-Inngest-Event-Id-Seed"), s.cfg.MaxEventBytes)
 	if err != nil {
 		return err
 	}
-	now := time.Now()
-	seedMs, seed := parseSeed(c.Request().Header.Get("X-Inngest-Event-Id-Seed"))
 	lease := s.exec.LeaseNext()
-	recs := make([]fsm.Record, 0, len(raws))
-	for i, raw := range raws {
-		if len(raw) > s.cfg.MaxEventBytes {
-			return errf(http.StatusRequestEntityTooLarge, "payload_too_large",
-				"event %d is %d bytes; the limit per event is %d", i, len(raw), s.cfg.MaxEventBytes)
-		}
-		rec, err := buildEvent(raw, i, now, seedMs, seed)
-		if err != nil {
-			return err
-		}
-		rec.Lease = lease
-		recs = append(recs, rec)
+	recs := make([]fsm.Record, len(evs))
+	for i, ev := range evs {
+		ev.Lease = lease
+		recs[i] = ev
 	}
 	results, err := s.propose(c, recs...)
 	if err != nil {
@@ -72,6 +62,30 @@ func (s *Server) postEvents(c echo.Context) error {
 		s.exec.Adopt(r.Claimed)
 	}
 	return c.JSON(http.StatusOK, map[string]any{"ids": ids, "status": 200})
+}
+
+// parseEvents validates a body of events and turns it into records. It
+// reads nothing but its arguments (ids are random without a seed header),
+// so it is what the event-body fuzz target drives.
+func parseEvents(body []byte, now time.Time, seedHeader string, maxEventBytes int) ([]*fsm.EventAccepted, error) {
+	raws, err := splitEvents(body)
+	if err != nil {
+		return nil, err
+	}
+	seedMs, seed := parseSeed(seedHeader)
+	recs := make([]*fsm.EventAccepted, 0, len(raws))
+	for i, raw := range raws {
+		if len(raw) > maxEventBytes {
+			return nil, errf(http.StatusRequestEntityTooLarge, "payload_too_large",
+				"event %d is %d bytes; the limit per event is %d", i, len(raw), maxEventBytes)
+		}
+		rec, err := buildEvent(raw, i, now, seedMs, seed)
+		if err != nil {
+			return nil, err
+		}
+		recs = append(recs, rec)
+	}
+	return recs, nil
 }
 
 // splitEvents parses the body as a JSON object or array of objects.
@@ -111,6 +125,22 @@ func buildEvent(raw json.RawMessage, i int, now time.Time, seedMs uint64, seed [
 	if in.Name == nil || strings.TrimSpace(*in.Name) == "" {
 		return nil, errf(http.StatusBadRequest, "invalid_event", "event %d: \"name\" is required", i)
 	}
+	if at := invalidUTF8At(raw); at >= 0 {
+		where := "event " + strconv.Itoa(i)
+		for _, f := range []struct {
+			name string
+			raw  []byte
+		}{{"data", in.Data}, {"user", in.User}, {"id", in.ID}} {
+			if invalidUTF8At(f.raw) >= 0 {
+				where += ` "` + f.name + `"`
+				break
+			}
+		}
+		return nil, errf(http.StatusBadRequest, "invalid_event", "%s is not valid UTF-8 (byte %d of the event)", where, at)
+	}
+	if msg := checkName(*in.Name, maxEventNameBytes); msg != "" {
+		return nil, errf(http.StatusBadRequest, "invalid_event", "event %d: \"name\" %s", i, msg)
+	}
 	out := storedEvent{Name: *in.Name, Data: in.Data, V: in.V, User: in.User}
 	if d := bytes.TrimSpace(in.Data); len(d) == 0 || string(d) == "null" {
 		out.Data = json.RawMessage("{}")
@@ -119,6 +149,8 @@ func buildEvent(raw json.RawMessage, i int, now time.Time, seedMs uint64, seed [
 	}
 	if u := bytes.TrimSpace(in.User); len(u) == 0 || string(u) == "null" {
 		out.User = json.RawMessage("{}")
+	} else if u[0] != '{' {
+		return nil, errf(http.StatusBadRequest, "invalid_event", "event %d (%s): \"user\" must be an object", i, out.Name)
 	}
 	var idemKey string
 	if len(in.ID) > 0 && string(in.ID) != "null" {
@@ -126,13 +158,11 @@ func buildEvent(raw json.RawMessage, i int, now time.Time, seedMs uint64, seed [
 			return nil, errf(http.StatusBadRequest, "invalid_event", "event %d (%s): \"id\" must be a string", i, out.Name)
 		}
 	}
-	if len(in.TS) > 0 && string(in.TS) != "null" {
-		ts, err := strconv.ParseFloat(string(in.TS), 64)
-		if err != nil {
-			return nil, errf(http.StatusBadRequest, "invalid_event", "event %d (%s): \"ts\" must be a number of ms", i, out.Name)
-		}
-		out.TS = int64(ts)
+	ts, msg := checkTS(in.TS, now.UnixMilli())
+	if msg != "" {
+		return nil, errf(http.StatusBadRequest, "invalid_event", "event %d (%s): \"ts\" %s", i, out.Name, msg)
 	}
+	out.TS = ts
 	if out.TS <= 0 {
 		out.TS = now.UnixMilli()
 	}

@@ -129,12 +129,18 @@ func (s *Server) register(c echo.Context) error {
 
 // parseRegister validates a register body and normalizes it into a record.
 func parseRegister(body []byte) (*fsm.AppSynced, error) {
+	if at := invalidUTF8At(body); at >= 0 {
+		return nil, errf(http.StatusBadRequest, "invalid_json", "register body is not valid UTF-8 (byte %d)", at)
+	}
 	var rb registerBody
 	if err := json.Unmarshal(body, &rb); err != nil {
 		return nil, errf(http.StatusBadRequest, "invalid_json", "register body: %v", err)
 	}
 	if strings.TrimSpace(rb.AppName) == "" {
 		return nil, errf(http.StatusBadRequest, "invalid_app", "\"appName\" is required")
+	}
+	if msg := checkName(rb.AppName, maxIDBytes); msg != "" {
+		return nil, errf(http.StatusBadRequest, "invalid_app", "\"appName\" %s", msg)
 	}
 	appURL, err := cleanURL(rb.URL)
 	if err != nil {
@@ -149,6 +155,9 @@ func parseRegister(body []byte) (*fsm.AppSynced, error) {
 		}
 		if fc.ID == "" {
 			return nil, errf(http.StatusBadRequest, "invalid_function", "function %d: \"id\" is required", i)
+		}
+		if msg := checkName(fc.ID, maxIDBytes); msg != "" {
+			return nil, errf(http.StatusBadRequest, "invalid_function", "function %d: \"id\" %s", i, msg)
 		}
 		if seen[fc.ID] {
 			return nil, errf(http.StatusBadRequest, "invalid_function", "function %q is defined twice", fc.ID)
@@ -182,6 +191,9 @@ func parseRegister(body []byte) (*fsm.AppSynced, error) {
 			return nil, err
 		}
 		if err := parseFlowControl(&fc, &def); err != nil {
+			return nil, err
+		}
+		if err := checkFunction(&def); err != nil {
 			return nil, err
 		}
 		rec.Functions = append(rec.Functions, def)

@@ -97,11 +97,21 @@ func (s *Server) cancelFunctionRuns(c echo.Context) error {
 	if rec.From > rec.To {
 		return errf(http.StatusBadRequest, "invalid_time", "\"from\" is after \"to\"")
 	}
-	res, err := s.propose(c, rec)
+	// A cancel that matches nothing is answered from the projection and
+	// writes nothing (as a signal nobody waits for). A run started between
+	// this read and now is left alone, as if it had come after the request.
+	match, err := s.fsm.BulkCancelMatches(rec)
 	if err != nil {
 		return err
 	}
-	cancelled := res[0].Runs
+	var cancelled []string
+	if match {
+		res, err := s.propose(c, rec)
+		if err != nil {
+			return err
+		}
+		cancelled = res[0].Runs
+	}
 	if cancelled == nil {
 		cancelled = []string{}
 	}

@@ -249,14 +249,19 @@ type cairnProc struct {
 	logf *os.File
 }
 
-func startCairnProc(t *testing.T, dataDir string, httpPort, raftPort int, appURL string) *cairnProc {
+func startCairnProc(t *testing.T, dataDir string, httpPort, raftPort int, appURL string, extra ...string) *cairnProc {
 	t.Helper()
 	logf, err := os.OpenFile(filepath.Join(dataDir+"-logs"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(cairnBinary(t), "dev", "--data-dir", dataDir, "--port", fmt.Sprint(httpPort),
-		"--raft-addr", fmt.Sprintf("127.0.0.1:%d", raftPort), "-u", appURL)
+	mode := "dev"
+	if len(extra) > 0 {
+		mode, extra = extra[0], extra[1:]
+	}
+	args := append([]string{mode, "--data-dir", dataDir, "--port", fmt.Sprint(httpPort),
+		"--raft-addr", fmt.Sprintf("127.0.0.1:%d", raftPort), "-u", appURL}, extra...)
+	cmd := exec.Command(cairnBinary(t), args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -385,4 +390,39 @@ func TestKillAndRestart(t *testing.T) {
 		t.Fatalf("%d of %d acknowledged events lost after SIGKILL", lost, len(ackedCopy))
 	}
 	t.Logf("%d acknowledged events all present after SIGKILL; executions %v", len(ackedCopy), ex)
+}
+
+// TestCairnStartProduction runs the real binary as production runs it,
+// `cairn start` with a signing key and an event key, and the TS app in the
+// SDK's production mode: the seed function completes, signed both ways,
+// and a caller without the keys is turned away.
+func TestCairnStartProduction(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "data")
+	httpPort, raftPort := freePort(t), freePort(t)
+	url := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
+
+	// Without keys, cairn start refuses and names the flag.
+	out, err := exec.Command(cairnBinary(t), "start", "--data-dir", dataDir, "--port", fmt.Sprint(httpPort)).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "--signing-key") {
+		t.Fatalf("cairn start without keys: %v: %s", err, out)
+	}
+
+	app := startApp(t, url, "INNGEST_DEV=0", "INNGEST_SIGNING_KEY="+prodSigningKey, "INNGEST_EVENT_KEY="+prodEventKey)
+	startCairnProc(t, dataDir, httpPort, raftPort, app.URL, "start", "--bootstrap",
+		"--signing-key", prodSigningKey, "--event-key", prodEventKey)
+	k, _ := signing.ParseKey(prodSigningKey)
+	c := client{base: url, t: t, bearer: k.Bearer(), eventKey: prodEventKey}
+	c.waitSynced("tsapp", 60*time.Second)
+
+	r := c.waitRun(c.send("contacts/csv.uploaded", map[string]any{"csv": "email,name\na@x.io,Ann"}), 60*time.Second)
+	if r.Status != "completed" {
+		t.Fatalf("seed run: %s %s", r.Status, r.Error)
+	}
+	anon := client{base: url, t: t}
+	if code, _ := anon.do("GET", "/v1/runs", nil, nil); code != 401 {
+		t.Fatalf("GET /v1/runs without the key: %d", code)
+	}
+	if code, _ := anon.do("POST", "/e/not-a-key", map[string]any{"name": "x/y"}, nil); code != 401 {
+		t.Fatalf("event with an unknown key: %d", code)
+	}
 }

@@ -135,12 +135,18 @@ func finishedFrom(r *response, now time.Time) *fsm.CallFinished {
 	return f
 }
 
+// maxRetryAfterS bounds a Retry-After in seconds (a year).
+const maxRetryAfterS = 366 * 24 * 3600
+
 // retryAfter parses Retry-After: seconds or a date.
 func retryAfter(v string, now time.Time) int64 {
 	if v == "" {
 		return 0
 	}
 	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
+		// Bounded, or a huge value overflows into the past (Apply caps the
+		// wait at a day anyway).
+		s = min(max(s, 0), maxRetryAfterS)
 		return now.Add(time.Duration(s) * time.Second).UnixMilli()
 	}
 	for _, layout := range []string{time.RFC3339, http.TimeFormat} {

@@ -21,6 +21,7 @@ import (
 type Program struct {
 	src string
 	prg cel.Program
+	out *cel.Type // the checked result type; dyn when it depends on the event
 }
 
 var (
@@ -66,13 +67,27 @@ func Compile(src string) (*Program, error) {
 	if err != nil {
 		return nil, fmt.Errorf("expression %q: %w", src, err)
 	}
-	p = &Program{src: src, prg: prg}
+	p = &Program{src: src, prg: prg, out: ast.OutputType()}
 	cacheMu.Lock()
 	if len(cache) >= maxCache {
 		cache = map[string]*Program{}
 	}
 	cache[src] = p
 	cacheMu.Unlock()
+	return p, nil
+}
+
+// CompileCondition compiles src and refuses it unless it can give a
+// boolean: a condition such as `event.data.plan` (a string) would otherwise
+// be accepted at registration and then fail on every event.
+func CompileCondition(src string) (*Program, error) {
+	p, err := Compile(src)
+	if err != nil {
+		return nil, err
+	}
+	if t := p.out; t != nil && !t.IsExactType(cel.BoolType) && !t.IsExactType(cel.DynType) {
+		return nil, fmt.Errorf("expression %q gives %s, not a boolean", src, t)
+	}
 	return p, nil
 }
 

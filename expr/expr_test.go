@@ -30,3 +30,27 @@ func TestMatch(t *testing.T) {
 		t.Error("a syntax error compiled")
 	}
 }
+
+func TestCompileCondition(t *testing.T) {
+	cases := []struct {
+		src string
+		ok  bool
+	}{
+		{"event.data.plan != 'free'", true},
+		{"event.data.flag", true}, // dyn: known only per event
+		{"true", true},
+		{"event.data.tags.exists(t, t == 'a')", true},
+		{"'free'", false},
+		{"1 + 2", false},
+		{"event.data.plan.size()", false},
+		{"null", false},
+		{"[1, 2]", false},
+		{"event.data.x ==", false}, // does not compile at all
+	}
+	for _, c := range cases {
+		_, err := CompileCondition(c.src)
+		if (err == nil) != c.ok {
+			t.Errorf("%q: error %v, want ok=%v", c.src, err, c.ok)
+		}
+	}
+}

@@ -193,6 +193,13 @@ func (t *txn) applyCronFired(r *CronFired) Result {
 	return res
 }
 
+// cancels reports whether the bulk cancel applies to run: running, and
+// created in [From, To]. The API asks the same (BulkCancelMatches) so that
+// a cancel matching nothing is never proposed.
+func (r *BulkCancel) cancels(run *Run) bool {
+	return !run.Done() && run.CreatedAt >= r.From && run.CreatedAt <= r.To
+}
+
 // applyBulkCancel cancels a function's running runs created in [From, To].
 func (t *txn) applyBulkCancel(r *BulkCancel) Result {
 	var ids []string
@@ -208,7 +215,7 @@ func (t *txn) applyBulkCancel(r *BulkCancel) Result {
 	res := Result{Code: OK}
 	for _, id := range ids {
 		run := &Run{}
-		if !t.get(keyRun(id), run) || run.Done() || run.CreatedAt < r.From || run.CreatedAt > r.To {
+		if !t.get(keyRun(id), run) || !r.cancels(run) {
 			continue
 		}
 		t.finish(run, StatusCancelled, r.At, nil, errJSON("RunCancelled", reason))

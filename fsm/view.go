@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -155,6 +156,20 @@ func (f *FSM) Apps() ([]App, error) {
 		return true
 	})
 	return out, err
+}
+
+// BulkCancelMatches reports whether r would cancel at least one run now.
+func (f *FSM) BulkCancelMatches(r *BulkCancel) (bool, error) {
+	p := prefixActive(r.FnID)
+	var found bool
+	var getErr error
+	err := f.scan(p, prefixEnd(p), false, func(k, _ []byte) bool {
+		var run *Run
+		run, getErr = f.Run(string(k[len(p):]))
+		found = run != nil && r.cancels(run)
+		return !found && getErr == nil
+	})
+	return found, errors.Join(err, getErr)
 }
 
 // Event returns an event's JSON, or nil.
