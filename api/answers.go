@@ -12,9 +12,6 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
-// maxAnswerBytes bounds a forwarded entry of answers.
-const maxAnswerBytes = 40 << 20
-
 // answerResult is the outcome of one forwarded answer.
 type answerResult struct {
 	Code fsm.Code `json:"code"`
@@ -28,11 +25,19 @@ type answerResult struct {
 // are safe: a claim's generation fences them, so an answer to a call that
 // was re-sent meanwhile is refused as stale, never applied twice.
 //
+// An answer the projection already refuses (fsm.Refusal) is answered here
+// and never written to the log; values over the step output limit are
+// screened out first, as the executor does (fsm.ScreenAnswer).
+//
 // The body is an entry of CallFinished records (fsm.EncodeEntry, msgpack).
 func (s *Server) postAnswers(c echo.Context) error {
-	// An answer carries an app response of up to the executor's 16 MiB
-	// limit, above the limit for client requests.
-	body, err := readBodyUpTo(c, max(s.cfg.MaxRequestBytes, maxAnswerBytes))
+	limits, err := s.fsm.Limits()
+	if err != nil {
+		return err
+	}
+	// An answer carries an app response of up to the executor's limit,
+	// above the limit for client requests.
+	body, err := readBodyUpTo(c, max(s.cfg.MaxRequestBytes, limits.AppResponseBytes()+1<<20))
 	if err != nil {
 		return err
 	}
@@ -40,13 +45,28 @@ func (s *Server) postAnswers(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	results, err := s.propose(c, recs...)
-	if err != nil {
-		return err
+	out := make([]answerResult, len(recs))
+	var propose []fsm.Record
+	var proposed []int // where each proposed record's result goes in out
+	for i, r := range recs {
+		cf := r.(*fsm.CallFinished)
+		if res, refused, err := s.fsm.Refusal(cf, s.node.CaughtUp()); err != nil {
+			return err
+		} else if refused {
+			out[i] = answerResult{Code: res.Code, Msg: res.Msg}
+			continue
+		}
+		fsm.ScreenAnswer(cf, limits)
+		propose, proposed = append(propose, cf), append(proposed, i)
 	}
-	out := make([]answerResult, len(results))
-	for i, r := range results {
-		out[i] = answerResult{Code: r.Code, Msg: r.Msg}
+	if len(propose) > 0 {
+		results, err := s.propose(c, propose...)
+		if err != nil {
+			return err
+		}
+		for j, r := range results {
+			out[proposed[j]] = answerResult{Code: r.Code, Msg: r.Msg}
+		}
 	}
 	return c.JSON(http.StatusOK, out)
 }

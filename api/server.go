@@ -23,8 +23,8 @@ type Config struct {
 	// ServerKind is what we tell SDKs we are ("dev" for cairn dev, "cloud"
 	// for cairn start): they refuse to register with a kind they don't expect.
 	ServerKind      string
-	MaxRequestBytes int64 // largest request body (default 10 MiB)
-	MaxEventBytes   int   // largest single event (default 1 MiB)
+	MaxRequestBytes int64 // largest request body (default fsm.DefaultRequestBytes)
+	MaxEventBytes   int   // largest single event (default fsm.DefaultEventBytes)
 	// ListenHost is the host this node serves HTTP on; requests forwarded
 	// to the leader are sent from it (see package peerdial).
 	ListenHost string
@@ -70,10 +70,10 @@ type Server struct {
 // New builds the HTTP handler.
 func New(cfg Config, node *raftnode.Node, f *fsm.FSM, exec Dispatcher, syncer *Syncer) *Server {
 	if cfg.MaxRequestBytes <= 0 {
-		cfg.MaxRequestBytes = 10 << 20
+		cfg.MaxRequestBytes = fsm.DefaultRequestBytes
 	}
 	if cfg.MaxEventBytes <= 0 {
-		cfg.MaxEventBytes = 1 << 20
+		cfg.MaxEventBytes = fsm.DefaultEventBytes
 	}
 	if cfg.ServerKind == "" {
 		cfg.ServerKind = "dev"

@@ -27,6 +27,13 @@ func (s *Server) postSignal(c echo.Context) error {
 	if strings.TrimSpace(in.Signal) == "" {
 		return errf(http.StatusBadRequest, "invalid_signal", "\"signal\" is required")
 	}
+	// The data becomes the waiting step's value: it is a step output.
+	if limits, err := s.fsm.Limits(); err != nil {
+		return err
+	} else if n := int64(len(in.Data)); limits.StepOutputBytes > 0 && n > limits.StepOutputBytes {
+		return errf(http.StatusRequestEntityTooLarge, "payload_too_large",
+			"signal data is %d bytes; the limit (a step's output) is %s", n, fsm.SizeText(limits.StepOutputBytes))
+	}
 	// Answer "nobody waits" from the projection, so a 404 writes nothing.
 	// A wait that ends between this read and the proposal still gets a 404.
 	if waiter, err := s.fsm.SignalWaiter(in.Signal); err != nil {

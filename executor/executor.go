@@ -36,7 +36,7 @@ type Config struct {
 	NodeID       string        // this node's id, recorded in claims
 	MaxInflight  int           // concurrent app calls (default 256)
 	CallTimeout  time.Duration // per app call (default 2m)
-	MaxBodyBytes int64         // largest app response read (default 16 MiB)
+	MaxBodyBytes int64         // largest app response read (default: fsm.Limits.AppResponseBytes)
 	Logger       *slog.Logger
 	// ServerKind is sent to apps ("dev" or "cloud"). With a signing key,
 	// every request is signed and every SDK answer must be signed.
@@ -111,6 +111,9 @@ var (
 	mBadSignatures = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "cairn_executor_bad_signatures_total", Help: "App answers refused because their signature was missing or wrong.",
 	})
+	mScreened = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "cairn_executor_answers_over_limit_total", Help: "App answers with a value over the step output limit, recorded as an error instead.",
+	})
 	mInflight = promauto.NewGauge(prometheus.GaugeOpts{
 		Name: "cairn_executor_inflight_calls", Help: "App calls and claims in flight on this node.",
 	})
@@ -136,7 +139,7 @@ func New(cfg Config, f *fsm.FSM, p Proposer) *Executor {
 		cfg.CallTimeout = 2 * time.Minute
 	}
 	if cfg.MaxBodyBytes <= 0 {
-		cfg.MaxBodyBytes = 16 << 20
+		cfg.MaxBodyBytes = fsm.DefaultLimits.AppResponseBytes()
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -590,6 +593,7 @@ func (e *Executor) dispatch(ctx context.Context, c fsm.Call) []fsm.Call {
 	} else {
 		rec = e.send(req)
 	}
+	e.screen(rec, log)
 	elapsed := time.Since(start)
 	mCallSeconds.Observe(elapsed.Seconds())
 	mCalls.WithLabelValues(strconv.Itoa(rec.Status/100) + "xx").Inc()
@@ -605,6 +609,13 @@ func (e *Executor) dispatch(ctx context.Context, c fsm.Call) []fsm.Call {
 	}
 	if rec.Err != "" {
 		log.Warn("app call failed", "status", rec.Status, "err", rec.Err)
+	}
+	// An answer already refused (its run was cancelled meanwhile, say) is
+	// not written: it may be as large as the step output limit. This
+	// node's projection holds its own claim, so what it lacks is gone.
+	if res, refused, err := e.fsm.Refusal(rec, true); err == nil && refused {
+		log.Info("app answer not recorded: "+res.Msg, "code", res.Code)
+		return nil
 	}
 	// The answer is worth recording until the claim's lease ends; after
 	// that the call may be re-sent and the answer is refused as stale.
@@ -628,6 +639,21 @@ func (e *Executor) dispatch(ctx context.Context, c fsm.Call) []fsm.Call {
 		log.Info("app answer not accepted", "code", res[0].Code, "msg", res[0].Msg)
 	}
 	return res[0].Claimed
+}
+
+// screen keeps values over the step output limit out of the log: the
+// answer is recorded with a small OutputTooLarge error in their place
+// (fsm.ScreenAnswer), which fails the step, or the run for its result.
+func (e *Executor) screen(rec *fsm.CallFinished, log *slog.Logger) {
+	l, err := e.fsm.Limits()
+	if err != nil {
+		log.Error("reading the run limits; screening with the defaults", "err", err)
+		l = fsm.DefaultLimits
+	}
+	if fsm.ScreenAnswer(rec, l) {
+		mScreened.Inc()
+		log.Warn("app answer over the step output limit; recorded as an error", "limit", fsm.SizeText(l.StepOutputBytes))
+	}
 }
 
 // forward retries Config.Forward with backoff until it succeeds or ctx ends.

@@ -38,6 +38,9 @@ func (t *txn) apply(r Record) Result {
 		return Result{Code: OK, ID: r.ID}
 	case *AppRemoved:
 		return t.applyAppRemoved(r)
+	case *LimitsSet:
+		t.put(keyLimits, &r.Limits)
+		return Result{Code: OK}
 	}
 	panic(fmt.Sprintf("fsm: no applier for %T", r))
 }
@@ -279,6 +282,8 @@ func mustULID(ms uint64, entropy []byte) ulid.ULID {
 //   - A call is claimable once due: a fresh call at its due time, a claimed
 //     one only after its lease ran out (its executor is presumed gone).
 //   - The claim bumps the generation: results of older claims become Stale.
+//   - A run's first claim counts its events against its state limit; a run
+//     over it fails (InngestErrStateOverflowed) and is not called.
 func (t *txn) applyCallClaimed(r *CallClaimed) Result {
 	run, c, res := t.loadCall(r.RunID, r.Call, r.Gen)
 	if res.Code != OK {
@@ -290,6 +295,19 @@ func (t *txn) applyCallClaimed(r *CallClaimed) Result {
 	restarted := c.Claimed && c.Node == r.Node && c.Boot != r.Boot
 	if r.At < c.Due && !restarted {
 		return Result{Code: Stale, ID: r.RunID, Msg: "call not due"}
+	}
+	if run.StartedAt == 0 {
+		// A run's events are final once it starts (a debounce or a batch
+		// changes them until then): they open its state.
+		run.StateBytes = 0
+		for _, id := range run.EventIDs {
+			run.StateBytes += t.size(keyEvent(id))
+		}
+		if errBody := t.limits().overflow(run.StateBytes, len(run.Stack)); errBody != nil {
+			t.finish(run, StatusFailed, r.At, nil, errBody)
+			t.put(keyRun(run.ID), run)
+			return Result{Code: Rejected, ID: r.RunID, Msg: "the run's events are over its state limit"}
+		}
 	}
 	t.unqueue(c)
 	if !c.Claimed && len(run.ConcKeys) > 0 {
@@ -348,6 +366,8 @@ func (t *txn) loadCall(runID, callID string, gen uint32) (*Run, *Call, Result) {
 //   - 206 ops are processed in order (processOps).
 //   - X-Inngest-No-Retry: true fails the run; any other failure is retried
 //     with exponential backoff (or Retry-After) until attempts run out.
+//   - Values over the step output limit are screened out first
+//     (ScreenAnswer): the step fails, or the run when it is its result.
 func (t *txn) applyCallFinished(r *CallFinished) Result {
 	run, c, res := t.loadCall(r.RunID, r.Call, r.Gen)
 	if res.Code == OK && !c.Claimed {
@@ -363,8 +383,11 @@ func (t *txn) applyCallFinished(r *CallFinished) Result {
 	if r.Version != 0 {
 		run.Version = r.Version
 	}
+	ScreenAnswer(r, t.limits())
 	fn := t.function(run.FnID)
 	switch {
+	case len(r.Fail) > 0:
+		t.finish(run, StatusFailed, r.At, nil, r.Fail)
 	case r.SDK && r.Status == 200:
 		t.finish(run, StatusCompleted, r.At, orNull(r.Body), nil)
 	case r.SDK && r.Status == 206:
@@ -393,7 +416,9 @@ func (t *txn) processOps(run *Run, c *Call, fn *Function, r *CallFinished) {
 				t.history(run, h)
 				continue
 			}
-			t.memoize(run, op.ID, wrap("data", op.Data))
+			if !t.memoize(run, op.ID, wrap("data", op.Data)) {
+				return
+			}
 			h.Type, h.Detail, h.Data = "step.completed", op.ID, orNull(op.Data)
 			memoized = true
 		case "StepError":
@@ -411,7 +436,9 @@ func (t *txn) processOps(run *Run, c *Call, fn *Function, r *CallFinished) {
 				t.history(run, h)
 				continue
 			}
-			t.memoize(run, op.ID, wrap("error", op.Error))
+			if !t.memoize(run, op.ID, wrap("error", op.Error)) {
+				return
+			}
 			h.Type, h.Detail, h.Data = "step.failed", op.ID, op.Error
 			memoized = true
 		case "StepPlanned":
@@ -455,7 +482,9 @@ func (t *txn) processOps(run *Run, c *Call, fn *Function, r *CallFinished) {
 			}
 			h.Type, h.Detail, h.Data = "step.invoking", op.ID, op.Opts
 			if memo != nil {
-				t.memoize(run, op.ID, memo)
+				if !t.memoize(run, op.ID, memo) {
+					return
+				}
 				h.Type, h.Data, memoized = "step.invoke.failed", memo, true
 			}
 		case "RunComplete":
@@ -627,9 +656,17 @@ func (t *txn) finish(run *Run, status string, at int64, output, errBody []byte) 
 	t.finalized(run, at)
 }
 
-func (t *txn) memoize(run *Run, stepID string, value []byte) {
+// memoize stores a step's value and reports whether the run goes on: a
+// value that would take the run past its limits fails it instead.
+func (t *txn) memoize(run *Run, stepID string, value []byte) bool {
+	if errBody := t.limits().overflow(run.StateBytes+int64(len(value)), len(run.Stack)+1); errBody != nil {
+		t.finish(run, StatusFailed, t.at, nil, errBody)
+		return false
+	}
 	t.putRaw(keyStep(run.ID, stepID), value)
 	run.Stack = append(run.Stack, stepID)
+	run.StateBytes += int64(len(value))
+	return true
 }
 
 func (t *txn) history(run *Run, h HistoryEntry) {

@@ -227,7 +227,9 @@ func (t *txn) matchCancels(at int64, name string, js []byte) {
 // caller stores the run.
 func (t *txn) resume(run *Run, c *Call, at int64, value []byte, what string) {
 	t.delCall(c)
-	t.memoize(run, c.ID, value)
+	if !t.memoize(run, c.ID, value) {
+		return
+	}
 	t.history(run, HistoryEntry{At: at, Type: what, Detail: c.ID, Data: value})
 	t.afterStep(run, at, true, false)
 }

@@ -43,7 +43,7 @@ func sampleRecords() []fsm.Record {
 				ID: "deadbeef", Op: "StepRun", Name: "n", DisplayName: "dn",
 				Opts: []byte(`{"type":"step"}`), Data: []byte(`{"x":1}`), Error: []byte(`{"name":"E"}`),
 			}},
-			Err: "boom", Jitter: 123, Millis: 45, Lease: lease,
+			Err: "boom", Jitter: 123, Millis: 45, Lease: lease, Fail: []byte(`{"name":"OutputTooLarge"}`),
 		},
 		&fsm.TimerFired{At: 1700000000004, RunID: "01HRUN", Call: "sleepy", Gen: 1, Lease: lease},
 		&fsm.CancelRequested{At: 1700000000005, RunID: "01HRUN", Reason: "because"},
@@ -51,6 +51,7 @@ func sampleRecords() []fsm.Record {
 		&fsm.CronFired{At: 1700000000007, FnID: "app-fn", Cron: "0 * * * *", ScheduledAt: 1700000000000, Lease: lease},
 		&fsm.BulkCancel{At: 1700000000008, FnID: "app-fn", From: 1, To: 2, Reason: "bulk"},
 		&fsm.NodeSeen{At: 1700000000009, ID: "n2", RaftAddr: "127.0.0.1:7002", HTTPAddr: "127.0.0.1:8002"},
+		&fsm.LimitsSet{At: 1700000000011, Limits: fsm.Limits{StepOutputBytes: 1, RunStateBytes: 2, StepsPerRun: 3}},
 		&fsm.AppRemoved{At: 1700000000010, AppID: "app", By: "key:k1"},
 	}
 }

@@ -47,6 +47,15 @@ type appliedState struct {
 	Digest uint64 `msgpack:"d"` // chain over (index, data) of applied entries
 }
 
+// Pebble charges its memtables (up to two while one is flushed) to the
+// block cache. Its default cache, 8 MB, is less than one of our memtables,
+// so it cached nothing at all and every read decompressed its block again;
+// this one keeps blockCacheBytes - 2*memTableBytes for blocks.
+const (
+	memTableBytes   = 64 << 20
+	blockCacheBytes = 2*memTableBytes + 32<<20
+)
+
 // Open opens (or creates) the projection in dir.
 func Open(dir string, o Options) (*FSM, error) {
 	if o.Logger == nil {
@@ -56,7 +65,9 @@ func Open(dir string, o Options) (*FSM, error) {
 	// After a crash the projection is whatever was last flushed, with its
 	// applied index, and Raft re-applies the entries after it (Snapshot
 	// flushes first, so Raft never drops an entry the projection lacks).
-	popts := &pebble.Options{FS: o.FS, Logger: quietLogger{}, DisableWAL: true, MemTableSize: 64 << 20}
+	cache := pebble.NewCache(blockCacheBytes)
+	defer cache.Unref() // the DB holds its own reference
+	popts := &pebble.Options{FS: o.FS, Logger: quietLogger{}, DisableWAL: true, MemTableSize: memTableBytes, Cache: cache}
 	if popts.FS == nil {
 		popts.FS = vfs.Default
 	}
@@ -118,6 +129,7 @@ func (f *FSM) ApplyEntries(entries []Entry) [][]Result {
 	st := f.applied
 	minDue := int64(math.MaxInt64)
 	synced := new(bool) // an app synced in this batch: bypass the function cache
+	parts := map[string]int{}
 	for i, e := range entries {
 		if e.Index <= st.Index {
 			continue
@@ -126,7 +138,7 @@ func (f *FSM) ApplyEntries(entries []Entry) [][]Result {
 		if err != nil {
 			panic(fmt.Sprintf("fsm: entry %d: %v", e.Index, err))
 		}
-		tx := &txn{b: b, index: e.Index, minDue: math.MaxInt64, fns: &f.fns, synced: synced}
+		tx := &txn{b: b, index: e.Index, minDue: math.MaxInt64, fns: &f.fns, synced: synced, parts: parts}
 		res := make([]Result, len(recs))
 		for j, r := range recs {
 			res[j] = tx.apply(r)

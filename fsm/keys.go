@@ -10,6 +10,7 @@ import (
 // its table; ids never contain '\x00', which separates key parts.
 //
 //	m/applied                      applied index + digest chain
+//	m/limits                       the run limits of the last LimitsSet
 //	a/<app>                        App
 //	f/<fn>                         Function
 //	t/<event name>\0<fn>           trigger index (empty value)
@@ -29,9 +30,13 @@ import (
 //	ik/<fn>\0<key>                 function idempotency keys (first run's time)
 //	xc/<fn>                        cron schedules of a function ([]string)
 //	cr/<fn>\0<scheduled ms BE>     cron times already fired
+//	vp/<key>\0<n, 4 bytes BE>       part n of the large value at <key> (parts.go)
 const sep = "\x00"
 
-var keyApplied = []byte("m/applied")
+var (
+	keyApplied = []byte("m/applied")
+	keyLimits  = []byte("m/limits")
+)
 
 func keyApp(id string) []byte           { return []byte("a/" + id) }
 func keyFn(id string) []byte            { return []byte("f/" + id) }
@@ -67,6 +72,15 @@ func keyCronFired(fn string, at int64) []byte {
 }
 
 var prefixCronFns = []byte("xc/")
+
+var prefixParts = []byte("vp/")
+
+// keyPart is the key of part i of the value at k.
+func keyPart(k []byte, i int) []byte {
+	p := make([]byte, 0, len(prefixParts)+len(k)+5)
+	p = append(append(append(p, prefixParts...), k...), 0)
+	return binary.BigEndian.AppendUint32(p, uint32(i))
+}
 
 func keyNode(id string) []byte { return []byte("nd/" + id) }
 

@@ -19,6 +19,7 @@ const (
 	KindBulkCancel      Kind = 9  // cancel a function's runs started in a time range
 	KindNodeSeen        Kind = 10 // a cluster member's addresses, so any node can reach the leader
 	KindAppRemoved      Kind = 11 // an operator removed an app and its functions
+	KindLimitsSet       Kind = 12 // the limits Apply enforces on runs (limits.go)
 )
 
 func (k Kind) String() string {
@@ -45,6 +46,8 @@ func (k Kind) String() string {
 		return "NodeSeen"
 	case KindAppRemoved:
 		return "AppRemoved"
+	case KindLimitsSet:
+		return "LimitsSet"
 	}
 	return fmt.Sprintf("Kind(%d)", uint8(k))
 }

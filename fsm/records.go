@@ -192,6 +192,10 @@ type CallFinished struct {
 	Jitter  uint32     `msgpack:"jit"`  // random from the proposer, for retry backoff
 	Millis  int64      `msgpack:"ms"`   // how long the call took
 	Lease   *LeaseNext `msgpack:"lease,omitempty"`
+	// Fail, set when screening the answer found a run result over the
+	// step output limit (ScreenAnswer), fails the run with this error
+	// instead: the result itself is never recorded.
+	Fail []byte `msgpack:"fail,omitempty"`
 }
 
 // Op is one opcode from a 206 response. Unknown fields are dropped.
@@ -260,6 +264,16 @@ type NodeSeen struct {
 	HTTPAddr string `msgpack:"http"`
 }
 
+// LimitsSet records the limits Apply enforces on runs, so that every
+// replica and every replay enforces the same ones whatever each node was
+// started with. A leader proposes it when it takes office with limits that
+// differ from the recorded ones; runs already past new limits fail at their
+// next step.
+type LimitsSet struct {
+	At     int64 `msgpack:"at"`
+	Limits `msgpack:",inline"`
+}
+
 func (*AppSynced) Kind() Kind       { return KindAppSynced }
 func (*EventAccepted) Kind() Kind   { return KindEventAccepted }
 func (*CallClaimed) Kind() Kind     { return KindCallClaimed }
@@ -271,6 +285,7 @@ func (*CronFired) Kind() Kind       { return KindCronFired }
 func (*BulkCancel) Kind() Kind      { return KindBulkCancel }
 func (*NodeSeen) Kind() Kind        { return KindNodeSeen }
 func (*AppRemoved) Kind() Kind      { return KindAppRemoved }
+func (*LimitsSet) Kind() Kind       { return KindLimitsSet }
 
 // recordAt returns a record's time.
 func recordAt(r Record) int64 {
@@ -296,6 +311,8 @@ func recordAt(r Record) int64 {
 	case *NodeSeen:
 		return r.At
 	case *AppRemoved:
+		return r.At
+	case *LimitsSet:
 		return r.At
 	}
 	return 0
@@ -326,6 +343,8 @@ func newRecord(k Kind) Record {
 		return &NodeSeen{}
 	case KindAppRemoved:
 		return &AppRemoved{}
+	case KindLimitsSet:
+		return &LimitsSet{}
 	}
 	return nil
 }

@@ -66,6 +66,9 @@ type Run struct {
 	// Calls counts app calls made (claims), Steps memoized results.
 	Calls   int    `msgpack:"calls"`
 	HistSeq uint64 `msgpack:"hseq"`
+	// StateBytes is what the run holds against its state limit: its
+	// events (counted when it starts) and its memoized values.
+	StateBytes int64 `msgpack:"sb,omitempty"`
 	// Corr is the correlation id of an invoked run ("<parent run>.<op>"):
 	// its result resumes the parent.
 	Corr string `msgpack:"corr,omitempty"`

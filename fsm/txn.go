@@ -24,6 +24,10 @@ type txn struct {
 	// leased counts the calls claimed by LeaseNext in this entry: in all
 	// (""), per function ("f" + id) and per app ("a" + id).
 	leased map[string]int
+	// parts holds, for the whole batch, the part count of every value read
+	// that is stored in parts, so that replacing or deleting it also drops
+	// its parts (Apply reads what it rewrites).
+	parts map[string]int
 }
 
 func (t *txn) getRaw(k []byte) []byte {
@@ -36,6 +40,26 @@ func (t *txn) getRaw(k []byte) []byte {
 	}
 	out := append([]byte(nil), v...)
 	closer.Close()
+	return t.whole(k, out)
+}
+
+// whole returns the value at k given what is stored there: the value
+// itself, or the header of its parts.
+func (t *txn) whole(k, v []byte) []byte {
+	size, n, ok := parseHeader(v)
+	if !ok {
+		return v
+	}
+	t.parts[string(k)] = n
+	it, err := t.b.NewIter(nil)
+	if err != nil {
+		panic(fmt.Sprintf("fsm: iter: %v", err))
+	}
+	defer it.Close()
+	out, err := joinParts(it, k, size, n)
+	if err != nil {
+		panic(err.Error())
+	}
 	return out
 }
 
@@ -51,20 +75,52 @@ func (t *txn) get(k []byte, v any) bool {
 	return true
 }
 
-func (t *txn) has(k []byte) bool { return t.getRaw(k) != nil }
+// has reports whether k holds a value (a large one is not read).
+func (t *txn) has(k []byte) bool { return t.size(k) > 0 }
 
-func (t *txn) put(k []byte, v any) { mustSet(t.b, k, v) }
+// size returns the length of the value at k (0 if none), without reading
+// its parts.
+func (t *txn) size(k []byte) int64 {
+	v, closer, err := t.b.Get(k)
+	if err == pebble.ErrNotFound {
+		return 0
+	}
+	if err != nil {
+		panic(fmt.Sprintf("fsm: get %q: %v", k, err))
+	}
+	defer closer.Close()
+	if size, _, ok := parseHeader(v); ok {
+		return int64(size)
+	}
+	return int64(len(v))
+}
+
+// limits returns the run limits recorded by the last LimitsSet.
+func (t *txn) limits() Limits {
+	l := DefaultLimits
+	t.get(keyLimits, &l)
+	return l
+}
+
+func (t *txn) put(k []byte, v any) {
+	raw, err := msgpack.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("fsm: encode %q: %v", k, err))
+	}
+	t.putRaw(k, raw)
+}
 
 func (t *txn) putRaw(k, v []byte) {
-	if err := t.b.Set(k, v, nil); err != nil {
-		panic(fmt.Sprintf("fsm: set %q: %v", k, err))
+	if n := setValue(t.b, k, v, t.parts[string(k)]); n > 0 {
+		t.parts[string(k)] = n
+	} else {
+		delete(t.parts, string(k))
 	}
 }
 
 func (t *txn) del(k []byte) {
-	if err := t.b.Delete(k, nil); err != nil {
-		panic(fmt.Sprintf("fsm: delete %q: %v", k, err))
-	}
+	deleteValue(t.b, k, t.parts[string(k)])
+	delete(t.parts, string(k))
 }
 
 // scan calls fn for each key with the given prefix, in key order, until fn
@@ -76,7 +132,7 @@ func (t *txn) scan(prefix []byte, fn func(k, v []byte) bool) {
 	}
 	defer it.Close()
 	for ok := it.First(); ok; ok = it.Next() {
-		if !fn(it.Key(), it.Value()) {
+		if !fn(it.Key(), t.whole(it.Key(), it.Value())) {
 			return
 		}
 	}

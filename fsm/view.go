@@ -26,7 +26,17 @@ func (f *FSM) getRaw(k []byte) ([]byte, error) {
 	}
 	out := append([]byte(nil), v...)
 	closer.Close()
-	return out, nil
+	if _, _, ok := parseHeader(out); !ok {
+		return out, nil
+	}
+	// Stored in parts: read the header again and the parts from one
+	// iterator, so that they come from the same state.
+	var whole []byte
+	err = f.scan(k, append(k[:len(k):len(k)], 0), false, func(_, v []byte) bool {
+		whole = append([]byte(nil), v...)
+		return false
+	})
+	return whole, err
 }
 
 func (f *FSM) get(k []byte, v any) (bool, error) {
@@ -37,7 +47,34 @@ func (f *FSM) get(k []byte, v any) (bool, error) {
 	return true, msgpack.Unmarshal(raw, v)
 }
 
+// scan calls fn with the keys in [lower, upper) and their values, whole
+// (see parts.go), until fn returns false.
 func (f *FSM) scan(lower, upper []byte, reverse bool, fn func(k, v []byte) bool) error {
+	var perr error
+	err := f.scanStored(lower, upper, reverse, func(it *pebble.Iterator) bool {
+		v := it.Value()
+		if size, n, ok := parseHeader(v); ok {
+			var parts *pebble.Iterator
+			if parts, perr = it.Clone(pebble.CloneOptions{}); perr != nil { // same state as it
+				return false
+			}
+			v, perr = joinParts(parts, it.Key(), size, n)
+			parts.Close()
+			if perr != nil {
+				return false
+			}
+		}
+		return fn(it.Key(), v)
+	})
+	if err == nil {
+		err = perr
+	}
+	return err
+}
+
+// scanStored calls fn at each key in [lower, upper) until it returns false;
+// values are as stored (a large one is the header of its parts).
+func (f *FSM) scanStored(lower, upper []byte, reverse bool, fn func(it *pebble.Iterator) bool) error {
 	it, err := f.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return err
@@ -48,7 +85,7 @@ func (f *FSM) scan(lower, upper []byte, reverse bool, fn func(k, v []byte) bool)
 		first, next = it.Last, it.Prev
 	}
 	for ok := first(); ok; ok = next() {
-		if !fn(it.Key(), it.Value()) {
+		if !fn(it) {
 			break
 		}
 	}
@@ -314,7 +351,8 @@ func (f *FSM) ClaimedBy(node string) ([]Call, error) {
 // records have the same digest.
 func (f *FSM) StateDigest() (string, error) {
 	h := sha256.New()
-	err := f.scan(nil, nil, false, func(k, v []byte) bool {
+	err := f.scanStored(nil, nil, false, func(it *pebble.Iterator) bool {
+		k, v := it.Key(), it.Value()
 		if string(k) == string(keyApplied) {
 			return true
 		}
@@ -370,6 +408,42 @@ func (f *FSM) SignalWaiter(signal string) (string, error) {
 	}
 	run, _, _ := strings.Cut(string(ref), sep)
 	return run, nil
+}
+
+// Refusal returns the result Apply would give an app's answer when the
+// projection makes it certain already, so that the answer need not be
+// written to the log: its run is over, or its call was claimed again or
+// answered since (generations only grow). A run or call the projection
+// lacks counts only when complete says it holds every entry committed
+// before the answer's claim; otherwise the claim may not be applied yet.
+func (f *FSM) Refusal(cf *CallFinished, complete bool) (res Result, refused bool, err error) {
+	run, err := f.Run(cf.RunID)
+	if err != nil || run == nil {
+		return Result{Code: NotFound, ID: cf.RunID, Msg: "no such run"}, err == nil && complete, err
+	}
+	if run.Done() {
+		return Result{Code: Rejected, ID: cf.RunID, Msg: "run is " + run.Status}, true, nil
+	}
+	call, err := f.Call(cf.RunID, cf.Call)
+	switch {
+	case err != nil:
+		return Result{}, false, err
+	case call == nil:
+		return Result{Code: Stale, ID: cf.RunID, Msg: "call no longer queued"}, complete, nil
+	case call.Gen > cf.Gen:
+		return Result{Code: Stale, ID: cf.RunID, Msg: "superseded claim"}, true, nil
+	case call.Gen == cf.Gen && !call.Claimed:
+		return Result{Code: Stale, ID: cf.RunID, Msg: "call not claimed"}, true, nil
+	}
+	return Result{}, false, nil
+}
+
+// Limits returns the run limits Apply enforces now: those of the last
+// LimitsSet, or DefaultLimits.
+func (f *FSM) Limits() (Limits, error) {
+	l := DefaultLimits
+	_, err := f.get(keyLimits, &l)
+	return l, err
 }
 
 // Node returns what the cluster recorded of a member, or nil.

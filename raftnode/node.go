@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cairn-dev/cairn/fsm"
@@ -70,6 +71,9 @@ type Node struct {
 	log    *slog.Logger
 
 	proposals chan *proposal
+	// caughtUp is the term in which this node, as leader, passed its
+	// barrier: its projection then holds every entry of earlier terms.
+	caughtUp  atomic.Uint64
 	stop      chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -310,6 +314,13 @@ func mapErr(err error) error {
 // IsLeader reports whether this node is the leader now.
 func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
 
+// CaughtUp reports whether this node leads and its projection has applied
+// every entry committed before its term (RunWhileLeader's barrier passed):
+// then what the projection lacks was never committed.
+func (n *Node) CaughtUp() bool {
+	return n.IsLeader() && n.caughtUp.Load() == n.raft.CurrentTerm()
+}
+
 // Leader returns the leader's Raft address and id ("" if unknown).
 func (n *Node) Leader() (addr, id string) {
 	a, i := n.raft.LeaderWithID()
@@ -343,10 +354,12 @@ func (n *Node) RunWhileLeader(ctx context.Context, fn func(ctx context.Context))
 		if !isLeader {
 			continue
 		}
+		term := n.raft.CurrentTerm()
 		if err := n.raft.Barrier(n.cfg.ApplyTimeout).Error(); err != nil {
 			n.log.Warn("barrier failed; waiting for next leadership change", "err", err)
 			continue
 		}
+		n.caughtUp.Store(term)
 		current = startTerm(ctx, fn)
 	}
 }

@@ -82,6 +82,13 @@ type Config struct {
 	// HTTP bounds how long the public listener waits for clients (zero
 	// fields: the defaults below).
 	HTTP HTTPLimits
+	// Limits are the run limits this node records when it leads (nil:
+	// fsm.DefaultLimits). Every node should be given the same ones.
+	Limits *fsm.Limits
+	// MaxEventBytes and MaxRequestBytes bound API inputs (0: the defaults
+	// in fsm/limits.go).
+	MaxEventBytes   int
+	MaxRequestBytes int64
 }
 
 // HTTPLimits bound what a client may hold of the HTTP server: a client
@@ -149,6 +156,10 @@ func Start(cfg Config) (*Server, error) {
 	if cfg.SyncInterval <= 0 {
 		cfg.SyncInterval = 5 * time.Second
 	}
+	if cfg.Limits == nil {
+		l := fsm.DefaultLimits
+		cfg.Limits = &l
+	}
 	tlsID, err := loadTLS(cfg)
 	if err != nil {
 		return nil, err
@@ -180,6 +191,7 @@ func Start(cfg Config) (*Server, error) {
 		ServerKind: cfg.ServerKind, Keys: cfg.Keys, AppHosts: cfg.AppHosts,
 		MaxInflight: cfg.MaxInflight, MaxInflightPerFunction: cfg.MaxInflightPerFunction, MaxInflightPerApp: cfg.MaxInflightPerApp,
 		Logger: cfg.Logger, Clock: cfg.CronClock, CronTick: cfg.CronTick, FullScanEvery: cfg.FullScanEvery,
+		MaxBodyBytes: cfg.Limits.AppResponseBytes(),
 		Forward: func(ctx context.Context, rec *fsm.CallFinished) (fsm.Result, error) {
 			return handler.ForwardAnswer(ctx, rec)
 		},
@@ -190,7 +202,8 @@ func Start(cfg Config) (*Server, error) {
 	listenHost, _, _ := net.SplitHostPort(cfg.HTTPAddr)
 	handler = api.New(api.Config{ServerKind: cfg.ServerKind, Logger: cfg.Logger, ListenHost: listenHost,
 		Keys: cfg.Keys, EventKeys: cfg.EventKeys, AppHosts: cfg.AppHosts,
-		ClusterSecret: cfg.ClusterSecret, TLS: tlsID}, node, f, exec, syncer)
+		ClusterSecret: cfg.ClusterSecret, TLS: tlsID,
+		MaxEventBytes: cfg.MaxEventBytes, MaxRequestBytes: cfg.MaxRequestBytes}, node, f, exec, syncer)
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
@@ -304,17 +317,21 @@ func (s *Server) Close() error {
 	return err
 }
 
-// announce records this node's addresses when it becomes leader, so that
-// followers can forward requests to it.
+// announce records, when this node becomes leader, its addresses (so that
+// followers can forward requests to it) and its run limits, if they are
+// not the ones recorded already.
 func (s *Server) announce(ctx context.Context) {
-	if have, err := s.FSM.Node(s.cfg.NodeID); err == nil && have != nil &&
-		have.HTTPAddr == s.cfg.HTTPAdvertise && have.RaftAddr == s.Node.RaftAddr() {
-		return
+	now := time.Now().UnixMilli()
+	var recs []fsm.Record
+	if have, err := s.FSM.Node(s.cfg.NodeID); err != nil || have == nil ||
+		have.HTTPAddr != s.cfg.HTTPAdvertise || have.RaftAddr != s.Node.RaftAddr() {
+		recs = append(recs, &fsm.NodeSeen{At: now, ID: s.cfg.NodeID, RaftAddr: s.Node.RaftAddr(), HTTPAddr: s.cfg.HTTPAdvertise})
 	}
-	_, err := s.Node.Propose(ctx, &fsm.NodeSeen{At: time.Now().UnixMilli(), ID: s.cfg.NodeID,
-		RaftAddr: s.Node.RaftAddr(), HTTPAddr: s.cfg.HTTPAdvertise})
-	if err != nil {
-		s.log.Warn("could not record this leader's addresses", "err", err)
+	if have, err := s.FSM.Limits(); err != nil || have != *s.cfg.Limits {
+		recs = append(recs, &fsm.LimitsSet{At: now, Limits: *s.cfg.Limits})
+	}
+	if _, err := s.Node.Propose(ctx, recs...); err != nil {
+		s.log.Warn("could not record this leader's addresses and limits", "err", err)
 	}
 }
 

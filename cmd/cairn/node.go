@@ -114,6 +114,10 @@ func runNode(cmd string, args []string) error {
 		logJSON   = fs.Bool("log-json", env("CAIRN_LOG_JSON", "") == "true", "log as JSON (env CAIRN_LOG_JSON=true)")
 	)
 	fs.Var(&urls, "u", "app URL to sync, e.g. http://localhost:3000/api/inngest; repeatable (env CAIRN_APP_URLS, comma separated)")
+	setLimits, err := limitFlags(fs)
+	if err != nil {
+		return err
+	}
 	fs.Var(&appHosts, "allow-app-hosts", "hosts, IPs and CIDRs apps may live on (app URLs and every call are checked; default: anywhere); repeatable, comma separated (env CAIRN_ALLOW_APP_HOSTS)")
 	var join, advertise, raftAdvertise, tlsCert, tlsKey, tlsCA, secret *string
 	var electionTO *time.Duration
@@ -193,6 +197,9 @@ func runNode(cmd string, args []string) error {
 	}
 	if *drainTO == 0 {
 		cfg.DrainTimeout = -1 // don't wait
+	}
+	if err := setLimits(&cfg); err != nil {
+		return err
 	}
 	if cfg.AppHosts, err = hostpolicy.Parse(appHosts); err != nil {
 		return err

@@ -402,6 +402,34 @@ const prioritized = inngest.createFunction(
   async (ctx) => work(ctx, "prioritized", 400),
 );
 
+// --- limits ----------------------------------------------------------------------
+
+// big-step returns event.data.bytes characters from one step and reports
+// what came back: the step fails when that is over the server's step output
+// limit, and the function catches it as any step error.
+const bigStep = inngest.createFunction(
+  { id: "big-step", retries: 0, triggers: [{ event: "test/big-step" }] },
+  async ({ event, step }) => {
+    try {
+      const out = await step.run("big", () => "x".repeat(event.data.bytes));
+      return { length: out.length };
+    } catch (err) {
+      return { caught: err.name, message: err.message };
+    }
+  },
+);
+
+// many-steps runs event.data.steps steps of event.data.bytes characters each.
+const manySteps = inngest.createFunction(
+  { id: "many-steps", retries: 0, triggers: [{ event: "test/many-steps" }] },
+  async ({ event, step }) => {
+    for (let i = 0; i < event.data.steps; i++) {
+      await step.run(`s${i}`, () => "x".repeat(event.data.bytes));
+    }
+    return "done";
+  },
+);
+
 // --- HTTP server -------------------------------------------------------------------
 
 const handler = serve({
@@ -411,6 +439,7 @@ const handler = serve({
     waiter, raceWaiter, signalWaiter, child, invoker, fanOut, fanItem, cancellable,
     failsWithHandler, timesOut, idempotent, filtered, cronFn,
     concOne, throttled, rateLimited, debounced, batched, singleton, prioritized,
+    bigStep, manySteps,
   ],
 });
 
