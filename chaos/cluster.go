@@ -346,8 +346,7 @@ func newCluster(cfg *config, mode, baseDir, logDir string, ns *netns, proxied bo
 		}
 		n := &node{id: id, netns: nsName, host: host, httpPort: hp, raftPort: rp, bin: cfg.bin, gomaxprocs: cfg.gomaxprocs,
 			dataDir: filepath.Join(baseDir, prefix+"-"+id), logPath: filepath.Join(logDir, prefix+"-"+id+".log")}
-		// The harness drives the cluster without credentials.
-		common := []string{"--insecure", "--data-dir", n.dataDir, "--host", host, "--port", strconv.Itoa(hp),
+		common := []string{"--data-dir", n.dataDir, "--host", host, "--port", strconv.Itoa(hp),
 			"--raft-addr", n.raftAddr(), "--call-timeout", cfg.callTimeout.String(), "--log-level", "info"}
 		if cfg.maxInflight > 0 {
 			common = append(common, "--max-inflight", strconv.Itoa(cfg.maxInflight))
@@ -364,9 +363,10 @@ func newCluster(cfg *config, mode, baseDir, logDir string, ns *netns, proxied bo
 		case mode == "single":
 			n.args = append([]string{"dev", "--node-id", "dev"}, common...)
 		case i == 1:
-			n.args = append([]string{"start", "--node-id", id, "--bootstrap", "--cluster-secret", clusterSecret}, common...)
+			// The harness drives the cluster without keys.
+			n.args = append([]string{"start", "--insecure", "--node-id", id, "--bootstrap", "--cluster-secret", clusterSecret}, common...)
 		default:
-			n.args = append([]string{"start", "--node-id", id, "--join", c.nodesJoinAddr(), "--cluster-secret", clusterSecret}, common...)
+			n.args = append([]string{"start", "--insecure", "--node-id", id, "--join", c.nodesJoinAddr(), "--cluster-secret", clusterSecret}, common...)
 		}
 		c.nodes = append(c.nodes, n)
 	}
