@@ -135,6 +135,9 @@ type JoinRequest struct {
 	ID       string `json:"id"`
 	RaftAddr string `json:"raft_addr"`
 	HTTPAddr string `json:"http_addr"`
+	// Format is the record format the member reads (fsm.FormatVersion;
+	// absent: 1, a release before formats were recorded).
+	Format int `json:"format,omitempty"`
 }
 
 // clusterJoin adds a voter. It runs on the leader (followers forward it),
@@ -152,7 +155,11 @@ func (s *Server) clusterJoin(c echo.Context) error {
 	if strings.TrimSpace(in.ID) == "" || in.RaftAddr == "" || in.HTTPAddr == "" {
 		return errf(http.StatusBadRequest, "invalid_member", "\"id\", \"raft_addr\" and \"http_addr\" are required")
 	}
-	err = s.node.AddVoter(in.ID, in.RaftAddr)
+	// A member already in the configuration at that address (a restarted
+	// follower announcing its release) needs no configuration change.
+	if !s.isMember(in.ID, in.RaftAddr) {
+		err = s.node.AddVoter(in.ID, in.RaftAddr)
+	}
 	if errors.Is(err, raftnode.ErrUnreachable) {
 		return errf(http.StatusBadRequest, "member_unreachable",
 			"the leader cannot reach %q at raft_addr %s (%v); nothing was changed", in.ID, in.RaftAddr, err)
@@ -160,11 +167,26 @@ func (s *Server) clusterJoin(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.propose(c, &fsm.NodeSeen{At: time.Now().UnixMilli(), ID: in.ID, RaftAddr: in.RaftAddr, HTTPAddr: in.HTTPAddr}); err != nil {
+	if _, err := s.propose(c, &fsm.NodeSeen{At: time.Now().UnixMilli(), ID: in.ID, RaftAddr: in.RaftAddr,
+		HTTPAddr: in.HTTPAddr, Format: in.Format}); err != nil {
 		return err
 	}
 	s.log.Info("member joined", "id", in.ID, "raft", in.RaftAddr, "http", in.HTTPAddr)
 	return s.clusterStatus(c)
+}
+
+// isMember reports whether id is a voter at raftAddr already.
+func (s *Server) isMember(id, raftAddr string) bool {
+	members, err := s.node.Members()
+	if err != nil {
+		return false
+	}
+	for _, m := range members {
+		if m.ID == id && m.RaftAddr == raftAddr && m.Voter {
+			return true
+		}
+	}
+	return false
 }
 
 // Join asks the node at addr (any member: it forwards to the leader) to add

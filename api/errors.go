@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/cairn-dev/cairn/fsm"
 	"github.com/cairn-dev/cairn/raftnode"
 	"github.com/labstack/echo/v4"
 )
@@ -44,6 +45,8 @@ func errorHandler(err error, c echo.Context) {
 	case errors.Is(err, raftnode.ErrOutcomeUnknown):
 		ae = errf(http.StatusServiceUnavailable, "outcome_unknown",
 			"the write may or may not have been committed; retry with the same event id: %v", err)
+	case errors.Is(err, fsm.ErrFormat):
+		ae = errf(http.StatusConflict, "cluster_upgrading", "%v; nothing was written: upgrade every node first", err)
 	case errors.Is(err, raftnode.ErrShutdown):
 		ae = errf(http.StatusServiceUnavailable, "shutting_down", "the server is shutting down; nothing was written")
 	default:

@@ -13,7 +13,7 @@ import (
 // apply is the one switch over record kinds.
 func (t *txn) apply(r Record) Result {
 	t.fresh = t.fresh[:0]
-	t.at = recordAt(r)
+	t.at = r.at()
 	switch r := r.(type) {
 	case *AppSynced:
 		return t.applyAppSynced(r)
@@ -38,6 +38,8 @@ func (t *txn) apply(r Record) Result {
 		return Result{Code: OK, ID: r.ID}
 	case *AppRemoved:
 		return t.applyAppRemoved(r)
+	case *ignoredRecord:
+		return Result{Code: Ignored, Msg: fmt.Sprintf("record of unknown ignorable kind %d skipped", r.kind)}
 	case *LimitsSet:
 		t.put(keyLimits, &r.Limits)
 		return Result{Code: OK}

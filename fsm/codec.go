@@ -35,6 +35,17 @@ func EncodeEntry(recs ...Record) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// decodeStrict decodes a record and fails on a field this release does not
+// know: a node that skipped it would compute another state than the nodes
+// that read it (see format.go for how new fields are rolled out).
+func decodeStrict(body []byte, r Record) error {
+	dec := msgpack.GetDecoder()
+	defer msgpack.PutDecoder(dec)
+	dec.Reset(bytes.NewReader(body))
+	dec.DisallowUnknownFields(true)
+	return dec.Decode(r)
+}
+
 // DecodeEntry unpacks a log entry. It returns an error, never panics, on
 // malformed input.
 func DecodeEntry(data []byte) ([]Record, error) {
@@ -64,13 +75,17 @@ func DecodeEntry(data []byte) ([]Record, error) {
 		body := p[w : w+int(l)]
 		p = p[w+int(l):]
 		r := newRecord(k)
+		if r == nil && k.Ignorable() {
+			recs = append(recs, &ignoredRecord{kind: k})
+			continue
+		}
 		if r == nil {
-			return nil, fmt.Errorf("fsm: unknown record kind %d", k)
+			return nil, fmt.Errorf("fsm: unknown record kind %d (written by a newer release?)", k)
 		}
 		if err := checkSizes(body); err != nil {
 			return nil, fmt.Errorf("fsm: decode %s: %w", k, err)
 		}
-		if err := msgpack.Unmarshal(body, r); err != nil {
+		if err := decodeStrict(body, r); err != nil {
 			return nil, fmt.Errorf("fsm: decode %s: %w", k, err)
 		}
 		recs = append(recs, r)

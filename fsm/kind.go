@@ -22,32 +22,58 @@ const (
 	KindLimitsSet       Kind = 12 // the limits Apply enforces on runs (limits.go)
 )
 
+// KindIgnorable marks a kind that a node which does not know it may skip:
+// its records only add what older nodes can do without. A node meeting an
+// unknown kind without this bit stops rather than compute another state.
+const KindIgnorable Kind = 0x80
+
+// kindInfo is what the log knows of a kind: its name, how to make an empty
+// record to decode into, and the format version that introduced it (the
+// leader proposes it only once every member runs that version; format.go).
+type kindInfo struct {
+	name  string
+	new   func() Record
+	since int
+}
+
+// kinds is the one table of record kinds.
+var kinds = [...]kindInfo{
+	KindAppSynced:       {"AppSynced", func() Record { return new(AppSynced) }, 1},
+	KindEventAccepted:   {"EventAccepted", func() Record { return new(EventAccepted) }, 1},
+	KindCallClaimed:     {"CallClaimed", func() Record { return new(CallClaimed) }, 1},
+	KindCallFinished:    {"CallFinished", func() Record { return new(CallFinished) }, 1},
+	KindTimerFired:      {"TimerFired", func() Record { return new(TimerFired) }, 1},
+	KindCancelRequested: {"CancelRequested", func() Record { return new(CancelRequested) }, 1},
+	KindSignalReceived:  {"SignalReceived", func() Record { return new(SignalReceived) }, 1},
+	KindCronFired:       {"CronFired", func() Record { return new(CronFired) }, 1},
+	KindBulkCancel:      {"BulkCancel", func() Record { return new(BulkCancel) }, 1},
+	KindNodeSeen:        {"NodeSeen", func() Record { return new(NodeSeen) }, 1},
+	KindAppRemoved:      {"AppRemoved", func() Record { return new(AppRemoved) }, 2},
+	KindLimitsSet:       {"LimitsSet", func() Record { return new(LimitsSet) }, 2},
+}
+
+func (k Kind) info() (kindInfo, bool) {
+	if int(k) < len(kinds) && kinds[k].new != nil {
+		return kinds[k], true
+	}
+	return kindInfo{}, false
+}
+
 func (k Kind) String() string {
-	switch k {
-	case KindAppSynced:
-		return "AppSynced"
-	case KindEventAccepted:
-		return "EventAccepted"
-	case KindCallClaimed:
-		return "CallClaimed"
-	case KindCallFinished:
-		return "CallFinished"
-	case KindTimerFired:
-		return "TimerFired"
-	case KindCancelRequested:
-		return "CancelRequested"
-	case KindSignalReceived:
-		return "SignalReceived"
-	case KindCronFired:
-		return "CronFired"
-	case KindBulkCancel:
-		return "BulkCancel"
-	case KindNodeSeen:
-		return "NodeSeen"
-	case KindAppRemoved:
-		return "AppRemoved"
-	case KindLimitsSet:
-		return "LimitsSet"
+	if i, ok := k.info(); ok {
+		return i.name
 	}
 	return fmt.Sprintf("Kind(%d)", uint8(k))
+}
+
+// Ignorable reports whether a node that does not know k may skip it.
+func (k Kind) Ignorable() bool { return k&KindIgnorable != 0 }
+
+// newRecord returns an empty record of kind k, for decoding (nil if k is
+// unknown).
+func newRecord(k Kind) Record {
+	if i, ok := k.info(); ok {
+		return i.new()
+	}
+	return nil
 }

@@ -5,8 +5,10 @@ import "fmt"
 // Limits bound what one run may hold, as Inngest documents its own (usage
 // limits: step output 4 MB, run state 32 MB, 1,000 steps per function).
 // Apply enforces them, so they must be the same on every replica and on
-// replay: they live in the log (LimitsSet), not in each node's flags, and
-// DefaultLimits hold until the first LimitsSet. A zero field is no limit.
+// replay: they live in the log (LimitsSet), not in each node's flags. Until
+// the first LimitsSet there are none, as in the releases before limits (so
+// their logs replay the same); a leader records its limits when it takes
+// office. A zero field is no limit.
 type Limits struct {
 	// StepOutputBytes bounds one step's output or error, and a run's
 	// result: an answer over it is screened (ScreenAnswer).
@@ -27,7 +29,7 @@ const (
 	DefaultRequestBytes    = 10 << 20
 )
 
-// DefaultLimits are the limits Apply enforces until a LimitsSet.
+// DefaultLimits are the limits a node is configured with by default.
 var DefaultLimits = Limits{StepOutputBytes: DefaultStepOutputBytes, RunStateBytes: DefaultRunStateBytes,
 	StepsPerRun: DefaultStepsPerRun}
 

@@ -142,7 +142,7 @@ func TestEventsOverTheStateLimitFailTheRunAtItsFirstClaim(t *testing.T) {
 func TestLimitsAreRecorded(t *testing.T) {
 	live := openFSM(t, t.TempDir())
 	defer live.Close()
-	if l, _ := live.Limits(); l != fsm.DefaultLimits {
+	if l, _ := live.Limits(); l != (fsm.Limits{}) {
 		t.Fatalf("limits before any LimitsSet: %+v", l)
 	}
 	var log []fsm.Entry

@@ -4,6 +4,7 @@ package fsm
 // msgpack tags are short because every byte is stored in the log forever.
 type Record interface {
 	Kind() Kind
+	at() int64 // the record's time (unix ms): Apply's only clock
 }
 
 // AppSynced replaces an app's function definitions (POST /fn/register).
@@ -262,6 +263,10 @@ type NodeSeen struct {
 	ID       string `msgpack:"id"`
 	RaftAddr string `msgpack:"raft"`
 	HTTPAddr string `msgpack:"http"`
+	// Format is the record format version the member's binary reads
+	// (FormatVersion; absent: 1). The leader proposes new kinds and fields
+	// only once every member reads them (format.go).
+	Format int `msgpack:"fmt,omitempty"`
 }
 
 // LimitsSet records the limits Apply enforces on runs, so that every
@@ -287,64 +292,22 @@ func (*NodeSeen) Kind() Kind        { return KindNodeSeen }
 func (*AppRemoved) Kind() Kind      { return KindAppRemoved }
 func (*LimitsSet) Kind() Kind       { return KindLimitsSet }
 
-// recordAt returns a record's time.
-func recordAt(r Record) int64 {
-	switch r := r.(type) {
-	case *AppSynced:
-		return r.At
-	case *EventAccepted:
-		return r.At
-	case *CallClaimed:
-		return r.At
-	case *CallFinished:
-		return r.At
-	case *TimerFired:
-		return r.At
-	case *CancelRequested:
-		return r.At
-	case *SignalReceived:
-		return r.At
-	case *CronFired:
-		return r.At
-	case *BulkCancel:
-		return r.At
-	case *NodeSeen:
-		return r.At
-	case *AppRemoved:
-		return r.At
-	case *LimitsSet:
-		return r.At
-	}
-	return 0
-}
+func (r *AppSynced) at() int64       { return r.At }
+func (r *EventAccepted) at() int64   { return r.At }
+func (r *CallClaimed) at() int64     { return r.At }
+func (r *CallFinished) at() int64    { return r.At }
+func (r *TimerFired) at() int64      { return r.At }
+func (r *CancelRequested) at() int64 { return r.At }
+func (r *SignalReceived) at() int64  { return r.At }
+func (r *CronFired) at() int64       { return r.At }
+func (r *BulkCancel) at() int64      { return r.At }
+func (r *NodeSeen) at() int64        { return r.At }
+func (r *AppRemoved) at() int64      { return r.At }
+func (r *LimitsSet) at() int64       { return r.At }
 
-// newRecord returns an empty record of kind k, for decoding.
-func newRecord(k Kind) Record {
-	switch k {
-	case KindAppSynced:
-		return &AppSynced{}
-	case KindEventAccepted:
-		return &EventAccepted{}
-	case KindCallClaimed:
-		return &CallClaimed{}
-	case KindCallFinished:
-		return &CallFinished{}
-	case KindTimerFired:
-		return &TimerFired{}
-	case KindCancelRequested:
-		return &CancelRequested{}
-	case KindSignalReceived:
-		return &SignalReceived{}
-	case KindCronFired:
-		return &CronFired{}
-	case KindBulkCancel:
-		return &BulkCancel{}
-	case KindNodeSeen:
-		return &NodeSeen{}
-	case KindAppRemoved:
-		return &AppRemoved{}
-	case KindLimitsSet:
-		return &LimitsSet{}
-	}
-	return nil
-}
+// ignoredRecord stands for a record of an ignorable kind this node does
+// not know: Apply skips it.
+type ignoredRecord struct{ kind Kind }
+
+func (r *ignoredRecord) Kind() Kind { return r.kind }
+func (r *ignoredRecord) at() int64  { return 0 }

@@ -1,5 +1,7 @@
 package fsm
 
+import "fmt"
+
 // Code is the business outcome of applying one record. Codes are values, not
 // errors: every replica computes the same one.
 type Code uint8
@@ -10,10 +12,16 @@ const (
 	Stale          // the claim or timer it refers to is no longer current
 	NotFound       // the run or call it refers to does not exist
 	Rejected       // not allowed in the current state (e.g. run already finished)
+	Ignored        // a record of an ignorable kind this node does not know
 )
 
+var codeNames = [...]string{"ok", "duplicate", "stale", "not_found", "rejected", "ignored"}
+
 func (c Code) String() string {
-	return [...]string{"ok", "duplicate", "stale", "not_found", "rejected"}[c]
+	if int(c) < len(codeNames) {
+		return codeNames[c]
+	}
+	return fmt.Sprintf("Code(%d)", uint8(c))
 }
 
 // Result is what Apply returns for one record.

@@ -97,7 +97,7 @@ func (t *txn) size(k []byte) int64 {
 
 // limits returns the run limits recorded by the last LimitsSet.
 func (t *txn) limits() Limits {
-	l := DefaultLimits
+	var l Limits // none before the first LimitsSet, as the releases before it
 	t.get(keyLimits, &l)
 	return l
 }

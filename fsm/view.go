@@ -439,9 +439,9 @@ func (f *FSM) Refusal(cf *CallFinished, complete bool) (res Result, refused bool
 }
 
 // Limits returns the run limits Apply enforces now: those of the last
-// LimitsSet, or DefaultLimits.
+// LimitsSet, or none (a log written before limits existed).
 func (f *FSM) Limits() (Limits, error) {
-	l := DefaultLimits
+	var l Limits // none before the first LimitsSet
 	_, err := f.get(keyLimits, &l)
 	return l, err
 }

@@ -74,6 +74,7 @@ type Node struct {
 	// caughtUp is the term in which this node, as leader, passed its
 	// barrier: its projection then holds every entry of earlier terms.
 	caughtUp  atomic.Uint64
+	format    formatCache
 	stop      chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -219,6 +220,9 @@ func (n *Node) Propose(ctx context.Context, recs ...fsm.Record) ([]fsm.Result, e
 	}
 	if n.raft.State() != raft.Leader {
 		return nil, ErrNotLeader
+	}
+	if err := n.downgrade(recs); err != nil {
+		return nil, err // nothing was written
 	}
 	p := &proposal{recs: recs, done: make(chan proposeResult, 1)}
 	select {

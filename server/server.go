@@ -244,6 +244,7 @@ func Start(cfg Config) (*Server, error) {
 		if cfg.Join != "" {
 			s.join(ctx)
 		}
+		s.announceAsFollower(ctx)
 	}()
 	go func() {
 		defer s.wg.Done()
@@ -320,25 +321,69 @@ func (s *Server) Close() error {
 // announce records, when this node becomes leader, its addresses (so that
 // followers can forward requests to it) and its run limits, if they are
 // not the ones recorded already.
+//
+// Limits are a record of format 2: while a member runs an older release
+// (a rolling upgrade) they are not recorded, and Apply enforces none.
 func (s *Server) announce(ctx context.Context) {
-	now := time.Now().UnixMilli()
-	var recs []fsm.Record
-	if have, err := s.FSM.Node(s.cfg.NodeID); err != nil || have == nil ||
-		have.HTTPAddr != s.cfg.HTTPAdvertise || have.RaftAddr != s.Node.RaftAddr() {
-		recs = append(recs, &fsm.NodeSeen{At: now, ID: s.cfg.NodeID, RaftAddr: s.Node.RaftAddr(), HTTPAddr: s.cfg.HTTPAdvertise})
+	if !s.seenAsIs() {
+		if _, err := s.Node.Propose(ctx, s.seen()); err != nil {
+			s.log.Warn("could not record this leader's addresses", "err", err)
+		}
 	}
-	if have, err := s.FSM.Limits(); err != nil || have != *s.cfg.Limits {
-		recs = append(recs, &fsm.LimitsSet{At: now, Limits: *s.cfg.Limits})
+	if have, err := s.FSM.Limits(); err == nil && have == *s.cfg.Limits {
+		return
 	}
-	if _, err := s.Node.Propose(ctx, recs...); err != nil {
-		s.log.Warn("could not record this leader's addresses and limits", "err", err)
+	if v := s.Node.ClusterFormat(true); v < fsm.FormatVersion {
+		s.log.Warn("not recording run limits: a member runs an older release", "cluster_format", v)
+		return
+	}
+	if _, err := s.Node.Propose(ctx, &fsm.LimitsSet{At: time.Now().UnixMilli(), Limits: *s.cfg.Limits}); err != nil {
+		s.log.Warn("could not record the run limits", "err", err)
+	}
+}
+
+// seen is this node as the cluster should record it.
+func (s *Server) seen() *fsm.NodeSeen {
+	return &fsm.NodeSeen{At: time.Now().UnixMilli(), ID: s.cfg.NodeID, RaftAddr: s.Node.RaftAddr(),
+		HTTPAddr: s.cfg.HTTPAdvertise, Format: fsm.FormatVersion}
+}
+
+// seenAsIs reports whether the cluster records this node as it is.
+func (s *Server) seenAsIs() bool {
+	have, err := s.FSM.Node(s.cfg.NodeID)
+	want := s.seen()
+	return err == nil && have != nil && have.HTTPAddr == want.HTTPAddr && have.RaftAddr == want.RaftAddr &&
+		have.Format == want.Format
+}
+
+// announceAsFollower makes sure the cluster records this node's addresses
+// and release when it is a follower: a member that restarts on a new
+// release says so, and the leader proposes new records once all have.
+func (s *Server) announceAsFollower(ctx context.Context) {
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		if !s.Node.IsLeader() && !s.seenAsIs() {
+			if leader, _ := s.FSM.Node(s.Node.Stats().LeaderID); leader != nil && leader.HTTPAddr != "" {
+				me := s.seen()
+				err := s.API.Join(ctx, leader.HTTPAddr, api.JoinRequest{ID: me.ID, RaftAddr: me.RaftAddr, HTTPAddr: me.HTTPAddr, Format: me.Format})
+				if err != nil {
+					s.log.Debug("announcing this follower", "err", err)
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
 	}
 }
 
 // join asks a member (any node: it forwards to the leader) to add this node,
 // retrying until it succeeds or the server stops.
 func (s *Server) join(ctx context.Context) {
-	me := api.JoinRequest{ID: s.cfg.NodeID, RaftAddr: s.Node.RaftAddr(), HTTPAddr: s.cfg.HTTPAdvertise}
+	me := api.JoinRequest{ID: s.cfg.NodeID, RaftAddr: s.Node.RaftAddr(), HTTPAddr: s.cfg.HTTPAdvertise, Format: fsm.FormatVersion}
 	for attempt := 0; ; attempt++ {
 		err := s.API.Join(ctx, s.cfg.Join, me)
 		if err == nil {

@@ -1,0 +1,49 @@
+package api_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cairn-dev/cairn/fsm"
+)
+
+// While a member runs an older release (its NodeSeen has no format), the
+// leader proposes no record that release cannot read: removing an app
+// (a kind of format 2) is refused with 409 and writes nothing.
+func TestOlderMemberHoldsBackNewKinds(t *testing.T) {
+	s := startNode(t)
+	reg := registerBody("http://127.0.0.1:3000/api/inngest", fnConfig("probe-app-a", ""))
+	if r := post(t, s.URL()+"/fn/register", reg, nil); r.status != 200 {
+		t.Fatalf("register: %d %s", r.status, r.body)
+	}
+	self, err := s.FSM.Node("n1")
+	if err != nil || self == nil || self.Format != fsm.FormatVersion {
+		t.Fatalf("the leader's record: %+v %v", self, err)
+	}
+	old := *self
+	old.Format, old.At = 0, time.Now().UnixMilli() // as the previous release records itself
+	if _, err := s.Node.Propose(context.Background(), &old); err != nil {
+		t.Fatal(err)
+	}
+	if v := s.Node.ClusterFormat(true); v != 1 {
+		t.Fatalf("cluster format %d, want 1", v)
+	}
+	before := position(s)
+	r := do(t, "DELETE", s.URL()+"/v1/apps?id=probe-app", nil, nil)
+	if r.status != 409 || !strings.Contains(string(r.body), "cluster_upgrading") {
+		t.Fatalf("remove during an upgrade: %d %s", r.status, r.body)
+	}
+	if after := position(s); after != before {
+		t.Fatalf("the refused record changed the log: %+v -> %+v", before, after)
+	}
+	// Once the member is on this release again, the same request passes.
+	if _, err := s.Node.Propose(context.Background(), self); err != nil {
+		t.Fatal(err)
+	}
+	s.Node.ClusterFormat(true)
+	if r := do(t, "DELETE", s.URL()+"/v1/apps?id=probe-app", nil, nil); r.status != 200 {
+		t.Fatalf("remove after the upgrade: %d %s", r.status, r.body)
+	}
+}
