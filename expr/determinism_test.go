@@ -39,6 +39,7 @@ var determinismCorpus = []string{
 	`[event.data.nested, event.data.nested].map(m, m.filter(k, k < 'n05'))`,
 	`event.data.nested.map(k, k).size()`,
 	`event.data.nested`,
+	`{'b': event.data.k01, 'a': event.data.k02, 'c': event.data.nested}`,
 	`'%s'.format([event.data.nested])`,
 	`event.data.nested.map(k, k) + event.data.list[1].map(k, k)`,
 	// conditions
