@@ -40,6 +40,10 @@ var determinismCorpus = []string{
 	`event.data.nested.map(k, k).size()`,
 	`event.data.nested`,
 	`{'b': event.data.k01, 'a': event.data.k02, 'c': event.data.nested}`,
+	`[event.data.nested]`,
+	`event.data.list.map(m, m)`,
+	`[event.data.list, {'x': event.data.list}]`,
+	`event.data.list`,
 	`'%s'.format([event.data.nested])`,
 	`event.data.nested.map(k, k) + event.data.list[1].map(k, k)`,
 	// conditions
@@ -112,5 +116,31 @@ func TestComprehensionsIterateMapsInKeyOrder(t *testing.T) {
 	_, err := Compile(`'abc'.map(x, x)`)
 	if err == nil || !strings.Contains(err.Error(), "cannot be range of a comprehension") {
 		t.Errorf("a string range: %v", err)
+	}
+}
+
+// TestKeysKeepTheirForm: a result that printed the same way on every
+// evaluation before (no CEL map of two or more entries inside) still prints
+// as it did, so keys already derived from records in the log do not change.
+func TestKeysKeepTheirForm(t *testing.T) {
+	js := []byte(`{"data":{"a":1,"b":"x","tags":["t1","t2"],"m":{"k":1,"j":2},"l":[{"p":1,"q":2}]}}`)
+	for _, src := range []string{
+		`event.data`, `event.data.tags`, `event.data.tags.map(t, t)`, `[1, 2]`, `{'a': [1, 2]}`,
+		`[{'a': 1}]`, `{'b': 1, 'a': 2}`, `{'a': {'b': 1}}`, `event.data.m`, `event.data.l`,
+		`[event.data.a, event.data.b]`, `event.data.b + '-' + string(event.data.a)`, `event.data.a`,
+	} {
+		p, err := Compile(src)
+		if err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		vars, _ := Vars(js, nil)
+		raw, _, err := p.prg.Eval(vars)
+		if err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		got, _ := p.Eval(vars)
+		if fmt.Sprint(got) != fmt.Sprint(raw.Value()) {
+			t.Errorf("%s prints %v, printed %v", src, got, raw.Value())
+		}
 	}
 }

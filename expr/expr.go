@@ -230,7 +230,74 @@ func (p *Program) Eval(vars map[string]any) (any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("expression %q: %w", p.src, err)
 	}
+	if printsInMapOrder(out.Value()) {
+		return plain(out), nil
+	}
 	return out.Value(), nil
+}
+
+// printsInMapOrder tells whether fmt (which keys print with) would reach a
+// CEL map of two or more entries inside v: fmt sorts Go maps, but a CEL map
+// prints itself in Go's random map order, so `[event.data]` gave a
+// different key on each replica. Other values keep the form they always
+// printed in, so keys already derived from the log do not change.
+func printsInMapOrder(v any) bool {
+	switch x := v.(type) {
+	case []ref.Val:
+		return slices.ContainsFunc(x, celMapInside)
+	case map[ref.Val]ref.Val:
+		for _, e := range x {
+			if celMapInside(e) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// celMapInside tells whether a CEL value is or holds a map of two or more
+// entries.
+func celMapInside(v ref.Val) bool {
+	switch x := v.(type) {
+	case traits.Mapper:
+		if x.Size() != types.IntZero && x.Size() != types.IntOne {
+			return true
+		}
+		for it := x.Iterator(); it.HasNext() == types.True; {
+			if e, ok := x.Find(it.Next()); ok && celMapInside(e) {
+				return true
+			}
+		}
+	case traits.Lister:
+		for i := types.Int(0); i < x.Size().(types.Int); i++ {
+			if celMapInside(x.Get(i)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// plain converts a CEL value to Go maps (string keys), slices and scalars,
+// which fmt prints in one order.
+func plain(v ref.Val) any {
+	switch x := v.(type) {
+	case traits.Mapper:
+		m := map[string]any{}
+		for it := x.Iterator(); it.HasNext() == types.True; {
+			k := it.Next()
+			e, _ := x.Find(k)
+			m[fmt.Sprint(k.Value())] = plain(e)
+		}
+		return m
+	case traits.Lister:
+		var l []any
+		for i := types.Int(0); i < x.Size().(types.Int); i++ {
+			l = append(l, plain(x.Get(i)))
+		}
+		return l
+	}
+	return v.Value()
 }
 
 // Bool evaluates the program as a condition; a non-boolean result is an error.
