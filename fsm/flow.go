@@ -3,6 +3,7 @@ package fsm
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 	"strings"
 
 	"github.com/cairn-dev/cairn/expr"
@@ -258,6 +259,10 @@ func (t *txn) setupFlow(fn *Function, run *Run, at, due int64, js []byte) int64 
 	return due
 }
 
+// toInt reads a priority. A float that int64 cannot hold (NaN, ±Inf, past
+// ±2^63) becomes math.MinInt64, as amd64 has always converted it: Go leaves
+// that conversion to the CPU, and arm64 saturates instead (0 for NaN), which
+// would put the run elsewhere in line on such a replica.
 func toInt(v any) int64 {
 	switch n := v.(type) {
 	case int64:
@@ -265,6 +270,9 @@ func toInt(v any) int64 {
 	case uint64:
 		return int64(min(n, 1<<62))
 	case float64:
+		if !(n >= -(1<<63) && n < 1<<63) {
+			return math.MinInt64
+		}
 		return int64(n)
 	}
 	return 0
