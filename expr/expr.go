@@ -10,6 +10,7 @@
 package expr
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"regexp"
@@ -143,23 +144,13 @@ func compareKeys(a, b ref.Val) int {
 		}
 		return 1
 	case types.Int:
-		return cmpOrdered(x, b.(types.Int))
+		return cmp.Compare(x, b.(types.Int))
 	case types.Uint:
-		return cmpOrdered(x, b.(types.Uint))
+		return cmp.Compare(x, b.(types.Uint))
 	case types.String:
-		return strings.Compare(string(x), string(b.(types.String)))
+		return cmp.Compare(x, b.(types.String))
 	}
 	return strings.Compare(fmt.Sprint(a.Value()), fmt.Sprint(b.Value()))
-}
-
-func cmpOrdered[T ~int64 | ~uint64](a, b T) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Compile parses and checks src, or returns an error that says what is wrong.
