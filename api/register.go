@@ -388,7 +388,10 @@ func parseFlowControl(fc *functionConfig, def *fsm.FunctionDef) error {
 		if err := compiles("throttle key", th.Key); err != nil {
 			return err
 		}
-		def.Throttle = &fsm.RateSpec{Limit: th.Limit, PeriodMs: p, Key: th.Key, Burst: th.Burst}
+		if th.Burst < 0 || th.Burst > maxFlowLimit {
+			return bad("throttle burst must be between 0 and %d, got %d", maxFlowLimit, th.Burst)
+		}
+		def.Throttle = fsm.Throttle(th.Limit, p, th.Key, th.Burst)
 	}
 	if rl := fc.RateLimit; rl != nil {
 		if rl.Limit <= 0 {

@@ -143,7 +143,9 @@ func checkFunction(def *fsm.FunctionDef) error {
 	}
 	if th := def.Throttle; th != nil {
 		errs = append(errs, between("throttle limit", int64(th.Limit), 1, maxFlowLimit),
-			between("throttle burst", int64(th.Burst), 0, maxFlowLimit),
+			// Burst here counts runs past the first that start at once
+			// (fsm.Throttle); the SDK's burst was checked when parsed.
+			between("throttle runs at once", int64(th.Burst)+1, 1, int64(th.Limit)*maxFlowLimit),
 			inRange("throttle period", th.PeriodMs, throttlePeriod))
 	}
 	if rl := def.RateLimit; rl != nil {

@@ -3,18 +3,28 @@
 // conditions. Variables are the ones the Inngest SDK expects: `event` (the
 // run's triggering event) and `async` (the candidate incoming event).
 //
-// Evaluation is pure and deterministic, so the FSM may call it from Apply.
+// Evaluation is pure and deterministic (comprehensions over maps iterate in
+// key order: see orderedRange), so the FSM may call it from Apply.
 // Compiled programs are cached by source text: compiling is far dearer than
 // evaluating, and the same few expressions are evaluated for every event.
 package expr
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
+	"regexp"
+	"slices"
+	"strings"
 	"sync"
 
 	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/common/ast"
+	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/common/types/ref"
+	"cel.dev/cel-go/common/types/traits"
 	"cel.dev/cel-go/ext"
+	"cel.dev/cel-go/parser"
 )
 
 // Program is a compiled expression.
@@ -42,9 +52,105 @@ func celEnv() (*cel.Env, error) {
 			cel.Variable("async", cel.DynType),
 			cel.CrossTypeNumericComparisons(true),
 			ext.Strings(),
+			// Comprehensions iterate in a fixed order (see orderedRange).
+			// Two-variable comprehensions (ext.TwoVarComprehensions) fold
+			// maps in Go's order and must stay off.
+			cel.ClearMacros(),
+			cel.Macros(parser.HasMacro,
+				ordered(parser.AllMacro, parser.MakeAll),
+				ordered(parser.ExistsMacro, parser.MakeExists),
+				ordered(parser.ExistsOneMacro, parser.MakeExistsOne),
+				ordered(parser.ExistsOneMacroNew, parser.MakeExistsOne),
+				ordered(parser.MapMacro, parser.MakeMap),
+				ordered(parser.MapFilterMacro, parser.MakeMap),
+				ordered(parser.FilterMacro, parser.MakeFilter)),
+			cel.Function(orderedRange,
+				cel.Overload("cairn_ordered_list", []*cel.Type{cel.ListType(cel.TypeParamType("E"))},
+					cel.ListType(cel.TypeParamType("E"))),
+				cel.Overload("cairn_ordered_map", []*cel.Type{cel.MapType(cel.TypeParamType("K"), cel.TypeParamType("V"))},
+					cel.ListType(cel.TypeParamType("K"))),
+				cel.SingletonUnaryBinding(orderedValues)),
 		)
 	})
 	return env, envErr
+}
+
+// orderedRange is the range every comprehension macro iterates over. cel-go
+// walks a map in Go's map order, which is random: `event.data.map(k, k)`
+// gave a different list from one evaluation to the next, so replicas would
+// derive different concurrency, throttle or idempotency keys from one
+// event. The macros wrap their range in this function, which gives a list
+// as it is and a map's keys in sorted order; the result is what cel-go gave
+// for every expression whose result did not depend on the order (all and
+// exists, sizes, sums), so records already in the log evaluate as before.
+// The name starts with '@', which no source text can spell.
+const orderedRange = "@cairn_ordered"
+
+// rangeMsg finds orderedRange refusing a range in a checker error, so that
+// the message says what cel-go says without it.
+var rangeMsg = regexp.MustCompile(`found no matching overload for '` + orderedRange + `' applied to '\((.*?)\)'`)
+
+// ordered is the standard macro m with its range wrapped in orderedRange.
+func ordered(m parser.Macro, expand parser.MacroExpander) parser.Macro {
+	return parser.NewReceiverMacro(m.Function(), m.ArgCount(),
+		func(eh parser.ExprHelper, target ast.Expr, args []ast.Expr) (ast.Expr, *cel.Error) {
+			return expand(eh, eh.NewCall(orderedRange, target), args)
+		})
+}
+
+// orderedValues implements orderedRange.
+func orderedValues(v ref.Val) ref.Val {
+	switch x := v.(type) {
+	case traits.Lister:
+		return x
+	case traits.Mapper:
+		var keys []ref.Val
+		for it := x.Iterator(); it.HasNext() == types.True; {
+			keys = append(keys, it.Next())
+		}
+		slices.SortFunc(keys, compareKeys)
+		return types.NewRefValList(types.DefaultTypeAdapter, keys)
+	}
+	return types.MaybeNoSuchOverloadErr(v)
+}
+
+// compareKeys orders map keys (bool, int, uint or string in CEL): by kind,
+// then by value.
+func compareKeys(a, b ref.Val) int {
+	rank := func(v ref.Val) int {
+		switch v.(type) {
+		case types.Bool:
+			return 0
+		case types.Int:
+			return 1
+		case types.Uint:
+			return 2
+		case types.String:
+			return 3
+		}
+		return 4
+	}
+	if ra, rb := rank(a), rank(b); ra != rb {
+		return ra - rb
+	}
+	switch x := a.(type) {
+	case types.Bool:
+		y := b.(types.Bool)
+		switch {
+		case x == y:
+			return 0
+		case !bool(x):
+			return -1
+		}
+		return 1
+	case types.Int:
+		return cmp.Compare(x, b.(types.Int))
+	case types.Uint:
+		return cmp.Compare(x, b.(types.Uint))
+	case types.String:
+		return cmp.Compare(x, b.(types.String))
+	}
+	return strings.Compare(fmt.Sprint(a.Value()), fmt.Sprint(b.Value()))
 }
 
 // Compile parses and checks src, or returns an error that says what is wrong.
@@ -61,7 +167,8 @@ func Compile(src string) (*Program, error) {
 	}
 	ast, iss := e.Compile(src)
 	if iss != nil && iss.Err() != nil {
-		return nil, fmt.Errorf("expression %q: %w", src, iss.Err())
+		return nil, fmt.Errorf("expression %q: %s", src, rangeMsg.ReplaceAllString(iss.Err().Error(),
+			"expression of type '$1' cannot be range of a comprehension (must be list, map, or dynamic)"))
 	}
 	prg, err := e.Program(ast, cel.CostLimit(100000))
 	if err != nil {
@@ -114,7 +221,74 @@ func (p *Program) Eval(vars map[string]any) (any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("expression %q: %w", p.src, err)
 	}
+	if printsInMapOrder(out.Value()) {
+		return plain(out), nil
+	}
 	return out.Value(), nil
+}
+
+// printsInMapOrder tells whether fmt (which keys print with) would reach a
+// CEL map of two or more entries inside v: fmt sorts Go maps, but a CEL map
+// prints itself in Go's random map order, so `[event.data]` gave a
+// different key on each replica. Other values keep the form they always
+// printed in, so keys already derived from the log do not change.
+func printsInMapOrder(v any) bool {
+	switch x := v.(type) {
+	case []ref.Val:
+		return slices.ContainsFunc(x, celMapInside)
+	case map[ref.Val]ref.Val:
+		for _, e := range x {
+			if celMapInside(e) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// celMapInside tells whether a CEL value is or holds a map of two or more
+// entries.
+func celMapInside(v ref.Val) bool {
+	switch x := v.(type) {
+	case traits.Mapper:
+		if x.Size() != types.IntZero && x.Size() != types.IntOne {
+			return true
+		}
+		for it := x.Iterator(); it.HasNext() == types.True; {
+			if e, ok := x.Find(it.Next()); ok && celMapInside(e) {
+				return true
+			}
+		}
+	case traits.Lister:
+		for i := types.Int(0); i < x.Size().(types.Int); i++ {
+			if celMapInside(x.Get(i)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// plain converts a CEL value to Go maps (string keys), slices and scalars,
+// which fmt prints in one order.
+func plain(v ref.Val) any {
+	switch x := v.(type) {
+	case traits.Mapper:
+		m := map[string]any{}
+		for it := x.Iterator(); it.HasNext() == types.True; {
+			k := it.Next()
+			e, _ := x.Find(k)
+			m[fmt.Sprint(k.Value())] = plain(e)
+		}
+		return m
+	case traits.Lister:
+		var l []any
+		for i := types.Int(0); i < x.Size().(types.Int); i++ {
+			l = append(l, plain(x.Get(i)))
+		}
+		return l
+	}
+	return v.Value()
 }
 
 // Bool evaluates the program as a condition; a non-boolean result is an error.

@@ -3,7 +3,8 @@ package fsm
 import (
 	"errors"
 	"fmt"
-	"strconv"
+	"math/big"
+	"strings"
 	"time"
 )
 
@@ -39,12 +40,16 @@ func sleepUntil(at int64, op Op) (int64, error) {
 }
 
 // ParseDurationMs parses an SDK time string: a sequence of <number><unit>
-// with units w, d, h, m, s, ms, us, ns. Fractions round up to whole ms.
+// with units w, d, h, m, s, ms, us, ns, where a number may have a decimal
+// fraction. Fractions of a ms round up. Apply calls it (sleeps, wait
+// timeouts), so the sum is exact, in integers: a float loop may round
+// differently on another CPU (Go may fuse n*unit+total into one FMA on
+// arm64, not on amd64), and "0.27m" was 16201 ms.
 func ParseDurationMs(s string) (int64, error) {
 	if s == "" {
 		return 0, errors.New("empty duration")
 	}
-	var total float64
+	total := new(big.Rat) // ns
 	for len(s) > 0 {
 		i := 0
 		for i < len(s) && (s[i] == '.' || (s[i] >= '0' && s[i] <= '9')) {
@@ -53,7 +58,7 @@ func ParseDurationMs(s string) (int64, error) {
 		if i == 0 {
 			return 0, fmt.Errorf("expected a number at %q", s)
 		}
-		n, err := strconv.ParseFloat(s[:i], 64)
+		n, err := decimal(s[:i])
 		if err != nil {
 			return 0, err
 		}
@@ -64,35 +69,51 @@ func ParseDurationMs(s string) (int64, error) {
 		}
 		unit := s[:j]
 		s = s[j:]
-		var ms float64
+		var ns int64
 		switch unit {
 		case "w":
-			ms = 7 * 24 * 3600e3
+			ns = 7 * 24 * 3600e9
 		case "d":
-			ms = 24 * 3600e3
+			ns = 24 * 3600e9
 		case "h":
-			ms = 3600e3
+			ns = 3600e9
 		case "m":
-			ms = 60e3
+			ns = 60e9
 		case "s":
-			ms = 1e3
+			ns = 1e9
 		case "ms":
-			ms = 1
+			ns = 1e6
 		case "us", "µs":
-			ms = 1e-3
+			ns = 1e3
 		case "ns":
-			ms = 1e-6
+			ns = 1
 		default:
 			return 0, fmt.Errorf("unknown unit %q", unit)
 		}
-		total += n * ms
+		total.Add(total, n.Mul(n, new(big.Rat).SetInt64(ns)))
 	}
-	if total > 1<<53 || total != total {
+	// ms = ceil(ns / 1e6)
+	q, r := new(big.Int).QuoRem(total.Num(), new(big.Int).Mul(total.Denom(), big.NewInt(1e6)), new(big.Int))
+	if r.Sign() > 0 {
+		q.Add(q, big.NewInt(1))
+	}
+	if q.Cmp(big.NewInt(1<<53)) > 0 {
 		return 0, fmt.Errorf("duration out of range")
 	}
-	out := int64(total)
-	if float64(out) < total {
-		out++
+	return q.Int64(), nil
+}
+
+// decimal reads digits with at most one '.' ("5", "1.5", ".5", "5.") as
+// an exact fraction.
+func decimal(s string) (*big.Rat, error) {
+	whole, frac, _ := strings.Cut(s, ".")
+	if whole+frac == "" || strings.Contains(frac, ".") {
+		return nil, fmt.Errorf("bad number %q", s)
 	}
-	return out, nil
+	num, ok := new(big.Int).SetString(whole+frac, 10)
+	if !ok {
+		return nil, fmt.Errorf("bad number %q", s)
+	}
+	den := new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(len(frac))), nil)
+	return new(big.Rat).SetFrac(num, den), nil
 }

@@ -3,6 +3,7 @@ package fsm
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 	"strings"
 
 	"github.com/cairn-dev/cairn/expr"
@@ -16,7 +17,7 @@ import (
 //   - rate limit:  over the limit, the event starts no run (a skipped run)
 //   - singleton:   a running run of the key skips (or cancels) the new one
 //   - debounce:    the key's pending run takes the event and waits longer
-//   - throttle:    over the limit, the run's start waits (GCRA)
+//   - throttle:    over the limit, the run's start waits (GCRA; see Throttle)
 //   - concurrency: a step is claimed only with a free slot in every key of
 //     its run; otherwise it waits in the key's list, oldest run first less
 //     the run's priority, and a finished step hands its slot on.
@@ -96,6 +97,19 @@ func (t *txn) gcra(k []byte, at int64, limit int, periodMs int64, burst int, wai
 	st.TAT = max(tat, allowed) + interval
 	t.put(k, &st)
 	return allowed, true
+}
+
+// Throttle builds the spec of an SDK `throttle {limit, period, key, burst}`
+// with Inngest's admission: limit×max(burst,1) runs start at once, then one
+// every period/limit (Inngest's GCRA: emission period/limit, tolerance
+// period×max(burst,1)). The spec's Burst is the number of runs past the
+// first that may start at once, which is what Apply's GCRA has always read;
+// so the new behaviour lives in what the API records, definitions already
+// in the log keep the math they were applied with, and a node of the
+// previous release computes the same admissions from a new record.
+func Throttle(limit int, periodMs int64, key string, burst int) *RateSpec {
+	limit = max(limit, 1)
+	return &RateSpec{Limit: limit, PeriodMs: periodMs, Key: key, Burst: limit*max(burst, 1) - 1}
 }
 
 // skipRun records a run that flow control refused, so that the event shows
@@ -245,6 +259,10 @@ func (t *txn) setupFlow(fn *Function, run *Run, at, due int64, js []byte) int64 
 	return due
 }
 
+// toInt reads a priority. A float that int64 cannot hold (NaN, ±Inf, past
+// ±2^63) becomes math.MinInt64, as amd64 has always converted it: Go leaves
+// that conversion to the CPU, and arm64 saturates instead (0 for NaN), which
+// would put the run elsewhere in line on such a replica.
 func toInt(v any) int64 {
 	switch n := v.(type) {
 	case int64:
@@ -252,6 +270,9 @@ func toInt(v any) int64 {
 	case uint64:
 		return int64(min(n, 1<<62))
 	case float64:
+		if !(n >= -(1<<63) && n < 1<<63) {
+			return math.MinInt64
+		}
 		return int64(n)
 	}
 	return 0
