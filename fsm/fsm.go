@@ -26,19 +26,23 @@ type Entry struct {
 
 // Options configure Open.
 type Options struct {
-	FS     vfs.FS // nil: the real disk
+	FS     vfs.FS // nil: the real disk; tests pass a crashable in-memory one
 	Logger *slog.Logger
+	// MemTableSize is Pebble's memtable size (0: 64 MiB). Tests lower it so
+	// that flushes happen in the middle of applies and restores.
+	MemTableSize uint64
 }
 
 // FSM owns the projection database.
 type FSM struct {
 	// dbMu guards the db pointer against Restore's swap: views read under
 	// RLock; Restore takes the write side (see lockDB).
-	dbMu   sync.RWMutex
-	db     *pebble.DB
-	fs     vfs.FS
-	dir    string
-	logger *slog.Logger
+	dbMu     sync.RWMutex
+	db       *pebble.DB
+	fs       vfs.FS
+	dir      string
+	memTable uint64
+	logger   *slog.Logger
 	// snaps counts Snapshots not yet released: Restore waits for them
 	// before it closes the database they read from.
 	snaps sync.WaitGroup
@@ -80,11 +84,19 @@ func Open(dir string, o Options) (*FSM, error) {
 	if err := finishSwap(o.FS, dir); err != nil {
 		return nil, fmt.Errorf("fsm: open %s: %w", dir, err)
 	}
-	db, err := openPebble(o.FS, dir)
+	if o.MemTableSize == 0 {
+		o.MemTableSize = memTableBytes
+	}
+	db, err := openPebble(o.FS, dir, o.MemTableSize)
 	if err != nil {
 		return nil, fmt.Errorf("fsm: open %s: %w", dir, err)
 	}
-	f := &FSM{db: db, fs: o.FS, dir: dir, logger: o.Logger, notify: func() {}} // hint 0: scan everything first
+	// Pebble syncs its own directory, not the entry naming it.
+	if err := syncDir(o.FS, dir); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("fsm: open %s: %w", dir, err)
+	}
+	f := &FSM{db: db, fs: o.FS, dir: dir, memTable: o.MemTableSize, logger: o.Logger, notify: func() {}} // hint 0: scan everything first
 	if f.applied, err = readApplied(db); err != nil {
 		db.Close()
 		return nil, err
@@ -97,10 +109,10 @@ func Open(dir string, o Options) (*FSM, error) {
 // whatever was last flushed, with its applied index, and Raft re-applies the
 // entries after it (Snapshot flushes first, so Raft never drops an entry the
 // projection lacks).
-func openPebble(fs vfs.FS, dir string) (*pebble.DB, error) {
+func openPebble(fs vfs.FS, dir string, memTable uint64) (*pebble.DB, error) {
 	cache := pebble.NewCache(blockCacheBytes)
 	defer cache.Unref() // the DB holds its own reference
-	return pebble.Open(dir, &pebble.Options{FS: fs, Logger: quietLogger{}, DisableWAL: true, MemTableSize: memTableBytes, Cache: cache})
+	return pebble.Open(dir, &pebble.Options{FS: fs, Logger: quietLogger{}, DisableWAL: true, MemTableSize: memTable, Cache: cache})
 }
 
 // readApplied reads the applied index stored in db (zero if none).

@@ -99,7 +99,7 @@ func (f *FSM) Restore(r io.Reader) error {
 	if err := f.fs.RemoveAll(tmp); err != nil {
 		return err
 	}
-	st, err := loadAside(f.fs, tmp, br)
+	st, err := loadAside(f.fs, tmp, f.memTable, br)
 	if err != nil {
 		f.fs.RemoveAll(tmp)
 		return err
@@ -124,7 +124,7 @@ func (f *FSM) Restore(r io.Reader) error {
 	if err := finishSwap(f.fs, f.dir); err != nil {
 		panic(fmt.Sprintf("fsm: restore: swap: %v", err))
 	}
-	if f.db, err = openPebble(f.fs, f.dir); err != nil {
+	if f.db, err = openPebble(f.fs, f.dir, f.memTable); err != nil {
 		panic(fmt.Sprintf("fsm: restore: reopen: %v", err))
 	}
 	f.applied = st
@@ -145,8 +145,8 @@ func (f *FSM) lockDB() {
 
 // loadAside writes a snapshot stream into a fresh database at dir and
 // makes it durable (flushed, closed). It returns the applied index it holds.
-func loadAside(fs vfs.FS, dir string, br *bufio.Reader) (appliedState, error) {
-	db, err := openPebble(fs, dir)
+func loadAside(fs vfs.FS, dir string, memTable uint64, br *bufio.Reader) (appliedState, error) {
+	db, err := openPebble(fs, dir, memTable)
 	if err != nil {
 		return appliedState{}, err
 	}
