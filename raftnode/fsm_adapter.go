@@ -29,7 +29,7 @@ var _ raft.BatchingFSM = (*raftFSM)(nil)
 
 func (a *raftFSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	entries := make([]fsm.Entry, 0, len(logs))
-	pos := make([]int, 0, len(logs))
+	pos := make([]int, 0, len(logs)) // pos[j]: the log of entries[j]
 	prev, _ := a.f.Applied()
 	prev = max(prev, a.floor.Load())
 	for i, l := range logs {
@@ -43,6 +43,7 @@ func (a *raftFSM) ApplyBatch(logs []*raft.Log) []interface{} {
 			pos = append(pos, i)
 		case raft.LogConfiguration:
 			entries = append(entries, fsm.Entry{Index: l.Index, IndexOnly: true})
+			pos = append(pos, i)
 		}
 	}
 	out := make([]interface{}, len(logs))
@@ -51,7 +52,9 @@ func (a *raftFSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	}
 	results := a.f.ApplyEntries(entries)
 	for j, i := range pos {
-		out[i] = results[j]
+		if logs[i].Type == raft.LogCommand {
+			out[i] = results[j]
+		}
 	}
 	return out
 }

@@ -190,3 +190,25 @@ func leaderOf(among []*testNode) *testNode {
 	}
 	return nil
 }
+
+// TestApplyBatchMixedResults: a configuration entry in a batch moves the
+// index but has no results; the command after it keeps its own.
+func TestApplyBatchMixedResults(t *testing.T) {
+	f, err := fsm.Open("/p", fsm.Options{FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	data, err := fsm.EncodeEntry(event("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &raftFSM{f: f, logs: raft.NewInmemStore()}
+	out := a.ApplyBatch([]*raft.Log{
+		{Index: 1, Type: raft.LogConfiguration, Data: raft.EncodeConfiguration(raft.Configuration{})},
+		{Index: 2, Type: raft.LogCommand, Data: data},
+	})
+	if res, ok := out[1].([]fsm.Result); out[0] != nil || !ok || len(res) != 1 || res[0].Code != fsm.OK {
+		t.Fatalf("results %#v", out)
+	}
+}
