@@ -162,7 +162,8 @@ func Open(cfg Config, f *fsm.FSM) (*Node, error) {
 	rc.BatchApplyCh = true
 	// The projection lives in Pebble and survives restarts; raft must not
 	// wipe it with the last snapshot. Entries it re-applies are skipped by
-	// index inside the FSM.
+	// index inside the FSM; a projection behind that snapshot was restored
+	// from it above (catchUp).
 	rc.NoSnapshotRestoreOnStart = true
 	rc.SnapshotThreshold, rc.TrailingLogs = 16384, 16384
 	if cfg.SnapshotThreshold > 0 {
