@@ -180,6 +180,9 @@ func TestInstallSnapshotOnLaggingFollower(t *testing.T) {
 		}
 		return true
 	})
+	if got := lagging.raft.Stats()["last_snapshot_index"]; got == "0" {
+		t.Fatal("the follower caught up without installing a snapshot")
+	}
 }
 
 func leaderOf(among []*testNode) *testNode {
