@@ -13,7 +13,6 @@ import (
 	"github.com/cairn-dev/cairn/internal/certs"
 	"github.com/cairn-dev/cairn/internal/hostpolicy"
 	"github.com/cairn-dev/cairn/internal/signing"
-	"github.com/cairn-dev/cairn/raftnode"
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -56,8 +55,8 @@ type Dispatcher interface {
 // Server holds the API's dependencies.
 type Server struct {
 	cfg    Config
-	node   *raftnode.Node
-	fsm    *fsm.FSM
+	node   Node
+	fsm    Projection
 	exec   Dispatcher
 	syncer *Syncer
 	log    *slog.Logger
@@ -68,7 +67,7 @@ type Server struct {
 }
 
 // New builds the HTTP handler.
-func New(cfg Config, node *raftnode.Node, f *fsm.FSM, exec Dispatcher, syncer *Syncer) *Server {
+func New(cfg Config, node Node, f Projection, exec Dispatcher, syncer *Syncer) *Server {
 	if cfg.MaxRequestBytes <= 0 {
 		cfg.MaxRequestBytes = fsm.DefaultRequestBytes
 	}

@@ -18,18 +18,34 @@ import (
 type Entry struct {
 	Index uint64
 	Data  []byte
+	// IndexOnly marks an entry of Raft's own (a configuration change): it
+	// moves the applied index and nothing else, not even the digest chain,
+	// so that the projection's index follows every entry Raft hands over.
+	IndexOnly bool
 }
 
 // Options configure Open.
 type Options struct {
-	FS     vfs.FS // nil: the real disk
+	FS     vfs.FS // nil: the real disk; tests pass a crashable in-memory one
 	Logger *slog.Logger
+	// MemTableSize is Pebble's memtable size (0: 64 MiB). Tests lower it so
+	// that flushes happen in the middle of applies and restores.
+	MemTableSize uint64
 }
 
 // FSM owns the projection database.
 type FSM struct {
-	db     *pebble.DB
-	logger *slog.Logger
+	// dbMu guards the db pointer against Restore's swap: views read under
+	// RLock; Restore takes the write side (see lockDB).
+	dbMu     sync.RWMutex
+	db       *pebble.DB
+	fs       vfs.FS
+	dir      string
+	memTable uint64
+	logger   *slog.Logger
+	// snaps counts Snapshots not yet released: Restore waits for them
+	// before it closes the database they read from.
+	snaps sync.WaitGroup
 
 	mu      sync.Mutex // serializes Apply with Restore
 	applied appliedState
@@ -56,38 +72,64 @@ const (
 	blockCacheBytes = 2*memTableBytes + 32<<20
 )
 
-// Open opens (or creates) the projection in dir.
+// Open opens (or creates) the projection in dir. It first finishes or
+// discards a Restore that a crash interrupted (see finishSwap).
 func Open(dir string, o Options) (*FSM, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	// No WAL: the Raft log is the durable copy of everything applied here.
-	// After a crash the projection is whatever was last flushed, with its
-	// applied index, and Raft re-applies the entries after it (Snapshot
-	// flushes first, so Raft never drops an entry the projection lacks).
-	cache := pebble.NewCache(blockCacheBytes)
-	defer cache.Unref() // the DB holds its own reference
-	popts := &pebble.Options{FS: o.FS, Logger: quietLogger{}, DisableWAL: true, MemTableSize: memTableBytes, Cache: cache}
-	if popts.FS == nil {
-		popts.FS = vfs.Default
+	if o.FS == nil {
+		o.FS = vfs.Default
 	}
-	db, err := pebble.Open(dir, popts)
+	if err := finishSwap(o.FS, dir); err != nil {
+		return nil, fmt.Errorf("fsm: open %s: %w", dir, err)
+	}
+	if o.MemTableSize == 0 {
+		o.MemTableSize = memTableBytes
+	}
+	db, err := openPebble(o.FS, dir, o.MemTableSize)
 	if err != nil {
 		return nil, fmt.Errorf("fsm: open %s: %w", dir, err)
 	}
-	f := &FSM{db: db, logger: o.Logger, notify: func() {}} // hint 0: scan everything first
-	if v, closer, err := db.Get(keyApplied); err == nil {
-		err = msgpack.Unmarshal(v, &f.applied)
-		closer.Close()
-		if err != nil {
-			db.Close()
-			return nil, fmt.Errorf("fsm: read applied index: %w", err)
-		}
-	} else if err != pebble.ErrNotFound {
+	// Pebble syncs its own directory, not the entry naming it.
+	if err := syncDir(o.FS, dir); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("fsm: open %s: %w", dir, err)
+	}
+	f := &FSM{db: db, fs: o.FS, dir: dir, memTable: o.MemTableSize, logger: o.Logger, notify: func() {}} // hint 0: scan everything first
+	if f.applied, err = readApplied(db); err != nil {
 		db.Close()
 		return nil, err
 	}
 	return f, nil
+}
+
+// openPebble opens a projection database. No WAL: the Raft log is the
+// durable copy of everything applied here. After a crash the projection is
+// whatever was last flushed, with its applied index, and Raft re-applies the
+// entries after it (Snapshot flushes first, so Raft never drops an entry the
+// projection lacks).
+func openPebble(fs vfs.FS, dir string, memTable uint64) (*pebble.DB, error) {
+	cache := pebble.NewCache(blockCacheBytes)
+	defer cache.Unref() // the DB holds its own reference
+	return pebble.Open(dir, &pebble.Options{FS: fs, Logger: quietLogger{}, DisableWAL: true, MemTableSize: memTable, Cache: cache})
+}
+
+// readApplied reads the applied index stored in db (zero if none).
+func readApplied(db *pebble.DB) (appliedState, error) {
+	var st appliedState
+	v, closer, err := db.Get(keyApplied)
+	if err == pebble.ErrNotFound {
+		return st, nil
+	}
+	if err != nil {
+		return st, err
+	}
+	defer closer.Close()
+	if err := msgpack.Unmarshal(v, &st); err != nil {
+		return st, fmt.Errorf("fsm: read applied index: %w", err)
+	}
+	return st, nil
 }
 
 // Close flushes the projection (there is no WAL to replay it from) and
@@ -132,6 +174,10 @@ func (f *FSM) ApplyEntries(entries []Entry) [][]Result {
 	parts := map[string]int{}
 	for i, e := range entries {
 		if e.Index <= st.Index {
+			continue
+		}
+		if e.IndexOnly {
+			st.Index = e.Index
 			continue
 		}
 		recs, err := DecodeEntry(e.Data)

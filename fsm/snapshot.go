@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"time"
 
 	"github.com/cockroachdb/pebble"
+	"github.com/cockroachdb/pebble/vfs"
 )
 
 // Snapshot format: a magic header, then every key/value of the projection
@@ -19,18 +22,20 @@ const snapshotMagic = "CAIRNSNAP1"
 // applied index stored in it.
 type Snapshot struct {
 	snap *pebble.Snapshot
+	done func()
 }
 
 // Snapshot makes the projection durable up to now (Raft may truncate the log
 // behind a snapshot, and projection writes are not fsynced one by one) and
-// returns a consistent view to stream.
+// returns a consistent view to stream. Release it when done: Restore waits.
 func (f *FSM) Snapshot() (*Snapshot, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.db.Flush(); err != nil {
 		return nil, fmt.Errorf("fsm: flush before snapshot: %w", err)
 	}
-	return &Snapshot{snap: f.db.NewSnapshot()}, nil
+	f.snaps.Add(1)
+	return &Snapshot{snap: f.db.NewSnapshot(), done: f.snaps.Done}, nil
 }
 
 // WriteTo streams the snapshot to w.
@@ -63,9 +68,25 @@ func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 }
 
 // Release frees the snapshot.
-func (s *Snapshot) Release() { s.snap.Close() }
+func (s *Snapshot) Release() {
+	s.snap.Close()
+	s.done()
+}
 
-// Restore replaces the whole projection with a snapshot stream.
+// A Restore is built beside the live projection and swapped in, so that a
+// crash at any instant leaves either the old projection with its own
+// applied index or the new one complete, never a mix:
+//
+//	dir.restoring  being filled; a crash leaves it incomplete: discarded
+//	dir.ready      complete and synced (renamed from .restoring); from here
+//	               on it wins: the live dir is removed and it takes its name
+const (
+	restoringSuffix = ".restoring"
+	readySuffix     = ".ready"
+)
+
+// Restore replaces the whole projection with a snapshot stream. On an error
+// before the swap the live projection is left as it was.
 func (f *FSM) Restore(r io.Reader) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -74,49 +95,139 @@ func (f *FSM) Restore(r io.Reader) error {
 	if _, err := io.ReadFull(br, magic); err != nil || string(magic) != snapshotMagic {
 		return errors.New("fsm: not a cairn snapshot")
 	}
-	if err := f.db.DeleteRange([]byte{0}, []byte{0xff, 0xff, 0xff, 0xff}, pebble.NoSync); err != nil {
+	tmp, ready := f.dir+restoringSuffix, f.dir+readySuffix
+	if err := f.fs.RemoveAll(tmp); err != nil {
 		return err
 	}
-	if err := f.db.Delete(nil, pebble.NoSync); err != nil {
+	st, err := loadAside(f.fs, tmp, f.memTable, br)
+	if err != nil {
+		f.fs.RemoveAll(tmp)
 		return err
 	}
-	b := f.db.NewBatch()
+	if err := f.fs.Rename(tmp, ready); err != nil {
+		f.fs.RemoveAll(tmp)
+		return err
+	}
+	if err := syncDir(f.fs, f.dir); err != nil {
+		return err // .ready may or may not survive a crash; both are fine
+	}
+	// The new projection is durable. A failure from here on cannot leave
+	// the old one in use (Raft takes the restore as done once we return),
+	// so it stops the node; Open finishes the swap.
+	f.snaps.Wait() // snapshots being persisted read the old database
+	f.lockDB()
+	defer f.dbMu.Unlock()
+	if err := f.db.Close(); err != nil {
+		panic(fmt.Sprintf("fsm: restore: close: %v", err))
+	}
+	f.db = nil
+	if err := finishSwap(f.fs, f.dir); err != nil {
+		panic(fmt.Sprintf("fsm: restore: swap: %v", err))
+	}
+	if f.db, err = openPebble(f.fs, f.dir, f.memTable); err != nil {
+		panic(fmt.Sprintf("fsm: restore: reopen: %v", err))
+	}
+	f.applied = st
+	f.hint.Store(0)
+	f.fns.reset()
+	f.notify()
+	return nil
+}
+
+// lockDB takes dbMu for writing. It polls rather than calling Lock: a
+// pending Lock blocks new readers, and a view that reads again inside a
+// scan callback would then deadlock with it.
+func (f *FSM) lockDB() {
+	for !f.dbMu.TryLock() {
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// loadAside writes a snapshot stream into a fresh database at dir and
+// makes it durable (flushed, closed). It returns the applied index it holds.
+func loadAside(fs vfs.FS, dir string, memTable uint64, br *bufio.Reader) (appliedState, error) {
+	db, err := openPebble(fs, dir, memTable)
+	if err != nil {
+		return appliedState{}, err
+	}
+	st, err := load(db, br)
+	if err == nil {
+		err = db.Flush() // no WAL: only flushed data survives
+	}
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	return st, err
+}
+
+func load(db *pebble.DB, br *bufio.Reader) (appliedState, error) {
+	b := db.NewBatch()
+	defer func() { b.Close() }()
 	for {
 		k, err := readChunk(br)
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return err
+			return appliedState{}, fmt.Errorf("fsm: snapshot key: %w", err)
 		}
 		v, err := readChunk(br)
 		if err != nil {
-			return fmt.Errorf("fsm: snapshot value: %w", err)
+			return appliedState{}, fmt.Errorf("fsm: snapshot value: %w", err)
 		}
 		if err := b.Set(k, v, nil); err != nil {
-			return err
+			return appliedState{}, err
 		}
 		if b.Len() > 4<<20 {
 			if err := b.Commit(pebble.NoSync); err != nil {
-				return err
+				return appliedState{}, err
 			}
-			b = f.db.NewBatch()
+			b.Close()
+			b = db.NewBatch()
 		}
 	}
 	if err := b.Commit(pebble.NoSync); err != nil {
+		return appliedState{}, err
+	}
+	st, err := readApplied(db)
+	if err == nil && st.Index == 0 {
+		err = errors.New("fsm: snapshot has no applied index")
+	}
+	return st, err
+}
+
+// finishSwap completes a Restore that was cut short: a complete .ready
+// copy replaces dir; an incomplete .restoring one is dropped.
+func finishSwap(fs vfs.FS, dir string) error {
+	ready := dir + readySuffix
+	if _, err := fs.Stat(ready); err == nil {
+		if err := fs.RemoveAll(dir); err != nil {
+			return err
+		}
+		if err := fs.Rename(ready, dir); err != nil {
+			return err
+		}
+		if err := syncDir(fs, dir); err != nil {
+			return err
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	if err := f.db.Flush(); err != nil { // no WAL: make the restored state durable
+	return fs.RemoveAll(dir + restoringSuffix)
+}
+
+// syncDir makes renames and removals of dir's entries durable by syncing
+// its parent directory.
+func syncDir(fs vfs.FS, dir string) error {
+	d, err := fs.OpenDir(fs.PathDir(dir))
+	if err != nil {
 		return err
 	}
-	f.applied = appliedState{}
-	if ok, err := f.get(keyApplied, &f.applied); err != nil || !ok {
-		return fmt.Errorf("fsm: snapshot has no applied index (%v)", err)
+	if err := d.Sync(); err != nil {
+		d.Close()
+		return err
 	}
-	f.hint.Store(0)
-	f.fns.reset()
-	f.notify()
-	return nil
+	return d.Close()
 }
 
 func readChunk(r *bufio.Reader) ([]byte, error) {

@@ -17,15 +17,19 @@ import (
 // a newer batch than the one before it, never a half-applied one.
 
 func (f *FSM) getRaw(k []byte) ([]byte, error) {
+	f.dbMu.RLock()
 	v, closer, err := f.db.Get(k)
 	if err == pebble.ErrNotFound {
+		f.dbMu.RUnlock()
 		return nil, nil
 	}
 	if err != nil {
+		f.dbMu.RUnlock()
 		return nil, err
 	}
 	out := append([]byte(nil), v...)
 	closer.Close()
+	f.dbMu.RUnlock()
 	if _, _, ok := parseHeader(out); !ok {
 		return out, nil
 	}
@@ -75,6 +79,8 @@ func (f *FSM) scan(lower, upper []byte, reverse bool, fn func(k, v []byte) bool)
 // scanStored calls fn at each key in [lower, upper) until it returns false;
 // values are as stored (a large one is the header of its parts).
 func (f *FSM) scanStored(lower, upper []byte, reverse bool, fn func(it *pebble.Iterator) bool) error {
+	f.dbMu.RLock()
+	defer f.dbMu.RUnlock()
 	it, err := f.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return err

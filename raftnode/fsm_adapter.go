@@ -1,7 +1,10 @@
 package raftnode
 
 import (
+	"fmt"
 	"io"
+	"log/slog"
+	"sync/atomic"
 
 	"github.com/cairn-dev/cairn/fsm"
 	"github.com/hashicorp/raft"
@@ -9,16 +12,37 @@ import (
 
 // raftFSM adapts *fsm.FSM to raft.BatchingFSM: a batch of committed entries
 // becomes one Pebble batch.
-type raftFSM struct{ f *fsm.FSM }
+//
+// Raft hands a BatchingFSM its commands and configuration changes only; its
+// no-ops (one per term) and barriers move raft's applied index unseen. So
+// that the projection can never silently skip a command, every index raft
+// hands over is checked to follow the projection's: what lies between must
+// be entries other than commands (no-ops, barriers) in the log, or at or
+// below floor, an index raft is known to have applied in full (a snapshot's).
+type raftFSM struct {
+	f     *fsm.FSM
+	logs  raft.LogStore
+	floor atomic.Uint64
+}
 
-var _ raft.BatchingFSM = raftFSM{}
+var _ raft.BatchingFSM = (*raftFSM)(nil)
 
-func (a raftFSM) ApplyBatch(logs []*raft.Log) []interface{} {
+func (a *raftFSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	entries := make([]fsm.Entry, 0, len(logs))
-	pos := make([]int, 0, len(logs))
+	pos := make([]int, 0, len(logs)) // pos[j]: the log of entries[j]
+	prev, _ := a.f.Applied()
+	prev = max(prev, a.floor.Load())
 	for i, l := range logs {
-		if l.Type == raft.LogCommand {
+		if l.Index > prev+1 {
+			a.checkGap(prev, l.Index)
+		}
+		prev = max(prev, l.Index)
+		switch l.Type {
+		case raft.LogCommand:
 			entries = append(entries, fsm.Entry{Index: l.Index, Data: l.Data})
+			pos = append(pos, i)
+		case raft.LogConfiguration:
+			entries = append(entries, fsm.Entry{Index: l.Index, IndexOnly: true})
 			pos = append(pos, i)
 		}
 	}
@@ -28,14 +52,41 @@ func (a raftFSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	}
 	results := a.f.ApplyEntries(entries)
 	for j, i := range pos {
-		out[i] = results[j]
+		if logs[i].Type == raft.LogCommand {
+			out[i] = results[j]
+		}
 	}
 	return out
 }
 
-func (a raftFSM) Apply(l *raft.Log) interface{} { return a.ApplyBatch([]*raft.Log{l})[0] }
+// checkGap panics unless every index strictly between prev and next is in
+// the log and not a command. Going on would leave the projection without
+// entries every other replica has.
+func (a *raftFSM) checkGap(prev, next uint64) {
+	for i := prev + 1; i < next; i++ {
+		var l raft.Log
+		if err := a.logs.GetLog(i, &l); err != nil {
+			panic(fmt.Sprintf("raftnode: projection at index %d is handed entry %d, and entry %d is not in the log (%v)", prev, next, i, err))
+		}
+		if l.Type == raft.LogCommand {
+			panic(fmt.Sprintf("raftnode: projection at index %d is handed entry %d, skipping entry %d", prev, next, i))
+		}
+	}
+}
 
-func (a raftFSM) Snapshot() (raft.FSMSnapshot, error) {
+// raise records that raft has applied every entry up to index.
+func (a *raftFSM) raise(index uint64) {
+	for {
+		f := a.floor.Load()
+		if index <= f || a.floor.CompareAndSwap(f, index) {
+			return
+		}
+	}
+}
+
+func (a *raftFSM) Apply(l *raft.Log) interface{} { return a.ApplyBatch([]*raft.Log{l})[0] }
+
+func (a *raftFSM) Snapshot() (raft.FSMSnapshot, error) {
 	s, err := a.f.Snapshot()
 	if err != nil {
 		return nil, err
@@ -43,7 +94,7 @@ func (a raftFSM) Snapshot() (raft.FSMSnapshot, error) {
 	return snapshot{s}, nil
 }
 
-func (a raftFSM) Restore(rc io.ReadCloser) error {
+func (a *raftFSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	return a.f.Restore(rc)
 }
@@ -59,3 +110,74 @@ func (s snapshot) Persist(sink raft.SnapshotSink) error {
 }
 
 func (s snapshot) Release() { s.s.Release() }
+
+// snapshotStore tells the FSM the index of each snapshot raft stores: one it
+// took (the FSM had applied everything up to it) or one it installs (Restore
+// follows, and raft goes on after its index). The stream itself holds the
+// projection's own index, which may be lower by trailing barriers.
+type snapshotStore struct {
+	raft.SnapshotStore
+	a *raftFSM
+}
+
+func (s snapshotStore) Create(version raft.SnapshotVersion, index, term uint64, c raft.Configuration,
+	ci uint64, t raft.Transport) (raft.SnapshotSink, error) {
+	sink, err := s.SnapshotStore.Create(version, index, term, c, ci, t)
+	if err != nil {
+		return nil, err
+	}
+	return &indexSink{SnapshotSink: sink, a: s.a, index: index}, nil
+}
+
+type indexSink struct {
+	raft.SnapshotSink
+	a     *raftFSM
+	index uint64
+}
+
+func (s *indexSink) Close() error {
+	if err := s.SnapshotSink.Close(); err != nil {
+		return err
+	}
+	s.a.raise(s.index)
+	return nil
+}
+
+// catchUp runs before raft starts. With NoSnapshotRestoreOnStart raft takes
+// its newest snapshot as applied and replays only the entries after it. If
+// the projection is behind that snapshot (a crash after raft stored an
+// installed snapshot and before Restore finished) and the log lacks a
+// command in between, the projection is restored from the snapshot first.
+func catchUp(f *fsm.FSM, snaps raft.SnapshotStore, logs raft.LogStore, lg *slog.Logger) error {
+	metas, err := snaps.List()
+	if err != nil || len(metas) == 0 {
+		return err
+	}
+	meta := metas[0]
+	applied, _ := f.Applied()
+	if applied >= meta.Index || onlyNoops(logs, applied+1, meta.Index) {
+		return nil
+	}
+	lg.Warn("projection is behind the newest snapshot; restoring it", "applied", applied, "snapshot", meta.Index)
+	_, rc, err := snaps.Open(meta.ID)
+	if err != nil {
+		return fmt.Errorf("raftnode: open snapshot %s: %w", meta.ID, err)
+	}
+	defer rc.Close()
+	if err := f.Restore(rc); err != nil {
+		return fmt.Errorf("raftnode: restore snapshot %s: %w", meta.ID, err)
+	}
+	return nil
+}
+
+// onlyNoops reports whether entries lo..hi are all in the log and none of
+// them is a command.
+func onlyNoops(logs raft.LogStore, lo, hi uint64) bool {
+	for i := lo; i <= hi; i++ {
+		var l raft.Log
+		if logs.GetLog(i, &l) != nil || l.Type == raft.LogCommand {
+			return false
+		}
+	}
+	return true
+}

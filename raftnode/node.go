@@ -56,6 +56,10 @@ type Config struct {
 	// certificate from the cluster CA, and so must this node to them
 	// (nil: plain TCP).
 	TLS *certs.Identity
+	// Transport replaces the TCP transport (nil: TCP on RaftAddr), so that
+	// tests can run clusters on raft.NewInmemTransport. RaftAddr must then
+	// be the transport's address; AddVoter does not probe new members.
+	Transport raft.Transport
 }
 
 // Node is a running Raft member with Cairn's FSM.
@@ -63,7 +67,7 @@ type Node struct {
 	cfg   Config
 	raft  *raft.Raft
 	store *raftlog.Store
-	trans *raft.NetworkTransport
+	trans raft.Transport
 	// stream is the transport's stream layer; membership changes dial
 	// through it to check that a new member is reachable.
 	stream *stream
@@ -126,30 +130,41 @@ func Open(cfg Config, f *fsm.FSM) (*Node, error) {
 		store.Close()
 		return nil, err
 	}
-	adv, err := net.ResolveTCPAddr("tcp", cfg.Advertise)
-	if err != nil {
-		store.Close()
-		return nil, fmt.Errorf("raftnode: advertise address: %w", err)
+	var (
+		trans  raft.Transport
+		stream *stream
+	)
+	if cfg.Transport != nil {
+		trans = cfg.Transport
+	} else {
+		if stream, err = listen(cfg); err != nil {
+			store.Close()
+			return nil, err
+		}
+		trans = noHeartbeatFastPath{raft.NewNetworkTransportWithLogger(stream, 4, 10*time.Second, hlog)}
 	}
-	if adv.IP == nil || adv.IP.IsUnspecified() || adv.Port == 0 {
-		store.Close()
-		return nil, fmt.Errorf("raftnode: %q is not an address peers can dial: advertise a specific IP and port", cfg.Advertise)
+	closeTrans := func() {
+		if c, ok := trans.(raft.WithClose); ok {
+			c.Close()
+		}
 	}
-	ln, err := net.Listen("tcp", cfg.RaftAddr)
-	if err != nil {
+	if err := catchUp(f, snaps, store, lg); err != nil {
 		store.Close()
-		return nil, fmt.Errorf("raftnode: listen %s: %w", cfg.RaftAddr, err)
+		closeTrans()
+		return nil, err
 	}
-	listenHost, _, _ := net.SplitHostPort(cfg.RaftAddr)
-	stream := newStream(ln, adv, peerdial.New(listenHost, 10*time.Second), cfg.TLS)
-	trans := raft.NewNetworkTransportWithLogger(stream, 4, 10*time.Second, hlog)
+	applier := &raftFSM{f: f, logs: store}
+	if metas, err := snaps.List(); err == nil && len(metas) > 0 {
+		applier.raise(metas[0].Index) // raft starts applying after it
+	}
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)
 	rc.Logger = hlog
 	rc.BatchApplyCh = true
 	// The projection lives in Pebble and survives restarts; raft must not
 	// wipe it with the last snapshot. Entries it re-applies are skipped by
-	// index inside the FSM.
+	// index inside the FSM; a projection behind that snapshot was restored
+	// from it above (catchUp).
 	rc.NoSnapshotRestoreOnStart = true
 	rc.SnapshotThreshold, rc.TrailingLogs = 16384, 16384
 	if cfg.SnapshotThreshold > 0 {
@@ -174,22 +189,22 @@ func Open(cfg Config, f *fsm.FSM) (*Node, error) {
 		has, err := raft.HasExistingState(store, store, snaps)
 		if err != nil {
 			store.Close()
-			trans.Close()
+			closeTrans()
 			return nil, err
 		}
 		if !has {
 			servers := append([]raft.Server{{ID: rc.LocalID, Address: trans.LocalAddr()}}, cfg.Peers...)
 			if err := raft.BootstrapCluster(rc, store, store, snaps, trans, raft.Configuration{Servers: servers}); err != nil {
 				store.Close()
-				trans.Close()
+				closeTrans()
 				return nil, fmt.Errorf("raftnode: bootstrap: %w", err)
 			}
 		}
 	}
-	r, err := raft.NewRaft(rc, raftFSM{f}, store, store, snaps, noHeartbeatFastPath{trans})
+	r, err := raft.NewRaft(rc, applier, store, store, snapshotStore{snaps, applier}, trans)
 	if err != nil {
 		store.Close()
-		trans.Close()
+		closeTrans()
 		return nil, err
 	}
 	n := &Node{cfg: cfg, raft: r, store: store, trans: trans, stream: stream, fsm: f, log: lg,
@@ -197,6 +212,23 @@ func Open(cfg Config, f *fsm.FSM) (*Node, error) {
 	n.wg.Add(1)
 	go n.batchLoop()
 	return n, nil
+}
+
+// listen opens the TCP stream layer for Raft on cfg.RaftAddr.
+func listen(cfg Config) (*stream, error) {
+	adv, err := net.ResolveTCPAddr("tcp", cfg.Advertise)
+	if err != nil {
+		return nil, fmt.Errorf("raftnode: advertise address: %w", err)
+	}
+	if adv.IP == nil || adv.IP.IsUnspecified() || adv.Port == 0 {
+		return nil, fmt.Errorf("raftnode: %q is not an address peers can dial: advertise a specific IP and port", cfg.Advertise)
+	}
+	ln, err := net.Listen("tcp", cfg.RaftAddr)
+	if err != nil {
+		return nil, fmt.Errorf("raftnode: listen %s: %w", cfg.RaftAddr, err)
+	}
+	listenHost, _, _ := net.SplitHostPort(cfg.RaftAddr)
+	return newStream(ln, adv, peerdial.New(listenHost, 10*time.Second), cfg.TLS), nil
 }
 
 func isSingle(cfg Config) bool { return cfg.Solo && cfg.Bootstrap && len(cfg.Peers) == 0 }
@@ -438,7 +470,9 @@ func (n *Node) Close() error {
 		close(n.stop)
 		n.wg.Wait()
 		err = n.raft.Shutdown().Error()
-		n.trans.Close()
+		if c, ok := n.trans.(raft.WithClose); ok {
+			c.Close()
+		}
 		if cerr := n.store.Close(); err == nil {
 			err = cerr
 		}
@@ -497,13 +531,15 @@ func (n *Node) AddVoter(id, raftAddr string) error {
 	if !n.IsLeader() {
 		return ErrNotLeader
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
-	defer cancel()
-	conn, err := n.stream.dial(ctx, raftAddr)
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrUnreachable, err)
+	if n.stream != nil { // an injected transport (tests) is not probed
+		ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+		defer cancel()
+		conn, err := n.stream.dial(ctx, raftAddr)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrUnreachable, err)
+		}
+		conn.Close()
 	}
-	conn.Close()
 	return mapErr(n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(raftAddr), 0, n.cfg.ApplyTimeout).Error())
 }
 

@@ -1,0 +1,47 @@
+package api
+
+import (
+	"context"
+
+	"github.com/cairn-dev/cairn/fsm"
+	"github.com/cairn-dev/cairn/raftnode"
+)
+
+// Node is what the API needs of the Raft node (*raftnode.Node): small, so
+// that handler tests can stand in a fake for a cluster.
+type Node interface {
+	ID() string
+	IsLeader() bool
+	CaughtUp() bool
+	Leader() (addr, id string)
+	Propose(ctx context.Context, recs ...fsm.Record) ([]fsm.Result, error)
+	Stats() raftnode.Stats
+	Members() ([]raftnode.Member, error)
+	AddVoter(id, raftAddr string) error
+	RemoveServer(id string) error
+}
+
+// Projection is what the API reads of the projection (*fsm.FSM).
+type Projection interface {
+	Applied() (index, digest uint64)
+	StateDigest() (string, error)
+	Limits() (fsm.Limits, error)
+	App(id string) (*fsm.App, error)
+	Apps() ([]fsm.App, error)
+	Function(id string) (*fsm.Function, error)
+	Event(id string) ([]byte, error)
+	Run(id string) (*fsm.Run, error)
+	RunsForEvent(eventID string) ([]string, error)
+	RecentRuns(limit int) ([]fsm.Run, error)
+	History(runID string) ([]fsm.HistoryEntry, error)
+	Node(id string) (*fsm.NodeSeen, error)
+	SignalWaiter(signal string) (string, error)
+	SyncRefused(r *fsm.AppSynced) (string, error)
+	BulkCancelMatches(r *fsm.BulkCancel) (bool, error)
+	Refusal(cf *fsm.CallFinished, complete bool) (res fsm.Result, refused bool, err error)
+}
+
+var (
+	_ Node       = (*raftnode.Node)(nil)
+	_ Projection = (*fsm.FSM)(nil)
+)
