@@ -10,8 +10,15 @@ import (
 	"github.com/oklog/ulid/v2"
 )
 
-// apply is the one switch over record kinds.
+// apply applies one record, then stores the runs it changed (flushRuns).
 func (t *txn) apply(r Record) Result {
+	res := t.applyRecord(r)
+	t.flushRuns()
+	return res
+}
+
+// applyRecord is the one switch over record kinds.
+func (t *txn) applyRecord(r Record) Result {
 	t.fresh = t.fresh[:0]
 	t.at = recordAt(r)
 	switch r := r.(type) {
@@ -117,12 +124,10 @@ func (t *txn) countLeased(n int, fn, app string) {
 
 // runOwner returns a run's function and app ("" if there is no such run).
 func (t *txn) runOwner(runID string) (fn, app string) {
-	var o struct {
-		Fn  string `msgpack:"fn"`
-		App string `msgpack:"app"`
+	if run := t.run(runID); run != nil {
+		return run.FnID, run.AppID
 	}
-	t.get(keyRun(runID), &o)
-	return o.Fn, o.App
+	return "", ""
 }
 
 // leaseRoom reports whether l's bounds leave room to claim a call of
@@ -305,7 +310,6 @@ func (t *txn) applyCallClaimed(r *CallClaimed) Result {
 		}
 		if errBody := t.limits().overflow(run.StateBytes, len(run.Stack)); errBody != nil {
 			t.finish(run, StatusFailed, r.At, nil, errBody)
-			t.put(keyRun(run.ID), run)
 			return Result{Code: Rejected, ID: r.RunID, Msg: "the run's events are over its state limit"}
 		}
 	}
@@ -320,7 +324,6 @@ func (t *txn) applyCallClaimed(r *CallClaimed) Result {
 			t.putCall(c)
 			run.Waiting = "concurrency limit reached"
 			t.history(run, HistoryEntry{At: r.At, Type: "call.waiting", Call: c.ID, Detail: "concurrency limit reached"})
-			t.put(keyRun(run.ID), run)
 			return Result{Code: Rejected, ID: r.RunID, Msg: "concurrency limit reached"}
 		}
 		c.Slots = true
@@ -336,14 +339,13 @@ func (t *txn) applyCallClaimed(r *CallClaimed) Result {
 	}
 	run.Calls++
 	t.history(run, HistoryEntry{At: r.At, Type: "call.claimed", Call: c.ID, Attempt: c.Attempt})
-	t.put(keyRun(run.ID), run)
 	return Result{Code: OK, ID: r.RunID, Gen: c.Gen}
 }
 
 // loadCall fetches a running run and one of its calls at generation gen.
 func (t *txn) loadCall(runID, callID string, gen uint32) (*Run, *Call, Result) {
-	run := &Run{}
-	if !t.get(keyRun(runID), run) {
+	run := t.run(runID)
+	if run == nil {
 		return nil, nil, Result{Code: NotFound, ID: runID, Msg: "no such run"}
 	}
 	if run.Done() {
@@ -376,7 +378,6 @@ func (t *txn) applyCallFinished(r *CallFinished) Result {
 	if res.Code != OK {
 		if run != nil {
 			t.history(run, HistoryEntry{At: r.At, Type: "result." + res.Code.String(), Call: r.Call, Detail: res.Msg})
-			t.put(keyRun(run.ID), run)
 		}
 		return res
 	}
@@ -397,7 +398,6 @@ func (t *txn) applyCallFinished(r *CallFinished) Result {
 	default:
 		t.retryOrFail(run, c, fn, r, errorBody(r))
 	}
-	t.put(keyRun(run.ID), run)
 	return Result{Code: OK, ID: r.RunID}
 }
 
@@ -495,6 +495,11 @@ func (t *txn) processOps(run *Run, c *Call, fn *Function, r *CallFinished) {
 		default:
 			t.finish(run, StatusFailed, r.At, nil, errJSON("UnsupportedOpcode",
 				fmt.Sprintf("opcode %s (step %q) is not supported by this Cairn server", op.Op, op.DisplayName)))
+			return
+		}
+		if run.Done() {
+			// An event the op emitted ended the run (a cancelOn on
+			// inngest/function.invoked): finish dropped its calls, c too.
 			return
 		}
 		t.history(run, h)
@@ -595,7 +600,6 @@ func (t *txn) applyTimerFired(r *TimerFired) Result {
 		}
 		t.finish(run, StatusCancelled, r.At, nil, errJSON("FunctionTimeoutError", "the run exceeded "+which))
 	}
-	t.put(keyRun(run.ID), run)
 	return Result{Code: OK, ID: r.RunID}
 }
 
@@ -613,8 +617,8 @@ func (t *txn) startTimeouts(run *Run, at int64) {
 
 // applyCancelRequested stops a running run: no further app calls.
 func (t *txn) applyCancelRequested(r *CancelRequested) Result {
-	run := &Run{}
-	if !t.get(keyRun(r.RunID), run) {
+	run := t.run(r.RunID)
+	if run == nil {
 		return Result{Code: NotFound, ID: r.RunID, Msg: "no such run"}
 	}
 	if run.Done() {
@@ -625,11 +629,10 @@ func (t *txn) applyCancelRequested(r *CancelRequested) Result {
 		reason = "cancelled by request"
 	}
 	t.finish(run, StatusCancelled, r.At, nil, errJSON("RunCancelled", reason))
-	t.put(keyRun(run.ID), run)
 	return Result{Code: OK, ID: r.RunID}
 }
 
-// finish ends a run and drops its queued calls. The caller stores the run.
+// finish ends a run and drops its queued calls.
 func (t *txn) finish(run *Run, status string, at int64, output, errBody []byte) {
 	var calls []Call
 	t.scan(prefixCalls(run.ID), func(_, v []byte) bool {

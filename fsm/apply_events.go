@@ -108,9 +108,10 @@ func (t *txn) startRun(fn *Function, at int64, evs []eventRef, corr string, due 
 		ID: runID(first.ID, fn.ID, at), FnID: fn.ID, AppID: fn.AppID,
 		Status: StatusRunning, CreatedAt: at, Version: -1, Corr: corr, Waiting: waiting,
 	}
-	if t.has(keyRun(run.ID)) {
+	if t.run(run.ID) != nil {
 		return nil // the same event cannot start the same function twice
 	}
+	t.addRun(run)
 	for _, ev := range evs {
 		run.EventIDs = append(run.EventIDs, ev.ID)
 		t.putRaw(keyEventRun(ev.ID, run.ID), nil)
@@ -131,7 +132,6 @@ func (t *txn) startRun(fn *Function, at int64, evs []eventRef, corr string, due 
 		t.putCall(&Call{RunID: run.ID, ID: timeoutStartCall, Type: CallTimeout, Due: at + fn.StartTimeoutMs})
 	}
 	t.putCall(&Call{RunID: run.ID, ID: DiscoveryCall, Type: CallHTTP, Due: due})
-	t.put(keyRun(run.ID), run)
 	return run
 }
 
@@ -179,9 +179,9 @@ func (t *txn) matchWaits(at int64, name string, js []byte) {
 		return true
 	})
 	for _, r := range refs {
-		run := &Run{}
+		run := t.run(r.run)
 		c := &Call{}
-		if !t.get(keyRun(r.run), run) || run.Done() || !t.get(keyCall(r.run, r.call), c) || c.Type != CallWait {
+		if run == nil || run.Done() || !t.get(keyCall(r.run, r.call), c) || c.Type != CallWait {
 			t.del(keyWait(name, r.run, r.call))
 			continue
 		}
@@ -189,7 +189,6 @@ func (t *txn) matchWaits(at int64, name string, js []byte) {
 			continue
 		}
 		t.resume(run, c, at, js, "step.event.received")
-		t.put(keyRun(run.ID), run)
 	}
 }
 
@@ -210,8 +209,8 @@ func (t *txn) matchCancels(at int64, name string, js []byte) {
 		return true
 	})
 	for _, r := range refs {
-		run := &Run{}
-		if !t.get(keyRun(r.run), run) || run.Done() || (r.entry.Expires > 0 && at > r.entry.Expires) {
+		run := t.run(r.run)
+		if run == nil || run.Done() || (r.entry.Expires > 0 && at > r.entry.Expires) {
 			t.del(r.key)
 			continue
 		}
@@ -219,12 +218,10 @@ func (t *txn) matchCancels(at int64, name string, js []byte) {
 			continue
 		}
 		t.finish(run, StatusCancelled, at, nil, errJSON("RunCancelled", "cancelled by event "+name))
-		t.put(keyRun(run.ID), run)
 	}
 }
 
-// resume ends a waiting call with a value, then lets the run go on. The
-// caller stores the run.
+// resume ends a waiting call with a value, then lets the run go on.
 func (t *txn) resume(run *Run, c *Call, at int64, value []byte, what string) {
 	t.delCall(c)
 	if !t.memoize(run, c.ID, value) {
@@ -310,11 +307,10 @@ func (t *txn) resumeInvoke(at int64, corr string, memo []byte) {
 		return // timed out already, or the parent ended
 	}
 	runID, callID, _ := strings.Cut(string(ref), sep)
-	run, c := &Run{}, &Call{}
-	if !t.get(keyRun(runID), run) || run.Done() || !t.get(keyCall(runID, callID), c) || c.Type != CallInvoke {
+	run, c := t.run(runID), &Call{}
+	if run == nil || run.Done() || !t.get(keyCall(runID, callID), c) || c.Type != CallInvoke {
 		t.del(keyInvoke(corr))
 		return
 	}
 	t.resume(run, c, at, memo, "step.invoke.finished")
-	t.put(keyRun(run.ID), run)
 }

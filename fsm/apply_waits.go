@@ -80,7 +80,7 @@ func (t *txn) addWaitForSignal(run *Run, at int64, op Op) error {
 	}
 	if ref := t.getRaw(keySignal(sig)); ref != nil && planOpt(op.Opts, "conflict") != "replace" {
 		holder, _, _ := strings.Cut(string(ref), sep)
-		if other := (&Run{}); t.get(keyRun(holder), other) && !other.Done() {
+		if other := t.run(holder); other != nil && !other.Done() {
 			return fmt.Errorf("signal %q is already awaited by run %s", sig, holder)
 		}
 	}
@@ -145,15 +145,14 @@ func (t *txn) applySignalReceived(r *SignalReceived) Result {
 		return Result{Code: NotFound, Msg: fmt.Sprintf("no run is waiting for signal %q", r.Signal)}
 	}
 	runID, callID, _ := strings.Cut(string(ref), sep)
-	run, c := &Run{}, &Call{}
-	if !t.get(keyRun(runID), run) || run.Done() || !t.get(keyCall(runID, callID), c) || c.Type != CallSignal {
+	run, c := t.run(runID), &Call{}
+	if run == nil || run.Done() || !t.get(keyCall(runID, callID), c) || c.Type != CallSignal {
 		t.del(keySignal(r.Signal))
 		return Result{Code: NotFound, Msg: fmt.Sprintf("no run is waiting for signal %q", r.Signal)}
 	}
 	sigJSON, _ := json.Marshal(r.Signal)
 	memo := []byte(`{"data":{"signal":` + string(sigJSON) + `,"data":` + string(orNull(r.Data)) + `}}`)
 	t.resume(run, c, r.At, memo, "step.signal.received")
-	t.put(keyRun(run.ID), run)
 	return Result{Code: OK, ID: run.ID}
 }
 
@@ -214,12 +213,11 @@ func (t *txn) applyBulkCancel(r *BulkCancel) Result {
 	}
 	res := Result{Code: OK}
 	for _, id := range ids {
-		run := &Run{}
-		if !t.get(keyRun(id), run) || !r.cancels(run) {
+		run := t.run(id)
+		if run == nil || !r.cancels(run) {
 			continue
 		}
 		t.finish(run, StatusCancelled, r.At, nil, errJSON("RunCancelled", reason))
-		t.put(keyRun(run.ID), run)
 		res.Runs = append(res.Runs, run.ID)
 	}
 	return res

@@ -1,0 +1,88 @@
+package fsm_test
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/cairn-dev/cairn/fsm"
+)
+
+// A run whose cancelOn matches the invocation event its own InvokeFunction
+// emits is cancelled in the middle of its caller's record. The caller must
+// not then store an older copy of the run over the cancel.
+func TestCancelOnOwnInvokeStaysCancelled(t *testing.T) {
+	v := newVocab(t)
+	v.apply(vApp(
+		vFn("app-parent", func(d *fsm.FunctionDef) {
+			d.Triggers = []fsm.Trigger{{Event: "start"}}
+			d.Cancel = []fsm.CancelOn{{Event: fsm.EventInvoked}}
+		}),
+		vFn("app-child", nil),
+	))
+	p := v.apply(vEvent(100, "e1", "start", `{}`))[0].Runs[0]
+	v.answer(200, p, fsm.DiscoveryCall, fsm.Op{ID: "inv", Op: "InvokeFunction",
+		Opts: opts(map[string]any{"function_id": "app-child", "timeout": "1m"})})
+
+	if r := v.run(p); r.Status != fsm.StatusCancelled {
+		t.Fatalf("parent status %s, want cancelled", r.Status)
+	}
+	hist, err := v.f.History(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var types []string
+	for i, e := range hist {
+		types = append(types, e.Type)
+		if e.Seq != uint64(i+1) {
+			t.Fatalf("history seq %d at position %d: %v", e.Seq, i, hist)
+		}
+	}
+	if want := []string{"run.scheduled", "call.claimed", "run.cancelled"}; !reflect.DeepEqual(types, want) {
+		t.Fatalf("history %v, want %v", types, want)
+	}
+	due, _, err := v.f.Due(1<<62, 100, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range due {
+		if c.RunID == p {
+			t.Fatalf("cancelled parent still has call %s queued", c.ID)
+		}
+	}
+}
+
+// With concurrency 1 and two parallel steps, the second waits for the slot;
+// when the first ends, handing the slot on clears the run's Waiting, and the
+// record that ended the first step must not put it back.
+func TestConcurrencyWakeClearsWaiting(t *testing.T) {
+	v := newVocab(t)
+	v.apply(vApp(vFn("app-c1", func(d *fsm.FunctionDef) {
+		d.Triggers = []fsm.Trigger{{Event: "go"}}
+		d.Concurrency = []fsm.ConcurrencyLimit{{Limit: 1}}
+	})))
+	run := v.apply(vEvent(100, "e1", "go", `{}`))[0].Runs[0]
+	v.answer(200, run, fsm.DiscoveryCall,
+		fsm.Op{ID: "pa", Op: "StepPlanned"}, fsm.Op{ID: "pb", Op: "StepPlanned"})
+	claim := func(call string, at int64) fsm.Result {
+		c, _ := v.f.Call(run, call)
+		return v.apply(&fsm.CallClaimed{At: at, RunID: run, Call: call, Gen: c.Gen, LeaseUntil: 60000, Node: "n", Boot: "b"})[0]
+	}
+	a := claim("pa", 300)
+	if a.Code != fsm.OK {
+		t.Fatalf("claim pa: %+v", a)
+	}
+	if b := claim("pb", 300); b.Code != fsm.Rejected {
+		t.Fatalf("claim pb with the slot taken: %+v", b)
+	}
+	if w := v.run(run).Waiting; w == "" {
+		t.Fatal("run not marked waiting for its concurrency slot")
+	}
+	v.apply(&fsm.CallFinished{At: 400, RunID: run, Call: "pa", Gen: a.Gen, Status: 206, SDK: true,
+		Ops: []fsm.Op{{ID: "pa", Op: "StepRun", Data: []byte(`1`)}}})
+	if w := v.run(run).Waiting; w != "" {
+		t.Fatalf("run still waiting (%q) after its blocked step was woken", w)
+	}
+	if b := claim("pb", 500); b.Code != fsm.OK {
+		t.Fatalf("claim pb after the slot was freed: %+v", b)
+	}
+}
