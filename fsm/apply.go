@@ -451,6 +451,9 @@ func (t *txn) processOps(run *Run, c *Call, fn *Function, r *CallFinished) {
 			t.putCall(&Call{RunID: run.ID, ID: op.ID, Type: CallHTTP, Due: r.At})
 			h.Type, h.Detail = "step.planned", op.ID
 		case "Sleep":
+			if t.has(keyStep(run.ID, op.ID)) || t.has(keyCall(run.ID, op.ID)) {
+				continue // reported again: its timer keeps its wake-up
+			}
 			until, err := sleepUntil(r.At, op)
 			if err != nil {
 				t.finish(run, StatusFailed, r.At, nil, errJSON("InvalidSleep", err.Error()))
@@ -679,8 +682,13 @@ func (t *txn) history(run *Run, h HistoryEntry) {
 }
 
 // putCall stores a call and queues it: blocked on a concurrency key (cw/),
-// claimed (lq/ and the claimant's lease index) or waiting to be (q/).
+// claimed (lq/ and the claimant's lease index) or waiting to be (q/). A
+// call stored already leaves its old queue entry first, since the entry's
+// key holds the due time and an entry left behind would never be deleted.
 func (t *txn) putCall(c *Call) {
+	if old := (&Call{}); t.get(keyCall(c.RunID, c.ID), old) {
+		t.unqueue(old)
+	}
 	t.put(keyCall(c.RunID, c.ID), c)
 	switch {
 	case c.Blocked != "":

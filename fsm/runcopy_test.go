@@ -86,3 +86,28 @@ func TestConcurrencyWakeClearsWaiting(t *testing.T) {
 		t.Fatalf("claim pb after the slot was freed: %+v", b)
 	}
 }
+
+// A Sleep reported again (here by the second of two parallel steps) must
+// neither move its wake-up nor leave a second queue entry behind, and
+// nothing of the run stays queued once it ends.
+func TestReportedAgainSleepKeepsItsTimer(t *testing.T) {
+	h := newHarness(t)
+	run := h.startRun(3)
+	at := t0 + 100
+	h.answer(run, fsm.DiscoveryCall, at, ops(
+		fsm.Op{ID: "pa", Op: "StepPlanned"}, fsm.Op{ID: "pb", Op: "StepPlanned"}))
+	sleep := fsm.Op{ID: "zz", Op: "Sleep", Name: "30s", Opts: []byte(`{}`)}
+	h.answer(run, "pa", at+10, ops(sleep))
+	wake := h.mustCall(run, "zz").Due
+	h.answer(run, "pb", at+5000, ops(sleep))
+	if got := h.mustCall(run, "zz").Due; got != wake {
+		t.Fatalf("re-reported sleep moved its wake-up from %d to %d", wake, got)
+	}
+	if q := fsm.QueueEntries(h.f, run); len(q) != 1 {
+		t.Fatalf("queue entries %v, want the sleep's one", q)
+	}
+	h.want(&fsm.CancelRequested{At: at + 6000, RunID: run}, fsm.OK)
+	if q := fsm.QueueEntries(h.f, run); len(q) != 0 {
+		t.Fatalf("queue entries %v left after the run ended", q)
+	}
+}
