@@ -250,11 +250,29 @@ func internalEventID(at int64, seed string) string {
 	return mustULID(uint64(at), h[:10]).String()
 }
 
-// emit accepts an event that the engine itself produces.
-func (t *txn) emit(at int64, seed, name string, data any) {
+// emit accepts an event that the engine itself produces. It returns the
+// encoding error, if any, rather than store an empty event; callers pass
+// raw values through rawJSON so that there is none.
+func (t *txn) emit(at int64, seed, name string, data any) error {
 	id := internalEventID(at, seed)
-	js, _ := json.Marshal(map[string]any{"name": name, "data": data, "id": id, "ts": at, "user": map[string]any{}})
+	js, err := json.Marshal(map[string]any{"name": name, "data": data, "id": id, "ts": at, "user": map[string]any{}})
+	if err != nil {
+		return fmt.Errorf("encode event %s: %w", name, err)
+	}
 	t.acceptEvent(at, id, name, js)
+	return nil
+}
+
+// rawJSON embeds b in an event as is when it is JSON (null when empty),
+// else as a JSON string: an app's result need not be valid JSON, and an
+// invalid json.RawMessage would fail the whole event's encoding.
+func rawJSON(b []byte) json.RawMessage {
+	b = orNull(b)
+	if json.Valid(b) {
+		return b
+	}
+	s, _ := json.Marshal(string(b)) // a string always encodes
+	return s
 }
 
 // finalized runs what follows a run's end: its invoking parent resumes,
@@ -282,21 +300,23 @@ func (t *txn) finalized(run *Run, at int64) {
 		var events []json.RawMessage
 		for _, id := range run.EventIDs {
 			if ev := t.getRaw(keyEvent(id)); ev != nil {
-				events = append(events, ev)
+				events = append(events, rawJSON(ev))
 			}
 		}
 		if len(events) > 0 {
 			data["event"], data["events"] = events[0], events
 		}
 		if run.Status == StatusCompleted {
-			data["result"] = json.RawMessage(orNull(run.Output))
+			data["result"] = rawJSON(run.Output)
 		} else {
-			data["error"] = json.RawMessage(orNull(run.Error))
+			data["error"] = rawJSON(run.Error)
 		}
 		if run.Corr != "" {
 			data["correlation_id"] = run.Corr
 		}
-		t.emit(at, run.ID+"/"+name, name, data)
+		if err := t.emit(at, run.ID+"/"+name, name, data); err != nil {
+			t.history(run, HistoryEntry{At: at, Type: HistEventDropped, Detail: err.Error()})
+		}
 	}
 }
 

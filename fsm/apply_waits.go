@@ -133,7 +133,9 @@ func (t *txn) addInvoke(run *Run, at int64, op Op) ([]byte, error) {
 		"fn_id": o.FunctionID, "correlation_id": corr, "expire": due, "name": op.DisplayName,
 		"source_app_id": run.AppID, "source_fn_id": run.FnID,
 	}
-	t.emit(at, corr, EventInvoked, data)
+	if err := t.emit(at, corr, EventInvoked, data); err != nil {
+		return nil, err
+	}
 	return nil, nil
 }
 

@@ -1,5 +1,7 @@
 package fsm
 
+import "fmt"
+
 // Code is the business outcome of applying one record. Codes are values, not
 // errors: every replica computes the same one.
 type Code uint8
@@ -12,8 +14,15 @@ const (
 	Rejected       // not allowed in the current state (e.g. run already finished)
 )
 
+var codeNames = [...]string{"ok", "duplicate", "stale", "not_found", "rejected"}
+
+// String names the code; a value this release does not know (a newer
+// release's, a corrupt one) is shown as a number rather than panicking.
 func (c Code) String() string {
-	return [...]string{"ok", "duplicate", "stale", "not_found", "rejected"}[c]
+	if int(c) < len(codeNames) {
+		return codeNames[c]
+	}
+	return fmt.Sprintf("code(%d)", uint8(c))
 }
 
 // Result is what Apply returns for one record.

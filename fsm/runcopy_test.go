@@ -1,6 +1,7 @@
 package fsm_test
 
 import (
+	"encoding/json"
 	"reflect"
 	"testing"
 
@@ -109,5 +110,57 @@ func TestReportedAgainSleepKeepsItsTimer(t *testing.T) {
 	h.want(&fsm.CancelRequested{At: at + 6000, RunID: run}, fsm.OK)
 	if q := fsm.QueueEntries(h.f, run); len(q) != 0 {
 		t.Fatalf("queue entries %v left after the run ended", q)
+	}
+}
+
+// A run's result that is not JSON must not make the engine emit an empty
+// inngest/function.finished event: the listener gets a valid event.
+func TestFinishedEventWithInvalidResultIsValidJSON(t *testing.T) {
+	v := newVocab(t)
+	v.apply(vApp(
+		vFn("app-a", func(d *fsm.FunctionDef) { d.Triggers = []fsm.Trigger{{Event: "start"}} }),
+		vFn("app-listen", func(d *fsm.FunctionDef) { d.Triggers = []fsm.Trigger{{Event: fsm.EventFinished}} }),
+	))
+	run := v.apply(vEvent(100, "e1", "start", `{}`))[0].Runs[0]
+	c, _ := v.f.Call(run, fsm.DiscoveryCall)
+	cl := v.apply(&fsm.CallClaimed{At: 200, RunID: run, Call: fsm.DiscoveryCall, Gen: c.Gen, LeaseUntil: 9999, Node: "n", Boot: "b"})[0]
+	v.apply(&fsm.CallFinished{At: 300, RunID: run, Call: fsm.DiscoveryCall, Gen: cl.Gen, Status: 200, SDK: true, Body: []byte(`not json`)})
+	if r := v.run(run); r.Status != fsm.StatusCompleted {
+		t.Fatalf("run %s", r.Status)
+	}
+	runs, err := v.f.RecentRuns(10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, r := range runs {
+		if r.FnID != "app-listen" {
+			continue
+		}
+		found = true
+		ev, _ := v.f.Event(r.EventIDs[0])
+		var got struct {
+			Name string `json:"name"`
+			Data struct {
+				Result string `json:"result"`
+			} `json:"data"`
+		}
+		if err := json.Unmarshal(ev, &got); err != nil || got.Name != fsm.EventFinished || got.Data.Result != "not json" {
+			t.Fatalf("finished event %q (%v)", ev, err)
+		}
+	}
+	if !found {
+		t.Fatal("listener did not start")
+	}
+}
+
+// Code.String names every code and does not panic on others (a result
+// from a newer release, a corrupt value in a log line).
+func TestCodeString(t *testing.T) {
+	for c, want := range map[fsm.Code]string{fsm.OK: "ok", fsm.Duplicate: "duplicate", fsm.Stale: "stale",
+		fsm.NotFound: "not_found", fsm.Rejected: "rejected", fsm.Code(200): "code(200)"} {
+		if got := c.String(); got != want {
+			t.Errorf("Code(%d).String() = %q, want %q", c, got, want)
+		}
 	}
 }
