@@ -294,7 +294,7 @@ func (t *txn) applyCallClaimed(r *CallClaimed) Result {
 	if res.Code != OK {
 		return res
 	}
-	if c.Type != CallHTTP {
+	if c.IsTimer() {
 		return Result{Code: Rejected, ID: r.RunID, Msg: "call is a timer"}
 	}
 	restarted := c.Claimed && c.Node == r.Node && c.Boot != r.Boot
@@ -323,7 +323,7 @@ func (t *txn) applyCallClaimed(r *CallClaimed) Result {
 			c.Blocked, c.Due = full, run.CreatedAt-run.Priority*1000
 			t.putCall(c)
 			run.Waiting = "concurrency limit reached"
-			t.history(run, HistoryEntry{At: r.At, Type: "call.waiting", Call: c.ID, Detail: "concurrency limit reached"})
+			t.history(run, HistoryEntry{At: r.At, Type: HistCallWaiting, Call: c.ID, Detail: "concurrency limit reached"})
 			return Result{Code: Rejected, ID: r.RunID, Msg: "concurrency limit reached"}
 		}
 		c.Slots = true
@@ -338,7 +338,7 @@ func (t *txn) applyCallClaimed(r *CallClaimed) Result {
 		t.started(run)
 	}
 	run.Calls++
-	t.history(run, HistoryEntry{At: r.At, Type: "call.claimed", Call: c.ID, Attempt: c.Attempt})
+	t.history(run, HistoryEntry{At: r.At, Type: HistCallClaimed, Call: c.ID, Attempt: c.Attempt})
 	return Result{Code: OK, ID: r.RunID, Gen: c.Gen}
 }
 
@@ -377,7 +377,7 @@ func (t *txn) applyCallFinished(r *CallFinished) Result {
 	}
 	if res.Code != OK {
 		if run != nil {
-			t.history(run, HistoryEntry{At: r.At, Type: "result." + res.Code.String(), Call: r.Call, Detail: res.Msg})
+			t.history(run, HistoryEntry{At: r.At, Type: HistResult(res.Code), Call: r.Call, Detail: res.Msg})
 		}
 		return res
 	}
@@ -410,38 +410,38 @@ func (t *txn) processOps(run *Run, c *Call, fn *Function, r *CallFinished) {
 	for _, op := range waitsFirst(r.Ops) {
 		h := HistoryEntry{At: r.At, Call: c.ID, Attempt: c.Attempt, Name: op.DisplayName}
 		switch op.Op {
-		case "StepRun", "Step":
+		case OpStepRun, OpStep:
 			if t.has(keyStep(run.ID, op.ID)) {
-				h.Type, h.Detail = "step.duplicate", op.ID
+				h.Type, h.Detail = HistStepDuplicate, op.ID
 				t.history(run, h)
 				continue
 			}
 			if !t.memoize(run, op.ID, wrap("data", op.Data)) {
 				return
 			}
-			h.Type, h.Detail, h.Data = "step.completed", op.ID, orNull(op.Data)
+			h.Type, h.Detail, h.Data = HistStepCompleted, op.ID, orNull(op.Data)
 			memoized = true
-		case "StepError":
+		case OpStepError:
 			if c.Attempt+1 < fn.MaxAttempts() {
-				h.Type, h.Detail, h.Data = "step.errored", op.ID, op.Error
+				h.Type, h.Detail, h.Data = HistStepErrored, op.ID, op.Error
 				t.history(run, h)
 				t.reschedule(c, r)
 				retrying = true
 				continue
 			}
 			fallthrough
-		case "StepFailed":
+		case OpStepFailed:
 			if t.has(keyStep(run.ID, op.ID)) {
-				h.Type, h.Detail = "step.duplicate", op.ID
+				h.Type, h.Detail = HistStepDuplicate, op.ID
 				t.history(run, h)
 				continue
 			}
 			if !t.memoize(run, op.ID, wrap("error", op.Error)) {
 				return
 			}
-			h.Type, h.Detail, h.Data = "step.failed", op.ID, op.Error
+			h.Type, h.Detail, h.Data = HistStepFailed, op.ID, op.Error
 			memoized = true
-		case "StepPlanned":
+		case OpStepPlanned:
 			if t.has(keyStep(run.ID, op.ID)) || t.has(keyCall(run.ID, op.ID)) {
 				continue
 			}
@@ -449,8 +449,8 @@ func (t *txn) processOps(run *Run, c *Call, fn *Function, r *CallFinished) {
 				run.Race = true
 			}
 			t.putCall(&Call{RunID: run.ID, ID: op.ID, Type: CallHTTP, Due: r.At})
-			h.Type, h.Detail = "step.planned", op.ID
-		case "Sleep":
+			h.Type, h.Detail = HistStepPlanned, op.ID
+		case OpSleep:
 			if t.has(keyStep(run.ID, op.ID)) || t.has(keyCall(run.ID, op.ID)) {
 				continue // reported again: its timer keeps its wake-up
 			}
@@ -460,21 +460,21 @@ func (t *txn) processOps(run *Run, c *Call, fn *Function, r *CallFinished) {
 				return
 			}
 			t.putCall(&Call{RunID: run.ID, ID: op.ID, Type: CallSleep, Due: until})
-			h.Type, h.Detail = "step.sleeping", fmt.Sprintf("%s until %d", op.ID, until)
-		case "WaitForEvent", "WaitForSignal":
+			h.Type, h.Detail = HistStepSleeping, fmt.Sprintf("%s until %d", op.ID, until)
+		case OpWaitForEvent, OpWaitForSignal:
 			if t.has(keyStep(run.ID, op.ID)) || t.has(keyCall(run.ID, op.ID)) {
 				continue
 			}
-			add, what := t.addWaitForEvent, "step.waiting.event"
-			if op.Op == "WaitForSignal" {
-				add, what = t.addWaitForSignal, "step.waiting.signal"
+			add, what := t.addWaitForEvent, HistWaitingEvent
+			if op.Op == OpWaitForSignal {
+				add, what = t.addWaitForSignal, HistWaitingSignal
 			}
 			if err := add(run, r.At, op); err != nil {
 				t.finish(run, StatusFailed, r.At, nil, errJSON("Invalid"+op.Op, err.Error()))
 				return
 			}
 			h.Type, h.Detail, h.Data = what, op.ID, op.Opts
-		case "InvokeFunction":
+		case OpInvokeFunction:
 			if t.has(keyStep(run.ID, op.ID)) || t.has(keyCall(run.ID, op.ID)) {
 				continue
 			}
@@ -483,17 +483,17 @@ func (t *txn) processOps(run *Run, c *Call, fn *Function, r *CallFinished) {
 				t.finish(run, StatusFailed, r.At, nil, errJSON("InvalidInvoke", err.Error()))
 				return
 			}
-			h.Type, h.Detail, h.Data = "step.invoking", op.ID, op.Opts
+			h.Type, h.Detail, h.Data = HistInvoking, op.ID, op.Opts
 			if memo != nil {
 				if !t.memoize(run, op.ID, memo) {
 					return
 				}
-				h.Type, h.Data, memoized = "step.invoke.failed", memo, true
+				h.Type, h.Data, memoized = HistInvokeFailed, memo, true
 			}
-		case "RunComplete":
+		case OpRunComplete:
 			t.finish(run, StatusCompleted, r.At, orNull(op.Data), nil)
 			return
-		case "None", "":
+		case OpNone, "":
 			continue
 		default:
 			t.finish(run, StatusFailed, r.At, nil, errJSON("UnsupportedOpcode",
@@ -541,7 +541,7 @@ func (t *txn) retryOrFail(run *Run, c *Call, fn *Function, r *CallFinished, errB
 		t.finish(run, StatusFailed, r.At, nil, errBody)
 		return
 	}
-	t.history(run, HistoryEntry{At: r.At, Type: "call.errored", Call: c.ID, Attempt: c.Attempt, Data: errBody,
+	t.history(run, HistoryEntry{At: r.At, Type: HistCallErrored, Call: c.ID, Attempt: c.Attempt, Data: errBody,
 		Detail: fmt.Sprintf("status %d", r.Status)})
 	t.reschedule(c, r)
 }
@@ -583,7 +583,7 @@ func (t *txn) applyTimerFired(r *TimerFired) Result {
 	if res.Code != OK {
 		return res
 	}
-	if c.Type == CallHTTP {
+	if !c.IsTimer() {
 		return Result{Code: Rejected, ID: r.RunID, Msg: "call is not a timer"}
 	}
 	if r.At < c.Due {
@@ -591,11 +591,11 @@ func (t *txn) applyTimerFired(r *TimerFired) Result {
 	}
 	switch c.Type {
 	case CallSleep:
-		t.resume(run, c, r.At, []byte("null"), "step.woke")
+		t.resume(run, c, r.At, []byte("null"), HistStepWoke)
 	case CallWait, CallSignal:
-		t.resume(run, c, r.At, []byte("null"), "step.wait.timeout")
+		t.resume(run, c, r.At, []byte("null"), HistWaitTimeout)
 	case CallInvoke:
-		t.resume(run, c, r.At, []byte(`{"error":{"name":"InngestInvokeTimeoutError","message":"Timed out waiting for invoked function to complete"}}`), "step.invoke.timeout")
+		t.resume(run, c, r.At, []byte(`{"error":{"name":"InngestInvokeTimeoutError","message":"Timed out waiting for invoked function to complete"}}`), HistInvokeTimeout)
 	case CallTimeout:
 		which := "timeouts.start"
 		if c.ID == timeoutFinishCall {
@@ -658,7 +658,7 @@ func (t *txn) finish(run *Run, status string, at int64, output, errBody []byte) 
 	if status != StatusCompleted {
 		data = errBody
 	}
-	t.history(run, HistoryEntry{At: at, Type: "run." + status, Data: data})
+	t.history(run, HistoryEntry{At: at, Type: HistRunEnded(status), Data: data})
 	t.finalized(run, at)
 }
 
@@ -697,7 +697,7 @@ func (t *txn) putCall(c *Call) {
 	case c.Claimed:
 	default:
 		t.minDue = min(t.minDue, c.Due)
-		if c.Type == CallHTTP {
+		if !c.IsTimer() {
 			cp := *c
 			t.fresh = append(t.fresh, &cp)
 		}

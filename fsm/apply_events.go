@@ -117,7 +117,7 @@ func (t *txn) startRun(fn *Function, at int64, evs []eventRef, corr string, due 
 		t.putRaw(keyEventRun(ev.ID, run.ID), nil)
 	}
 	t.putRaw(keyActive(fn.ID, run.ID), nil)
-	t.history(run, HistoryEntry{At: at, Type: "run.scheduled", Name: first.Name, Detail: "event " + first.ID})
+	t.history(run, HistoryEntry{At: at, Type: HistRunScheduled, Name: first.Name, Detail: "event " + first.ID})
 	for i, c := range fn.Cancel {
 		entry := cancelEntry{If: c.If}
 		if c.TimeoutMs > 0 {
@@ -188,7 +188,7 @@ func (t *txn) matchWaits(at int64, name string, js []byte) {
 		if ok, err := expr.Match(c.If, t.runEvent(run), js); err != nil || !ok {
 			continue
 		}
-		t.resume(run, c, at, js, "step.event.received")
+		t.resume(run, c, at, js, HistEventReceived)
 	}
 }
 
@@ -332,5 +332,5 @@ func (t *txn) resumeInvoke(at int64, corr string, memo []byte) {
 		t.del(keyInvoke(corr))
 		return
 	}
-	t.resume(run, c, at, memo, "step.invoke.finished")
+	t.resume(run, c, at, memo, HistInvokeDone)
 }

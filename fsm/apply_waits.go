@@ -19,7 +19,7 @@ const defaultInvokeTimeoutMs = 365 * 24 * 60 * 60 * 1000
 func waitsFirst(ops []Op) []Op {
 	out := append([]Op(nil), ops...)
 	sort.SliceStable(out, func(i, j int) bool {
-		return out[i].Op == "WaitForEvent" && out[j].Op != "WaitForEvent"
+		return out[i].Op == OpWaitForEvent && out[j].Op != OpWaitForEvent
 	})
 	return out
 }
@@ -154,7 +154,7 @@ func (t *txn) applySignalReceived(r *SignalReceived) Result {
 	}
 	sigJSON, _ := json.Marshal(r.Signal)
 	memo := []byte(`{"data":{"signal":` + string(sigJSON) + `,"data":` + string(orNull(r.Data)) + `}}`)
-	t.resume(run, c, r.At, memo, "step.signal.received")
+	t.resume(run, c, r.At, memo, HistSignalRecv)
 	return Result{Code: OK, ID: run.ID}
 }
 

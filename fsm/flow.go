@@ -106,7 +106,7 @@ func (t *txn) skipRun(fn *Function, at int64, ev eventRef, why string) *Run {
 	}
 	t.addRun(run)
 	t.putRaw(keyEventRun(ev.ID, run.ID), nil)
-	t.history(run, HistoryEntry{At: at, Type: "run.skipped", Name: ev.Name, Detail: why})
+	t.history(run, HistoryEntry{At: at, Type: HistRunSkipped, Name: ev.Name, Detail: why})
 	return run
 }
 
@@ -132,7 +132,7 @@ func (t *txn) debounce(fn *Function, at int64, ev eventRef) *Run {
 			run.EventIDs = []string{ev.ID}
 			t.putRaw(keyEventRun(ev.ID, run.ID), nil)
 			t.moveCall(run.ID, DiscoveryCall, due)
-			t.history(run, HistoryEntry{At: at, Type: "run.debounced", Name: ev.Name,
+			t.history(run, HistoryEntry{At: at, Type: HistRunDebounced, Name: ev.Name,
 				Detail: fmt.Sprintf("now with event %s, starts at %d", ev.ID, due)})
 			return run
 		}
@@ -162,7 +162,7 @@ func (t *txn) addToBatch(fn *Function, at int64, ev eventRef) *Run {
 			run.EventIDs = append(run.EventIDs, ev.ID)
 			t.putRaw(keyEventRun(ev.ID, run.ID), nil)
 			st.Count++
-			t.history(run, HistoryEntry{At: at, Type: "run.batched", Name: ev.Name,
+			t.history(run, HistoryEntry{At: at, Type: HistRunBatched, Name: ev.Name,
 				Detail: fmt.Sprintf("event %s (%d of %d)", ev.ID, st.Count, b.MaxSize)})
 			if st.Count >= b.MaxSize {
 				t.del(k)
@@ -230,7 +230,7 @@ func (t *txn) setupFlow(fn *Function, run *Run, at, due int64, js []byte) int64 
 		allowed, _ := t.gcra(keyRate("th", fn.ID, key), due, th.Limit, th.PeriodMs, th.Burst, true)
 		if allowed > due {
 			run.Waiting = fmt.Sprintf("throttled until %d (key %q)", allowed, key)
-			t.history(run, HistoryEntry{At: at, Type: "run.throttled", Detail: run.Waiting})
+			t.history(run, HistoryEntry{At: at, Type: HistRunThrottled, Detail: run.Waiting})
 		}
 		due = allowed
 	}
