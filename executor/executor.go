@@ -545,11 +545,10 @@ func (e *Executor) claimAndDispatch(ctx context.Context, due []fsm.Call) {
 	now := time.Now()
 	var recs []fsm.Record
 	for _, c := range due {
-		switch c.Type {
-		case fsm.CallSleep, fsm.CallWait, fsm.CallSignal, fsm.CallInvoke, fsm.CallTimeout:
+		if c.IsTimer() { // the FSM's own test: fired, never claimed
 			recs = append(recs, &fsm.TimerFired{At: now.UnixMilli(), RunID: c.RunID, Call: c.ID, Gen: c.Gen,
 				Lease: e.leaseAfter(c)})
-		default:
+		} else {
 			recs = append(recs, &fsm.CallClaimed{At: now.UnixMilli(), RunID: c.RunID, Call: c.ID, Gen: c.Gen,
 				LeaseUntil: now.Add(e.lease()).UnixMilli(), Node: e.cfg.NodeID, Boot: e.boot})
 		}

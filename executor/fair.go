@@ -57,7 +57,7 @@ func (e *Executor) buffer(calls []fsm.Call) {
 	}
 	owners := make([]owner, len(calls))
 	for i, c := range calls {
-		if c.Type == fsm.CallHTTP {
+		if !c.IsTimer() {
 			owners[i] = e.ownerOf(c.RunID)
 		}
 	}
@@ -90,7 +90,7 @@ func (e *Executor) scanSkip() fsm.SkipFunc {
 		if !full {
 			return false
 		}
-		if c, err := e.fsm.Call(run, call); err == nil && c != nil && c.Type != fsm.CallHTTP {
+		if c, err := e.fsm.Call(run, call); err == nil && c != nil && c.IsTimer() {
 			return false
 		}
 		e.mu.Lock()
@@ -331,7 +331,7 @@ func (f *fair) push(rc readyCall) {
 		return
 	}
 	f.queued[k] = true
-	if rc.c.Type != fsm.CallHTTP {
+	if rc.c.IsTimer() {
 		f.timers = append(f.timers, rc.c)
 		return
 	}

@@ -10,10 +10,17 @@ import (
 	"github.com/oklog/ulid/v2"
 )
 
-// apply is the one switch over record kinds.
+// apply applies one record, then stores the runs it changed (flushRuns).
 func (t *txn) apply(r Record) Result {
+	res := t.applyRecord(r)
+	t.flushRuns()
+	return res
+}
+
+// applyRecord is the one switch over record kinds.
+func (t *txn) applyRecord(r Record) Result {
 	t.fresh = t.fresh[:0]
-	t.at = r.at()
+	t.at = r.Time()
 	switch r := r.(type) {
 	case *AppSynced:
 		return t.applyAppSynced(r)
@@ -119,12 +126,10 @@ func (t *txn) countLeased(n int, fn, app string) {
 
 // runOwner returns a run's function and app ("" if there is no such run).
 func (t *txn) runOwner(runID string) (fn, app string) {
-	var o struct {
-		Fn  string `msgpack:"fn"`
-		App string `msgpack:"app"`
+	if run := t.run(runID); run != nil {
+		return run.FnID, run.AppID
 	}
-	t.get(keyRun(runID), &o)
-	return o.Fn, o.App
+	return "", ""
 }
 
 // leaseRoom reports whether l's bounds leave room to claim a call of
@@ -291,7 +296,7 @@ func (t *txn) applyCallClaimed(r *CallClaimed) Result {
 	if res.Code != OK {
 		return res
 	}
-	if c.Type != CallHTTP {
+	if c.IsTimer() {
 		return Result{Code: Rejected, ID: r.RunID, Msg: "call is a timer"}
 	}
 	restarted := c.Claimed && c.Node == r.Node && c.Boot != r.Boot
@@ -307,7 +312,6 @@ func (t *txn) applyCallClaimed(r *CallClaimed) Result {
 		}
 		if errBody := t.limits().overflow(run.StateBytes, len(run.Stack)); errBody != nil {
 			t.finish(run, StatusFailed, r.At, nil, errBody)
-			t.put(keyRun(run.ID), run)
 			return Result{Code: Rejected, ID: r.RunID, Msg: "the run's events are over its state limit"}
 		}
 	}
@@ -321,8 +325,7 @@ func (t *txn) applyCallClaimed(r *CallClaimed) Result {
 			c.Blocked, c.Due = full, run.CreatedAt-run.Priority*1000
 			t.putCall(c)
 			run.Waiting = "concurrency limit reached"
-			t.history(run, HistoryEntry{At: r.At, Type: "call.waiting", Call: c.ID, Detail: "concurrency limit reached"})
-			t.put(keyRun(run.ID), run)
+			t.history(run, HistoryEntry{At: r.At, Type: HistCallWaiting, Call: c.ID, Detail: "concurrency limit reached"})
 			return Result{Code: Rejected, ID: r.RunID, Msg: "concurrency limit reached"}
 		}
 		c.Slots = true
@@ -337,15 +340,14 @@ func (t *txn) applyCallClaimed(r *CallClaimed) Result {
 		t.started(run)
 	}
 	run.Calls++
-	t.history(run, HistoryEntry{At: r.At, Type: "call.claimed", Call: c.ID, Attempt: c.Attempt})
-	t.put(keyRun(run.ID), run)
+	t.history(run, HistoryEntry{At: r.At, Type: HistCallClaimed, Call: c.ID, Attempt: c.Attempt})
 	return Result{Code: OK, ID: r.RunID, Gen: c.Gen}
 }
 
 // loadCall fetches a running run and one of its calls at generation gen.
 func (t *txn) loadCall(runID, callID string, gen uint32) (*Run, *Call, Result) {
-	run := &Run{}
-	if !t.get(keyRun(runID), run) {
+	run := t.run(runID)
+	if run == nil {
 		return nil, nil, Result{Code: NotFound, ID: runID, Msg: "no such run"}
 	}
 	if run.Done() {
@@ -377,8 +379,7 @@ func (t *txn) applyCallFinished(r *CallFinished) Result {
 	}
 	if res.Code != OK {
 		if run != nil {
-			t.history(run, HistoryEntry{At: r.At, Type: "result." + res.Code.String(), Call: r.Call, Detail: res.Msg})
-			t.put(keyRun(run.ID), run)
+			t.history(run, HistoryEntry{At: r.At, Type: HistResult(res.Code), Call: r.Call, Detail: res.Msg})
 		}
 		return res
 	}
@@ -399,7 +400,6 @@ func (t *txn) applyCallFinished(r *CallFinished) Result {
 	default:
 		t.retryOrFail(run, c, fn, r, errorBody(r))
 	}
-	t.put(keyRun(run.ID), run)
 	return Result{Code: OK, ID: r.RunID}
 }
 
@@ -412,38 +412,38 @@ func (t *txn) processOps(run *Run, c *Call, fn *Function, r *CallFinished) {
 	for _, op := range waitsFirst(r.Ops) {
 		h := HistoryEntry{At: r.At, Call: c.ID, Attempt: c.Attempt, Name: op.DisplayName}
 		switch op.Op {
-		case "StepRun", "Step":
+		case OpStepRun, OpStep:
 			if t.has(keyStep(run.ID, op.ID)) {
-				h.Type, h.Detail = "step.duplicate", op.ID
+				h.Type, h.Detail = HistStepDuplicate, op.ID
 				t.history(run, h)
 				continue
 			}
 			if !t.memoize(run, op.ID, wrap("data", op.Data)) {
 				return
 			}
-			h.Type, h.Detail, h.Data = "step.completed", op.ID, orNull(op.Data)
+			h.Type, h.Detail, h.Data = HistStepCompleted, op.ID, orNull(op.Data)
 			memoized = true
-		case "StepError":
+		case OpStepError:
 			if c.Attempt+1 < fn.MaxAttempts() {
-				h.Type, h.Detail, h.Data = "step.errored", op.ID, op.Error
+				h.Type, h.Detail, h.Data = HistStepErrored, op.ID, op.Error
 				t.history(run, h)
 				t.reschedule(c, r)
 				retrying = true
 				continue
 			}
 			fallthrough
-		case "StepFailed":
+		case OpStepFailed:
 			if t.has(keyStep(run.ID, op.ID)) {
-				h.Type, h.Detail = "step.duplicate", op.ID
+				h.Type, h.Detail = HistStepDuplicate, op.ID
 				t.history(run, h)
 				continue
 			}
 			if !t.memoize(run, op.ID, wrap("error", op.Error)) {
 				return
 			}
-			h.Type, h.Detail, h.Data = "step.failed", op.ID, op.Error
+			h.Type, h.Detail, h.Data = HistStepFailed, op.ID, op.Error
 			memoized = true
-		case "StepPlanned":
+		case OpStepPlanned:
 			if t.has(keyStep(run.ID, op.ID)) || t.has(keyCall(run.ID, op.ID)) {
 				continue
 			}
@@ -451,29 +451,32 @@ func (t *txn) processOps(run *Run, c *Call, fn *Function, r *CallFinished) {
 				run.Race = true
 			}
 			t.putCall(&Call{RunID: run.ID, ID: op.ID, Type: CallHTTP, Due: r.At})
-			h.Type, h.Detail = "step.planned", op.ID
-		case "Sleep":
+			h.Type, h.Detail = HistStepPlanned, op.ID
+		case OpSleep:
+			if t.has(keyStep(run.ID, op.ID)) || t.has(keyCall(run.ID, op.ID)) {
+				continue // reported again: its timer keeps its wake-up
+			}
 			until, err := sleepUntil(r.At, op)
 			if err != nil {
 				t.finish(run, StatusFailed, r.At, nil, errJSON("InvalidSleep", err.Error()))
 				return
 			}
 			t.putCall(&Call{RunID: run.ID, ID: op.ID, Type: CallSleep, Due: until})
-			h.Type, h.Detail = "step.sleeping", fmt.Sprintf("%s until %d", op.ID, until)
-		case "WaitForEvent", "WaitForSignal":
+			h.Type, h.Detail = HistStepSleeping, fmt.Sprintf("%s until %d", op.ID, until)
+		case OpWaitForEvent, OpWaitForSignal:
 			if t.has(keyStep(run.ID, op.ID)) || t.has(keyCall(run.ID, op.ID)) {
 				continue
 			}
-			add, what := t.addWaitForEvent, "step.waiting.event"
-			if op.Op == "WaitForSignal" {
-				add, what = t.addWaitForSignal, "step.waiting.signal"
+			add, what := t.addWaitForEvent, HistWaitingEvent
+			if op.Op == OpWaitForSignal {
+				add, what = t.addWaitForSignal, HistWaitingSignal
 			}
 			if err := add(run, r.At, op); err != nil {
 				t.finish(run, StatusFailed, r.At, nil, errJSON("Invalid"+op.Op, err.Error()))
 				return
 			}
 			h.Type, h.Detail, h.Data = what, op.ID, op.Opts
-		case "InvokeFunction":
+		case OpInvokeFunction:
 			if t.has(keyStep(run.ID, op.ID)) || t.has(keyCall(run.ID, op.ID)) {
 				continue
 			}
@@ -482,21 +485,26 @@ func (t *txn) processOps(run *Run, c *Call, fn *Function, r *CallFinished) {
 				t.finish(run, StatusFailed, r.At, nil, errJSON("InvalidInvoke", err.Error()))
 				return
 			}
-			h.Type, h.Detail, h.Data = "step.invoking", op.ID, op.Opts
+			h.Type, h.Detail, h.Data = HistInvoking, op.ID, op.Opts
 			if memo != nil {
 				if !t.memoize(run, op.ID, memo) {
 					return
 				}
-				h.Type, h.Data, memoized = "step.invoke.failed", memo, true
+				h.Type, h.Data, memoized = HistInvokeFailed, memo, true
 			}
-		case "RunComplete":
+		case OpRunComplete:
 			t.finish(run, StatusCompleted, r.At, orNull(op.Data), nil)
 			return
-		case "None", "":
+		case OpNone, "":
 			continue
 		default:
 			t.finish(run, StatusFailed, r.At, nil, errJSON("UnsupportedOpcode",
 				fmt.Sprintf("opcode %s (step %q) is not supported by this Cairn server", op.Op, op.DisplayName)))
+			return
+		}
+		if run.Done() {
+			// An event the op emitted ended the run (a cancelOn on
+			// inngest/function.invoked): finish dropped its calls, c too.
 			return
 		}
 		t.history(run, h)
@@ -535,7 +543,7 @@ func (t *txn) retryOrFail(run *Run, c *Call, fn *Function, r *CallFinished, errB
 		t.finish(run, StatusFailed, r.At, nil, errBody)
 		return
 	}
-	t.history(run, HistoryEntry{At: r.At, Type: "call.errored", Call: c.ID, Attempt: c.Attempt, Data: errBody,
+	t.history(run, HistoryEntry{At: r.At, Type: HistCallErrored, Call: c.ID, Attempt: c.Attempt, Data: errBody,
 		Detail: fmt.Sprintf("status %d", r.Status)})
 	t.reschedule(c, r)
 }
@@ -577,7 +585,7 @@ func (t *txn) applyTimerFired(r *TimerFired) Result {
 	if res.Code != OK {
 		return res
 	}
-	if c.Type == CallHTTP {
+	if !c.IsTimer() {
 		return Result{Code: Rejected, ID: r.RunID, Msg: "call is not a timer"}
 	}
 	if r.At < c.Due {
@@ -585,11 +593,11 @@ func (t *txn) applyTimerFired(r *TimerFired) Result {
 	}
 	switch c.Type {
 	case CallSleep:
-		t.resume(run, c, r.At, []byte("null"), "step.woke")
+		t.resume(run, c, r.At, []byte("null"), HistStepWoke)
 	case CallWait, CallSignal:
-		t.resume(run, c, r.At, []byte("null"), "step.wait.timeout")
+		t.resume(run, c, r.At, []byte("null"), HistWaitTimeout)
 	case CallInvoke:
-		t.resume(run, c, r.At, []byte(`{"error":{"name":"InngestInvokeTimeoutError","message":"Timed out waiting for invoked function to complete"}}`), "step.invoke.timeout")
+		t.resume(run, c, r.At, []byte(`{"error":{"name":"InngestInvokeTimeoutError","message":"Timed out waiting for invoked function to complete"}}`), HistInvokeTimeout)
 	case CallTimeout:
 		which := "timeouts.start"
 		if c.ID == timeoutFinishCall {
@@ -597,7 +605,6 @@ func (t *txn) applyTimerFired(r *TimerFired) Result {
 		}
 		t.finish(run, StatusCancelled, r.At, nil, errJSON("FunctionTimeoutError", "the run exceeded "+which))
 	}
-	t.put(keyRun(run.ID), run)
 	return Result{Code: OK, ID: r.RunID}
 }
 
@@ -615,8 +622,8 @@ func (t *txn) startTimeouts(run *Run, at int64) {
 
 // applyCancelRequested stops a running run: no further app calls.
 func (t *txn) applyCancelRequested(r *CancelRequested) Result {
-	run := &Run{}
-	if !t.get(keyRun(r.RunID), run) {
+	run := t.run(r.RunID)
+	if run == nil {
 		return Result{Code: NotFound, ID: r.RunID, Msg: "no such run"}
 	}
 	if run.Done() {
@@ -627,11 +634,10 @@ func (t *txn) applyCancelRequested(r *CancelRequested) Result {
 		reason = "cancelled by request"
 	}
 	t.finish(run, StatusCancelled, r.At, nil, errJSON("RunCancelled", reason))
-	t.put(keyRun(run.ID), run)
 	return Result{Code: OK, ID: r.RunID}
 }
 
-// finish ends a run and drops its queued calls. The caller stores the run.
+// finish ends a run and drops its queued calls.
 func (t *txn) finish(run *Run, status string, at int64, output, errBody []byte) {
 	var calls []Call
 	t.scan(prefixCalls(run.ID), func(_, v []byte) bool {
@@ -654,7 +660,7 @@ func (t *txn) finish(run *Run, status string, at int64, output, errBody []byte) 
 	if status != StatusCompleted {
 		data = errBody
 	}
-	t.history(run, HistoryEntry{At: at, Type: "run." + status, Data: data})
+	t.history(run, HistoryEntry{At: at, Type: HistRunEnded(status), Data: data})
 	t.finalized(run, at)
 }
 
@@ -678,8 +684,13 @@ func (t *txn) history(run *Run, h HistoryEntry) {
 }
 
 // putCall stores a call and queues it: blocked on a concurrency key (cw/),
-// claimed (lq/ and the claimant's lease index) or waiting to be (q/).
+// claimed (lq/ and the claimant's lease index) or waiting to be (q/). A
+// call stored already leaves its old queue entry first, since the entry's
+// key holds the due time and an entry left behind would never be deleted.
 func (t *txn) putCall(c *Call) {
+	if old := (&Call{}); t.get(keyCall(c.RunID, c.ID), old) {
+		t.unqueue(old)
+	}
 	t.put(keyCall(c.RunID, c.ID), c)
 	switch {
 	case c.Blocked != "":
@@ -688,7 +699,7 @@ func (t *txn) putCall(c *Call) {
 	case c.Claimed:
 	default:
 		t.minDue = min(t.minDue, c.Due)
-		if c.Type == CallHTTP {
+		if !c.IsTimer() {
 			cp := *c
 			t.fresh = append(t.fresh, &cp)
 		}

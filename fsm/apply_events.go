@@ -108,15 +108,16 @@ func (t *txn) startRun(fn *Function, at int64, evs []eventRef, corr string, due 
 		ID: runID(first.ID, fn.ID, at), FnID: fn.ID, AppID: fn.AppID,
 		Status: StatusRunning, CreatedAt: at, Version: -1, Corr: corr, Waiting: waiting,
 	}
-	if t.has(keyRun(run.ID)) {
+	if t.run(run.ID) != nil {
 		return nil // the same event cannot start the same function twice
 	}
+	t.addRun(run)
 	for _, ev := range evs {
 		run.EventIDs = append(run.EventIDs, ev.ID)
 		t.putRaw(keyEventRun(ev.ID, run.ID), nil)
 	}
 	t.putRaw(keyActive(fn.ID, run.ID), nil)
-	t.history(run, HistoryEntry{At: at, Type: "run.scheduled", Name: first.Name, Detail: "event " + first.ID})
+	t.history(run, HistoryEntry{At: at, Type: HistRunScheduled, Name: first.Name, Detail: "event " + first.ID})
 	for i, c := range fn.Cancel {
 		entry := cancelEntry{If: c.If}
 		if c.TimeoutMs > 0 {
@@ -131,7 +132,6 @@ func (t *txn) startRun(fn *Function, at int64, evs []eventRef, corr string, due 
 		t.putCall(&Call{RunID: run.ID, ID: timeoutStartCall, Type: CallTimeout, Due: at + fn.StartTimeoutMs})
 	}
 	t.putCall(&Call{RunID: run.ID, ID: DiscoveryCall, Type: CallHTTP, Due: due})
-	t.put(keyRun(run.ID), run)
 	return run
 }
 
@@ -179,17 +179,16 @@ func (t *txn) matchWaits(at int64, name string, js []byte) {
 		return true
 	})
 	for _, r := range refs {
-		run := &Run{}
+		run := t.run(r.run)
 		c := &Call{}
-		if !t.get(keyRun(r.run), run) || run.Done() || !t.get(keyCall(r.run, r.call), c) || c.Type != CallWait {
+		if run == nil || run.Done() || !t.get(keyCall(r.run, r.call), c) || c.Type != CallWait {
 			t.del(keyWait(name, r.run, r.call))
 			continue
 		}
 		if ok, err := expr.Match(c.If, t.runEvent(run), js); err != nil || !ok {
 			continue
 		}
-		t.resume(run, c, at, js, "step.event.received")
-		t.put(keyRun(run.ID), run)
+		t.resume(run, c, at, js, HistEventReceived)
 	}
 }
 
@@ -210,8 +209,8 @@ func (t *txn) matchCancels(at int64, name string, js []byte) {
 		return true
 	})
 	for _, r := range refs {
-		run := &Run{}
-		if !t.get(keyRun(r.run), run) || run.Done() || (r.entry.Expires > 0 && at > r.entry.Expires) {
+		run := t.run(r.run)
+		if run == nil || run.Done() || (r.entry.Expires > 0 && at > r.entry.Expires) {
 			t.del(r.key)
 			continue
 		}
@@ -219,12 +218,10 @@ func (t *txn) matchCancels(at int64, name string, js []byte) {
 			continue
 		}
 		t.finish(run, StatusCancelled, at, nil, errJSON("RunCancelled", "cancelled by event "+name))
-		t.put(keyRun(run.ID), run)
 	}
 }
 
-// resume ends a waiting call with a value, then lets the run go on. The
-// caller stores the run.
+// resume ends a waiting call with a value, then lets the run go on.
 func (t *txn) resume(run *Run, c *Call, at int64, value []byte, what string) {
 	t.delCall(c)
 	if !t.memoize(run, c.ID, value) {
@@ -253,11 +250,29 @@ func internalEventID(at int64, seed string) string {
 	return mustULID(uint64(at), h[:10]).String()
 }
 
-// emit accepts an event that the engine itself produces.
-func (t *txn) emit(at int64, seed, name string, data any) {
+// emit accepts an event that the engine itself produces. It returns the
+// encoding error, if any, rather than store an empty event; callers pass
+// raw values through rawJSON so that there is none.
+func (t *txn) emit(at int64, seed, name string, data any) error {
 	id := internalEventID(at, seed)
-	js, _ := json.Marshal(map[string]any{"name": name, "data": data, "id": id, "ts": at, "user": map[string]any{}})
+	js, err := json.Marshal(map[string]any{"name": name, "data": data, "id": id, "ts": at, "user": map[string]any{}})
+	if err != nil {
+		return fmt.Errorf("encode event %s: %w", name, err)
+	}
 	t.acceptEvent(at, id, name, js)
+	return nil
+}
+
+// rawJSON embeds b in an event as is when it is JSON (null when empty),
+// else as a JSON string: an app's result need not be valid JSON, and an
+// invalid json.RawMessage would fail the whole event's encoding.
+func rawJSON(b []byte) json.RawMessage {
+	b = orNull(b)
+	if json.Valid(b) {
+		return b
+	}
+	s, _ := json.Marshal(string(b)) // a string always encodes
+	return s
 }
 
 // finalized runs what follows a run's end: its invoking parent resumes,
@@ -285,21 +300,23 @@ func (t *txn) finalized(run *Run, at int64) {
 		var events []json.RawMessage
 		for _, id := range run.EventIDs {
 			if ev := t.getRaw(keyEvent(id)); ev != nil {
-				events = append(events, ev)
+				events = append(events, rawJSON(ev))
 			}
 		}
 		if len(events) > 0 {
 			data["event"], data["events"] = events[0], events
 		}
 		if run.Status == StatusCompleted {
-			data["result"] = json.RawMessage(orNull(run.Output))
+			data["result"] = rawJSON(run.Output)
 		} else {
-			data["error"] = json.RawMessage(orNull(run.Error))
+			data["error"] = rawJSON(run.Error)
 		}
 		if run.Corr != "" {
 			data["correlation_id"] = run.Corr
 		}
-		t.emit(at, run.ID+"/"+name, name, data)
+		if err := t.emit(at, run.ID+"/"+name, name, data); err != nil {
+			t.history(run, HistoryEntry{At: at, Type: HistEventDropped, Detail: err.Error()})
+		}
 	}
 }
 
@@ -310,11 +327,10 @@ func (t *txn) resumeInvoke(at int64, corr string, memo []byte) {
 		return // timed out already, or the parent ended
 	}
 	runID, callID, _ := strings.Cut(string(ref), sep)
-	run, c := &Run{}, &Call{}
-	if !t.get(keyRun(runID), run) || run.Done() || !t.get(keyCall(runID, callID), c) || c.Type != CallInvoke {
+	run, c := t.run(runID), &Call{}
+	if run == nil || run.Done() || !t.get(keyCall(runID, callID), c) || c.Type != CallInvoke {
 		t.del(keyInvoke(corr))
 		return
 	}
-	t.resume(run, c, at, memo, "step.invoke.finished")
-	t.put(keyRun(run.ID), run)
+	t.resume(run, c, at, memo, HistInvokeDone)
 }

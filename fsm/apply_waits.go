@@ -19,7 +19,7 @@ const defaultInvokeTimeoutMs = 365 * 24 * 60 * 60 * 1000
 func waitsFirst(ops []Op) []Op {
 	out := append([]Op(nil), ops...)
 	sort.SliceStable(out, func(i, j int) bool {
-		return out[i].Op == "WaitForEvent" && out[j].Op != "WaitForEvent"
+		return out[i].Op == OpWaitForEvent && out[j].Op != OpWaitForEvent
 	})
 	return out
 }
@@ -80,7 +80,7 @@ func (t *txn) addWaitForSignal(run *Run, at int64, op Op) error {
 	}
 	if ref := t.getRaw(keySignal(sig)); ref != nil && planOpt(op.Opts, "conflict") != "replace" {
 		holder, _, _ := strings.Cut(string(ref), sep)
-		if other := (&Run{}); t.get(keyRun(holder), other) && !other.Done() {
+		if other := t.run(holder); other != nil && !other.Done() {
 			return fmt.Errorf("signal %q is already awaited by run %s", sig, holder)
 		}
 	}
@@ -133,7 +133,9 @@ func (t *txn) addInvoke(run *Run, at int64, op Op) ([]byte, error) {
 		"fn_id": o.FunctionID, "correlation_id": corr, "expire": due, "name": op.DisplayName,
 		"source_app_id": run.AppID, "source_fn_id": run.FnID,
 	}
-	t.emit(at, corr, EventInvoked, data)
+	if err := t.emit(at, corr, EventInvoked, data); err != nil {
+		return nil, err
+	}
 	return nil, nil
 }
 
@@ -145,15 +147,14 @@ func (t *txn) applySignalReceived(r *SignalReceived) Result {
 		return Result{Code: NotFound, Msg: fmt.Sprintf("no run is waiting for signal %q", r.Signal)}
 	}
 	runID, callID, _ := strings.Cut(string(ref), sep)
-	run, c := &Run{}, &Call{}
-	if !t.get(keyRun(runID), run) || run.Done() || !t.get(keyCall(runID, callID), c) || c.Type != CallSignal {
+	run, c := t.run(runID), &Call{}
+	if run == nil || run.Done() || !t.get(keyCall(runID, callID), c) || c.Type != CallSignal {
 		t.del(keySignal(r.Signal))
 		return Result{Code: NotFound, Msg: fmt.Sprintf("no run is waiting for signal %q", r.Signal)}
 	}
 	sigJSON, _ := json.Marshal(r.Signal)
 	memo := []byte(`{"data":{"signal":` + string(sigJSON) + `,"data":` + string(orNull(r.Data)) + `}}`)
-	t.resume(run, c, r.At, memo, "step.signal.received")
-	t.put(keyRun(run.ID), run)
+	t.resume(run, c, r.At, memo, HistSignalRecv)
 	return Result{Code: OK, ID: run.ID}
 }
 
@@ -214,12 +215,11 @@ func (t *txn) applyBulkCancel(r *BulkCancel) Result {
 	}
 	res := Result{Code: OK}
 	for _, id := range ids {
-		run := &Run{}
-		if !t.get(keyRun(id), run) || !r.cancels(run) {
+		run := t.run(id)
+		if run == nil || !r.cancels(run) {
 			continue
 		}
 		t.finish(run, StatusCancelled, r.At, nil, errJSON("RunCancelled", reason))
-		t.put(keyRun(run.ID), run)
 		res.Runs = append(res.Runs, run.ID)
 	}
 	return res

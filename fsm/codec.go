@@ -19,20 +19,43 @@ const entryVersion = 1
 
 // EncodeEntry packs records into one log entry.
 func EncodeEntry(recs ...Record) ([]byte, error) {
-	var buf bytes.Buffer
-	buf.WriteByte(entryVersion)
-	var tmp [binary.MaxVarintLen64]byte
-	buf.Write(tmp[:binary.PutUvarint(tmp[:], uint64(len(recs)))])
-	for _, r := range recs {
-		body, err := msgpack.Marshal(r)
-		if err != nil {
-			return nil, fmt.Errorf("fsm: encode %s: %w", r.Kind(), err)
+	enc := make([][]byte, len(recs))
+	for i, r := range recs {
+		var err error
+		if enc[i], err = EncodeRecord(r); err != nil {
+			return nil, err
 		}
-		buf.WriteByte(byte(r.Kind()))
-		buf.Write(tmp[:binary.PutUvarint(tmp[:], uint64(len(body)))])
-		buf.Write(body)
 	}
-	return buf.Bytes(), nil
+	return JoinEntry(enc...), nil
+}
+
+// EncodeRecord encodes one record as it sits in an entry (kind, length,
+// body). raftnode encodes each proposal this way before batching, so that a
+// record that cannot be encoded fails its own proposer, not its batch.
+func EncodeRecord(r Record) ([]byte, error) {
+	body, err := msgpack.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("fsm: encode %s: %w", r.Kind(), err)
+	}
+	out := make([]byte, 0, 1+binary.MaxVarintLen64+len(body))
+	out = append(out, byte(r.Kind()))
+	out = binary.AppendUvarint(out, uint64(len(body)))
+	return append(out, body...), nil
+}
+
+// JoinEntry packs records encoded by EncodeRecord into one log entry.
+func JoinEntry(recs ...[]byte) []byte {
+	n := 1 + binary.MaxVarintLen64
+	for _, r := range recs {
+		n += len(r)
+	}
+	out := make([]byte, 0, n)
+	out = append(out, entryVersion)
+	out = binary.AppendUvarint(out, uint64(len(recs)))
+	for _, r := range recs {
+		out = append(out, r...)
+	}
+	return out
 }
 
 // decodeStrict decodes a record and fails on a field this release does not

@@ -47,13 +47,11 @@ func (t *txn) admit(fn *Function, at int64, ev eventRef) *Run {
 	if s := fn.Singleton; s != nil {
 		key := flowKey(s.Key, ev.JSON)
 		if holder := string(t.getRaw(keySingleton(fn.ID, key))); holder != "" {
-			other := &Run{}
-			if t.get(keyRun(holder), other) && !other.Done() {
+			if other := t.run(holder); other != nil && !other.Done() {
 				if s.Mode != "cancel" {
 					return t.skipRun(fn, at, ev, "singleton: run "+holder+" is running for key "+fmt.Sprintf("%q", key))
 				}
 				t.finish(other, StatusCancelled, at, nil, errJSON("RunCancelled", "replaced by a newer singleton run"))
-				t.put(keyRun(other.ID), other)
 			}
 		}
 	}
@@ -117,12 +115,12 @@ func Throttle(limit int, periodMs int64, key string, burst int) *RateSpec {
 func (t *txn) skipRun(fn *Function, at int64, ev eventRef, why string) *Run {
 	run := &Run{ID: runID(ev.ID, fn.ID, at), FnID: fn.ID, AppID: fn.AppID, EventIDs: []string{ev.ID},
 		Status: StatusSkipped, CreatedAt: at, EndedAt: at, Version: -1, Error: errJSON("RunSkipped", why)}
-	if t.has(keyRun(run.ID)) {
+	if t.run(run.ID) != nil {
 		return nil
 	}
+	t.addRun(run)
 	t.putRaw(keyEventRun(ev.ID, run.ID), nil)
-	t.history(run, HistoryEntry{At: at, Type: "run.skipped", Name: ev.Name, Detail: why})
-	t.put(keyRun(run.ID), run)
+	t.history(run, HistoryEntry{At: at, Type: HistRunSkipped, Name: ev.Name, Detail: why})
 	return run
 }
 
@@ -141,17 +139,15 @@ func (t *txn) debounce(fn *Function, at int64, ev eventRef) *Run {
 	due := at + d.PeriodMs
 	var st debounceState
 	if t.get(k, &st) {
-		run := &Run{}
-		if t.get(keyRun(st.RunID), run) && !run.Done() && run.StartedAt == 0 {
+		if run := t.run(st.RunID); run != nil && !run.Done() && run.StartedAt == 0 {
 			if d.TimeoutMs > 0 {
 				due = min(due, st.FirstAt+d.TimeoutMs)
 			}
 			run.EventIDs = []string{ev.ID}
 			t.putRaw(keyEventRun(ev.ID, run.ID), nil)
 			t.moveCall(run.ID, DiscoveryCall, due)
-			t.history(run, HistoryEntry{At: at, Type: "run.debounced", Name: ev.Name,
+			t.history(run, HistoryEntry{At: at, Type: HistRunDebounced, Name: ev.Name,
 				Detail: fmt.Sprintf("now with event %s, starts at %d", ev.ID, due)})
-			t.put(keyRun(run.ID), run)
 			return run
 		}
 	}
@@ -159,7 +155,6 @@ func (t *txn) debounce(fn *Function, at int64, ev eventRef) *Run {
 	if run != nil {
 		t.put(k, &debounceState{RunID: run.ID, FirstAt: at})
 		run.AdmitKeys = append(run.AdmitKeys, string(k))
-		t.put(keyRun(run.ID), run)
 	}
 	return run
 }
@@ -177,12 +172,11 @@ func (t *txn) addToBatch(fn *Function, at int64, ev eventRef) *Run {
 	k := keyBatch(fn.ID, flowKey(b.Key, ev.JSON))
 	var st batchState
 	if t.get(k, &st) {
-		run := &Run{}
-		if t.get(keyRun(st.RunID), run) && !run.Done() && run.StartedAt == 0 {
+		if run := t.run(st.RunID); run != nil && !run.Done() && run.StartedAt == 0 {
 			run.EventIDs = append(run.EventIDs, ev.ID)
 			t.putRaw(keyEventRun(ev.ID, run.ID), nil)
 			st.Count++
-			t.history(run, HistoryEntry{At: at, Type: "run.batched", Name: ev.Name,
+			t.history(run, HistoryEntry{At: at, Type: HistRunBatched, Name: ev.Name,
 				Detail: fmt.Sprintf("event %s (%d of %d)", ev.ID, st.Count, b.MaxSize)})
 			if st.Count >= b.MaxSize {
 				t.del(k)
@@ -190,7 +184,6 @@ func (t *txn) addToBatch(fn *Function, at int64, ev eventRef) *Run {
 			} else {
 				t.put(k, &st)
 			}
-			t.put(keyRun(run.ID), run)
 			return run
 		}
 	}
@@ -202,7 +195,6 @@ func (t *txn) addToBatch(fn *Function, at int64, ev eventRef) *Run {
 	if run != nil && waiting != "" {
 		t.put(k, &batchState{RunID: run.ID, Count: 1})
 		run.AdmitKeys = append(run.AdmitKeys, string(k))
-		t.put(keyRun(run.ID), run)
 	}
 	return run
 }
@@ -252,7 +244,7 @@ func (t *txn) setupFlow(fn *Function, run *Run, at, due int64, js []byte) int64 
 		allowed, _ := t.gcra(keyRate("th", fn.ID, key), due, th.Limit, th.PeriodMs, th.Burst, true)
 		if allowed > due {
 			run.Waiting = fmt.Sprintf("throttled until %d (key %q)", allowed, key)
-			t.history(run, HistoryEntry{At: at, Type: "run.throttled", Detail: run.Waiting})
+			t.history(run, HistoryEntry{At: at, Type: HistRunThrottled, Detail: run.Waiting})
 		}
 		due = allowed
 	}
@@ -336,8 +328,8 @@ func (t *txn) release(c *Call) {
 		return
 	}
 	c.Slots = false
-	run := &Run{}
-	if !t.get(keyRun(c.RunID), run) {
+	run := t.run(c.RunID)
+	if run == nil {
 		return
 	}
 	for _, key := range run.ConcKeys {
@@ -365,9 +357,8 @@ func (t *txn) wakeWaiter(key string) {
 	c.Blocked = ""
 	c.Due = t.at
 	t.putCall(c)
-	if run := (&Run{}); t.get(keyRun(runID), run) && strings.HasPrefix(run.Waiting, "concurrency") {
+	if run := t.run(runID); run != nil && strings.HasPrefix(run.Waiting, "concurrency") {
 		run.Waiting = ""
-		t.put(keyRun(runID), run)
 	}
 }
 

@@ -20,7 +20,8 @@ import (
 //	r/<run>                        Run
 //	s/<run>\0<step>                memoized step value (raw JSON)
 //	c/<run>\0<call>                Call
-//	q/<due ms, 8 bytes BE>/<run>\0<call>   due-time queue (empty value)
+//	q/<due ms, 8 bytes BE>/<run>\0<call>   unclaimed calls and timers by due time (empty value)
+//	lq/<lease end, 8 bytes BE>/<run>\0<call> claimed calls by lease end (empty value)
 //	h/<run>\0<seq, 8 bytes BE>     HistoryEntry
 //	pw/<event>\0<run>\0<call>      waitForEvent pauses by event name
 //	sg/<signal>                    the wait for a signal: "<run>\0<call>"
@@ -30,6 +31,13 @@ import (
 //	ik/<fn>\0<key>                 function idempotency keys (first run's time)
 //	xc/<fn>                        cron schedules of a function ([]string)
 //	cr/<fn>\0<scheduled ms BE>     cron times already fired
+//	nd/<node id>                   NodeSeen: a member's Raft and HTTP addresses
+//	cc/<conc key>                  concurrency counter: slots taken (8 bytes BE)
+//	cw/<conc key>\0<order, 8 bytes BE><run>\0<call> calls waiting for a slot, oldest run first (empty value)
+//	rt/<"th"|"rl">\0<fn>\0<key>     throttle / rate-limit GCRA state (gcraState)
+//	db/<fn>\0<key>                 pending debounced run (debounceState)
+//	bt/<fn>\0<key>                 open batch run (batchState)
+//	sl/<fn>\0<key>                 singleton holder: the run id
 //	vp/<key>\0<n, 4 bytes BE>       part n of the large value at <key> (parts.go)
 const sep = "\x00"
 

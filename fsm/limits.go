@@ -63,13 +63,13 @@ func ScreenAnswer(r *CallFinished, l Limits) (screened bool) {
 			continue
 		}
 		screened = true
-		if op.Op == "RunComplete" {
+		if op.Op == OpRunComplete {
 			r.Ops, r.Body, r.Fail = nil, nil, outputError("the function's result", size, limit)
 			return true
 		}
-		failed := Op{ID: op.ID, Op: "StepFailed", Name: op.Name, DisplayName: op.DisplayName,
+		failed := Op{ID: op.ID, Op: OpStepFailed, Name: op.Name, DisplayName: op.DisplayName,
 			Error: outputError("the step's output", size, limit)}
-		if op.Op == "StepError" {
+		if op.Op == OpStepError {
 			failed.Op = op.Op // still retried
 		}
 		r.Ops[i] = failed

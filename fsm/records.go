@@ -4,7 +4,7 @@ package fsm
 // msgpack tags are short because every byte is stored in the log forever.
 type Record interface {
 	Kind() Kind
-	at() int64 // the record's time (unix ms): Apply's only clock
+	Time() int64 // the record's time (unix ms): Apply's only clock
 }
 
 // AppSynced replaces an app's function definitions (POST /fn/register).
@@ -292,22 +292,22 @@ func (*NodeSeen) Kind() Kind        { return KindNodeSeen }
 func (*AppRemoved) Kind() Kind      { return KindAppRemoved }
 func (*LimitsSet) Kind() Kind       { return KindLimitsSet }
 
-func (r *AppSynced) at() int64       { return r.At }
-func (r *EventAccepted) at() int64   { return r.At }
-func (r *CallClaimed) at() int64     { return r.At }
-func (r *CallFinished) at() int64    { return r.At }
-func (r *TimerFired) at() int64      { return r.At }
-func (r *CancelRequested) at() int64 { return r.At }
-func (r *SignalReceived) at() int64  { return r.At }
-func (r *CronFired) at() int64       { return r.At }
-func (r *BulkCancel) at() int64      { return r.At }
-func (r *NodeSeen) at() int64        { return r.At }
-func (r *AppRemoved) at() int64      { return r.At }
-func (r *LimitsSet) at() int64       { return r.At }
+func (r *AppSynced) Time() int64       { return r.At }
+func (r *EventAccepted) Time() int64   { return r.At }
+func (r *CallClaimed) Time() int64     { return r.At }
+func (r *CallFinished) Time() int64    { return r.At }
+func (r *TimerFired) Time() int64      { return r.At }
+func (r *CancelRequested) Time() int64 { return r.At }
+func (r *SignalReceived) Time() int64  { return r.At }
+func (r *CronFired) Time() int64       { return r.At }
+func (r *BulkCancel) Time() int64      { return r.At }
+func (r *NodeSeen) Time() int64        { return r.At }
+func (r *AppRemoved) Time() int64      { return r.At }
+func (r *LimitsSet) Time() int64       { return r.At }
 
 // ignoredRecord stands for a record of an ignorable kind this node does
 // not know: Apply skips it.
 type ignoredRecord struct{ kind Kind }
 
-func (r *ignoredRecord) Kind() Kind { return r.kind }
-func (r *ignoredRecord) at() int64  { return 0 }
+func (r *ignoredRecord) Kind() Kind  { return r.kind }
+func (r *ignoredRecord) Time() int64 { return 0 }

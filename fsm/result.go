@@ -17,11 +17,13 @@ const (
 
 var codeNames = [...]string{"ok", "duplicate", "stale", "not_found", "rejected", "ignored"}
 
+// String names the code; a value this release does not know (a newer
+// release's, a corrupt one) is shown as a number rather than panicking.
 func (c Code) String() string {
 	if int(c) < len(codeNames) {
 		return codeNames[c]
 	}
-	return fmt.Sprintf("Code(%d)", uint8(c))
+	return fmt.Sprintf("code(%d)", uint8(c))
 }
 
 // Result is what Apply returns for one record.

@@ -1,14 +1,5 @@
 package fsm
 
-// Run statuses.
-const (
-	StatusRunning   = "running"
-	StatusCompleted = "completed"
-	StatusFailed    = "failed"
-	StatusCancelled = "cancelled"
-	StatusSkipped   = "skipped" // refused by a rate limit or a singleton
-)
-
 // DefaultRetries is the number of retries when a function sets none: the
 // official server's default, so 5 attempts in all.
 const DefaultRetries = 4
@@ -89,16 +80,6 @@ type Run struct {
 
 // Done reports whether the run has finished.
 func (r *Run) Done() bool { return r.Status != StatusRunning }
-
-// Call kinds.
-const (
-	CallHTTP    = "http"    // POST to the app
-	CallSleep   = "sleep"   // a timer that ends a step.sleep
-	CallWait    = "wait"    // step.waitForEvent: a matching event or the timeout ends it
-	CallSignal  = "signal"  // step.waitForSignal: the signal or the timeout ends it
-	CallInvoke  = "invoke"  // step.invoke: the child's end or the timeout ends it
-	CallTimeout = "timeout" // a run-level timeout (timeouts.start / finish)
-)
 
 // Run-level timeout calls have ids that no SDK step id can take.
 const (

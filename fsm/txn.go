@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"bytes"
 	"fmt"
 
 	"github.com/cockroachdb/pebble"
@@ -28,6 +29,69 @@ type txn struct {
 	// that is stored in parts, so that replacing or deleting it also drops
 	// its parts (Apply reads what it rewrites).
 	parts map[string]int
+	// runs holds the one copy of each run the record being applied has
+	// read or created, in first-touch order; flushRuns stores them when the
+	// record is done. Nested work (an emitted event cancelling the caller's
+	// run, a freed slot waking another step of it) changes that same copy,
+	// so no stale copy is ever written back and history numbers stay unique.
+	runs     map[string]*cachedRun
+	runOrder []string
+}
+
+// cachedRun is a run read by the current record, with its stored encoding
+// (nil for a run created by it) so that an unchanged run is not rewritten.
+type cachedRun struct {
+	run *Run
+	raw []byte
+}
+
+// run returns the record's copy of a run, reading it on first use; nil if
+// there is no such run.
+func (t *txn) run(id string) *Run {
+	if cr, ok := t.runs[id]; ok {
+		return cr.run
+	}
+	raw := t.getRaw(keyRun(id))
+	if raw == nil {
+		return nil
+	}
+	run := &Run{}
+	if err := msgpack.Unmarshal(raw, run); err != nil {
+		panic(fmt.Sprintf("fsm: decode %q: %v", keyRun(id), err))
+	}
+	t.cacheRun(run, raw)
+	return run
+}
+
+// addRun makes a run created by this record the copy that is stored.
+func (t *txn) addRun(run *Run) { t.cacheRun(run, nil) }
+
+func (t *txn) cacheRun(run *Run, raw []byte) {
+	if t.runs == nil {
+		t.runs = map[string]*cachedRun{}
+	}
+	if _, ok := t.runs[run.ID]; ok {
+		panic(fmt.Sprintf("fsm: run %s cached twice", run.ID))
+	}
+	t.runs[run.ID] = &cachedRun{run: run, raw: raw}
+	t.runOrder = append(t.runOrder, run.ID)
+}
+
+// flushRuns stores every run the record changed, once, in the order they
+// were first touched, and empties the cache for the next record.
+func (t *txn) flushRuns() {
+	for _, id := range t.runOrder {
+		cr := t.runs[id]
+		raw, err := msgpack.Marshal(cr.run)
+		if err != nil {
+			panic(fmt.Sprintf("fsm: encode %q: %v", keyRun(id), err))
+		}
+		if cr.raw == nil || !bytes.Equal(raw, cr.raw) {
+			t.putRaw(keyRun(id), raw)
+		}
+	}
+	clear(t.runs)
+	t.runOrder = t.runOrder[:0]
 }
 
 func (t *txn) getRaw(k []byte) []byte {

@@ -48,8 +48,22 @@ func (f *FSM) get(k []byte, v any) (bool, error) {
 	if raw == nil || err != nil {
 		return false, err
 	}
-	return true, msgpack.Unmarshal(raw, v)
+	return true, decodeRow(k, raw, v)
 }
+
+// decodeRow decodes a stored row for a view. The views' one rule for a row
+// they cannot decode: fail with an error naming its key. Skipping it would
+// hide a corrupt or newer-format row, and views would disagree on it.
+func decodeRow(k, raw []byte, v any) error {
+	if err := msgpack.Unmarshal(raw, v); err != nil {
+		return errRow(k, err)
+	}
+	return nil
+}
+
+func errRow(k []byte, err error) error { return fmt.Errorf("fsm: undecodable row %q: %w", k, err) }
+
+var errBadKey = errors.New("malformed key")
 
 // scan calls fn with the keys in [lower, upper) and their values, whole
 // (see parts.go), until fn returns false.
@@ -154,14 +168,16 @@ func (f *FSM) SyncRefused(r *AppSynced) (string, error) {
 func (f *FSM) Apps() ([]App, error) {
 	var out []App
 	p := []byte("a/")
-	err := f.scan(p, prefixEnd(p), false, func(_, v []byte) bool {
+	var derr error
+	err := f.scan(p, prefixEnd(p), false, func(k, v []byte) bool {
 		var a App
-		if msgpack.Unmarshal(v, &a) == nil {
-			out = append(out, a)
+		if derr = decodeRow(k, v, &a); derr != nil {
+			return false
 		}
+		out = append(out, a)
 		return true
 	})
-	return out, err
+	return out, errors.Join(err, derr)
 }
 
 // BulkCancelMatches reports whether r would cancel at least one run now.
@@ -199,14 +215,16 @@ func (f *FSM) RunsForEvent(eventID string) ([]string, error) {
 func (f *FSM) RecentRuns(limit int) ([]Run, error) {
 	p := []byte("r/")
 	var out []Run
-	err := f.scan(p, prefixEnd(p), true, func(_, v []byte) bool {
+	var derr error
+	err := f.scan(p, prefixEnd(p), true, func(k, v []byte) bool {
 		var r Run
-		if msgpack.Unmarshal(v, &r) == nil {
-			out = append(out, r)
+		if derr = decodeRow(k, v, &r); derr != nil {
+			return false
 		}
+		out = append(out, r)
 		return len(out) < limit
 	})
-	return out, err
+	return out, errors.Join(err, derr)
 }
 
 // History returns a run's audit trail in order.
@@ -214,9 +232,9 @@ func (f *FSM) History(runID string) ([]HistoryEntry, error) {
 	p := prefixHistory(runID)
 	var out []HistoryEntry
 	var derr error
-	err := f.scan(p, prefixEnd(p), false, func(_, v []byte) bool {
+	err := f.scan(p, prefixEnd(p), false, func(k, v []byte) bool {
 		var h HistoryEntry
-		if derr = msgpack.Unmarshal(v, &h); derr != nil {
+		if derr = decodeRow(k, v, &h); derr != nil {
 			return false
 		}
 		out = append(out, h)
@@ -296,10 +314,12 @@ func (f *FSM) scanQueue(prefix, from []byte, now int64, limit int, skip SkipFunc
 	if limit <= 0 {
 		return nil, nil, 0, nil
 	}
+	var kerr error
 	err = f.scan(lower, prefixEnd(prefix), false, func(k, _ []byte) bool {
 		at, run, call, ok := parseQueueKey(k)
 		if !ok {
-			return true
+			kerr = errRow(k, errBadKey)
+			return false
 		}
 		if at > now || len(keys) >= limit {
 			stop, stopDue = append([]byte(nil), k...), at
@@ -310,7 +330,7 @@ func (f *FSM) scanQueue(prefix, from []byte, now int64, limit int, skip SkipFunc
 		}
 		return true
 	})
-	if err != nil {
+	if err = errors.Join(err, kerr); err != nil {
 		return nil, nil, 0, err
 	}
 	for _, k := range keys {
@@ -330,13 +350,17 @@ func (f *FSM) scanQueue(prefix, from []byte, now int64, limit int, skip SkipFunc
 // carry no per-node index that every step would have to keep up.
 func (f *FSM) ClaimedBy(node string) ([]Call, error) {
 	var keys [][2]string
+	var kerr error
 	err := f.scan(prefixLeaseQueue, prefixEnd(prefixLeaseQueue), false, func(k, _ []byte) bool {
-		if _, run, call, ok := parseQueueKey(k); ok {
-			keys = append(keys, [2]string{run, call})
+		_, run, call, ok := parseQueueKey(k)
+		if !ok {
+			kerr = errRow(k, errBadKey)
+			return false
 		}
+		keys = append(keys, [2]string{run, call})
 		return true
 	})
-	if err != nil {
+	if err = errors.Join(err, kerr); err != nil {
 		return nil, err
 	}
 	var out []Call
@@ -380,7 +404,7 @@ func (f *FSM) CronFunctions() ([]CronFunction, error) {
 	var derr error
 	err := f.scan(prefixCronFns, prefixEnd(prefixCronFns), false, func(k, v []byte) bool {
 		cf := CronFunction{FnID: string(k[len(prefixCronFns):])}
-		if derr = msgpack.Unmarshal(v, &cf.Crons); derr != nil {
+		if derr = decodeRow(k, v, &cf.Crons); derr != nil {
 			return false
 		}
 		out = append(out, cf)
@@ -397,13 +421,16 @@ func (f *FSM) CronFunctions() ([]CronFunction, error) {
 func (f *FSM) LastCronFired(fnID string) (int64, error) {
 	p := []byte("cr/" + fnID + sep)
 	var last int64
+	var kerr error
 	err := f.scan(p, prefixEnd(p), true, func(k, _ []byte) bool {
-		if len(k) == len(p)+8 {
-			last = int64(binary.BigEndian.Uint64(k[len(p):]))
+		if len(k) != len(p)+8 {
+			kerr = errRow(k, errBadKey)
+			return false
 		}
+		last = int64(binary.BigEndian.Uint64(k[len(p):]))
 		return false
 	})
-	return last, err
+	return last, errors.Join(err, kerr)
 }
 
 // SignalWaiter returns the run waiting for a signal, or "".

@@ -233,10 +233,23 @@ func listen(cfg Config) (*stream, error) {
 
 func isSingle(cfg Config) bool { return cfg.Solo && cfg.Bootstrap && len(cfg.Peers) == 0 }
 
-// proposal is one caller's records waiting to be committed.
+// proposal is one caller's records waiting to be committed, encoded
+// already: a record that cannot be encoded fails its caller in Propose and
+// never reaches a batch, where it would fail every caller in it.
 type proposal struct {
-	recs []fsm.Record
+	recs [][]byte
 	done chan proposeResult
+}
+
+func newProposal(recs []fsm.Record) (*proposal, error) {
+	p := &proposal{recs: make([][]byte, len(recs)), done: make(chan proposeResult, 1)}
+	for i, r := range recs {
+		var err error
+		if p.recs[i], err = fsm.EncodeRecord(r); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
 }
 
 type proposeResult struct {
@@ -256,7 +269,10 @@ func (n *Node) Propose(ctx context.Context, recs ...fsm.Record) ([]fsm.Result, e
 	if err := n.downgrade(recs); err != nil {
 		return nil, err // nothing was written
 	}
-	p := &proposal{recs: recs, done: make(chan proposeResult, 1)}
+	p, err := newProposal(recs)
+	if err != nil {
+		return nil, err
+	}
 	select {
 	case n.proposals <- p:
 	case <-ctx.Done():
@@ -296,17 +312,11 @@ func (n *Node) batchLoop() {
 				break drain
 			}
 		}
-		recs := make([]fsm.Record, 0, count)
+		recs := make([][]byte, 0, count)
 		for _, p := range batch {
 			recs = append(recs, p.recs...)
 		}
-		data, err := fsm.EncodeEntry(recs...)
-		if err != nil {
-			for _, p := range batch {
-				p.done <- proposeResult{err: err}
-			}
-			continue
-		}
+		data := fsm.JoinEntry(recs...)
 		inflight <- struct{}{}
 		mEntries.Inc()
 		mRecords.Add(float64(len(recs)))
