@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cairn-dev/cairn/internal/certs"
+	"github.com/cairn-dev/cairn/internal/testnet"
 	"github.com/hashicorp/raft"
 )
 
@@ -92,20 +93,7 @@ func TestRaftOverMutualTLS(t *testing.T) {
 	}
 
 	// A new member must answer a TLS handshake before it is added.
-	notTLS, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer notTLS.Close()
-	go func() {
-		for {
-			c, err := notTLS.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	notTLS := testnet.HangUp(t)
 	for _, addr := range []string{freeAddr(t), notTLS.Addr().String()} {
 		if err := leader.AddVoter("ghost", addr); !errors.Is(err, ErrUnreachable) {
 			t.Fatalf("AddVoter(%s): %v, want ErrUnreachable", addr, err)

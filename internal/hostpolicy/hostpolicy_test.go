@@ -6,6 +6,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/cairn-dev/cairn/internal/testnet"
 )
 
 func TestCheckURL(t *testing.T) {
@@ -47,20 +49,7 @@ func TestCheckURL(t *testing.T) {
 
 // The dial check holds for names that resolve outside the allowed networks.
 func TestDialer(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	ln := testnet.HangUp(t)
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

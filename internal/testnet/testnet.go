@@ -41,3 +41,25 @@ func FreePort(t testing.TB) int {
 	fmt.Sscan(port, &p)
 	return p
 }
+
+// HangUp listens on a loopback port and closes every connection it
+// accepts at once: an address that answers TCP and nothing else. It stops
+// when the test ends.
+func HangUp(t testing.TB) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return ln
+}
