@@ -44,14 +44,16 @@ func startNode(t *testing.T, opts ...func(*server.Config)) *server.Server {
 	if err := s.WaitReady(ctx); err != nil {
 		t.Fatalf("wait ready: %v", err)
 	}
-	// Wait for the leader's first entries (configuration, no-op, and the
-	// record of its addresses, proposed after a barrier) to settle, so that
-	// the log only grows because of requests from here on.
+	// Wait for the leader's first entries (configuration, no-op, then the
+	// record of its addresses and, once that is applied, of its run
+	// limits, proposed after a barrier) to settle, so that the log only
+	// grows because of requests from here on.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		st := s.Node.Stats()
 		seen, _ := s.FSM.Node("n1")
-		if st.State == "Leader" && st.CommitIndex == st.LastLogIndex && seen != nil {
+		limits, _ := s.FSM.Limits()
+		if st.State == "Leader" && st.CommitIndex == st.LastLogIndex && seen != nil && limits != (fsm.Limits{}) {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -146,6 +146,9 @@ func settled(t *testing.T, leader *testNode) {
 				return false
 			}
 		}
+		if limits, _ := leader.srv.FSM.Limits(); limits == (fsm.Limits{}) {
+			return false // recorded once every member's release is known
+		}
 		st := leader.srv.Node.Stats()
 		return st.CommitIndex == st.LastLogIndex
 	})
