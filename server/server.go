@@ -244,7 +244,7 @@ func Start(cfg Config) (*Server, error) {
 		if cfg.Join != "" {
 			s.join(ctx)
 		}
-		s.announceAsFollower(ctx)
+		s.keepAnnounced(ctx)
 	}()
 	go func() {
 		defer s.wg.Done()
@@ -330,11 +330,20 @@ func (s *Server) announce(ctx context.Context) {
 			s.log.Warn("could not record this leader's addresses", "err", err)
 		}
 	}
+	s.recordLimits(ctx, true)
+}
+
+// recordLimits proposes this leader's run limits if the log holds others,
+// once every member reads them (a follower of an older release holds them
+// back; the follower loop tries again when it has been upgraded).
+func (s *Server) recordLimits(ctx context.Context, warn bool) {
 	if have, err := s.FSM.Limits(); err == nil && have == *s.cfg.Limits {
 		return
 	}
 	if v := s.Node.ClusterFormat(true); v < fsm.FormatVersion {
-		s.log.Warn("not recording run limits: a member runs an older release", "cluster_format", v)
+		if warn {
+			s.log.Warn("not recording run limits yet: a member runs an older release", "cluster_format", v)
+		}
 		return
 	}
 	if _, err := s.Node.Propose(ctx, &fsm.LimitsSet{At: time.Now().UnixMilli(), Limits: *s.cfg.Limits}); err != nil {
@@ -356,13 +365,17 @@ func (s *Server) seenAsIs() bool {
 		have.Format == want.Format
 }
 
-// announceAsFollower makes sure the cluster records this node's addresses
+// keepAnnounced makes sure the cluster records this node's addresses
 // and release when it is a follower: a member that restarts on a new
-// release says so, and the leader proposes new records once all have.
-func (s *Server) announceAsFollower(ctx context.Context) {
+// release says so, and the leader records what waited for it (the run
+// limits) once all have.
+func (s *Server) keepAnnounced(ctx context.Context) {
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
 	for {
+		if s.Node.IsLeader() && s.Node.CaughtUp() {
+			s.recordLimits(ctx, false)
+		}
 		if !s.Node.IsLeader() && !s.seenAsIs() {
 			if leader, _ := s.FSM.Node(s.Node.Stats().LeaderID); leader != nil && leader.HTTPAddr != "" {
 				me := s.seen()
