@@ -465,3 +465,86 @@ func cmdApps(args []string) error {
 	}
 	return tw.Flush()
 }
+
+// cmdEvents lists stored events, newest first.
+func cmdEvents(args []string) error {
+	var name, from, to, cursor string
+	var limit int
+	var asJSON bool
+	_, base, err := clientFlags("events", "[--name N] [--from T] [--to T]", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&name, "name", "", "only events of this name")
+		fs.StringVar(&from, "from", "", "received at or after (RFC 3339 or unix ms)")
+		fs.StringVar(&to, "to", "", "received at or before (RFC 3339 or unix ms)")
+		fs.StringVar(&cursor, "cursor", "", "continue after this event id (printed at the end of a full page)")
+		fs.IntVar(&limit, "limit", 20, "how many events")
+		fs.BoolVar(&asJSON, "json", false, "print JSON")
+	})
+	if stop, err := handleHelp(err); stop {
+		return err
+	}
+	q := url.Values{"limit": {fmt.Sprint(limit)}}
+	for k, v := range map[string]string{"name": name, "from": from, "to": to, "cursor": cursor} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	var raw json.RawMessage
+	if err := call(http.MethodGet, base+"/v1/events?"+q.Encode(), nil, &raw); err != nil {
+		return err
+	}
+	if asJSON {
+		return printJSON(raw)
+	}
+	var out struct {
+		Data []struct {
+			ID         string          `json:"id"`
+			Name       string          `json:"name"`
+			Data       json.RawMessage `json:"data"`
+			ReceivedAt int64           `json:"received_at"`
+		} `json:"data"`
+		Cursor string `json:"cursor"`
+	}
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "EVENT\tNAME\tRECEIVED\tDATA")
+	for _, e := range out.Data {
+		data := string(e.Data)
+		if len(data) > 60 {
+			data = data[:57] + "..."
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.ID, e.Name, time.UnixMilli(e.ReceivedAt).Format(time.RFC3339), data)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if out.Cursor != "" {
+		fmt.Printf("\nmore: cairn events --cursor %s\n", out.Cursor)
+	}
+	return nil
+}
+
+// cmdEvent shows one stored event, or sends it again (--replay).
+func cmdEvent(args []string) error {
+	var replay bool
+	fs, base, err := clientFlags("event", "[--replay] EVENT_ID", args, func(fs *flag.FlagSet) {
+		fs.BoolVar(&replay, "replay", false, "send the event again as a new event (new id); prints the new id")
+	})
+	if stop, err := handleHelp(err); stop {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return errors.New("event needs an event id")
+	}
+	u, method := base+"/v1/events/"+url.PathEscape(fs.Arg(0)), http.MethodGet
+	if replay {
+		u, method = u+"/replay", http.MethodPost
+	}
+	var out json.RawMessage
+	if err := call(method, u, nil, &out); err != nil {
+		return err
+	}
+	return printJSON(out)
+}

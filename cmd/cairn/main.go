@@ -31,6 +31,8 @@ Usage:
   cairn sync    [URL]              ask apps (or one app URL) to re-register
   cairn certs   --dir DIR --nodes n1,n2,n3   make a cluster CA and node certificates for TLS
   cairn apps    [rm APP_ID|URL]    registered apps and synced URLs; remove one
+  cairn events  [--name N] [--from T] [--to T]   stored events, newest first
+  cairn event   [--replay] EVENT_ID   one stored event; --replay sends it again
 
 Client commands talk to --url (env CAIRN_URL); against a cairn start node
 they need --signing-key (env CAIRN_SIGNING_KEY).
@@ -69,6 +71,10 @@ func main() {
 		err = cmdCluster(args)
 	case "apps":
 		err = cmdApps(args)
+	case "events":
+		err = cmdEvents(args)
+	case "event":
+		err = cmdEvent(args)
 	case "certs":
 		err = cmdCerts(args)
 	case "-h", "--help", "help":
