@@ -156,8 +156,14 @@ func (s *Server) clusterJoin(c echo.Context) error {
 		return errf(http.StatusBadRequest, "invalid_member", "\"id\", \"raft_addr\" and \"http_addr\" are required")
 	}
 	// A member already in the configuration at that address (a restarted
-	// follower announcing its release) needs no configuration change.
-	if !s.isMember(in.ID, in.RaftAddr) {
+	// follower announcing its release) needs no configuration change, and
+	// one recorded as it is needs no record either.
+	member := s.isMember(in.ID, in.RaftAddr)
+	if have, _ := s.fsm.Node(in.ID); member && have != nil && have.RaftAddr == in.RaftAddr &&
+		have.HTTPAddr == in.HTTPAddr && have.Format == in.Format {
+		return s.clusterStatus(c)
+	}
+	if !member {
 		err = s.node.AddVoter(in.ID, in.RaftAddr)
 	}
 	if errors.Is(err, raftnode.ErrUnreachable) {

@@ -373,6 +373,12 @@ func (s *Server) keepAnnounced(ctx context.Context) {
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
 	for {
+		// Wait first: a join just made is being replicated here.
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
 		if s.Node.IsLeader() && s.Node.CaughtUp() {
 			s.recordLimits(ctx, false)
 		}
@@ -384,11 +390,6 @@ func (s *Server) keepAnnounced(ctx context.Context) {
 					s.log.Debug("announcing this follower", "err", err)
 				}
 			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
 		}
 	}
 }
