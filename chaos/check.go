@@ -43,7 +43,6 @@ type evState struct {
 	found   bool // event known to the server
 	runs    []runView
 	err     string
-	hist    []histEntry // of runs[0]
 }
 
 func (e *evState) terminal() bool {

@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -383,15 +382,6 @@ func (c *cluster) urls() []string {
 	return out
 }
 
-func (c *cluster) byID(id string) *node {
-	for _, n := range c.nodes {
-		if n.id == id {
-			return n
-		}
-	}
-	return nil
-}
-
 // start boots the nodes and waits until every one is a member and knows the
 // leader.
 func (c *cluster) start(ctx context.Context) error {
@@ -709,5 +699,3 @@ func (m *monitor) summary() (terms int, conflicts []string) {
 	defer m.mu.Unlock()
 	return len(m.leaders), append([]string(nil), m.conflicts...)
 }
-
-func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }

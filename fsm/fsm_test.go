@@ -1190,7 +1190,6 @@ type gen struct {
 	// as a real SDK's would.
 	reuseSteps bool
 	stepN      int
-	keys       []string
 }
 
 func (g *gen) pick(n int) int { return g.rng.Intn(n) }
