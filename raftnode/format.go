@@ -2,6 +2,7 @@ package raftnode
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cairn-dev/cairn/fsm"
@@ -11,22 +12,27 @@ import (
 // it is read again: it changes only when members join or are upgraded.
 const formatTTL = time.Second
 
-// formatCache remembers the cluster's format version (fsm/format.go).
+// formatCache remembers the cluster's format version (fsm/format.go). The
+// reading is packed into one atomic word (version, time read) so that
+// Propose, which asks on every call, takes no lock while it is fresh.
 type formatCache struct {
-	mu  sync.Mutex
-	val int
-	at  time.Time
+	mu   sync.Mutex // serializes re-reads
+	word atomic.Uint64
 }
+
+func packFormat(v int, at time.Time) uint64 { return uint64(at.UnixMilli())<<8 | uint64(uint8(v)) }
+
+func unpackFormat(w uint64) (int, time.Time) { return int(uint8(w)), time.UnixMilli(int64(w >> 8)) }
 
 // ClusterFormat is the lowest record format version among the members:
 // what every record proposed must be readable in. fresh reads it now
 // instead of reusing a reading up to a second old.
 func (n *Node) ClusterFormat(fresh bool) int {
+	if v, at := unpackFormat(n.format.word.Load()); !fresh && v > 0 && time.Since(at) < formatTTL {
+		return v
+	}
 	n.format.mu.Lock()
 	defer n.format.mu.Unlock()
-	if !fresh && n.format.val > 0 && time.Since(n.format.at) < formatTTL {
-		return n.format.val
-	}
 	members, err := n.Members()
 	if err != nil {
 		return 1 // unknown: assume the oldest
@@ -39,7 +45,7 @@ func (n *Node) ClusterFormat(fresh bool) int {
 	if err != nil {
 		return 1
 	}
-	n.format.val, n.format.at = v, time.Now()
+	n.format.word.Store(packFormat(v, time.Now()))
 	return v
 }
 
