@@ -50,6 +50,12 @@ func (t *txn) applyRecord(r Record) Result {
 	case *LimitsSet:
 		t.put(keyLimits, &r.Limits)
 		return Result{Code: OK}
+	case *RunRerun:
+		return t.applyRunRerun(r)
+	case *ReplayStarted:
+		return t.applyReplayStarted(r)
+	case *ReplayCancelled:
+		return t.applyReplayCancelled(r)
 	}
 	panic(fmt.Sprintf("fsm: no applier for %T", r))
 }

@@ -104,8 +104,15 @@ func (t *txn) startRun(fn *Function, at int64, evs []eventRef, corr string, due 
 			t.put(keyFnIdem(fn.ID, key), &idempotency{EventID: first.ID, At: at})
 		}
 	}
+	return t.newRun(fn, runID(first.ID, fn.ID, at), at, evs, corr, due, waiting)
+}
+
+// newRun creates run id of fn for its events, past admission (idempotency,
+// rate limits and the like), or returns nil if a run with that id exists.
+func (t *txn) newRun(fn *Function, id string, at int64, evs []eventRef, corr string, due int64, waiting string) *Run {
+	first := evs[0]
 	run := &Run{
-		ID: runID(first.ID, fn.ID, at), FnID: fn.ID, AppID: fn.AppID,
+		ID: id, FnID: fn.ID, AppID: fn.AppID,
 		Status: StatusRunning, CreatedAt: at, Version: -1, Corr: corr, Waiting: waiting,
 	}
 	if t.run(run.ID) != nil {
@@ -117,6 +124,7 @@ func (t *txn) startRun(fn *Function, at int64, evs []eventRef, corr string, due 
 		t.putRaw(keyEventRun(ev.ID, run.ID), nil)
 	}
 	t.putRaw(keyActive(fn.ID, run.ID), nil)
+	t.putRaw(keyFnRun(fn.ID, at, run.ID), nil)
 	t.history(run, HistoryEntry{At: at, Type: HistRunScheduled, Name: first.Name, Detail: "event " + first.ID})
 	for i, c := range fn.Cancel {
 		entry := cancelEntry{If: c.If}

@@ -28,6 +28,10 @@ import (
 //	iv/<correlation id>            the invoke waiting for a child: "<run>\0<call>"
 //	co/<event>\0<run>\0<n>         cancelOn conditions by event name (cancelEntry)
 //	fa/<fn>\0<run>                 running runs per function (bulk cancel)
+//	fr/<fn>\0<created ms BE><run>  every run of a function by creation time (replays, listings)
+//	rp/<replay>                    a bulk replay's state (Replay)
+//	rpr/<replay>\0<seq, 4 bytes BE> one run of a bulk replay and its rerun (ReplayRun)
+//	rpa/<replay>                   bulk replays still starting runs (empty value)
 //	ik/<fn>\0<key>                 function idempotency keys (first run's time)
 //	xc/<fn>                        cron schedules of a function ([]string)
 //	cr/<fn>\0<scheduled ms BE>     cron times already fired
@@ -73,6 +77,19 @@ func keyCancelOn(ev, run string, n int) []byte {
 func prefixCancelOn(ev string) []byte { return []byte("co/" + ev + sep) }
 func keyActive(fn, run string) []byte { return []byte("fa/" + fn + sep + run) }
 func prefixActive(fn string) []byte   { return []byte("fa/" + fn + sep) }
+func keyFnRun(fn string, created int64, run string) []byte {
+	return append(binary.BigEndian.AppendUint64([]byte("fr/"+fn+sep), uint64(created)), run...)
+}
+func prefixFnRuns(fn string) []byte { return []byte("fr/" + fn + sep) }
+func keyReplay(id string) []byte    { return []byte("rp/" + id) }
+func keyReplayRun(id string, seq int) []byte {
+	return binary.BigEndian.AppendUint32([]byte("rpr/"+id+sep), uint32(seq))
+}
+func prefixReplayRuns(id string) []byte { return []byte("rpr/" + id + sep) }
+func keyReplayActive(id string) []byte  { return []byte("rpa/" + id) }
+
+var prefixReplaysActive = []byte("rpa/")
+
 func keyFnIdem(fn, key string) []byte { return []byte("ik/" + fn + sep + key) }
 func keyCronFn(fn string) []byte      { return []byte("xc/" + fn) }
 func keyCronFired(fn string, at int64) []byte {

@@ -20,6 +20,9 @@ const (
 	KindNodeSeen        Kind = 10 // a cluster member's addresses, so any node can reach the leader
 	KindAppRemoved      Kind = 11 // an operator removed an app and its functions
 	KindLimitsSet       Kind = 12 // the limits Apply enforces on runs (limits.go)
+	KindRunRerun        Kind = 13 // a new run of a finished run's function and events (rerun.go)
+	KindReplayStarted   Kind = 14 // a bulk replay of a function's runs in a time window
+	KindReplayCancelled Kind = 15 // stop a bulk replay starting runs
 )
 
 // KindIgnorable marks a kind that a node which does not know it may skip:
@@ -50,6 +53,9 @@ var kinds = [...]kindInfo{
 	KindNodeSeen:        {"NodeSeen", func() Record { return new(NodeSeen) }, 1},
 	KindAppRemoved:      {"AppRemoved", func() Record { return new(AppRemoved) }, 2},
 	KindLimitsSet:       {"LimitsSet", func() Record { return new(LimitsSet) }, 2},
+	KindRunRerun:        {"RunRerun", func() Record { return new(RunRerun) }, 3},
+	KindReplayStarted:   {"ReplayStarted", func() Record { return new(ReplayStarted) }, 3},
+	KindReplayCancelled: {"ReplayCancelled", func() Record { return new(ReplayCancelled) }, 3},
 }
 
 func (k Kind) info() (kindInfo, bool) {

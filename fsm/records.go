@@ -256,6 +256,48 @@ type BulkCancel struct {
 	Reason string `msgpack:"why,omitempty"`
 }
 
+// RunRerun starts a new run (RunID, chosen by the proposer) of the function
+// of run From, with From's events, against the function as it is now. With
+// FromStep (a hashed step id), the steps From memoized before that step are
+// copied into the new run, so the app skips them and resumes at FromStep.
+// From itself is left as it was, but for a history line naming the rerun.
+// A rerun of a bulk replay names it (Replay) and its place in it (Seq):
+// Apply takes each place once, so a replay re-proposed by a new leader
+// starts no run twice.
+type RunRerun struct {
+	At       int64  `msgpack:"at"`
+	RunID    string `msgpack:"run"`
+	From     string `msgpack:"from"`
+	FromStep string `msgpack:"step,omitempty"`
+	Actor    string `msgpack:"by,omitempty"`
+	Replay   string `msgpack:"rp,omitempty"`
+	Seq      int    `msgpack:"seq,omitempty"`
+}
+
+// ReplayStarted opens a bulk replay: one RunRerun per run in Runs, which
+// the leader found matching the window (function, creation time in
+// [From, To], Statuses) when it was asked. Listing the runs in the record
+// makes what is replayed a fact of the log, not of the projection that was
+// read. The leader then proposes the reruns a few at a time.
+type ReplayStarted struct {
+	At       int64    `msgpack:"at"`
+	ID       string   `msgpack:"id"`
+	FnID     string   `msgpack:"fn"`
+	From     int64    `msgpack:"from"`
+	To       int64    `msgpack:"to"`
+	Statuses []string `msgpack:"sts"`
+	Runs     []string `msgpack:"runs"`
+	Actor    string   `msgpack:"by,omitempty"`
+}
+
+// ReplayCancelled stops a bulk replay: no further reruns start (those
+// started already go on).
+type ReplayCancelled struct {
+	At    int64  `msgpack:"at"`
+	ID    string `msgpack:"id"`
+	Actor string `msgpack:"by,omitempty"`
+}
+
 // NodeSeen records a cluster member's Raft and HTTP addresses. Followers
 // use it to forward writes to the leader's HTTP API.
 type NodeSeen struct {
@@ -291,6 +333,9 @@ func (*BulkCancel) Kind() Kind      { return KindBulkCancel }
 func (*NodeSeen) Kind() Kind        { return KindNodeSeen }
 func (*AppRemoved) Kind() Kind      { return KindAppRemoved }
 func (*LimitsSet) Kind() Kind       { return KindLimitsSet }
+func (*RunRerun) Kind() Kind        { return KindRunRerun }
+func (*ReplayStarted) Kind() Kind   { return KindReplayStarted }
+func (*ReplayCancelled) Kind() Kind { return KindReplayCancelled }
 
 func (r *AppSynced) Time() int64       { return r.At }
 func (r *EventAccepted) Time() int64   { return r.At }
@@ -304,6 +349,9 @@ func (r *BulkCancel) Time() int64      { return r.At }
 func (r *NodeSeen) Time() int64        { return r.At }
 func (r *AppRemoved) Time() int64      { return r.At }
 func (r *LimitsSet) Time() int64       { return r.At }
+func (r *RunRerun) Time() int64        { return r.At }
+func (r *ReplayStarted) Time() int64   { return r.At }
+func (r *ReplayCancelled) Time() int64 { return r.At }
 
 // ignoredRecord stands for a record of an ignorable kind this node does
 // not know: Apply skips it.

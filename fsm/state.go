@@ -76,6 +76,8 @@ type Run struct {
 	// AdmitKeys are debounce, batch and singleton entries pointing at this
 	// run, dropped when it starts (debounce, batch) or ends (singleton).
 	AdmitKeys []string `msgpack:"aks,omitempty"`
+	// RerunOf is the run this one reruns (RunRerun).
+	RerunOf string `msgpack:"rof,omitempty"`
 }
 
 // Done reports whether the run has finished.

@@ -14,6 +14,13 @@ const (
 	StatusSkipped   = "skipped" // refused by a rate limit or a singleton
 )
 
+// Bulk replay statuses (Replay.Status).
+const (
+	ReplayStatusRunning   = "running" // still starting runs
+	ReplayStatusCompleted = "completed"
+	ReplayStatusCancelled = "cancelled"
+)
+
 // Call types (Call.Type). Every type but CallHTTP is a timer (IsTimer).
 const (
 	CallHTTP    = "http"    // POST to the app
@@ -55,6 +62,8 @@ const (
 	HistRunDebounced  = "run.debounced"
 	HistRunBatched    = "run.batched"
 	HistRunThrottled  = "run.throttled"
+	HistRunRerun      = "run.rerun"    // on the old run: a rerun of it started
+	HistRunRerunOf    = "run.rerun_of" // on the new run: what it reruns, from which step
 	HistCallClaimed   = "call.claimed"
 	HistCallWaiting   = "call.waiting" // for a concurrency slot
 	HistCallErrored   = "call.errored" // retried
