@@ -84,14 +84,7 @@ func timeParam(c echo.Context, name string) (int64, error) {
 	if v == "" {
 		return 0, nil
 	}
-	if ms, err := strconv.ParseInt(v, 10, 64); err == nil && ms >= 0 {
-		return ms, nil
-	}
-	t, err := time.Parse(time.RFC3339Nano, v)
-	if err != nil {
-		return 0, errf(http.StatusBadRequest, "bad_request", "%s=%q is neither RFC 3339 nor unix milliseconds", name, v)
-	}
-	return t.UnixMilli(), nil
+	return parseTime(name, v)
 }
 
 // storedEventByID reads one stored event, or a 404.

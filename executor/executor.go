@@ -213,6 +213,11 @@ func (e *Executor) Run(ctx context.Context) {
 		defer wg.Done()
 		e.cronLoop(ctx)
 	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		e.replayLoop(ctx)
+	}()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	// The queue is read from a cursor, never from its head, which is full

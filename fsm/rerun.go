@@ -178,18 +178,19 @@ func (f *FSM) Replay(id string) (*Replay, error) {
 	return &r, nil
 }
 
-// ReplayRuns lists the places of a bulk replay in order.
-func (f *FSM) ReplayRuns(id string) ([]ReplayRun, error) {
+// ReplayRuns lists the places of a bulk replay in order, from place from,
+// at most limit of them (0: all).
+func (f *FSM) ReplayRuns(id string, from, limit int) ([]ReplayRun, error) {
 	var out []ReplayRun
 	var derr error
 	p := prefixReplayRuns(id)
-	err := f.scan(p, prefixEnd(p), false, func(k, v []byte) bool {
+	err := f.scan(keyReplayRun(id, from), prefixEnd(p), false, func(k, v []byte) bool {
 		var r ReplayRun
 		if derr = decodeRow(k, v, &r); derr != nil {
 			return false
 		}
 		out = append(out, r)
-		return true
+		return limit <= 0 || len(out) < limit
 	})
 	if err == nil {
 		err = derr

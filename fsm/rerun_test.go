@@ -114,7 +114,7 @@ func TestReplayStartsEachPlaceOnce(t *testing.T) {
 	if err != nil || rp.Status != fsm.ReplayStatusCompleted || rp.Next != 2 {
 		t.Fatalf("replay %+v %v", rp, err)
 	}
-	places, _ := h.f.ReplayRuns("rp1")
+	places, _ := h.f.ReplayRuns("rp1", 0, 0)
 	if len(places) != 2 || places[0] != (fsm.ReplayRun{Old: old, New: "01R0"}) || places[1] != (fsm.ReplayRun{Old: other, New: "01R1"}) {
 		t.Fatalf("places %+v", places)
 	}
