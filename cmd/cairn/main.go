@@ -26,6 +26,9 @@ Usage:
   cairn history RUN_ID             show a run's full history (audit trail)
   cairn cancel  RUN_ID             cancel a run
   cairn cancel  --function FN [--from T] [--to T]   cancel a function's runs started in a range
+  cairn rerun   RUN_ID [--from-step S]   run a run's function again with its events (from a step)
+  cairn replay  --function FN --from T [--to T] [--status failed,cancelled]   rerun a window of runs
+  cairn replay  status|cancel REPLAY_ID   a bulk replay's progress; stop it
   cairn signal  NAME [DATA_JSON]   resume the run waiting for a signal
   cairn cluster status|join|remove  members, leader, indexes; add or remove a voter
   cairn sync    [URL]              ask apps (or one app URL) to re-register
@@ -75,6 +78,10 @@ func main() {
 		err = cmdEvents(args)
 	case "event":
 		err = cmdEvent(args)
+	case "rerun":
+		err = cmdRerun(args)
+	case "replay":
+		err = cmdReplay(args)
 	case "certs":
 		err = cmdCerts(args)
 	case "-h", "--help", "help":
