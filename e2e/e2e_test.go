@@ -240,6 +240,11 @@ func testTSApp(t *testing.T, opts ...func(*server.Config)) {
 			t.Fatalf("second cancel: %d, want 409", code)
 		}
 	})
+
+	t.Run("RerunFromStep", func(t *testing.T) {
+		c.t = t
+		testRerunFromStep(c, app)
+	})
 }
 
 // cairnProc is cairn running as a child process, so it can be SIGKILLed.
