@@ -4,6 +4,7 @@ import (
 	"crypto/sha1"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 
@@ -187,5 +188,33 @@ func TestRerunNeedsFormat3(t *testing.T) {
 		if err := fsm.Downgrade(r, 2); !errors.Is(err, fsm.ErrFormat) {
 			t.Errorf("%s at format 2: %v", r.Kind(), err)
 		}
+	}
+}
+
+// A batched run is rerun with all of its events, and without batching
+// again: the rerun starts at once.
+func TestRerunOfABatchedRunTakesAllItsEvents(t *testing.T) {
+	h := newHarness(t)
+	def := fnDef("app-fn", "ev/go", 0)
+	def.Batch = &fsm.BatchSpec{MaxSize: 3, TimeoutMs: 60_000}
+	h.want(syncApp(t0, "app", def), fsm.OK)
+	var run string
+	for i := range 3 {
+		res := h.want(event(t0+int64(i), fmt.Sprintf("01EVENT000000000000000000%d", i), "ev/go"), fsm.OK)
+		if len(res.Runs) == 1 {
+			run = res.Runs[0]
+		}
+	}
+	old := h.run(run)
+	if len(old.EventIDs) != 3 {
+		t.Fatalf("batched run has events %v", old.EventIDs)
+	}
+	res := h.want(&fsm.RunRerun{At: t0 + 10, RunID: "01RERUN", From: run}, fsm.OK)
+	r := h.run(res.ID)
+	if !slices.Equal(r.EventIDs, old.EventIDs) || r.Waiting != "" {
+		t.Fatalf("rerun %+v, want events %v and no wait", r, old.EventIDs)
+	}
+	if h.mustCall(res.ID, fsm.DiscoveryCall).Due != t0+10 {
+		t.Fatal("the rerun waits")
 	}
 }
