@@ -52,6 +52,10 @@ func sampleRecords() []fsm.Record {
 		&fsm.BulkCancel{At: 1700000000008, FnID: "app-fn", From: 1, To: 2, Reason: "bulk"},
 		&fsm.NodeSeen{At: 1700000000009, ID: "n2", RaftAddr: "127.0.0.1:7002", HTTPAddr: "127.0.0.1:8002"},
 		&fsm.LimitsSet{At: 1700000000011, Limits: fsm.Limits{StepOutputBytes: 1, RunStateBytes: 2, StepsPerRun: 3}},
+		&fsm.RunRerun{At: 1700000000012, RunID: "01NEW", From: "01OLD", FromStep: "abc", Actor: "cli", Replay: "rp", Seq: 4},
+		&fsm.ReplayStarted{At: 1700000000013, ID: "rp", FnID: "app-fn", From: 1, To: 2,
+			Statuses: []string{"failed"}, Runs: []string{"01OLD"}, Actor: "cli"},
+		&fsm.ReplayCancelled{At: 1700000000014, ID: "rp", Actor: "cli"},
 		&fsm.AppRemoved{At: 1700000000010, AppID: "app", By: "key:k1"},
 	}
 }

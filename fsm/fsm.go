@@ -97,6 +97,10 @@ func Open(dir string, o Options) (*FSM, error) {
 		return nil, fmt.Errorf("fsm: open %s: %w", dir, err)
 	}
 	f := &FSM{db: db, fs: o.FS, dir: dir, memTable: o.MemTableSize, logger: o.Logger, notify: func() {}} // hint 0: scan everything first
+	if err := indexRuns(db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("fsm: open %s: index runs: %w", dir, err)
+	}
 	if f.applied, err = readApplied(db); err != nil {
 		db.Close()
 		return nil, err

@@ -5,9 +5,13 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/cockroachdb/pebble"
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 // Reruns and bulk replays. A rerun is a new run of an old run's function
@@ -280,4 +284,58 @@ func (f *FSM) ResolveStep(runID, step string) (id string, ok bool, err error) {
 		}
 	}
 	return "", false, nil
+}
+
+// keyRunsIndexed marks a projection whose runs are all in fr/: Apply adds
+// every new run there, and indexRuns adds the runs of a projection written
+// by a release before fr/ existed, once, so replay windows find them too.
+// Every projection gets the mark when opened or restored, so replicas keep
+// the same digest whichever way they came by their runs.
+var keyRunsIndexed = []byte("m/runs-indexed")
+
+func indexRuns(db *pebble.DB) error {
+	if _, closer, err := db.Get(keyRunsIndexed); err == nil {
+		return closer.Close()
+	} else if !errors.Is(err, pebble.ErrNotFound) {
+		return err
+	}
+	b := db.NewBatch()
+	defer b.Close()
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte("r/"), UpperBound: prefixEnd([]byte("r/"))})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		v := it.Value()
+		if size, n, ok := parseHeader(v); ok {
+			parts, err := it.Clone(pebble.CloneOptions{})
+			if err != nil {
+				return err
+			}
+			v, err = joinParts(parts, it.Key(), size, n)
+			parts.Close()
+			if err != nil {
+				return err
+			}
+		}
+		var r struct {
+			ID        string `msgpack:"id"`
+			FnID      string `msgpack:"fn"`
+			CreatedAt int64  `msgpack:"ca"`
+		}
+		if err := msgpack.Unmarshal(v, &r); err != nil {
+			return errRow(it.Key(), err)
+		}
+		if err := b.Set(keyFnRun(r.FnID, r.CreatedAt, r.ID), nil, nil); err != nil {
+			return err
+		}
+	}
+	if err := it.Error(); err != nil {
+		return err
+	}
+	if err := b.Set(keyRunsIndexed, []byte{1}, nil); err != nil {
+		return err
+	}
+	return b.Commit(pebble.NoSync) // no WAL: flushed with the rest, or redone
 }

@@ -127,6 +127,9 @@ func (f *FSM) Restore(r io.Reader) error {
 	if f.db, err = openPebble(f.fs, f.dir, f.memTable); err != nil {
 		panic(fmt.Sprintf("fsm: restore: reopen: %v", err))
 	}
+	if err := indexRuns(f.db); err != nil {
+		panic(fmt.Sprintf("fsm: restore: index runs: %v", err))
+	}
 	f.applied = st
 	f.hint.Store(0)
 	f.fns.reset()
