@@ -32,7 +32,7 @@ import (
 // A member's version is recorded by NodeSeen (the leader's own at term
 // start, a follower's when it joins or restarts); the cluster's is the
 // lowest among the members (ClusterFormat).
-const FormatVersion = 2
+const FormatVersion = 3
 
 // ErrFormat is returned for a record the cluster cannot read yet.
 var ErrFormat = errors.New("not every member of the cluster runs a release that reads this record")
@@ -47,7 +47,35 @@ func Downgrade(r Record, format int) error {
 	if i, ok := r.Kind().info(); ok && i.since > format {
 		return fmt.Errorf("%w: %s needs format %d, the cluster reads %d", ErrFormat, i.name, i.since, format)
 	}
-	// Fields of format 2.
+	if format < 3 {
+		downgrade3(r)
+	}
+	if format < 2 {
+		downgrade2(r)
+	}
+	return nil
+}
+
+// downgrade3 clears the fields of format 3: who caused a record (By) and
+// the event a replay sends again.
+func downgrade3(r Record) {
+	switch r := r.(type) {
+	case *AppSynced:
+		r.By = ""
+	case *EventAccepted:
+		r.By, r.ReplayedFrom = "", ""
+	case *CancelRequested:
+		r.By = ""
+	case *SignalReceived:
+		r.By = ""
+	case *BulkCancel:
+		r.By = ""
+	}
+}
+
+// downgrade2 clears the fields of format 2: app ownership and the fair
+// shares of leases.
+func downgrade2(r Record) {
 	switch r := r.(type) {
 	case *AppSynced:
 		r.Owner, r.MayReplace, r.Exclusive = "", nil, false
@@ -63,7 +91,6 @@ func Downgrade(r Record, format int) error {
 	case *CronFired:
 		r.Lease.downgrade()
 	}
-	return nil
 }
 
 // downgrade clears the fair-share bounds of a lease (format 2).
