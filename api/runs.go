@@ -115,7 +115,8 @@ func (s *Server) eventRuns(c echo.Context) error {
 // (its data as "data", as before), and what a reader would otherwise
 // derive from the whole history: the step it is about and that step's
 // name, the data labelled by what it holds (fsm.HistData), the time as
-// RFC 3339, and how long the step or run took.
+// RFC 3339, and how long the step or run took. The stored "attempt"
+// counts from 0 and is absent for a first attempt.
 type historyView struct {
 	fsm.HistoryEntry
 	Time     string          `json:"time"`
