@@ -48,17 +48,17 @@ func Downgrade(r Record, format int) error {
 		return fmt.Errorf("%w: %s needs format %d, the cluster reads %d", ErrFormat, i.name, i.since, format)
 	}
 	if format < 3 {
-		downgrade3(r)
+		downgradeTo2(r)
 	}
 	if format < 2 {
-		downgrade2(r)
+		downgradeTo1(r)
 	}
 	return nil
 }
 
-// downgrade3 clears the fields of format 3: who caused a record (By) and
-// the event a replay sends again.
-func downgrade3(r Record) {
+// downgradeTo2 clears the fields of format 3: who caused a record (By)
+// and the event a replay sends again.
+func downgradeTo2(r Record) {
 	switch r := r.(type) {
 	case *AppSynced:
 		r.By = ""
@@ -73,9 +73,9 @@ func downgrade3(r Record) {
 	}
 }
 
-// downgrade2 clears the fields of format 2: app ownership and the fair
+// downgradeTo1 clears the fields of format 2: app ownership and the fair
 // shares of leases.
-func downgrade2(r Record) {
+func downgradeTo1(r Record) {
 	switch r := r.(type) {
 	case *AppSynced:
 		r.Owner, r.MayReplace, r.Exclusive = "", nil, false
