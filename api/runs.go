@@ -230,6 +230,7 @@ func (s *Server) cancelRun(c echo.Context) error {
 	if res[0].Code != fsm.OK {
 		return errf(http.StatusConflict, "run_finished", "%s", res[0].Msg)
 	}
+	s.log.Info("run cancelled", "run", r.ID, "by", actor(c))
 	r, err = s.fsm.Run(r.ID)
 	if err != nil {
 		return err

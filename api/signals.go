@@ -111,6 +111,7 @@ func (s *Server) cancelFunctionRuns(c echo.Context) error {
 			return err
 		}
 		cancelled = res[0].Runs
+		s.log.Info("runs cancelled in bulk", "function", fnID, "runs", len(cancelled), "by", rec.By)
 	}
 	if cancelled == nil {
 		cancelled = []string{}
