@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/cairn-dev/cairn/fsm"
@@ -140,7 +139,7 @@ const historyTime = "2006-01-02T15:04:05.000Z07:00"
 func viewHistory(hist []fsm.HistoryEntry, event []byte) []historyView {
 	names := map[string]string{}
 	for i := range hist {
-		if step := hist[i].Step(); step != "" && hist[i].Name != "" && strings.HasPrefix(hist[i].Type, "step.") {
+		if step := hist[i].Step(); step != "" && hist[i].Name != "" { // a step's entries name it (displayName)
 			names[step] = hist[i].Name
 		}
 	}
@@ -171,8 +170,8 @@ func viewHistory(hist []fsm.HistoryEntry, event []byte) []historyView {
 			claimed[h.Call] = h.At
 		case h.Type == fsm.HistStepSleeping || fsm.HistData(h.Type) == fsm.HistDataInput:
 			began[v.Step] = h.At
-		case strings.HasPrefix(h.Type, "run.") && fsm.HistData(h.Type) != "":
-			since = hist[0].At // the run's end
+		case fsm.HistRunEnd(h.Type):
+			since = hist[0].At
 		case fsm.HistData(h.Type) != "":
 			if at, ok := began[v.Step]; ok && v.Step != "" {
 				since = at

@@ -103,4 +103,10 @@ func TestHistoryStepAndData(t *testing.T) {
 			t.Errorf("%s: data %q, want %q", c.e.Type, got, c.data)
 		}
 	}
+	for typ, ends := range map[string]bool{fsm.HistRunEnded(fsm.StatusCancelled): true, fsm.HistRunEnded(fsm.StatusCompleted): true,
+		fsm.HistRunScheduled: false, fsm.HistRunSkipped: false, fsm.HistStepCompleted: false} {
+		if fsm.HistRunEnd(typ) != ends {
+			t.Errorf("HistRunEnd(%s) = %v", typ, !ends)
+		}
+	}
 }

@@ -85,6 +85,15 @@ const (
 // (run.completed, run.failed, run.cancelled).
 func HistRunEnded(status string) string { return "run." + status }
 
+// HistRunEnd reports whether typ is the history type of a run's end.
+func HistRunEnd(typ string) bool {
+	switch typ {
+	case HistRunEnded(StatusCompleted), HistRunEnded(StatusFailed), HistRunEnded(StatusCancelled):
+		return true
+	}
+	return false
+}
+
 // HistResult is the history type of an answer that was refused:
 // "result." + its code (result.stale, result.rejected, ...).
 func HistResult(c Code) string { return "result." + c.String() }
