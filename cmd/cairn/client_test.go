@@ -75,6 +75,14 @@ func TestHistoryJSONNamesTheCLI(t *testing.T) {
 	if err := s.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// Actors are recorded once the cluster is known to read format 3: wait
+	// for the leader's record of itself, and read the cluster's format anew.
+	for deadline := time.Now().Add(10 * time.Second); s.Node.ClusterFormat(true) < fsm.FormatVersion; {
+		if time.Now().After(deadline) {
+			t.Fatal("the leader's format is not recorded")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	base := s.URL()
 	app := "http://" + testnet.FreeAddr(t, "127.0.0.1") + "/api/inngest" // nothing answers: the run waits to retry
 	reg := fmt.Sprintf(`{"url":%q,"framework":"nodejs","appName":"cli-app","sdk":"js:v4.24.0","v":"0.1","functions":[`+
