@@ -329,6 +329,10 @@ func (s *Server) announce(ctx context.Context) {
 		if _, err := s.Node.Propose(ctx, s.seen()); err != nil {
 			s.log.Warn("could not record this leader's addresses", "err", err)
 		}
+		// Proposing it read the cluster's format without this record (and
+		// keeps that reading for a second): read it again, so that records
+		// proposed now keep the fields of this release.
+		s.Node.ClusterFormat(true)
 	}
 	s.recordLimits(ctx, true)
 }
