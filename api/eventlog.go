@@ -21,9 +21,15 @@ type eventView struct {
 	TS         int64           `json:"ts"`
 	V          string          `json:"v,omitempty"`
 	ReceivedAt int64           `json:"received_at"`
+	// Actor is who sent it (api/auth.go), ReplayedFrom the event it sends
+	// again; both absent when the log does not say (events accepted before
+	// format 3, events the engine emits).
+	Actor        string `json:"actor,omitempty"`
+	ReplayedFrom string `json:"replayed_from,omitempty"`
 }
 
-func viewEvent(e fsm.StoredEvent) (eventView, error) {
+// viewEvent shows a stored event with its origin.
+func (s *Server) viewEvent(e fsm.StoredEvent) (eventView, error) {
 	var v eventView
 	if err := json.Unmarshal(e.JSON, &v); err != nil {
 		return v, err
@@ -32,6 +38,11 @@ func viewEvent(e fsm.StoredEvent) (eventView, error) {
 	if u, err := ulid.ParseStrict(e.ID); err == nil {
 		v.ReceivedAt = int64(u.Time())
 	}
+	o, err := s.fsm.EventOrigin(e.ID)
+	if err != nil {
+		return v, err
+	}
+	v.Actor, v.ReplayedFrom = o.By, o.ReplayedFrom
 	return v, nil
 }
 
@@ -69,7 +80,7 @@ func (s *Server) listEvents(c echo.Context) error {
 	}
 	out := make([]eventView, 0, len(events))
 	for _, e := range events {
-		v, err := viewEvent(e)
+		v, err := s.viewEvent(e)
 		if err != nil {
 			return err
 		}
@@ -96,7 +107,7 @@ func (s *Server) storedEventByID(id string) (eventView, error) {
 	if raw == nil {
 		return eventView{}, errf(http.StatusNotFound, "not_found", "no event %q", id)
 	}
-	return viewEvent(fsm.StoredEvent{ID: id, JSON: raw})
+	return s.viewEvent(fsm.StoredEvent{ID: id, JSON: raw})
 }
 
 // getEvent: GET /v1/events/:id.
@@ -124,7 +135,7 @@ func (s *Server) replayEvent(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	rec.Lease = s.exec.LeaseNext()
+	rec.Lease, rec.By, rec.ReplayedFrom = s.exec.LeaseNext(), actor(c), old.ID
 	res, err := s.propose(c, rec)
 	if err != nil {
 		return err

@@ -46,10 +46,10 @@ func (s *Server) postEvents(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	lease := s.exec.LeaseNext()
+	lease, by := s.exec.LeaseNext(), actor(c)
 	recs := make([]fsm.Record, len(evs))
 	for i, ev := range evs {
-		ev.Lease = lease
+		ev.Lease, ev.By = lease, by
 		recs[i] = ev
 	}
 	results, err := s.propose(c, recs...)

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -45,5 +46,44 @@ func TestOlderMemberHoldsBackNewKinds(t *testing.T) {
 	s.Node.ClusterFormat(true)
 	if r := do(t, "DELETE", s.URL()+"/v1/apps?id=probe-app", nil, nil); r.status != 200 {
 		t.Fatalf("remove after the upgrade: %d %s", r.status, r.body)
+	}
+}
+
+// While a member reads only format 2, records carry no actor (format 3):
+// the leader clears it, so that every member applies the same records.
+// Once every member reads format 3, they do.
+func TestFormat2MemberGetsNoActors(t *testing.T) {
+	s := startNode(t)
+	self, _ := s.FSM.Node("n1")
+	old := *self
+	old.Format, old.At = 2, time.Now().UnixMilli()
+	if _, err := s.Node.Propose(context.Background(), &old); err != nil {
+		t.Fatal(err)
+	}
+	if v := s.Node.ClusterFormat(true); v != 2 {
+		t.Fatalf("cluster format %d, want 2", v)
+	}
+	send := func() fsm.EventOrigin {
+		t.Helper()
+		r := post(t, s.URL()+"/e/k", `{"name":"fmt/x"}`, map[string]string{"X-Cairn-Actor": "cli"})
+		var out struct{ IDs []string }
+		if json.Unmarshal(r.body, &out); r.status != 200 || len(out.IDs) != 1 {
+			t.Fatalf("send: %d %s", r.status, r.body)
+		}
+		o, err := s.FSM.EventOrigin(out.IDs[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	if o := send(); o != (fsm.EventOrigin{}) {
+		t.Fatalf("an event proposed at format 2 kept its origin: %+v", o)
+	}
+	if _, err := s.Node.Propose(context.Background(), self); err != nil {
+		t.Fatal(err)
+	}
+	s.Node.ClusterFormat(true)
+	if o := send(); o.By != "cli" {
+		t.Fatalf("an event proposed at format 3: %+v", o)
 	}
 }

@@ -105,7 +105,7 @@ func (s *Server) register(c echo.Context) error {
 	if err := s.checkAppHosts(rec); err != nil {
 		return err
 	}
-	rec.At, rec.Owner, rec.Exclusive = time.Now().UnixMilli(), keyID(c), true
+	rec.At, rec.Owner, rec.Exclusive, rec.By = time.Now().UnixMilli(), keyID(c), true, actor(c)
 	if ks := s.cfg.Keys; rec.Owner != "" && rec.Owner == ks.Primary.ID && !ks.Fallback.IsZero() {
 		rec.MayReplace = []string{ks.Fallback.ID} // rotation: apps move to the new key
 	}

@@ -42,7 +42,7 @@ func (s *Server) rerunRun(c echo.Context) error {
 	} else if fn == nil {
 		return errf(http.StatusConflict, "function_not_found", "function %s of run %s is no longer registered", old.FnID, old.ID)
 	}
-	rec := &fsm.RunRerun{At: time.Now().UnixMilli(), RunID: ulid.Make().String(), From: old.ID, Actor: actor(c)}
+	rec := &fsm.RunRerun{At: time.Now().UnixMilli(), RunID: ulid.Make().String(), From: old.ID, By: actor(c)}
 	if in.FromStep != "" {
 		id, ok, err := s.fsm.ResolveStep(old.ID, in.FromStep)
 		if err != nil {
@@ -61,7 +61,7 @@ func (s *Server) rerunRun(c echo.Context) error {
 	if res[0].Code != fsm.OK {
 		return errf(http.StatusConflict, "rerun_refused", "%s", res[0].Msg)
 	}
-	s.log.Info("run rerun", "run", old.ID, "as", res[0].ID, "from_step", rec.FromStep, "by", rec.Actor)
+	s.log.Info("run rerun", "run", old.ID, "as", res[0].ID, "from_step", rec.FromStep, "by", rec.By)
 	return c.JSON(http.StatusCreated, map[string]any{"data": map[string]any{"run_id": res[0].ID, "rerun_of": old.ID, "from_step": rec.FromStep}})
 }
 
@@ -117,7 +117,7 @@ func (s *Server) startReplay(c echo.Context) error {
 	if len(runs) > MaxReplayRuns {
 		return errf(http.StatusBadRequest, "too_many_runs", "the window holds more than %d matching runs; replay it in narrower windows", MaxReplayRuns)
 	}
-	rec := &fsm.ReplayStarted{At: now, ID: ulid.Make().String(), FnID: fn.ID, From: from, To: to, Statuses: statuses, Actor: actor(c)}
+	rec := &fsm.ReplayStarted{At: now, ID: ulid.Make().String(), FnID: fn.ID, From: from, To: to, Statuses: statuses, By: actor(c)}
 	for _, r := range runs {
 		rec.Runs = append(rec.Runs, r.ID)
 	}
@@ -128,7 +128,7 @@ func (s *Server) startReplay(c echo.Context) error {
 	if res[0].Code != fsm.OK {
 		return errf(http.StatusConflict, "replay_refused", "%s", res[0].Msg)
 	}
-	s.log.Info("replay started", "replay", rec.ID, "function", fn.ID, "runs", len(rec.Runs), "by", rec.Actor)
+	s.log.Info("replay started", "replay", rec.ID, "function", fn.ID, "runs", len(rec.Runs), "by", rec.By)
 	return c.JSON(http.StatusCreated, map[string]any{"data": map[string]any{"replay_id": rec.ID, "runs": len(rec.Runs)}})
 }
 
@@ -182,7 +182,7 @@ func (s *Server) cancelReplay(c echo.Context) error {
 	if rp.Status != fsm.ReplayStatusRunning {
 		return errf(http.StatusConflict, "replay_finished", "replay %s is already %s", rp.ID, rp.Status)
 	}
-	res, err := s.propose(c, &fsm.ReplayCancelled{At: time.Now().UnixMilli(), ID: rp.ID, Actor: actor(c)})
+	res, err := s.propose(c, &fsm.ReplayCancelled{At: time.Now().UnixMilli(), ID: rp.ID, By: actor(c)})
 	if err != nil {
 		return err
 	}

@@ -110,10 +110,82 @@ func (s *Server) eventRuns(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"data": out})
 }
 
-// historyView renders one history entry with its data as JSON.
+// historyView is one history entry as the API shows it: the stored entry
+// (its data as "data", as before), and what a reader would otherwise
+// derive from the whole history: the step it is about and that step's
+// name, the data labelled by what it holds (fsm.HistData), the time as
+// RFC 3339, and how long the step or run took. The stored "attempt"
+// counts from 0 and is absent for a first attempt.
 type historyView struct {
 	fsm.HistoryEntry
-	Data json.RawMessage `json:"data,omitempty"`
+	Time     string          `json:"time"`
+	Data     json.RawMessage `json:"data,omitempty"`
+	Step     string          `json:"step,omitempty"`      // the step's id (hashed by the SDK)
+	StepName string          `json:"step_name,omitempty"` // its name in the code (displayName)
+	Input    json.RawMessage `json:"input,omitempty"`     // run.scheduled: the run's first event
+	Output   json.RawMessage `json:"output,omitempty"`
+	Error    json.RawMessage `json:"error,omitempty"`
+	// DurationMs: for the end of a step, from the claim of the call that
+	// answered (or from the start of the sleep or wait) to the entry; for
+	// the end of the run, from its first entry.
+	DurationMs *int64 `json:"duration_ms,omitempty"`
+}
+
+// historyTime is how history times are shown: RFC 3339, UTC, milliseconds.
+const historyTime = "2006-01-02T15:04:05.000Z07:00"
+
+// viewHistory labels a run's history entries (see historyView). event is
+// the run's first event (nil if unknown), the input of run.scheduled.
+func viewHistory(hist []fsm.HistoryEntry, event []byte) []historyView {
+	names := map[string]string{}
+	for i := range hist {
+		if step := hist[i].Step(); step != "" && hist[i].Name != "" { // a step's entries name it (displayName)
+			names[step] = hist[i].Name
+		}
+	}
+	claimed := map[string]int64{} // call id -> time of its latest claim
+	began := map[string]int64{}   // step id -> when its sleep, wait or invoke began
+	out := make([]historyView, len(hist))
+	for i, h := range hist {
+		v := historyView{HistoryEntry: h, Time: time.UnixMilli(h.At).UTC().Format(historyTime), Step: h.Step()}
+		v.StepName = names[v.Step]
+		if len(h.Data) > 0 && json.Valid(h.Data) {
+			v.Data = h.Data
+			switch fsm.HistData(h.Type) {
+			case fsm.HistDataOutput:
+				v.Output = h.Data
+			case fsm.HistDataError:
+				v.Error = h.Data
+			case fsm.HistDataInput:
+				v.Input = h.Data
+			}
+		}
+		since := int64(-1)
+		switch {
+		case h.Type == fsm.HistRunScheduled:
+			if len(event) > 0 && json.Valid(event) {
+				v.Input = event
+			}
+		case h.Type == fsm.HistCallClaimed:
+			claimed[h.Call] = h.At
+		case h.Type == fsm.HistStepSleeping || fsm.HistData(h.Type) == fsm.HistDataInput:
+			began[v.Step] = h.At
+		case fsm.HistRunEnd(h.Type):
+			since = hist[0].At
+		case fsm.HistData(h.Type) != "":
+			if at, ok := began[v.Step]; ok && v.Step != "" {
+				since = at
+			} else if at, ok := claimed[h.Call]; ok && h.Call != "" {
+				since = at
+			}
+		}
+		if since >= 0 {
+			d := h.At - since
+			v.DurationMs = &d
+		}
+		out[i] = v
+	}
+	return out
 }
 
 func (s *Server) runHistory(c echo.Context) error {
@@ -125,14 +197,13 @@ func (s *Server) runHistory(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := make([]historyView, len(hist))
-	for i, h := range hist {
-		out[i] = historyView{HistoryEntry: h}
-		if len(h.Data) > 0 && json.Valid(h.Data) {
-			out[i].Data = h.Data
+	var event []byte
+	if len(r.EventIDs) > 0 {
+		if event, err = s.fsm.Event(r.EventIDs[0]); err != nil {
+			return err
 		}
 	}
-	return c.JSON(http.StatusOK, map[string]any{"data": out})
+	return c.JSON(http.StatusOK, map[string]any{"data": viewHistory(hist, event)})
 }
 
 func (s *Server) cancelRun(c echo.Context) error {
@@ -151,13 +222,14 @@ func (s *Server) cancelRun(c echo.Context) error {
 	} else if len(raw) > 0 && json.Unmarshal(raw, &body) != nil {
 		return errf(http.StatusBadRequest, "invalid_json", "body must be {\"reason\": \"...\"} or empty")
 	}
-	res, err := s.propose(c, &fsm.CancelRequested{At: time.Now().UnixMilli(), RunID: r.ID, Reason: body.Reason})
+	res, err := s.propose(c, &fsm.CancelRequested{At: time.Now().UnixMilli(), RunID: r.ID, Reason: body.Reason, By: actor(c)})
 	if err != nil {
 		return err
 	}
 	if res[0].Code != fsm.OK {
 		return errf(http.StatusConflict, "run_finished", "%s", res[0].Msg)
 	}
+	s.log.Info("run cancelled", "run", r.ID, "by", actor(c))
 	r, err = s.fsm.Run(r.ID)
 	if err != nil {
 		return err
@@ -173,6 +245,7 @@ type appView struct {
 	Framework string   `json:"framework"`
 	Functions []string `json:"functions"`
 	SyncedAt  int64    `json:"synced_at"`
+	SyncedBy  string   `json:"synced_by,omitempty"` // the actor of the sync that last changed it
 }
 
 func (s *Server) listApps(c echo.Context) error {
@@ -182,7 +255,8 @@ func (s *Server) listApps(c echo.Context) error {
 	}
 	out := make([]appView, len(apps))
 	for i, a := range apps {
-		out[i] = appView{ID: a.ID, URL: a.URL, SDK: a.SDK, Framework: a.Framework, Functions: a.Functions, SyncedAt: a.SyncedAt}
+		out[i] = appView{ID: a.ID, URL: a.URL, SDK: a.SDK, Framework: a.Framework, Functions: a.Functions, SyncedAt: a.SyncedAt,
+			SyncedBy: a.SyncedBy}
 		if out[i].Functions == nil {
 			out[i].Functions = []string{}
 		}
@@ -220,14 +294,6 @@ func (s *Server) removeApp(c echo.Context) error {
 		return c.JSON(http.StatusOK, map[string]any{"data": map[string]any{"removed": u}})
 	}
 	return errf(http.StatusBadRequest, "bad_request", "give ?id=APP_ID or ?url=SYNC_URL")
-}
-
-// actor names who made a request, for records that keep it.
-func actor(c echo.Context) string {
-	if id := keyID(c); id != "" {
-		return "key:" + id
-	}
-	return "anonymous"
 }
 
 // resync PUT-pings every known app (from -u and from registrations), or

@@ -87,6 +87,7 @@ func New(cfg Config, node Node, f Projection, exec Dispatcher, syncer *Syncer) *
 	e.HTTPErrorHandler = errorHandler
 	e.Use(s.recoverer)
 	e.Use(s.nodesOnly)
+	e.Use(checkActor)
 	e.Use(s.forward)
 
 	// SDK-facing: event API and registration.
@@ -124,6 +125,18 @@ func New(cfg Config, node Node, f Projection, exec Dispatcher, syncer *Syncer) *
 	e.GET("/health", s.health)
 	e.GET("/metrics", echo.WrapHandler(promhttp.Handler()))
 	s.echo = e
+	if s.secured() {
+		// The names actors give the credentials (auth.go), so that an
+		// operator can tell which key a record names.
+		names := []any{"signing_key", signingKeyName(cfg.Keys.Primary)}
+		if !cfg.Keys.Fallback.IsZero() {
+			names = append(names, "fallback", signingKeyName(cfg.Keys.Fallback))
+		}
+		for i, k := range cfg.EventKeys {
+			names = append(names, fmt.Sprintf("event_key_%d", i+1), eventKeyName(k))
+		}
+		s.log.Info("credentials, as records name them", names...)
+	}
 	return s
 }
 

@@ -42,7 +42,7 @@ func (s *Server) postSignal(c echo.Context) error {
 		return errf(http.StatusNotFound, "signal_not_found", "no run is waiting for signal %q", in.Signal)
 	}
 	res, err := s.propose(c, &fsm.SignalReceived{At: time.Now().UnixMilli(), Signal: in.Signal, Data: in.Data,
-		Lease: s.exec.LeaseNext()})
+		Lease: s.exec.LeaseNext(), By: actor(c)})
 	if err != nil {
 		return err
 	}
@@ -80,7 +80,7 @@ func (s *Server) cancelFunctionRuns(c echo.Context) error {
 		}
 	}
 	now := time.Now()
-	rec := &fsm.BulkCancel{At: now.UnixMilli(), FnID: fnID, To: now.UnixMilli(), Reason: in.Reason}
+	rec := &fsm.BulkCancel{At: now.UnixMilli(), FnID: fnID, To: now.UnixMilli(), Reason: in.Reason, By: actor(c)}
 	for _, x := range []struct {
 		name, val string
 		dst       *int64
@@ -111,6 +111,7 @@ func (s *Server) cancelFunctionRuns(c echo.Context) error {
 			return err
 		}
 		cancelled = res[0].Runs
+		s.log.Info("runs cancelled in bulk", "function", fnID, "runs", len(cancelled), "by", rec.By)
 	}
 	if cancelled == nil {
 		cancelled = []string{}

@@ -119,10 +119,19 @@ func testTSApp(t *testing.T, opts ...func(*server.Config)) {
 			t.Errorf("run has %d memoized steps, want 3", len(r.Steps))
 		}
 		// The history is the audit trail: it names each step result.
+		// Each names its step and carries its output and how long it took.
 		var completed []string
 		for _, h := range c.history(r.ID) {
-			if h.Type == "step.completed" {
+			switch h.Type {
+			case "step.completed":
 				completed = append(completed, h.Name)
+				if h.StepName != h.Name || len(h.Output) == 0 || h.DurationMs == nil {
+					t.Errorf("step.completed entry without its name, output or duration: %+v", h)
+				}
+			case "run.scheduled":
+				if h.Actor == "" {
+					t.Errorf("run.scheduled names no actor: %+v", h)
+				}
 			}
 		}
 		if strings.Join(completed, ",") != "parse-csv,normalize-raw-csv,input-contacts" {

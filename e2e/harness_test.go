@@ -199,11 +199,15 @@ type run struct {
 }
 
 type historyEntry struct {
-	Type   string          `json:"type"`
-	At     int64           `json:"at"`
-	Name   string          `json:"name"`
-	Detail string          `json:"detail"`
-	Data   json.RawMessage `json:"data"`
+	Type       string          `json:"type"`
+	At         int64           `json:"at"`
+	Name       string          `json:"name"`
+	Detail     string          `json:"detail"`
+	Data       json.RawMessage `json:"data"`
+	StepName   string          `json:"step_name"`
+	Output     json.RawMessage `json:"output"`
+	DurationMs *int64          `json:"duration_ms"`
+	Actor      string          `json:"actor"`
 }
 
 // waitRun waits until the event's run exists and has finished.

@@ -49,7 +49,7 @@ func (e *Executor) startReplayChunks(ctx context.Context) {
 		now := time.Now().UnixMilli()
 		recs := make([]fsm.Record, len(places))
 		for i, p := range places {
-			recs[i] = &fsm.RunRerun{At: now, RunID: ulid.Make().String(), From: p.Old, Actor: rp.Actor,
+			recs[i] = &fsm.RunRerun{At: now, RunID: ulid.Make().String(), From: p.Old, By: rp.Actor,
 				Replay: rp.ID, Seq: rp.Next + i}
 		}
 		if _, err := e.prop.Propose(ctx, recs...); err != nil {

@@ -21,6 +21,7 @@ func (t *txn) apply(r Record) Result {
 func (t *txn) applyRecord(r Record) Result {
 	t.fresh = t.fresh[:0]
 	t.at = r.Time()
+	t.by = recordBy(r)
 	switch r := r.(type) {
 	case *AppSynced:
 		return t.applyAppSynced(r)
@@ -60,6 +61,31 @@ func (t *txn) applyRecord(r Record) Result {
 	panic(fmt.Sprintf("fsm: no applier for %T", r))
 }
 
+// recordBy is who caused a record ("" for the engine's own records).
+func recordBy(r Record) string {
+	switch r := r.(type) {
+	case *AppSynced:
+		return r.By
+	case *EventAccepted:
+		return r.By
+	case *CancelRequested:
+		return r.By
+	case *SignalReceived:
+		return r.By
+	case *BulkCancel:
+		return r.By
+	case *AppRemoved:
+		return r.By
+	case *RunRerun:
+		return r.By
+	case *ReplayStarted:
+		return r.By
+	case *ReplayCancelled:
+		return r.By
+	}
+	return ""
+}
+
 // frees is what the call a leasing record ends held of the proposer's
 // bounds: nothing (events, signals, crons), one slot (a timer that fired),
 // or a slot and a share of its run's function and app (an app call).
@@ -84,6 +110,7 @@ func (t *txn) leaseNext(res Result, at int64, l *LeaseNext, f frees) Result {
 	if l == nil {
 		return res
 	}
+	t.by = "" // the claims are the engine's, whoever sent the record
 	if res.Code == OK {
 		fresh := append([]*Call(nil), t.fresh...)
 		for _, c := range fresh {
@@ -185,7 +212,8 @@ func (t *txn) applyAppSynced(r *AppSynced) Result {
 			t.deleteFunction(id) // unless it has moved to another app since
 		}
 	}
-	app := App{ID: r.AppID, URL: r.URL, SDK: r.SDK, Framework: r.Framework, Checksum: r.Checksum, SyncedAt: r.At, Owner: r.Owner}
+	app := App{ID: r.AppID, URL: r.URL, SDK: r.SDK, Framework: r.Framework, Checksum: r.Checksum, SyncedAt: r.At,
+		Owner: r.Owner, SyncedBy: r.By}
 	for _, def := range r.Functions {
 		t.deleteFunction(def.ID) // a function may move between apps
 		fn := Function{FunctionDef: def, AppID: r.AppID}
@@ -271,6 +299,9 @@ func (t *txn) applyEventAccepted(r *EventAccepted) Result {
 			return Result{Code: Duplicate, ID: prev.EventID, Msg: "event id seen in the last 24h"}
 		}
 		t.put(keyIdem(r.IdemKey), &idempotency{EventID: r.ID, At: r.At})
+	}
+	if r.By != "" || r.ReplayedFrom != "" {
+		t.put(keyEventOrigin(r.ID), &EventOrigin{By: r.By, ReplayedFrom: r.ReplayedFrom})
 	}
 	return t.acceptEvent(r.At, r.ID, r.Name, r.JSON)
 }
@@ -684,6 +715,7 @@ func (t *txn) memoize(run *Run, stepID string, value []byte) bool {
 }
 
 func (t *txn) history(run *Run, h HistoryEntry) {
+	h.By = t.by
 	run.HistSeq++
 	h.Seq, h.Index = run.HistSeq, t.index
 	t.put(keyHistory(run.ID, h.Seq), &h)

@@ -19,7 +19,7 @@ func sampleRecords() []fsm.Record {
 		&fsm.AppSynced{
 			At: 1700000000000, AppID: "app", URL: "http://127.0.0.1:3000/api/inngest",
 			SDK: "js:v4.24.0", Framework: "nodejs", Checksum: "abc123",
-			Owner: "k1", MayReplace: []string{"k0"}, Exclusive: true,
+			Owner: "k1", MayReplace: []string{"k0"}, Exclusive: true, By: "app (key:k1)",
 			Functions: []fsm.FunctionDef{{
 				ID: "app-fn", Name: "Fn", URL: "http://127.0.0.1:3000/api/inngest?fnId=app-fn&stepId=step",
 				Triggers: []fsm.Trigger{{Event: "ev/a", Expression: "event.data.x == 1"}, {Cron: "0 * * * *"}},
@@ -30,7 +30,7 @@ func sampleRecords() []fsm.Record {
 		},
 		&fsm.EventAccepted{
 			At: 1700000000001, ID: "01HEVENT", Name: "ev/a", IdemKey: "user-key",
-			JSON: []byte(`{"name":"ev/a","data":{}}`), Lease: lease,
+			JSON: []byte(`{"name":"ev/a","data":{}}`), Lease: lease, By: "cli (key:k1)", ReplayedFrom: "01HOLD",
 		},
 		&fsm.CallClaimed{
 			At: 1700000000002, RunID: "01HRUN", Call: "step", Gen: 7, LeaseUntil: 1700000040000,
@@ -46,16 +46,16 @@ func sampleRecords() []fsm.Record {
 			Err: "boom", Jitter: 123, Millis: 45, Lease: lease, Fail: []byte(`{"name":"OutputTooLarge"}`),
 		},
 		&fsm.TimerFired{At: 1700000000004, RunID: "01HRUN", Call: "sleepy", Gen: 1, Lease: lease},
-		&fsm.CancelRequested{At: 1700000000005, RunID: "01HRUN", Reason: "because"},
-		&fsm.SignalReceived{At: 1700000000006, Signal: "sig", Data: []byte(`{"ok":true}`), Lease: lease},
+		&fsm.CancelRequested{At: 1700000000005, RunID: "01HRUN", Reason: "because", By: "cli"},
+		&fsm.SignalReceived{At: 1700000000006, Signal: "sig", Data: []byte(`{"ok":true}`), Lease: lease, By: "app"},
 		&fsm.CronFired{At: 1700000000007, FnID: "app-fn", Cron: "0 * * * *", ScheduledAt: 1700000000000, Lease: lease},
-		&fsm.BulkCancel{At: 1700000000008, FnID: "app-fn", From: 1, To: 2, Reason: "bulk"},
+		&fsm.BulkCancel{At: 1700000000008, FnID: "app-fn", From: 1, To: 2, Reason: "bulk", By: "cli"},
 		&fsm.NodeSeen{At: 1700000000009, ID: "n2", RaftAddr: "127.0.0.1:7002", HTTPAddr: "127.0.0.1:8002"},
 		&fsm.LimitsSet{At: 1700000000011, Limits: fsm.Limits{StepOutputBytes: 1, RunStateBytes: 2, StepsPerRun: 3}},
-		&fsm.RunRerun{At: 1700000000012, RunID: "01NEW", From: "01OLD", FromStep: "abc", Actor: "cli", Replay: "rp", Seq: 4},
+		&fsm.RunRerun{At: 1700000000012, RunID: "01NEW", From: "01OLD", FromStep: "abc", By: "cli", Replay: "rp", Seq: 4},
 		&fsm.ReplayStarted{At: 1700000000013, ID: "rp", FnID: "app-fn", From: 1, To: 2,
-			Statuses: []string{"failed"}, Runs: []string{"01OLD"}, Actor: "cli"},
-		&fsm.ReplayCancelled{At: 1700000000014, ID: "rp", Actor: "cli"},
+			Statuses: []string{"failed"}, Runs: []string{"01OLD"}, By: "cli"},
+		&fsm.ReplayCancelled{At: 1700000000014, ID: "rp", By: "cli"},
 		&fsm.AppRemoved{At: 1700000000010, AppID: "app", By: "key:k1"},
 	}
 }

@@ -47,13 +47,34 @@ func Downgrade(r Record, format int) error {
 	if i, ok := r.Kind().info(); ok && i.since > format {
 		return fmt.Errorf("%w: %s needs format %d, the cluster reads %d", ErrFormat, i.name, i.since, format)
 	}
+	if format < 3 {
+		downgradeTo2(r)
+	}
 	if format < 2 {
 		downgradeTo1(r)
 	}
 	return nil
 }
 
-// downgradeTo1 clears the fields of format 2.
+// downgradeTo2 clears the fields of format 3: who caused a record (By)
+// and the event a replay sends again.
+func downgradeTo2(r Record) {
+	switch r := r.(type) {
+	case *AppSynced:
+		r.By = ""
+	case *EventAccepted:
+		r.By, r.ReplayedFrom = "", ""
+	case *CancelRequested:
+		r.By = ""
+	case *SignalReceived:
+		r.By = ""
+	case *BulkCancel:
+		r.By = ""
+	}
+}
+
+// downgradeTo1 clears the fields of format 2: app ownership and the fair
+// shares of leases.
 func downgradeTo1(r Record) {
 	switch r := r.(type) {
 	case *AppSynced:

@@ -115,7 +115,8 @@ func TestIgnorableKindIsSkipped(t *testing.T) {
 }
 
 // Below format 2 the leader refuses the new kinds and clears the new
-// fields, so that old and new nodes apply the same records the same way.
+// fields, so that old and new nodes apply the same records the same way;
+// below format 3 it clears the fields of format 3.
 func TestDowngrade(t *testing.T) {
 	if err := fsm.Downgrade(&fsm.AppRemoved{AppID: "a"}, 1); !errors.Is(err, fsm.ErrFormat) {
 		t.Fatalf("AppRemoved at format 1: %v", err)
@@ -137,6 +138,26 @@ func TestDowngrade(t *testing.T) {
 	if s.Owner != "" || s.MayReplace != nil || s.Exclusive || cf.Fail != nil || ns.Format != 2 ||
 		!reflect.DeepEqual(*ev.Lease, fsm.LeaseNext{LeaseUntil: 5, Node: "n", Boot: "b"}) {
 		t.Fatalf("fields left: %+v %+v %+v %+v", s, ev.Lease, cf, ns)
+	}
+	// At format 2 the actors (By) and a replay's origin are cleared, the
+	// fields of format 2 kept.
+	s3 := syncApp(t0, "app", fnDef("app-fn", "ev/go", 0))
+	s3.Owner, s3.By = "k1", "app (key:k1)"
+	ev3 := event(t0, "01EV", "ev/go")
+	ev3.By, ev3.ReplayedFrom = "cli (key:k1)", "01OLD"
+	ev3.Lease = &fsm.LeaseNext{LeaseUntil: 5, Max: 3}
+	cancel := &fsm.CancelRequested{RunID: "r", Reason: "why", By: "cli"}
+	bulk := &fsm.BulkCancel{FnID: "f", By: "cli"}
+	sig := &fsm.SignalReceived{Signal: "s", By: "cli"}
+	removed := &fsm.AppRemoved{AppID: "a", By: "cli"}
+	for _, r := range []fsm.Record{s3, ev3, cancel, bulk, sig, removed} {
+		if err := fsm.Downgrade(r, 2); err != nil {
+			t.Fatalf("%s at format 2: %v", r.Kind(), err)
+		}
+	}
+	if s3.By != "" || s3.Owner != "k1" || ev3.By != "" || ev3.ReplayedFrom != "" || ev3.Lease.Max != 3 ||
+		cancel.By != "" || cancel.Reason != "why" || bulk.By != "" || sig.By != "" || removed.By != "cli" {
+		t.Fatalf("format 2: %+v %+v %+v %+v %+v %+v", s3, ev3, cancel, bulk, sig, removed)
 	}
 	// At the current format nothing changes.
 	s.Owner = "k1"

@@ -1224,6 +1224,9 @@ func (g *gen) event() fsm.Record {
 	if g.chance(0.2) {
 		e.IdemKey = fmt.Sprintf("key-%d", g.pick(5))
 	}
+	if g.chance(0.3) {
+		e.By, e.ReplayedFrom = "cli (key:k1)", fmt.Sprintf("01EV%022d", g.pick(g.evN)+1) // actors reach the projection too
+	}
 	e.Lease = g.lease()
 	return e
 }
@@ -1339,7 +1342,7 @@ func (g *gen) one() fsm.Record {
 		if err != nil || len(runs) == 0 {
 			return nil
 		}
-		return &fsm.CancelRequested{At: g.now, RunID: runs[g.pick(len(runs))].ID}
+		return &fsm.CancelRequested{At: g.now, RunID: runs[g.pick(len(runs))].ID, By: "cli"}
 	default:
 		// A timer that may fire early, for a random known call.
 		due, _, _ := g.h.f.Due(g.now+20_000, 50, nil)

@@ -15,6 +15,7 @@ import (
 //	f/<fn>                         Function
 //	t/<event name>\0<fn>           trigger index (empty value)
 //	e/<event>                      event JSON
+//	eo/<event>                     EventOrigin: who sent it, the event it replays (when known)
 //	ei/<user id>                   idempotency: first event with that user id
 //	er/<event>\0<run>              runs started by an event (empty value)
 //	r/<run>                        Run
@@ -56,6 +57,7 @@ func keyTrigger(ev, fn string) []byte   { return []byte("t/" + ev + sep + fn) }
 func prefixTrigger(ev string) []byte    { return []byte("t/" + ev + sep) }
 func keyEvent(id string) []byte         { return []byte("e/" + id) }
 func keyIdem(id string) []byte          { return []byte("ei/" + id) }
+func keyEventOrigin(id string) []byte   { return []byte("eo/" + id) }
 func keyEventRun(ev, run string) []byte { return []byte("er/" + ev + sep + run) }
 func prefixEventRuns(ev string) []byte  { return []byte("er/" + ev + sep) }
 func keyRun(id string) []byte           { return []byte("r/" + id) }

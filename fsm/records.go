@@ -26,6 +26,8 @@ type AppSynced struct {
 	// Exclusive refuses the whole sync when one of its function ids
 	// belongs to another app (older records let functions move).
 	Exclusive bool `msgpack:"excl,omitempty"`
+	// By names who synced (format 3): see By on EventAccepted.
+	By string `msgpack:"by,omitempty"`
 }
 
 // AppRemoved deletes an app and the functions it owns (cairn apps rm).
@@ -33,7 +35,7 @@ type AppSynced struct {
 type AppRemoved struct {
 	At    int64  `msgpack:"at"`
 	AppID string `msgpack:"app"`
-	By    string `msgpack:"by,omitempty"` // who asked: a key id, or "cli"
+	By    string `msgpack:"by,omitempty"` // who asked (see By on EventAccepted)
 }
 
 // FunctionDef is a function as the SDK registered it.
@@ -128,6 +130,16 @@ type EventAccepted struct {
 	IdemKey string     `msgpack:"idk,omitempty"` // user-supplied id: 24 h dedup key
 	JSON    []byte     `msgpack:"json"`          // {"name","data","id","ts","user":{}...}
 	Lease   *LeaseNext `msgpack:"lease,omitempty"`
+	// By names who sent the event (format 3), as the API names the actor
+	// of a request (api/auth.go): "cli (key:<id>)", "app (event-key:<h>)",
+	// ... Records the engine proposes by itself carry none: their actor is
+	// the engine. Apply only passes it on, to the event's origin (eo/) and
+	// the history entries the record writes, so who caused a run, a cancel
+	// or a resume stays in the audit trail.
+	By string `msgpack:"by,omitempty"`
+	// ReplayedFrom is the stored event this one sends again
+	// (POST /v1/events/:id/replay; format 3).
+	ReplayedFrom string `msgpack:"rpl,omitempty"`
 }
 
 // CallClaimed takes a lease on a queued call before the executor sends it, so
@@ -225,6 +237,7 @@ type CancelRequested struct {
 	At     int64  `msgpack:"at"`
 	RunID  string `msgpack:"run"`
 	Reason string `msgpack:"why,omitempty"`
+	By     string `msgpack:"by,omitempty"` // who asked (format 3; see EventAccepted)
 }
 
 // SignalReceived resumes the run waiting for a signal (waitForSignal).
@@ -233,6 +246,7 @@ type SignalReceived struct {
 	Signal string     `msgpack:"sig"`
 	Data   []byte     `msgpack:"data"` // raw JSON
 	Lease  *LeaseNext `msgpack:"lease,omitempty"`
+	By     string     `msgpack:"by,omitempty"` // who sent it (format 3; see EventAccepted)
 }
 
 // CronFired starts a run of a cron-triggered function for one scheduled
@@ -254,6 +268,7 @@ type BulkCancel struct {
 	From   int64  `msgpack:"from"`
 	To     int64  `msgpack:"to"`
 	Reason string `msgpack:"why,omitempty"`
+	By     string `msgpack:"by,omitempty"` // who asked (format 3; see EventAccepted)
 }
 
 // RunRerun starts a new run (RunID, chosen by the proposer) of the function
@@ -269,7 +284,7 @@ type RunRerun struct {
 	RunID    string `msgpack:"run"`
 	From     string `msgpack:"from"`
 	FromStep string `msgpack:"step,omitempty"`
-	Actor    string `msgpack:"by,omitempty"`
+	By       string `msgpack:"by,omitempty"`
 	Replay   string `msgpack:"rp,omitempty"`
 	Seq      int    `msgpack:"seq,omitempty"`
 }
@@ -287,15 +302,15 @@ type ReplayStarted struct {
 	To       int64    `msgpack:"to"`
 	Statuses []string `msgpack:"sts"`
 	Runs     []string `msgpack:"runs"`
-	Actor    string   `msgpack:"by,omitempty"`
+	By       string   `msgpack:"by,omitempty"`
 }
 
 // ReplayCancelled stops a bulk replay: no further reruns start (those
 // started already go on).
 type ReplayCancelled struct {
-	At    int64  `msgpack:"at"`
-	ID    string `msgpack:"id"`
-	Actor string `msgpack:"by,omitempty"`
+	At int64  `msgpack:"at"`
+	ID string `msgpack:"id"`
+	By string `msgpack:"by,omitempty"`
 }
 
 // NodeSeen records a cluster member's Raft and HTTP addresses. Followers

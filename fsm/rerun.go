@@ -136,8 +136,8 @@ func (t *txn) rerun(r *RunRerun) Result {
 	if r.Replay != "" {
 		why = " in replay " + r.Replay
 	}
-	t.history(run, HistoryEntry{At: r.At, Type: HistRunRerunOf, Name: r.Actor, Detail: fmt.Sprintf("rerun of %s %s%s", old.ID, from, why)})
-	t.history(old, HistoryEntry{At: r.At, Type: HistRunRerun, Name: r.Actor, Detail: fmt.Sprintf("rerun as %s %s%s", run.ID, from, why)})
+	t.history(run, HistoryEntry{At: r.At, Type: HistRunRerunOf, Detail: fmt.Sprintf("rerun of %s %s%s", old.ID, from, why)})
+	t.history(old, HistoryEntry{At: r.At, Type: HistRunRerun, Detail: fmt.Sprintf("rerun as %s %s%s", run.ID, from, why)})
 	return Result{Code: OK, ID: run.ID, Runs: []string{run.ID}}
 }
 
@@ -145,7 +145,7 @@ func (t *txn) applyReplayStarted(r *ReplayStarted) Result {
 	if t.has(keyReplay(r.ID)) {
 		return Result{Code: Duplicate, ID: r.ID, Msg: "replay already started"}
 	}
-	st := Replay{ID: r.ID, FnID: r.FnID, From: r.From, To: r.To, Statuses: r.Statuses, Actor: r.Actor,
+	st := Replay{ID: r.ID, FnID: r.FnID, From: r.From, To: r.To, Statuses: r.Statuses, Actor: r.By,
 		Status: ReplayStatusRunning, CreatedAt: r.At, Total: len(r.Runs)}
 	for i, id := range r.Runs {
 		t.put(keyReplayRun(r.ID, i), &ReplayRun{Old: id})
@@ -167,7 +167,7 @@ func (t *txn) applyReplayCancelled(r *ReplayCancelled) Result {
 	if st.Status != ReplayStatusRunning {
 		return Result{Code: Rejected, ID: r.ID, Msg: "replay is already " + st.Status}
 	}
-	st.Status, st.EndedAt, st.CancelledBy = ReplayStatusCancelled, r.At, r.Actor
+	st.Status, st.EndedAt, st.CancelledBy = ReplayStatusCancelled, r.At, r.By
 	t.del(keyReplayActive(r.ID))
 	t.put(keyReplay(r.ID), &st)
 	return Result{Code: OK, ID: r.ID}

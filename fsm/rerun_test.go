@@ -41,7 +41,7 @@ func TestRerunFromStepKeepsTheStepsBeforeIt(t *testing.T) {
 		h := newHarness(t)
 		old := h.failedRun()
 		before := h.run(old)
-		res := h.want(&fsm.RunRerun{At: t0 + 100, RunID: "01RERUN000000000000000000A", From: old, FromStep: c.from, Actor: "cli"}, fsm.OK)
+		res := h.want(&fsm.RunRerun{At: t0 + 100, RunID: "01RERUN000000000000000000A", From: old, FromStep: c.from, By: "cli"}, fsm.OK)
 		if res.ID != "01RERUN000000000000000000A" {
 			t.Fatalf("rerun id %q", res.ID)
 		}
@@ -101,7 +101,7 @@ func TestReplayStartsEachPlaceOnce(t *testing.T) {
 	old := h.failedRun()
 	other := h.want(event(t0+1, "01EVENT0000000000000000001", "ev/go"), fsm.OK).Runs[0]
 	h.want(&fsm.ReplayStarted{At: t0 + 100, ID: "rp1", FnID: "app-fn", From: t0, To: t0 + 1,
-		Statuses: []string{fsm.StatusFailed, fsm.StatusRunning}, Runs: []string{old, other}, Actor: "cli"}, fsm.OK)
+		Statuses: []string{fsm.StatusFailed, fsm.StatusRunning}, Runs: []string{old, other}, By: "cli"}, fsm.OK)
 	h.want(&fsm.ReplayStarted{At: t0 + 100, ID: "rp1", FnID: "app-fn"}, fsm.Duplicate)
 	if act, _ := h.f.ActiveReplays(); len(act) != 1 || act[0].Total != 2 || act[0].Next != 0 {
 		t.Fatalf("active replays %+v", act)
@@ -125,7 +125,7 @@ func TestReplayStartsEachPlaceOnce(t *testing.T) {
 	h.want(&fsm.ReplayCancelled{At: t0 + 120, ID: "rp1"}, fsm.Rejected)
 
 	h.want(&fsm.ReplayStarted{At: t0 + 200, ID: "rp2", FnID: "app-fn", Runs: []string{old}}, fsm.OK)
-	h.want(&fsm.ReplayCancelled{At: t0 + 201, ID: "rp2", Actor: "cli"}, fsm.OK)
+	h.want(&fsm.ReplayCancelled{At: t0 + 201, ID: "rp2", By: "cli"}, fsm.OK)
 	h.want(&fsm.RunRerun{At: t0 + 202, RunID: "01R2", From: old, Replay: "rp2", Seq: 0}, fsm.Rejected)
 	if rp, _ := h.f.Replay("rp2"); rp.Status != fsm.ReplayStatusCancelled || rp.CancelledBy != "cli" {
 		t.Fatalf("cancelled replay %+v", rp)

@@ -17,6 +17,7 @@ type App struct {
 	Functions []string `msgpack:"fns"`
 	SyncedAt  int64    `msgpack:"at"`
 	Owner     string   `msgpack:"own,omitempty"` // signing key id (see AppSynced)
+	SyncedBy  string   `msgpack:"by,omitempty"`  // the By of the sync that last changed it
 }
 
 // Function is a registered function.
@@ -125,6 +126,18 @@ type HistoryEntry struct {
 	Name    string `msgpack:"name,omitempty" json:"name,omitempty"`
 	Detail  string `msgpack:"msg,omitempty" json:"detail,omitempty"`
 	Data    []byte `msgpack:"data,omitempty" json:"-"`
+	// By is the actor of the record that wrote the entry (its By: who
+	// sent the event, the cancel, the signal); empty for the engine's own
+	// records (claims, answers, timers, crons).
+	By string `msgpack:"by,omitempty" json:"actor,omitempty"`
+}
+
+// EventOrigin is who sent a stored event and, for a replay, the event it
+// sends again (eo/; absent for events that carry neither, as all did
+// before format 3, and for the events the engine emits).
+type EventOrigin struct {
+	By           string `msgpack:"by,omitempty"`
+	ReplayedFrom string `msgpack:"rpl,omitempty"`
 }
 
 // idempotency records the event that first used a user-supplied event id.

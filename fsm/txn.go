@@ -22,6 +22,10 @@ type txn struct {
 	fns    *fnCache
 	synced *bool // set once the batch syncs an app
 	at     int64 // the At of the record being applied
+	// by is the By of the record being applied: the history entries it
+	// writes name it (not the claims its LeaseNext makes: those are the
+	// engine's).
+	by string
 	// leased counts the calls claimed by LeaseNext in this entry: in all
 	// (""), per function ("f" + id) and per app ("a" + id).
 	leased map[string]int

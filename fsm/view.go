@@ -197,6 +197,17 @@ func (f *FSM) BulkCancelMatches(r *BulkCancel) (bool, error) {
 // Event returns an event's JSON, or nil.
 func (f *FSM) Event(id string) ([]byte, error) { return f.getRaw(keyEvent(id)) }
 
+// EventOrigin returns who sent a stored event and the event it replays
+// (zero when the log does not say: older events, emitted events).
+func (f *FSM) EventOrigin(id string) (EventOrigin, error) {
+	var o EventOrigin
+	raw, err := f.getRaw(keyEventOrigin(id))
+	if err != nil || raw == nil {
+		return o, err
+	}
+	return o, decodeRow(keyEventOrigin(id), raw, &o)
+}
+
 // Memo returns a step's memoized value, or nil.
 func (f *FSM) Memo(runID, stepID string) ([]byte, error) { return f.getRaw(keyStep(runID, stepID)) }
 

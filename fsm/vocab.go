@@ -1,5 +1,7 @@
 package fsm
 
+import "strings"
+
 // The engine's vocabulary, in one place: run statuses, call types, the
 // opcodes an SDK answers with, and the history entry types Apply writes.
 // These strings are stored in the projection and shown to users: values
@@ -92,6 +94,57 @@ const (
 // (run.completed, run.failed, run.cancelled).
 func HistRunEnded(status string) string { return "run." + status }
 
+// HistRunEnd reports whether typ is the history type of a run's end.
+func HistRunEnd(typ string) bool {
+	switch typ {
+	case HistRunEnded(StatusCompleted), HistRunEnded(StatusFailed), HistRunEnded(StatusCancelled):
+		return true
+	}
+	return false
+}
+
 // HistResult is the history type of an answer that was refused:
 // "result." + its code (result.stale, result.rejected, ...).
 func HistResult(c Code) string { return "result." + c.String() }
+
+// What the Data of a history entry holds, by the entry's type (HistData).
+const (
+	HistDataOutput = "output" // a value a step or the run produced (a resumed wait's value too)
+	HistDataError  = "error"  // an error a step, a call or the run ended with
+	HistDataInput  = "input"  // what a step was given: a wait's or an invoke's options
+)
+
+// HistData says what the Data of a history entry of type typ holds
+// (HistDataOutput, HistDataError, HistDataInput), or "" for types that
+// carry none, so that readers label it without knowing every type.
+func HistData(typ string) string {
+	switch typ {
+	case HistStepCompleted, HistStepWoke, HistEventReceived, HistSignalRecv, HistWaitTimeout, HistInvokeDone,
+		HistRunEnded(StatusCompleted):
+		return HistDataOutput
+	case HistStepErrored, HistStepFailed, HistCallErrored, HistInvokeFailed, HistInvokeTimeout,
+		HistRunEnded(StatusFailed), HistRunEnded(StatusCancelled):
+		return HistDataError
+	case HistWaitingEvent, HistWaitingSignal, HistInvoking:
+		return HistDataInput
+	}
+	return ""
+}
+
+// Step is the id of the step a history entry is about: the op id of a
+// step entry (its Detail, up to a space: a sleep's says until when), the
+// call of a call or result entry; "" for run-level entries, discovery
+// calls (DiscoveryCall) and run timeouts.
+func (h *HistoryEntry) Step() string {
+	switch {
+	case strings.HasPrefix(h.Type, "step."):
+		id, _, _ := strings.Cut(h.Detail, " ")
+		return id
+	case strings.HasPrefix(h.Type, "call.") || strings.HasPrefix(h.Type, "result."):
+		if h.Call == DiscoveryCall || h.Call == timeoutStartCall || h.Call == timeoutFinishCall {
+			return ""
+		}
+		return h.Call
+	}
+	return ""
+}

@@ -329,6 +329,10 @@ func (s *Server) announce(ctx context.Context) {
 		if _, err := s.Node.Propose(ctx, s.seen()); err != nil {
 			s.log.Warn("could not record this leader's addresses", "err", err)
 		}
+		// Proposing it read the cluster's format without this record (and
+		// keeps that reading for a second): read it again, so that records
+		// proposed now keep the fields of this release.
+		s.Node.ClusterFormat(true)
 	}
 	s.recordLimits(ctx, true)
 }
@@ -340,13 +344,16 @@ func (s *Server) recordLimits(ctx context.Context, warn bool) {
 	if have, err := s.FSM.Limits(); err == nil && have == *s.cfg.Limits {
 		return
 	}
-	if v := s.Node.ClusterFormat(true); v < fsm.FormatVersion {
+	// Asked of the record, not of FormatVersion: a cluster that reads
+	// LimitsSet records it even before every member reads newer formats.
+	rec := &fsm.LimitsSet{At: time.Now().UnixMilli(), Limits: *s.cfg.Limits}
+	if v := s.Node.ClusterFormat(true); fsm.Downgrade(rec, v) != nil {
 		if warn {
 			s.log.Warn("not recording run limits yet: a member runs an older release", "cluster_format", v)
 		}
 		return
 	}
-	if _, err := s.Node.Propose(ctx, &fsm.LimitsSet{At: time.Now().UnixMilli(), Limits: *s.cfg.Limits}); err != nil {
+	if _, err := s.Node.Propose(ctx, rec); err != nil {
 		s.log.Warn("could not record the run limits", "err", err)
 	}
 }

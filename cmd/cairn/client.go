@@ -10,10 +10,14 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
+	"github.com/cairn-dev/cairn/api"
+	"github.com/cairn-dev/cairn/fsm"
 	"github.com/cairn-dev/cairn/internal/clusterauth"
 	"github.com/cairn-dev/cairn/internal/signing"
 )
@@ -31,11 +35,67 @@ func clientFlags(name, synopsis string, args []string, extra func(*flag.FlagSet)
 		fmt.Fprintf(fs.Output(), "Usage: cairn %s %s\n\nFlags:\n", name, synopsis)
 		fs.PrintDefaults()
 	}
-	err := fs.Parse(args)
+	err := fs.Parse(flagsFirst(fs, args))
 	if err == nil {
 		err = trust(*caFile)
 	}
 	return fs, strings.TrimRight(*base, "/"), err
+}
+
+// flagsFirst moves the flags of args before the positional arguments, so
+// that "cairn history RUN --json" reads as "cairn history --json RUN": Go's
+// flag package stops at the first positional argument. A flag that takes a
+// value takes the argument after it, unless written --flag=value; after
+// "--", and for tokens that are not flag names ("-1", "-"), arguments stay
+// positional.
+func flagsFirst(fs *flag.FlagSet, args []string) []string {
+	var flags, pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			pos = append(pos, args[i+1:]...)
+			break
+		}
+		name, ok := flagName(a)
+		if !ok {
+			pos = append(pos, a)
+			continue
+		}
+		flags = append(flags, a)
+		if f := fs.Lookup(name); f != nil && !strings.Contains(a, "=") && !isBoolFlag(f) && i+1 < len(args) {
+			i++
+			flags = append(flags, args[i])
+		}
+	}
+	return append(append(flags, "--"), pos...)
+}
+
+// flagName is the name of the flag a argument sets ("json" for --json,
+// -json or --json=true), if it is one.
+func flagName(a string) (string, bool) {
+	name := strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
+	if name == a || name == "" || !(name[0] >= 'a' && name[0] <= 'z' || name[0] >= 'A' && name[0] <= 'Z') {
+		return "", false
+	}
+	name, _, _ = strings.Cut(name, "=")
+	return name, true
+}
+
+func isBoolFlag(f *flag.Flag) bool {
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
+}
+
+// stdout is where client commands print (a buffer in tests).
+var stdout io.Writer = os.Stdout
+
+// clientActor is how client commands name themselves in the records they
+// cause (api.ActorHeader): $CAIRN_ACTOR (e.g. a person's name), or "cli".
+func clientActor() string {
+	if v := os.Getenv("CAIRN_ACTOR"); v != "" {
+		return v
+	}
+	return "cli"
 }
 
 var httpClient = &http.Client{Timeout: 60 * time.Second,
@@ -73,6 +133,7 @@ func call(method, u string, body any, out any) error {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(api.ActorHeader, clientActor())
 	if err := authorize(req); err != nil {
 		return err
 	}
@@ -149,7 +210,7 @@ func cmdSend(args []string) error {
 		return err
 	}
 	for _, id := range out.IDs {
-		fmt.Println(id)
+		fmt.Fprintln(stdout, id)
 	}
 	return nil
 }
@@ -189,9 +250,9 @@ func cmdRuns(args []string) error {
 		return err
 	}
 	if asJSON {
-		return json.NewEncoder(os.Stdout).Encode(out.Data)
+		return json.NewEncoder(stdout).Encode(out.Data)
 	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "RUN\tFUNCTION\tSTATUS\tSTEPS\tCREATED\tDURATION\tWAITING")
 	for _, r := range out.Data {
 		dur := "-"
@@ -220,10 +281,32 @@ func cmdRun(args []string) error {
 	return printJSON(out)
 }
 
+// historyEntry is a history entry as GET /v1/runs/:id/history shows it.
+type historyEntry struct {
+	Seq        uint64          `json:"seq"`
+	Index      uint64          `json:"log_index"`
+	Time       string          `json:"time"`
+	Type       string          `json:"type"`
+	Call       string          `json:"call"`
+	Attempt    int             `json:"attempt"`
+	Name       string          `json:"name"`
+	Detail     string          `json:"detail"`
+	Actor      string          `json:"actor"`
+	Data       json.RawMessage `json:"data"`
+	Step       string          `json:"step"`
+	StepName   string          `json:"step_name"`
+	Input      json.RawMessage `json:"input"`
+	Output     json.RawMessage `json:"output"`
+	Error      json.RawMessage `json:"error"`
+	DurationMs *int64          `json:"duration_ms"`
+}
+
+// cmdHistory prints a run's history: a table, or with --json the API's
+// entries whole (one JSON array, for jq).
 func cmdHistory(args []string) error {
 	var asJSON bool
-	fs, base, err := clientFlags("history", "RUN_ID", args, func(fs *flag.FlagSet) {
-		fs.BoolVar(&asJSON, "json", false, "print JSON")
+	fs, base, err := clientFlags("history", "RUN_ID [--json]", args, func(fs *flag.FlagSet) {
+		fs.BoolVar(&asJSON, "json", false, "print the entries as one JSON array, values whole (for jq)")
 	})
 	if stop, err := handleHelp(err); stop {
 		return err
@@ -233,38 +316,92 @@ func cmdHistory(args []string) error {
 		return errors.New("history needs a run id")
 	}
 	var out struct {
-		Data []struct {
-			Seq     uint64          `json:"seq"`
-			Index   uint64          `json:"log_index"`
-			At      int64           `json:"at"`
-			Type    string          `json:"type"`
-			Call    string          `json:"call"`
-			Attempt int             `json:"attempt"`
-			Name    string          `json:"name"`
-			Detail  string          `json:"detail"`
-			Data    json.RawMessage `json:"data"`
-		} `json:"data"`
+		Data json.RawMessage `json:"data"`
 	}
 	if err := call(http.MethodGet, base+"/v1/runs/"+url.PathEscape(fs.Arg(0))+"/history", nil, &out); err != nil {
 		return err
 	}
 	if asJSON {
-		return json.NewEncoder(os.Stdout).Encode(out.Data)
+		return printJSON(out.Data)
 	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SEQ\tLOG\tTIME\tTYPE\tSTEP\tATTEMPT\tDETAIL")
-	for _, h := range out.Data {
-		detail := h.Detail
-		if len(h.Data) > 0 {
-			detail = strings.TrimSpace(detail + " " + string(h.Data))
+	var entries []historyEntry
+	if err := json.Unmarshal(out.Data, &entries); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tTYPE\tSTEP\tATTEMPT\tTOOK\tDETAIL")
+	for _, h := range entries {
+		step := h.StepName
+		switch {
+		case step == "" && h.Step != "":
+			step = clip(h.Step, 12)
+		case step == "" && h.Call == fsm.DiscoveryCall:
+			step = "(discovery)"
 		}
-		if len(detail) > 100 {
-			detail = detail[:97] + "..."
+		attempt, took := "", ""
+		if h.Call != "" {
+			attempt = fmt.Sprint(h.Attempt + 1)
 		}
-		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%d\t%s\n", h.Seq, h.Index,
-			time.UnixMilli(h.At).Format("15:04:05.000"), h.Type, h.Name, h.Attempt, detail)
+		if h.DurationMs != nil {
+			took = (time.Duration(*h.DurationMs) * time.Millisecond).String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", h.Time, h.Type, step, attempt, took, clip(historyDetail(h), 120))
 	}
 	return tw.Flush()
+}
+
+// historyDetail is the DETAIL column: what the entry says besides its
+// step (values compact; the table clips them, --json has them whole).
+func historyDetail(h historyEntry) string {
+	var parts []string
+	switch {
+	case h.Type == fsm.HistRunScheduled && h.Name != "":
+		parts = append(parts, h.Detail+" ("+h.Name+")")
+	case h.Type == fsm.HistStepSleeping:
+		if _, until, ok := strings.Cut(h.Detail, " until "); ok {
+			if ms, err := strconv.ParseInt(until, 10, 64); err == nil {
+				until = time.UnixMilli(ms).UTC().Format(time.RFC3339)
+			}
+			parts = append(parts, "until "+until)
+		}
+	case h.Detail != "" && h.Detail != h.Step:
+		parts = append(parts, h.Detail)
+	}
+	if h.Actor != "" {
+		parts = append(parts, "by "+h.Actor)
+	}
+	labelled := false
+	for _, v := range []struct {
+		label string
+		raw   json.RawMessage
+	}{{"input", h.Input}, {"output", h.Output}, {"error", h.Error}} {
+		if len(v.raw) > 0 {
+			parts = append(parts, v.label+" "+compactJSON(v.raw))
+			labelled = true
+		}
+	}
+	if !labelled && len(h.Data) > 0 {
+		parts = append(parts, compactJSON(h.Data))
+	}
+	return strings.Join(parts, "  ")
+}
+
+// compactJSON prints a JSON value on one line.
+func compactJSON(raw json.RawMessage) string {
+	var buf bytes.Buffer
+	if json.Compact(&buf, raw) != nil {
+		return string(raw)
+	}
+	return buf.String()
+}
+
+// clip shortens s to at most n runes, marking the cut.
+func clip(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:n-1]) + "…"
 }
 
 func cmdCancel(args []string) error {
@@ -320,7 +457,7 @@ func printJSON(raw json.RawMessage) error {
 		return err
 	}
 	buf.WriteByte('\n')
-	_, err := buf.WriteTo(os.Stdout)
+	_, err := buf.WriteTo(stdout)
 	return err
 }
 
@@ -427,6 +564,7 @@ func cmdApps(args []string) error {
 			SDK       string   `json:"sdk"`
 			Functions []string `json:"functions"`
 			SyncedAt  int64    `json:"synced_at"`
+			SyncedBy  string   `json:"synced_by"`
 		} `json:"data"`
 		Sync []struct {
 			URL     string `json:"url"`
@@ -445,10 +583,11 @@ func cmdApps(args []string) error {
 	if err := json.Unmarshal(raw, &out); err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "APP\tFUNCTIONS\tSDK\tSYNCED\tURL")
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "APP\tFUNCTIONS\tSDK\tSYNCED\tBY\tURL")
 	for _, a := range out.Data {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", a.ID, len(a.Functions), a.SDK, time.UnixMilli(a.SyncedAt).Format(time.RFC3339), a.URL)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", a.ID, len(a.Functions), a.SDK,
+			time.UnixMilli(a.SyncedAt).UTC().Format(time.RFC3339), a.SyncedBy, a.URL)
 	}
 	if len(out.Sync) > 0 {
 		fmt.Fprintln(tw, "\nSYNC URL\tLAST PING\tRESULT")
@@ -497,30 +636,33 @@ func cmdEvents(args []string) error {
 	}
 	var out struct {
 		Data []struct {
-			ID         string          `json:"id"`
-			Name       string          `json:"name"`
-			Data       json.RawMessage `json:"data"`
-			ReceivedAt int64           `json:"received_at"`
+			ID           string          `json:"id"`
+			Name         string          `json:"name"`
+			Data         json.RawMessage `json:"data"`
+			ReceivedAt   int64           `json:"received_at"`
+			Actor        string          `json:"actor"`
+			ReplayedFrom string          `json:"replayed_from"`
 		} `json:"data"`
 		Cursor string `json:"cursor"`
 	}
 	if err := json.Unmarshal(raw, &out); err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "EVENT\tNAME\tRECEIVED\tDATA")
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "EVENT\tNAME\tRECEIVED\tBY\tDATA")
 	for _, e := range out.Data {
-		data := string(e.Data)
-		if len(data) > 60 {
-			data = data[:57] + "..."
+		by := e.Actor
+		if e.ReplayedFrom != "" {
+			by += " (replay of " + e.ReplayedFrom + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.ID, e.Name, time.UnixMilli(e.ReceivedAt).Format(time.RFC3339), data)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.ID, e.Name, time.UnixMilli(e.ReceivedAt).UTC().Format(time.RFC3339),
+			by, clip(compactJSON(e.Data), 60))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	if out.Cursor != "" {
-		fmt.Printf("\nmore: cairn events --cursor %s\n", out.Cursor)
+		fmt.Fprintf(stdout, "\nmore: cairn events --cursor %s\n", out.Cursor)
 	}
 	return nil
 }

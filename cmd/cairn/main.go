@@ -23,7 +23,7 @@ Usage:
   cairn send    NAME [DATA_JSON]   send an event; prints its id
   cairn runs    [--event ID]       list recent runs, or the runs of an event
   cairn run     RUN_ID             show one run
-  cairn history RUN_ID             show a run's full history (audit trail)
+  cairn history RUN_ID [--json]    show a run's full history (audit trail)
   cairn cancel  RUN_ID             cancel a run
   cairn cancel  --function FN [--from T] [--to T]   cancel a function's runs started in a range
   cairn rerun   RUN_ID [--from-step S]   run a run's function again with its events (from a step)
@@ -38,7 +38,10 @@ Usage:
   cairn event   [--replay] EVENT_ID   one stored event; --replay sends it again
 
 Client commands talk to --url (env CAIRN_URL); against a cairn start node
-they need --signing-key (env CAIRN_SIGNING_KEY).
+they need --signing-key (env CAIRN_SIGNING_KEY). Flags may follow the
+arguments. What they change names them in the records: "cli", or
+$CAIRN_ACTOR (letters, digits, ._@+:/-), with the key's id, e.g.
+"cli (key:3fa2...)" in a run's history.
 
 Run "cairn COMMAND --help" for a command's flags. Every flag can also be set
 with an environment variable, shown in the flag's help.
