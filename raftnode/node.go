@@ -53,6 +53,9 @@ type Config struct {
 	// 16384 each); tests lower them to force snapshot installs.
 	SnapshotThreshold uint64
 	TrailingLogs      uint64
+	// SnapshotInterval is how often raft checks SnapshotThreshold
+	// (randomised up to twice that; 0: raft's 120 s).
+	SnapshotInterval time.Duration
 	// TLS puts Raft traffic under mutual TLS: peers must present a
 	// certificate from the cluster CA, and so must this node to them
 	// (nil: plain TCP).
@@ -194,6 +197,9 @@ func Open(cfg Config, f *fsm.FSM) (*Node, error) {
 	}
 	if cfg.TrailingLogs > 0 {
 		rc.TrailingLogs = cfg.TrailingLogs
+	}
+	if cfg.SnapshotInterval > 0 {
+		rc.SnapshotInterval = cfg.SnapshotInterval
 	}
 	timeout := cfg.ElectionTimeout
 	if timeout <= 0 {
