@@ -95,4 +95,3 @@ func (s *Server) listLog(c echo.Context) error {
 	}
 	return c.JSON(http.StatusOK, map[string]any{"data": out, "next_index": to + 1})
 }
-
