@@ -57,7 +57,8 @@ type Options struct {
 }
 
 // Archiver keeps entries the log deletes from its head (package archive's
-// *Archive). Calls are serialised by the store.
+// *Archive). It must be safe for concurrent use: two deletions may archive
+// at once, and Append skipping what is at or below Last keeps that right.
 type Archiver interface {
 	// Last is the highest index archived or recorded as never to be.
 	Last() uint64
@@ -270,13 +271,17 @@ func (s *Store) DeleteRange(min, max uint64) error {
 	if max < math.MaxUint64 {
 		end = logKey(max + 1)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	// Archiving runs before s.mu is taken: it writes and syncs files, and
+	// StoreLogs, the hot path, must not wait for that. The entries it reads
+	// are committed, so nothing rewrites them meanwhile, and the archive
+	// skips what a concurrent deletion archived already.
 	if first := s.first.Load(); s.archive != nil && first != 0 && min <= first && max >= first {
-		if err := s.archiveLocked(max); err != nil {
+		if err := s.archiveThrough(max); err != nil {
 			return fmt.Errorf("delete logs %d..%d: archive first: %w", min, max, err)
 		}
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if err := s.db.DeleteRange(logKey(min), end, pebble.Sync); err != nil {
 		return fmt.Errorf("delete logs %d..%d: %w", min, max, err)
 	}
@@ -291,17 +296,15 @@ func (s *Store) ArchiveCommitted(through uint64, reason string) error {
 	if s.archive == nil {
 		return nil
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.archiveLocked(through); err != nil {
+	if err := s.archiveThrough(through); err != nil {
 		return err
 	}
 	return s.archive.Gap(through, reason)
 }
 
-// archiveLocked hands the archive the stored entries after its Last index
+// archiveThrough hands the archive the stored entries after its Last index
 // through min(hi, Committed), in chunks of about archiveChunkBytes.
-func (s *Store) archiveLocked(hi uint64) error {
+func (s *Store) archiveThrough(hi uint64) error {
 	hi = min(hi, s.committed())
 	from := s.archive.Last() + 1
 	if from > hi {
