@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -58,7 +60,8 @@ func sendLogEvents(t *testing.T, base string, from, to int) {
 // the log is compacted under the node again and again, and /v1/log still
 // lists every record from index 1, in order, each event once.
 func TestLogServesEveryRecordAfterCompaction(t *testing.T) {
-	s := startNode(t, func(c *server.Config) { c.SnapshotThreshold, c.TrailingLogs = 4, 2 })
+	var dataDir string
+	s := startNode(t, func(c *server.Config) { c.SnapshotThreshold, c.TrailingLogs, dataDir = 4, 2, c.DataDir })
 	base := s.URL()
 	for round := range 4 {
 		sendLogEvents(t, base, round*10, round*10+10)
@@ -113,6 +116,22 @@ func TestLogServesEveryRecordAfterCompaction(t *testing.T) {
 	json.Unmarshal(get(t, base+"/v1/status").body, &st)
 	if st.Archive.Segments == 0 || st.Archive.First != 1 {
 		t.Fatalf("status archive %+v", st.Archive)
+	}
+
+	// A damaged segment is reported (500 archive_corrupt), never served.
+	segs, _ := filepath.Glob(filepath.Join(dataDir, "archive", "segment-*"))
+	if len(segs) == 0 {
+		t.Fatal("no segment on disk")
+	}
+	raw, _ := os.ReadFile(segs[0])
+	raw[len(raw)/2] ^= 0xff
+	os.Chmod(segs[0], 0o644)
+	if err := os.WriteFile(segs[0], raw, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	r := get(t, base+"/v1/log?from_index=1")
+	if m := r.json(t); r.status != 500 || m["code"] != "archive_corrupt" || m["data"] != nil {
+		t.Fatalf("corrupt segment: %d %s", r.status, r.body)
 	}
 }
 

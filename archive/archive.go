@@ -412,7 +412,7 @@ func (a *Archive) ReadableFrom() uint64 {
 func (a *Archive) Read(s Segment) ([]*raft.Log, error) {
 	b, err := a.o.Store.Get(s.Name)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("archive: segment %s (indexes %d..%d) is missing", s.Name, s.First, s.Last)
+		return nil, fmt.Errorf("%w: segment %s (indexes %d..%d) is missing (dropped by retention meanwhile?)", ErrMissing, s.Name, s.First, s.Last)
 	}
 	if err != nil {
 		return nil, err

@@ -80,7 +80,8 @@ func noteSnapshot(store *raftlog.Store, a *raftFSM, lg *slog.Logger) func(index,
 			raiseTo(&a.committed, index)
 			return
 		}
-		reason := fmt.Sprintf("this node installed the leader's snapshot at index %d (term %d) without those entries committed in its log", index, term)
+		reason := fmt.Sprintf("this node's log does not vouch for the entries of snapshot %d (term %d): "+
+			"a snapshot installed from the leader, or entries compacted before archiving began", index, term)
 		if err := store.ArchiveCommitted(index, reason); err != nil {
 			lg.Error("archive before a snapshot install failed", "index", index, "err", err)
 		}
