@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -24,12 +25,12 @@ const (
 // entry holds many records (group commit): position is the record's place
 // in its entry, from 0.
 type logRecord struct {
-	Index    uint64     `json:"index"`
-	Position int        `json:"position"`
-	Term     uint64     `json:"term"`
-	Time     int64      `json:"time"` // the record's own time (unix ms)
-	Kind     string     `json:"kind"`
-	Body     fsm.Record `json:"body"`
+	Index    uint64          `json:"index"`
+	Position int             `json:"position"`
+	Term     uint64          `json:"term"`
+	Time     int64           `json:"time"` // the record's own time (unix ms)
+	Kind     string          `json:"kind"`
+	Body     json.RawMessage `json:"body"` // the record, JSON payloads inline (recordBody)
 }
 
 // listLog: GET /v1/log?from_index=&limit= lists the committed records of
@@ -80,7 +81,7 @@ func (s *Server) listLog(c echo.Context) error {
 			return fmt.Errorf("log entry %d: %w", l.Index, err)
 		}
 		for i, r := range recs {
-			out = append(out, logRecord{Index: l.Index, Position: i, Term: l.Term, Time: r.Time(), Kind: r.Kind().String(), Body: r})
+			out = append(out, logRecord{Index: l.Index, Position: i, Term: l.Term, Time: r.Time(), Kind: r.Kind().String(), Body: recordBody(r)})
 		}
 		return nil
 	})

@@ -87,14 +87,12 @@ func TestLogServesEveryRecordAfterCompaction(t *testing.T) {
 		}
 		var body struct {
 			Name string
-			JSON []byte
+			JSON struct{ Data struct{ N int } } // the event, inline
 		}
 		if err := json.Unmarshal(l.Body, &body); err != nil || body.Name != "log/test" || l.Time == 0 {
-			t.Fatalf("event record %+v: %v", l, err)
+			t.Fatalf("event record %s: %v", l.Body, err)
 		}
-		var ev struct{ Data struct{ N int } }
-		json.Unmarshal(body.JSON, &ev)
-		n = append(n, ev.Data.N)
+		n = append(n, body.JSON.Data.N)
 	}
 	if len(n) != 40 {
 		t.Fatalf("%d events in the log, want 40 (kinds %v)", len(n), kinds)
