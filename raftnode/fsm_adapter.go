@@ -57,7 +57,9 @@ func (a *raftFSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	}
 	results := a.f.ApplyEntries(entries)
 	// Raft hands over committed entries of this node's log only: all of
-	// them, and every entry stored below them, are committed.
+	// them, and every entry stored below them, are committed (except below
+	// a snapshot from the leader that this log did not match, which
+	// noteSnapshot has already recorded as an archive gap).
 	raiseTo(&a.committed, logs[len(logs)-1].Index)
 	for j, i := range pos {
 		if logs[i].Type == raft.LogCommand {
