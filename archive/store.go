@@ -106,14 +106,19 @@ func (d *Dir) Put(name string, data []byte) (err error) {
 	if err = tmp.Close(); err != nil {
 		return fmt.Errorf("archive: put %s: %w", name, err)
 	}
-	if err = os.Link(tmp.Name(), final); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("%w: %s", ErrExists, name)
+	switch err = os.Link(tmp.Name(), final); {
+	case errors.Is(err, fs.ErrExist):
+		return fmt.Errorf("%w: %s", ErrExists, name)
+	case err != nil:
+		// A filesystem without hard links: rename, having checked above
+		// that the name is free (one writer per archive).
+		if err = os.Rename(tmp.Name(), final); err != nil {
+			return fmt.Errorf("archive: put %s: %w", name, err)
 		}
-		return fmt.Errorf("archive: put %s: %w", name, err)
-	}
-	if err = os.Remove(tmp.Name()); err != nil {
-		return fmt.Errorf("archive: put %s: %w", name, err)
+	default:
+		if err = os.Remove(tmp.Name()); err != nil {
+			return fmt.Errorf("archive: put %s: %w", name, err)
+		}
 	}
 	if err = syncDir(d.path); err != nil {
 		return fmt.Errorf("archive: put %s: %w", name, err)
