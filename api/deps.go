@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 
+	"github.com/cairn-dev/cairn/archive"
 	"github.com/cairn-dev/cairn/fsm"
 	"github.com/cairn-dev/cairn/raftnode"
 )
@@ -19,6 +20,10 @@ type Node interface {
 	Members() ([]raftnode.Member, error)
 	AddVoter(id, raftAddr string) error
 	RemoveServer(id string) error
+	// LogSource reads committed log entries, archived ones included.
+	LogSource() *raftnode.LogSource
+	// ArchiveStatus describes the archive (nil when it is off).
+	ArchiveStatus() *archive.Status
 }
 
 // Projection is what the API reads of the projection (*fsm.FSM).

@@ -120,6 +120,7 @@ func New(cfg Config, node Node, f Projection, exec Dispatcher, syncer *Syncer) *
 	v1.DELETE("/replays/:id", s.cancelReplay)
 	v1.POST("/signals", s.postSignal)
 	v1.POST("/functions/:id/cancel", s.cancelFunctionRuns)
+	v1.GET("/log", s.listLog)
 	v1.GET("/status", s.status)
 	v1.GET("/cluster", s.clusterStatus)
 	e.GET("/health", s.health)
@@ -201,7 +202,7 @@ func (s *Server) health(c echo.Context) error {
 // big data dirs, meant for comparing nodes and replays).
 func (s *Server) status(c echo.Context) error {
 	_, chain := s.fsm.Applied()
-	out := map[string]any{"raft": s.node.Stats(), "log_digest": hex16(chain)}
+	out := map[string]any{"raft": s.node.Stats(), "log_digest": hex16(chain), "archive": s.node.ArchiveStatus()}
 	if c.QueryParam("digest") == "true" {
 		digest, err := s.fsm.StateDigest()
 		if err != nil {

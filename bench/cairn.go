@@ -100,7 +100,7 @@ func pickCairnPort() (int, error) { return freePort() }
 
 // startCairn starts `cairn dev`, or with keys `cairn start --bootstrap` in
 // production mode.
-func startCairn(ctx context.Context, bin, workDir string, port int, logLevel string, appURLs []string, keys *prodKeys) (*cairnNode, error) {
+func startCairn(ctx context.Context, bin, workDir string, port int, logLevel string, appURLs []string, keys *prodKeys, extra []string) (*cairnNode, error) {
 	raftPort, err := freePort()
 	if err != nil {
 		return nil, err
@@ -113,7 +113,8 @@ func startCairn(ctx context.Context, bin, workDir string, port int, logLevel str
 	dataDir := filepath.Join(workDir, "data")
 	args := []string{"dev"}
 	// Keep our CAIRN_* settings from leaking in from the environment.
-	env := []string{"CAIRN_APP_URLS=", "CAIRN_LOG_JSON=false", "CAIRN_ALLOW_APP_HOSTS="}
+	env := []string{"CAIRN_APP_URLS=", "CAIRN_LOG_JSON=false", "CAIRN_ALLOW_APP_HOSTS=", "CAIRN_ARCHIVE=", "CAIRN_ARCHIVE_DIR=",
+		"CAIRN_ARCHIVE_MAX_AGE=", "CAIRN_ARCHIVE_MAX_BYTES=", "CAIRN_SNAPSHOT_THRESHOLD=", "CAIRN_TRAILING_LOGS=", "CAIRN_SNAPSHOT_INTERVAL="}
 	if keys != nil {
 		// The keys go through the environment, not argv, where any user's
 		// ps would show them.
@@ -126,6 +127,7 @@ func startCairn(ctx context.Context, bin, workDir string, port int, logLevel str
 	for _, u := range appURLs {
 		args = append(args, "-u", u)
 	}
+	args = append(args, extra...)
 	logPath := filepath.Join(workDir, "cairn.log")
 	p, err := proc.Start("cairn", proc.Options{Dir: workDir, Env: env, LogPath: logPath}, bin, args...)
 	if err != nil {

@@ -43,6 +43,10 @@ type options struct {
 	tsProxy   bool
 	warmup    int
 	security  securityModes // -production: dev, production, or both in turn
+	archive   archiveModes  // -archive: on, off, or both in turn
+	// snapshotThreshold, when set, makes Cairn snapshot and compact its log
+	// every that many entries (checked every second).
+	snapshotThreshold uint64
 
 	// sleep scenario
 	sleepers         int
@@ -67,7 +71,7 @@ type options struct {
 }
 
 func parseFlags() (*options, error) {
-	o := &options{security: securityModes{modeDev}}
+	o := &options{security: securityModes{modeDev}, archive: archiveModes{archiveOn}}
 	var scen string
 	flag.StringVar(&o.app, "app", "both", "app mode: go (built-in Go stand-in app), ts (e2e/tsapp, real SDK) or both")
 	flag.IntVar(&o.n, "n", 0, "burst: events to send (default 2000 for go, 200 for ts)")
@@ -87,6 +91,9 @@ func parseFlags() (*options, error) {
 	flag.Var(&o.security, "production", "run Cairn in production mode: cairn start with a fresh signing key and event key; the apps\n"+
 		"verify signed calls and sign their answers, the bench sends the Bearer token and the event key.\n"+
 		"-production=both runs each app mode in dev, then in production, and compares CPU per step")
+	flag.Var(&o.archive, "archive", "Cairn's log archive: on (the default), off, or both (off, then on) to compare the hot path")
+	flag.Uint64Var(&o.snapshotThreshold, "snapshot-threshold", 0, "cairn --snapshot-threshold and --trailing-logs (checked every second), so the log is\n"+
+		"compacted (and archived) during the scenarios; 0: Cairn's default (16384)")
 	flag.IntVar(&o.warmup, "warmup", 5, "events sent (and awaited) before the scenarios, not measured")
 	flag.IntVar(&o.sleepers, "sleepers", 100000, "sleep: runs that sleep at once")
 	flag.DurationVar(&o.sleepLead, "sleep-lead", 0, "sleep: from the first send to the wake-up instant\n"+
@@ -184,8 +191,8 @@ func parseFlags() (*options, error) {
 			o.timeout = max(o.timeout, sleepTimeout(o))
 		}
 	}
-	if len(o.security) > 1 && !timeoutSet {
-		o.timeout *= time.Duration(len(o.security))
+	if runs := len(o.security) * len(o.archive); runs > 1 && !timeoutSet {
+		o.timeout *= time.Duration(runs)
 	}
 	return o, nil
 }
@@ -266,7 +273,7 @@ func run(o *options) (code int) {
 	if o.app == "both" {
 		modes = []string{"go", "ts"}
 	}
-	for _, mr := range modeRuns(modes, o.security) {
+	for _, mr := range modeRuns(modes, o.security, o.archive) {
 		m := mr.name
 		if ctx.Err() != nil {
 			rep.Errors = append(rep.Errors, fmt.Sprintf("%s: skipped: %v", m, ctx.Err()))
@@ -284,12 +291,12 @@ func run(o *options) (code int) {
 		switch {
 		case err != nil:
 		case mr.app == "go":
-			rs, err = runGoMode(ctx, o, bin, dir, keys)
+			rs, err = runGoMode(ctx, o, bin, dir, keys, cairnArgs(o, mr.archive))
 		default:
-			rs, err = runTSMode(ctx, o, bin, root, dir, keys)
+			rs, err = runTSMode(ctx, o, bin, root, dir, keys, cairnArgs(o, mr.archive))
 		}
 		for _, r := range rs {
-			r.Mode = mr.security
+			r.Mode, r.Archive = mr.security, mr.archive
 		}
 		rep.Results = append(rep.Results, rs...)
 		if err != nil {
@@ -303,6 +310,7 @@ func run(o *options) (code int) {
 		}
 	}
 	rep.Comparison = compareModes(rep.Results)
+	rep.ArchiveComparison = compareArchive(rep.Results)
 	printReport(os.Stdout, rep)
 	if o.jsonPath != "" {
 		if err := writeJSON(o.jsonPath, rep); err != nil {
@@ -320,7 +328,7 @@ func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
 }
 
-func runGoMode(ctx context.Context, o *options, bin, dir string, keys *prodKeys) ([]*Result, error) {
+func runGoMode(ctx context.Context, o *options, bin, dir string, keys *prodKeys, extra []string) ([]*Result, error) {
 	port, err := pickCairnPort()
 	if err != nil {
 		return nil, err
@@ -331,7 +339,7 @@ func runGoMode(ctx context.Context, o *options, bin, dir string, keys *prodKeys)
 	}
 	defer stopApp()
 	logf("go: starting cairn (%s) on 127.0.0.1:%d (data %s), app at %s", securityName(keys), port, dir, app.url)
-	c, err := startCairn(ctx, bin, dir, port, o.logLevel, []string{app.url}, keys)
+	c, err := startCairn(ctx, bin, dir, port, o.logLevel, []string{app.url}, keys, extra)
 	if err != nil {
 		return nil, err
 	}
@@ -356,7 +364,7 @@ func runGoMode(ctx context.Context, o *options, bin, dir string, keys *prodKeys)
 	return runScenarios(ctx, e, n, d)
 }
 
-func runTSMode(ctx context.Context, o *options, bin, root, dir string, keys *prodKeys) ([]*Result, error) {
+func runTSMode(ctx context.Context, o *options, bin, root, dir string, keys *prodKeys, extra []string) ([]*Result, error) {
 	appDir := filepath.Join(root, "e2e", "tsapp")
 	if err := ensureNodeModules(ctx, appDir); err != nil {
 		return nil, err
@@ -381,7 +389,7 @@ func runTSMode(ctx context.Context, o *options, bin, root, dir string, keys *pro
 		return nil, err
 	}
 	logf("ts: starting cairn (%s) on 127.0.0.1:%d (data %s), app at %s", securityName(keys), port, dir, appURL)
-	c, err := startCairn(ctx, bin, dir, port, o.logLevel, nil, keys)
+	c, err := startCairn(ctx, bin, dir, port, o.logLevel, nil, keys, extra)
 	if err != nil {
 		return nil, err
 	}

@@ -80,21 +80,26 @@ func newProdKeys() (*prodKeys, error) {
 // modeRun is one Cairn process of a bench invocation: an app mode in dev
 // or production.
 type modeRun struct {
-	app, security string
-	name          string // go, go-production, ...: its dir and its name in errors
+	app, security, archive string
+	name                   string // go, go-production, ...: its dir and its name in errors
 }
 
 // modeRuns lists the Cairn processes to run, each app in each security
 // mode: dev before production, so the pair runs back to back.
-func modeRuns(apps, securities []string) []modeRun {
+func modeRuns(apps, securities, archives []string) []modeRun {
 	var out []modeRun
 	for _, a := range apps {
 		for _, s := range securities {
-			mr := modeRun{app: a, security: s, name: a}
-			if s == modeProd {
-				mr.name += "-" + modeProd
+			for _, ar := range archives {
+				mr := modeRun{app: a, security: s, archive: ar, name: a}
+				if s == modeProd {
+					mr.name += "-" + modeProd
+				}
+				if ar == archiveOff {
+					mr.name += "-archive-off"
+				}
+				out = append(out, mr)
 			}
-			out = append(out, mr)
 		}
 	}
 	return out
@@ -196,10 +201,14 @@ func signIfAsked(w http.ResponseWriter, body []byte) {
 
 // label names a result in tables, telling production results apart.
 func (r *Result) label() string {
+	l := r.App
 	if r.Mode == modeProd {
-		return r.App + " prod / " + r.Scenario
+		l += " prod"
 	}
-	return r.App + " / " + r.Scenario
+	if r.Archive == archiveOff {
+		l += " no-archive"
+	}
+	return l + " / " + r.Scenario
 }
 
 // Comparison is one app/scenario measured in both modes in one invocation.
@@ -225,7 +234,7 @@ func compareModes(rs []*Result) []Comparison {
 			continue
 		}
 		for _, p := range rs {
-			if p.Mode != modeProd || p.App != d.App || p.Scenario != d.Scenario || p.Steps == 0 {
+			if p.Mode != modeProd || p.App != d.App || p.Archive != d.Archive || p.Scenario != d.Scenario || p.Steps == 0 {
 				continue
 			}
 			c := Comparison{App: d.App, Scenario: d.Scenario,

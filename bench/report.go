@@ -37,7 +37,8 @@ func percentiles(v []float64) Pct {
 // Result is one scenario of one app mode.
 type Result struct {
 	App      string `json:"app"`
-	Mode     string `json:"mode"` // dev or production (-production)
+	Mode     string `json:"mode"`              // dev or production (-production)
+	Archive  string `json:"archive,omitempty"` // on or off (-archive)
 	Scenario string `json:"scenario"`
 	Offered  string `json:"offered"`
 
@@ -72,6 +73,14 @@ type Result struct {
 	EntriesPerStep   float64 `json:"raft_entries_per_step"`
 	BytesPerEntry    float64 `json:"raft_bytes_per_entry"`
 	FSMBytes         int64   `json:"fsm_dir_growth_bytes"`
+	// ArchiveBytes is the growth of the archive (segments and manifest).
+	ArchiveBytes        int64   `json:"archive_dir_growth_bytes"`
+	ArchiveBytesPerStep float64 `json:"archive_bytes_per_step"`
+	// ArchiveBytesPerEntry is the archive's bytes over the entries it
+	// holds (all of them so far): times entries per step, it is what a step
+	// costs the archive once everything is compacted, whatever part of the
+	// scenario's entries compaction reached before it ended.
+	ArchiveBytesPerEntry float64 `json:"archive_bytes_per_entry"`
 
 	// Production mode, Go app: its verify + sign time per call (bench
 	// process, not Cairn's CPU).
@@ -98,7 +107,8 @@ type Report struct {
 	Results    []*Result `json:"results"`
 	Errors     []string  `json:"errors,omitempty"`
 
-	Comparison []Comparison `json:"dev_vs_production,omitempty"` // -production=both
+	Comparison        []Comparison        `json:"dev_vs_production,omitempty"` // -production=both
+	ArchiveComparison []ArchiveComparison `json:"archive_off_vs_on,omitempty"` // -archive=both
 }
 
 func mib(b int64) string {
@@ -189,11 +199,17 @@ func printReport(w io.Writer, rep *Report) {
 		row("raft entries per step", func(r *Result) string { return num(r.EntriesPerStep) })
 		row("bytes per raft entry", func(r *Result) string { return fmt.Sprintf("%.0f B", r.BytesPerEntry) })
 		row("fsm/ growth (apparent)", func(r *Result) string { return mib(r.FSMBytes) })
+		row("archive/ growth (apparent)", func(r *Result) string { return mib(r.ArchiveBytes) })
+		row("archive bytes per step (scenario)", func(r *Result) string { return fmt.Sprintf("%.0f B", r.ArchiveBytesPerStep) })
+		row("archive bytes per entry (all archived)", func(r *Result) string { return fmt.Sprintf("%.0f B", r.ArchiveBytesPerEntry) })
 		row("Cairn log WARN/ERROR lines", func(r *Result) string { return fmt.Sprint(r.CairnWarnings) })
 		tw.Flush()
 	}
 	if len(rep.Comparison) > 0 {
 		printComparison(w, rep.Comparison)
+	}
+	if len(rep.ArchiveComparison) > 0 {
+		printArchiveComparison(w, rep.ArchiveComparison)
 	}
 	for _, r := range rep.Results {
 		if r.Error == "" && len(r.Notes) == 0 {

@@ -244,6 +244,7 @@ type baseline struct {
 	ticks   uint64
 	raft    dirUsage
 	fsm     dirUsage
+	archive dirUsage
 	index   uint64
 	logFrom int64
 	hwmOK   bool
@@ -252,7 +253,7 @@ type baseline struct {
 func takeBaseline(ctx context.Context, e *env) (baseline, error) {
 	e.hops.take() // drop hops of earlier traffic
 	b := baseline{raft: diskUsage(filepath.Join(e.cairn.dataDir, "raft")),
-		fsm: diskUsage(filepath.Join(e.cairn.dataDir, "fsm"))}
+		fsm: diskUsage(filepath.Join(e.cairn.dataDir, "fsm")), archive: diskUsage(filepath.Join(e.cairn.dataDir, archiveDir))}
 	var err error
 	if b.index, err = e.cairn.lastLogIndex(ctx); err != nil {
 		return b, err
@@ -498,15 +499,20 @@ func fillFigures(ctx context.Context, e *env, res *Result, base baseline, finish
 	res.RaftBytes = raft.Apparent - base.raft.Apparent
 	res.RaftAllocBytes = raft.Allocated - base.raft.Allocated
 	res.FSMBytes = fsmU.Apparent - base.fsm.Apparent
+	res.ArchiveBytes = diskUsage(filepath.Join(e.cairn.dataDir, archiveDir)).Apparent - base.archive.Apparent
 	if idx, err := e.cairn.lastLogIndex(ctx); err == nil && idx >= base.index {
 		res.LogEntries = idx - base.index
 	}
 	if steps > 0 {
 		res.RaftBytesPerStep = float64(res.RaftBytes) / float64(steps)
+		res.ArchiveBytesPerStep = float64(res.ArchiveBytes) / float64(steps)
 		res.EntriesPerStep = float64(res.LogEntries) / float64(steps)
 	}
 	if res.LogEntries > 0 {
 		res.BytesPerEntry = float64(res.RaftBytes) / float64(res.LogEntries)
+	}
+	if a, err := e.cairn.archiveStatus(ctx); err == nil && a != nil && a.Last >= a.First && a.Segments > 0 {
+		res.ArchiveBytesPerEntry = float64(a.Bytes) / float64(a.Last-a.First+1)
 	}
 
 	// Engine overhead per hop, from the app side.

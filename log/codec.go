@@ -124,3 +124,12 @@ func (r *reader) bytes() []byte {
 	}
 	return append([]byte(nil), p...)
 }
+
+// AppendEntry appends the encoding of l to dst: the same bytes the store
+// keeps, so that the archive (package archive) keeps entries exactly as the
+// log held them and decodes them with the same strict reader.
+func AppendEntry(dst []byte, l *raft.Log) []byte { return appendLog(dst, l) }
+
+// DecodeEntry decodes an entry encoded by AppendEntry into l; a damaged
+// entry is an error, never a panic.
+func DecodeEntry(b []byte, l *raft.Log) error { return decodeLog(b, l) }

@@ -41,7 +41,39 @@ type Options struct {
 	// Logger receives Pebble's chatter at debug level and its background
 	// errors at error level; nil means slog.Default().
 	Logger *slog.Logger
+	// Archive, when set, receives the committed entries of every head
+	// deletion before they are deleted (nil: compacted entries are gone).
+	Archive Archiver
+	// Committed returns an index known committed in this log: every entry
+	// at or below it that is still stored is committed. Only such entries
+	// are archived. Required with Archive.
+	//
+	// Raft's own commit tracking (StageCommitIndex) is not used: Raft
+	// stages a commit index only with RestoreCommittedLogs, which Cairn
+	// leaves off, and below an installed snapshot a follower's log may keep
+	// divergent entries whatever that index says. raftnode supplies the
+	// index of the last entry handed to its FSM (see raftnode/archive.go).
+	Committed func() uint64
 }
+
+// Archiver keeps entries the log deletes from its head (package archive's
+// *Archive). It must be safe for concurrent use: two deletions may archive
+// at once, and Append skipping what is at or below Last keeps that right.
+type Archiver interface {
+	// Last is the highest index archived or recorded as never to be.
+	Last() uint64
+	// Append archives ascending entries; those at or below Last are
+	// skipped and a first entry past Last()+1 records a gap.
+	Append(entries []*raft.Log) error
+	// Gap records that indexes after Last() through through will never be
+	// archived, and why.
+	Gap(through uint64, reason string) error
+}
+
+// archiveChunkBytes bounds the entries read into memory for one segment
+// when a large head is archived: a compaction of 16384 big entries becomes
+// several segments rather than one allocation of its whole size.
+const archiveChunkBytes = 64 << 20
 
 // Store is a Raft log store and stable store on one Pebble database. It is
 // safe for concurrent use; writes are serialised.
@@ -58,6 +90,9 @@ type Store struct {
 	// first and last cache the log bounds (0 when empty) so that Raft's
 	// frequent FirstIndex/LastIndex calls do not each open an iterator.
 	first, last atomic.Uint64
+
+	archive   Archiver
+	committed func() uint64
 }
 
 // Open opens (creating if needed) the store in dir.
@@ -82,7 +117,11 @@ func Open(dir string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open raft log %s: %w", dir, err)
 	}
-	s := &Store{db: db}
+	if o.Archive != nil && o.Committed == nil {
+		_ = db.Close()
+		return nil, errors.New("open raft log: an archive needs a Committed func")
+	}
+	s := &Store{db: db, archive: o.Archive, committed: o.Committed}
 	if err := s.loadBounds(); err != nil {
 		_ = db.Close()
 		return nil, err
@@ -219,6 +258,11 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 // single range tombstone. Raft uses it both to compact the head after a
 // snapshot and to drop a conflicting tail, so the bounds are re-read from
 // the database rather than patched.
+//
+// With an archive, a head deletion (min at or below the first index) first
+// archives the entries in it up to the Committed index; a tail deletion
+// archives nothing (a conflicting tail was never committed). Entries above
+// the Committed index are deleted unarchived and show as a gap.
 func (s *Store) DeleteRange(min, max uint64) error {
 	if min > max {
 		return nil
@@ -227,12 +271,73 @@ func (s *Store) DeleteRange(min, max uint64) error {
 	if max < math.MaxUint64 {
 		end = logKey(max + 1)
 	}
+	// Archiving runs before s.mu is taken: it writes and syncs files, and
+	// StoreLogs, the hot path, must not wait for that. The entries it reads
+	// are committed, so nothing rewrites them meanwhile, and the archive
+	// skips what a concurrent deletion archived already.
+	if first := s.first.Load(); s.archive != nil && first != 0 && min <= first && max >= first {
+		if err := s.archiveThrough(max); err != nil {
+			return fmt.Errorf("delete logs %d..%d: archive first: %w", min, max, err)
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.db.DeleteRange(logKey(min), end, pebble.Sync); err != nil {
 		return fmt.Errorf("delete logs %d..%d: %w", min, max, err)
 	}
 	return s.loadBounds()
+}
+
+// ArchiveCommitted archives the stored entries not yet archived up to the
+// Committed index, then records the indexes after them through through as a
+// gap: raftnode calls it when the log stops being a trustworthy copy below
+// through (a snapshot from the leader that this log does not match).
+func (s *Store) ArchiveCommitted(through uint64, reason string) error {
+	if s.archive == nil {
+		return nil
+	}
+	if err := s.archiveThrough(through); err != nil {
+		return err
+	}
+	return s.archive.Gap(through, reason)
+}
+
+// archiveThrough hands the archive the stored entries after its Last index
+// through min(hi, Committed), in chunks of about archiveChunkBytes.
+func (s *Store) archiveThrough(hi uint64) error {
+	hi = min(hi, s.committed())
+	from := s.archive.Last() + 1
+	if from > hi {
+		return nil
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: logKey(from), UpperBound: logKey(hi + 1)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	var chunk []*raft.Log
+	size := 0
+	for it.First(); it.Valid(); it.Next() {
+		l := new(raft.Log)
+		if err := decodeLog(it.Value(), l); err != nil {
+			return fmt.Errorf("archive log %x: %w", it.Key(), err)
+		}
+		chunk = append(chunk, l)
+		size += len(l.Data)
+		if size >= archiveChunkBytes {
+			if err := s.archive.Append(chunk); err != nil {
+				return err
+			}
+			chunk, size = nil, 0
+		}
+	}
+	if err := it.Error(); err != nil {
+		return err
+	}
+	if len(chunk) > 0 {
+		return s.archive.Append(chunk)
+	}
+	return nil
 }
 
 // loadBounds refreshes the cached first and last index from the database,

@@ -23,6 +23,11 @@ type raftFSM struct {
 	f     *fsm.FSM
 	logs  raft.LogStore
 	floor atomic.Uint64
+	// committed is the highest index known committed in this node's log
+	// (what the log store may archive; raftnode/archive.go).
+	committed atomic.Uint64
+	// onSnapshot is told of every snapshot raft stores (nil: nothing).
+	onSnapshot func(index, term uint64)
 }
 
 var _ raft.BatchingFSM = (*raftFSM)(nil)
@@ -51,6 +56,11 @@ func (a *raftFSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		return out
 	}
 	results := a.f.ApplyEntries(entries)
+	// Raft hands over committed entries of this node's log only: all of
+	// them, and every entry stored below them, are committed (except below
+	// a snapshot from the leader that this log did not match, which
+	// noteSnapshot has already recorded as an archive gap).
+	raiseTo(&a.committed, logs[len(logs)-1].Index)
 	for j, i := range pos {
 		if logs[i].Type == raft.LogCommand {
 			out[i] = results[j]
@@ -75,10 +85,13 @@ func (a *raftFSM) checkGap(prev, next uint64) {
 }
 
 // raise records that raft has applied every entry up to index.
-func (a *raftFSM) raise(index uint64) {
+func (a *raftFSM) raise(index uint64) { raiseTo(&a.floor, index) }
+
+// raiseTo sets v to index unless it is already at or above it.
+func raiseTo(v *atomic.Uint64, index uint64) {
 	for {
-		f := a.floor.Load()
-		if index <= f || a.floor.CompareAndSwap(f, index) {
+		f := v.Load()
+		if index <= f || v.CompareAndSwap(f, index) {
 			return
 		}
 	}
@@ -126,20 +139,26 @@ func (s snapshotStore) Create(version raft.SnapshotVersion, index, term uint64, 
 	if err != nil {
 		return nil, err
 	}
-	return &indexSink{SnapshotSink: sink, a: s.a, index: index}, nil
+	return &indexSink{SnapshotSink: sink, a: s.a, index: index, term: term}, nil
 }
 
 type indexSink struct {
 	raft.SnapshotSink
-	a     *raftFSM
-	index uint64
+	a           *raftFSM
+	index, term uint64
 }
 
+// Close stores the snapshot. An installed snapshot is stored before raft
+// calls Restore, so onSnapshot sees it while the log still holds what this
+// node had below it.
 func (s *indexSink) Close() error {
 	if err := s.SnapshotSink.Close(); err != nil {
 		return err
 	}
 	s.a.raise(s.index)
+	if s.a.onSnapshot != nil {
+		s.a.onSnapshot(s.index, s.term)
+	}
 	return nil
 }
 

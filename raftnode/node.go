@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cairn-dev/cairn/archive"
 	"github.com/cairn-dev/cairn/fsm"
 	"github.com/cairn-dev/cairn/internal/certs"
 	"github.com/cairn-dev/cairn/internal/peerdial"
@@ -52,10 +53,15 @@ type Config struct {
 	// 16384 each); tests lower them to force snapshot installs.
 	SnapshotThreshold uint64
 	TrailingLogs      uint64
+	// SnapshotInterval is how often raft checks SnapshotThreshold
+	// (randomised up to twice that; 0: raft's 120 s).
+	SnapshotInterval time.Duration
 	// TLS puts Raft traffic under mutual TLS: peers must present a
 	// certificate from the cluster CA, and so must this node to them
 	// (nil: plain TCP).
 	TLS *certs.Identity
+	// Archive keeps the entries Raft compacts away (on by default).
+	Archive ArchiveConfig
 	// Transport replaces the TCP transport (nil: TCP on RaftAddr), so that
 	// tests can run clusters on raft.NewInmemTransport. RaftAddr must then
 	// be the transport's address; AddVoter does not probe new members.
@@ -67,7 +73,11 @@ type Node struct {
 	cfg   Config
 	raft  *raft.Raft
 	store *raftlog.Store
-	trans raft.Transport
+	// arch keeps compacted entries (nil: archive off); applier is the FSM
+	// adapter, which knows the highest index committed in this log.
+	arch    *archive.Archive
+	applier *raftFSM
+	trans   raft.Transport
 	// stream is the transport's stream layer; membership changes dial
 	// through it to check that a new member is reachable.
 	stream *stream
@@ -120,10 +130,23 @@ func Open(cfg Config, f *fsm.FSM) (*Node, error) {
 		cfg.Advertise = cfg.RaftAddr
 	}
 	lg := cfg.Logger.With("component", "raft")
-	store, err := raftlog.Open(filepath.Join(cfg.DataDir, "raft"), raftlog.Options{Logger: lg})
+	arch, err := openArchive(cfg, cfg.Logger)
 	if err != nil {
 		return nil, err
 	}
+	applier := &raftFSM{f: f}
+	applied, _ := f.Applied()
+	applier.committed.Store(applied)
+	opts := raftlog.Options{Logger: lg}
+	if arch != nil {
+		opts.Archive, opts.Committed = arch, applier.committed.Load
+	}
+	store, err := raftlog.Open(filepath.Join(cfg.DataDir, "raft"), opts)
+	if err != nil {
+		return nil, err
+	}
+	applier.logs = store
+	applier.onSnapshot = noteSnapshot(store, applier, lg)
 	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: &slogWriter{lg}})
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(cfg.DataDir, "snapshots"), 2, hlog)
 	if err != nil {
@@ -153,9 +176,11 @@ func Open(cfg Config, f *fsm.FSM) (*Node, error) {
 		closeTrans()
 		return nil, err
 	}
-	applier := &raftFSM{f: f, logs: store}
 	if metas, err := snaps.List(); err == nil && len(metas) > 0 {
 		applier.raise(metas[0].Index) // raft starts applying after it
+		// A crash may have come between storing a snapshot from the
+		// leader and archiving what it covers.
+		applier.onSnapshot(metas[0].Index, metas[0].Term)
 	}
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)
@@ -172,6 +197,9 @@ func Open(cfg Config, f *fsm.FSM) (*Node, error) {
 	}
 	if cfg.TrailingLogs > 0 {
 		rc.TrailingLogs = cfg.TrailingLogs
+	}
+	if cfg.SnapshotInterval > 0 {
+		rc.SnapshotInterval = cfg.SnapshotInterval
 	}
 	timeout := cfg.ElectionTimeout
 	if timeout <= 0 {
@@ -207,7 +235,7 @@ func Open(cfg Config, f *fsm.FSM) (*Node, error) {
 		closeTrans()
 		return nil, err
 	}
-	n := &Node{cfg: cfg, raft: r, store: store, trans: trans, stream: stream, fsm: f, log: lg,
+	n := &Node{cfg: cfg, raft: r, store: store, arch: arch, applier: applier, trans: trans, stream: stream, fsm: f, log: lg,
 		proposals: make(chan *proposal, 4096), stop: make(chan struct{})}
 	n.wg.Add(1)
 	go n.batchLoop()

@@ -66,8 +66,12 @@ type Config struct {
 	// DrainTimeout bounds how long Close waits for app calls in flight to
 	// be answered and recorded (default 10 s; negative: don't wait).
 	DrainTimeout time.Duration
-	// SnapshotThreshold and TrailingLogs tune Raft log compaction.
+	// SnapshotThreshold and TrailingLogs tune Raft log compaction, and
+	// SnapshotInterval how often it is considered (0: the defaults).
 	SnapshotThreshold, TrailingLogs uint64
+	SnapshotInterval                time.Duration
+	// Archive keeps the entries compaction removes (on unless Off).
+	Archive raftnode.ArchiveConfig
 	// FullScanEvery overrides the executor's safety-net read of the whole
 	// queue (tests turn it off to catch a missed due-time hint).
 	FullScanEvery time.Duration
@@ -179,8 +183,8 @@ func Start(cfg Config) (*Server, error) {
 	node, err := raftnode.Open(raftnode.Config{
 		NodeID: cfg.NodeID, RaftAddr: cfg.RaftAddr, Advertise: cfg.RaftAdvertise, DataDir: cfg.DataDir,
 		Bootstrap: cfg.Bootstrap, Peers: cfg.Peers, Logger: cfg.Logger, Solo: cfg.ServerKind == "dev",
-		SnapshotThreshold: cfg.SnapshotThreshold, TrailingLogs: cfg.TrailingLogs, ElectionTimeout: cfg.ElectionTimeout,
-		TLS: tlsID,
+		SnapshotThreshold: cfg.SnapshotThreshold, TrailingLogs: cfg.TrailingLogs, SnapshotInterval: cfg.SnapshotInterval,
+		ElectionTimeout: cfg.ElectionTimeout, TLS: tlsID, Archive: cfg.Archive,
 	}, f)
 	if err != nil {
 		f.Close()

@@ -5,6 +5,7 @@
 //	cairn send     send an event
 //	cairn runs     list runs (or the runs of an event)
 //	cairn history  show a run's audit trail
+//	cairn log      the log's records, archived ones included
 //	cairn cancel   cancel a run
 //	cairn sync     ask apps to re-register
 //	cairn certs    make a cluster CA and node certificates
@@ -36,6 +37,7 @@ Usage:
   cairn apps    [rm APP_ID|URL]    registered apps and synced URLs; remove one
   cairn events  [--name N] [--from T] [--to T]   stored events, newest first
   cairn event   [--replay] EVENT_ID   one stored event; --replay sends it again
+  cairn log     [--from-index N] [--limit N] [--follow] [--json]   the log's records, archived ones included
 
 Client commands talk to --url (env CAIRN_URL); against a cairn start node
 they need --signing-key (env CAIRN_SIGNING_KEY). Flags may follow the
@@ -85,6 +87,8 @@ func main() {
 		err = cmdRerun(args)
 	case "replay":
 		err = cmdReplay(args)
+	case "log":
+		err = cmdLog(args)
 	case "certs":
 		err = cmdCerts(args)
 	case "-h", "--help", "help":

@@ -50,6 +50,13 @@ func envInt(name string, def int) int {
 	return def
 }
 
+func envInt64(name string, def int64) int64 {
+	if v, err := strconv.ParseInt(os.Getenv(name), 10, 64); err == nil {
+		return v
+	}
+	return def
+}
+
 func envDuration(name string, def time.Duration) time.Duration {
 	if v, ok := os.LookupEnv(name); ok {
 		if d, err := time.ParseDuration(v); err == nil {
@@ -112,6 +119,13 @@ func runNode(cmd string, args []string) error {
 		drainTO   = fs.Duration("drain-timeout", envDuration("CAIRN_DRAIN_TIMEOUT", 10*time.Second), "on shutdown, wait this long for app calls in flight to finish before stopping (env CAIRN_DRAIN_TIMEOUT)")
 		logLevel  = fs.String("log-level", env("CAIRN_LOG_LEVEL", "info"), "debug, info, warn or error (env CAIRN_LOG_LEVEL)")
 		logJSON   = fs.Bool("log-json", env("CAIRN_LOG_JSON", "") == "true", "log as JSON (env CAIRN_LOG_JSON=true)")
+		archiveOn = fs.Bool("archive", env("CAIRN_ARCHIVE", "true") != "false", "keep the log entries Raft compacts away, in --archive-dir; --archive=false drops them (env CAIRN_ARCHIVE=false)")
+		archDir   = fs.String("archive-dir", env("CAIRN_ARCHIVE_DIR", ""), "where archived log segments live (default: <data-dir>/archive) (env CAIRN_ARCHIVE_DIR)")
+		archAge   = fs.Duration("archive-max-age", envDuration("CAIRN_ARCHIVE_MAX_AGE", 0), "drop archived segments whose newest record is older than this; 0: keep them (env CAIRN_ARCHIVE_MAX_AGE)")
+		archBytes = fs.Int64("archive-max-bytes", envInt64("CAIRN_ARCHIVE_MAX_BYTES", 0), "drop the oldest archived segments while the archive holds more bytes than this; 0: no limit (env CAIRN_ARCHIVE_MAX_BYTES)")
+		snapThr   = fs.Uint64("snapshot-threshold", uint64(envInt64("CAIRN_SNAPSHOT_THRESHOLD", 0)), "Raft: snapshot and compact the log after this many new entries; 0: 16384 (env CAIRN_SNAPSHOT_THRESHOLD)")
+		trailing  = fs.Uint64("trailing-logs", uint64(envInt64("CAIRN_TRAILING_LOGS", 0)), "Raft: entries kept in the log behind a snapshot, for slow followers; 0: 16384 (env CAIRN_TRAILING_LOGS)")
+		snapEvery = fs.Duration("snapshot-interval", envDuration("CAIRN_SNAPSHOT_INTERVAL", 0), "Raft: how often the snapshot threshold is checked (randomised up to 2x); 0: 2m (env CAIRN_SNAPSHOT_INTERVAL)")
 	)
 	fs.Var(&urls, "u", "app URL to sync, e.g. http://localhost:3000/api/inngest; repeatable (env CAIRN_APP_URLS, comma separated)")
 	setLimits, err := limitFlags(fs)
@@ -190,7 +204,12 @@ func runNode(cmd string, args []string) error {
 		Bootstrap: *bootstrap || dev, ServerKind: "cloud", AppURLs: urls, CallTimeout: *callTO,
 		MaxInflight: *inflight, MaxInflightPerFunction: *perFn, MaxInflightPerApp: *perApp,
 		Logger: logger, DrainTimeout: *drainTO,
-		HTTP: server.HTTPLimits{ReadTimeout: *readTO, WriteTimeout: *writeTO, IdleTimeout: *idleTO},
+		HTTP:              server.HTTPLimits{ReadTimeout: *readTO, WriteTimeout: *writeTO, IdleTimeout: *idleTO},
+		SnapshotThreshold: *snapThr, TrailingLogs: *trailing, SnapshotInterval: *snapEvery,
+		Archive: raftnode.ArchiveConfig{Off: !*archiveOn, Dir: *archDir, MaxAge: *archAge, MaxBytes: *archBytes},
+	}
+	if *archAge < 0 || *archBytes < 0 {
+		return errors.New("--archive-max-age and --archive-max-bytes must not be negative (0: keep everything)")
 	}
 	if *perFn < 0 || *perApp < 0 || *inflight < 1 {
 		return errors.New("--max-inflight must be at least 1, --max-inflight-per-function and --max-inflight-per-app at least 0")
