@@ -21,10 +21,10 @@ const (
 	maxLogLimit     = 1000
 )
 
-// logRecord is one record of the log as GET /v1/log shows it. One Raft
+// LogRecord is one record of the log as GET /v1/log shows it. One Raft
 // entry holds many records (group commit): position is the record's place
 // in its entry, from 0.
-type logRecord struct {
+type LogRecord struct {
 	Index    uint64          `json:"index"`
 	Position int             `json:"position"`
 	Term     uint64          `json:"term"`
@@ -67,7 +67,7 @@ func (s *Server) listLog(c echo.Context) error {
 	if from < first {
 		return errf(http.StatusGone, "log_gone", "log index %d is no longer readable; the log starts at %d", from, first)
 	}
-	out := []logRecord{}
+	out := []LogRecord{}
 	if from > last {
 		return c.JSON(http.StatusOK, map[string]any{"data": out, "next_index": from})
 	}
@@ -81,7 +81,7 @@ func (s *Server) listLog(c echo.Context) error {
 			return fmt.Errorf("log entry %d: %w", l.Index, err)
 		}
 		for i, r := range recs {
-			out = append(out, logRecord{Index: l.Index, Position: i, Term: l.Term, Time: r.Time(), Kind: r.Kind().String(), Body: recordBody(r)})
+			out = append(out, LogRecord{Index: l.Index, Position: i, Term: l.Term, Time: r.Time(), Kind: r.Kind().String(), Body: recordBody(r)})
 		}
 		return nil
 	})

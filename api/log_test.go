@@ -10,17 +10,11 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/cairn-dev/cairn/api"
 	"github.com/cairn-dev/cairn/server"
 )
 
-type logLine struct {
-	Index    uint64          `json:"index"`
-	Position int             `json:"position"`
-	Term     uint64          `json:"term"`
-	Time     int64           `json:"time"`
-	Kind     string          `json:"kind"`
-	Body     json.RawMessage `json:"body"`
-}
+type logLine = api.LogRecord
 
 // readLog pages through GET /v1/log from index 1 to the end.
 func readLog(t *testing.T, base string, limit int) []logLine {

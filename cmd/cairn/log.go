@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/cairn-dev/cairn/api"
 	"net/http"
 	"net/url"
 	"os"
@@ -22,15 +23,8 @@ const logBodyWidth = 100
 
 // logPage is an answer of GET /v1/log.
 type logPage struct {
-	Data []struct {
-		Index    uint64          `json:"index"`
-		Position int             `json:"position"`
-		Term     uint64          `json:"term"`
-		Time     int64           `json:"time"`
-		Kind     string          `json:"kind"`
-		Body     json.RawMessage `json:"body"`
-	} `json:"data"`
-	NextIndex uint64 `json:"next_index"`
+	Data      []api.LogRecord `json:"data"`
+	NextIndex uint64          `json:"next_index"`
 }
 
 // cmdLog prints the committed records of the log, archived ones included,
