@@ -58,6 +58,12 @@ func (s *Server) loadRun(c echo.Context) (*fsm.Run, error) {
 }
 
 func (s *Server) getRun(c echo.Context) error {
+	if past, err := s.pastState(c); err != nil {
+		return err
+	} else if past != nil {
+		defer past.Release()
+		return s.getPastRun(c, past)
+	}
 	r, err := s.loadRun(c)
 	if err != nil {
 		return err
@@ -117,13 +123,29 @@ type historyView struct {
 }
 
 func (s *Server) runHistory(c echo.Context) error {
-	r, err := s.loadRun(c)
+	past, err := s.pastState(c)
 	if err != nil {
 		return err
 	}
-	hist, err := s.fsm.History(r.ID)
-	if err != nil {
-		return err
+	var hist []fsm.HistoryEntry
+	if past != nil {
+		defer past.Release()
+		r, err := s.loadPastRun(c, past)
+		if err != nil {
+			return err
+		}
+		hist, err = past.History(r.ID)
+		if err != nil {
+			return err
+		}
+	} else {
+		r, err := s.loadRun(c)
+		if err != nil {
+			return err
+		}
+		if hist, err = s.fsm.History(r.ID); err != nil {
+			return err
+		}
 	}
 	out := make([]historyView, len(hist))
 	for i, h := range hist {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/cockroachdb/pebble"
@@ -213,7 +214,7 @@ func (f *FSM) RunsForEvent(eventID string) ([]string, error) {
 
 // RecentRuns lists up to limit runs, newest first (run ids are ULIDs).
 func (f *FSM) RecentRuns(limit int) ([]Run, error) {
-	p := []byte("r/")
+	p := prefixRuns
 	var out []Run
 	var derr error
 	err := f.scan(p, prefixEnd(p), true, func(k, v []byte) bool {
@@ -386,11 +387,14 @@ func (f *FSM) StateDigest() (string, error) {
 		if string(k) == string(keyApplied) {
 			return true
 		}
-		fmt.Fprintf(h, "%d:%s%d:%s", len(k), k, len(v), v)
+		digestRow(h, k, v)
 		return true
 	})
 	return hex.EncodeToString(h.Sum(nil)), err
 }
+
+// digestRow adds one stored row to a state digest (StateDigest, Summary).
+func digestRow(w io.Writer, k, v []byte) { fmt.Fprintf(w, "%d:%s%d:%s", len(k), k, len(v), v) }
 
 // CronFunction is a function with cron triggers.
 type CronFunction struct {

@@ -14,6 +14,9 @@ const (
 	StatusSkipped   = "skipped" // refused by a rate limit or a singleton
 )
 
+// RunStatuses lists every run status.
+var RunStatuses = []string{StatusRunning, StatusCompleted, StatusFailed, StatusCancelled, StatusSkipped}
+
 // Call types (Call.Type). Every type but CallHTTP is a timer (IsTimer).
 const (
 	CallHTTP    = "http"    // POST to the app

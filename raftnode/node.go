@@ -67,6 +67,7 @@ type Node struct {
 	cfg   Config
 	raft  *raft.Raft
 	store *raftlog.Store
+	snaps raft.SnapshotStore // raft's own file store, unwrapped
 	trans raft.Transport
 	// stream is the transport's stream layer; membership changes dial
 	// through it to check that a new member is reachable.
@@ -207,7 +208,7 @@ func Open(cfg Config, f *fsm.FSM) (*Node, error) {
 		closeTrans()
 		return nil, err
 	}
-	n := &Node{cfg: cfg, raft: r, store: store, trans: trans, stream: stream, fsm: f, log: lg,
+	n := &Node{cfg: cfg, raft: r, store: store, snaps: snaps, trans: trans, stream: stream, fsm: f, log: lg,
 		proposals: make(chan *proposal, 4096), stop: make(chan struct{})}
 	n.wg.Add(1)
 	go n.batchLoop()
