@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cairn-dev/cairn/fsm"
@@ -123,6 +124,7 @@ type States struct {
 	closed   bool
 	stop     chan struct{} // closed by Close: builds give up
 	wg       sync.WaitGroup
+	builds   atomic.Int64 // states built (tests count them)
 }
 
 // state is one built projection.
@@ -454,6 +456,7 @@ func (s *States) buildFrom(p plan, index uint64) (*state, error) {
 	}
 	stats.Apply = time.Since(t0)
 	st.index, st.stats = index, stats
+	s.builds.Add(1)
 	s.log.Info("built the state at a past index", "index", index, "from", stats.From, "from_index", stats.FromIndex,
 		"entries", stats.Entries, "records", stats.Records, "restore", stats.Restore, "apply", stats.Apply)
 	return st, nil
