@@ -132,7 +132,7 @@ func TestStateAtEachIndexIsTheLiveStateThen(t *testing.T) {
 // A node that compacted its log answers from its snapshot at or above the
 // snapshot's index, and refuses below it, saying what it holds.
 func TestCompactedLogAnswersFromSnapshot(t *testing.T) {
-	n := openNode(t, func(c *raftnode.Config) { c.SnapshotThreshold, c.TrailingLogs = 1 << 20, 2 })
+	n := openNode(t, func(c *raftnode.Config) { c.SnapshotThreshold, c.TrailingLogs = 1<<20, 2 })
 	want, _ := n.propose(t, 40, func(i int) int64 { return int64(1000 + i) })
 	if err := n.Snapshot(); err != nil {
 		t.Fatal(err)
