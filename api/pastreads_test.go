@@ -71,7 +71,9 @@ func runStatusAt(t *testing.T, base, runID, query string) string {
 	return out.Data.Status
 }
 
-func rfc3339ms(ms int64) string { return time.UnixMilli(ms).UTC().Format("2006-01-02T15:04:05.000Z07:00") }
+func rfc3339ms(ms int64) string {
+	return time.UnixMilli(ms).UTC().Format("2006-01-02T15:04:05.000Z07:00")
+}
 
 // A run reads as it was at a past log index or time: running before the
 // record that failed it, failed from there on; the whole state at the
