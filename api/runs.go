@@ -154,6 +154,9 @@ func (s *Server) runHistory(c echo.Context) error {
 			out[i].Data = h.Data
 		}
 	}
+	if past != nil {
+		return c.JSON(http.StatusOK, map[string]any{"data": out, paramAtIndex: past.Index})
+	}
 	return c.JSON(http.StatusOK, map[string]any{"data": out})
 }
 

@@ -15,7 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -398,15 +398,19 @@ func (s *States) plan(index uint64) (plan, error) {
 
 // held describes what history a node holds, for refusals.
 func held(first uint64, metas []*raft.SnapshotMeta) string {
-	var snaps []string
+	var indexes []uint64
 	lowest := uint64(0)
 	for _, m := range metas {
-		snaps = append(snaps, fmt.Sprint(m.Index))
+		indexes = append(indexes, m.Index)
 		if m.Index+1 >= first && (lowest == 0 || m.Index < lowest) {
 			lowest = m.Index
 		}
 	}
-	sort.Strings(snaps)
+	slices.Sort(indexes)
+	var snaps []string
+	for _, i := range indexes {
+		snaps = append(snaps, fmt.Sprint(i))
+	}
 	msg := fmt.Sprintf("its log begins at index %d", first)
 	if len(snaps) > 0 {
 		msg += fmt.Sprintf(" and its snapshots are at %s", strings.Join(snaps, ", "))
