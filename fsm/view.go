@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	"github.com/cockroachdb/pebble"
@@ -393,8 +394,16 @@ func (f *FSM) StateDigest() (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), err
 }
 
-// digestRow adds one stored row to a state digest (StateDigest, Summary).
-func digestRow(w io.Writer, k, v []byte) { fmt.Fprintf(w, "%d:%s%d:%s", len(k), k, len(v), v) }
+// digestRow adds one stored row to a state digest (StateDigest, Summary):
+// the bytes of fmt's "%d:%s%d:%s" with len(k), k, len(v), v, written
+// without fmt, which cost most of a digest of a large state.
+func digestRow(w io.Writer, k, v []byte) {
+	var n [20]byte
+	w.Write(append(strconv.AppendInt(n[:0], int64(len(k)), 10), ':'))
+	w.Write(k)
+	w.Write(append(strconv.AppendInt(n[:0], int64(len(v)), 10), ':'))
+	w.Write(v)
+}
 
 // CronFunction is a function with cron triggers.
 type CronFunction struct {
