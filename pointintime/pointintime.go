@@ -353,16 +353,12 @@ var errOpenSnapshot = errors.New("open snapshot")
 // plan picks the start nearest below index: a kept state (consumed: it
 // moves on to index), a snapshot, or the empty projection.
 func (s *States) plan(index uint64) (plan, error) {
-	last, err := s.cfg.Log.LastIndex()
+	first, last, err := s.bounds()
 	if err != nil {
 		return plan{}, err
 	}
 	if index > last {
 		return plan{}, refuse(ErrAhead, "log index %d is past this node's applied index %d", index, last)
-	}
-	first, err := s.cfg.Log.FirstIndex()
-	if err != nil {
-		return plan{}, err
 	}
 	// A start at index k needs the entries k+1..index readable.
 	readableAfter := func(k uint64) bool { return k+1 >= first }
@@ -394,6 +390,22 @@ func (s *States) plan(index uint64) (plan, error) {
 			index, held(first, metas))
 	}
 	return p, nil
+}
+
+// bounds returns the readable range of the log: [first, last], empty
+// (first = last+1) when a log store holds no entry at all and says 0, as
+// Raft's does right after a new member installs a snapshot.
+func (s *States) bounds() (first, last uint64, err error) {
+	if last, err = s.cfg.Log.LastIndex(); err != nil {
+		return 0, 0, err
+	}
+	if first, err = s.cfg.Log.FirstIndex(); err != nil {
+		return 0, 0, err
+	}
+	if first == 0 {
+		first = last + 1
+	}
+	return first, last, nil
 }
 
 // held describes what history a node holds, for refusals.
@@ -546,7 +558,7 @@ func (s *States) apply(f *fsm.FSM, from, to uint64, stats *BuildStats) error {
 		err = fmt.Errorf("pointintime: log ended at entry %d, before %d", next-1, to)
 	}
 	if err != nil {
-		if first, ferr := s.cfg.Log.FirstIndex(); ferr == nil && first > from && !errors.Is(err, ErrClosed) {
+		if first, _, ferr := s.bounds(); ferr == nil && first > from && !errors.Is(err, ErrClosed) {
 			return refuse(ErrCompacted, "entries from %d were dropped while the state at %d was being built (the log now begins at %d)",
 				from, to, first)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/cairn-dev/cairn/internal/testnet"
 	"github.com/cairn-dev/cairn/pointintime"
 	"github.com/cairn-dev/cairn/raftnode"
+	"github.com/hashicorp/raft"
 )
 
 // node is a real single-node Raft cluster on Pebble, with point-in-time
@@ -281,4 +283,46 @@ func TestIndexAtTime(t *testing.T) {
 			t.Fatalf("IndexAt(%d ms) = %d, %v; want %d", c.ms, got, err, c.want)
 		}
 	}
+}
+
+// emptyStore is a log store that holds no entry (a new member right
+// after installing a snapshot: Raft's store then says 0).
+type emptyStore struct{ applied uint64 }
+
+func (e emptyStore) FirstIndex() (uint64, error) { return 0, nil }
+func (e emptyStore) LastIndex() (uint64, error)  { return e.applied, nil }
+func (e emptyStore) Entries(from, to uint64, fn func(*raft.Log) error) error {
+	return fmt.Errorf("entry %d: %w", from, raft.ErrLogNotFound)
+}
+
+type noSnapshots struct{}
+
+func (noSnapshots) List() ([]*raft.SnapshotMeta, error) { return nil, nil }
+func (noSnapshots) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, error) {
+	return nil, nil, errors.New("no snapshot")
+}
+
+// A log store with no entries is not read as a log from index 1.
+func TestEmptyLogStoreIsNotALogFromOne(t *testing.T) {
+	past, err := pointintime.Open(pointintime.Config{Dir: t.TempDir(), Log: emptyStore{applied: 10}, Snapshots: noSnapshots{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer past.Close()
+	if _, err := past.At(context.Background(), 5); !errors.Is(err, pointintime.ErrCompacted) {
+		t.Fatalf("At(5) on an empty store: %v, want ErrCompacted", err)
+	}
+	if _, err := past.IndexAt(context.Background(), time.Now()); !errors.Is(err, pointintime.ErrCompacted) {
+		t.Fatalf("IndexAt on an empty store: %v, want ErrCompacted", err)
+	}
+	fresh, err := pointintime.Open(pointintime.Config{Dir: t.TempDir(), Log: emptyStore{}, Snapshots: noSnapshots{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	st, err := fresh.At(context.Background(), 0)
+	if err != nil {
+		t.Fatalf("the empty state of a log never written: %v", err)
+	}
+	st.Release()
 }

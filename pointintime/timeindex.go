@@ -23,17 +23,15 @@ import (
 // indexes near the change rather than the last one.
 func (s *States) IndexAt(ctx context.Context, t time.Time) (uint64, error) {
 	ms := t.UnixMilli()
-	first, err := s.cfg.Log.FirstIndex()
+	first, last, err := s.bounds()
 	if err != nil {
 		return 0, err
 	}
-	last, err := s.cfg.Log.LastIndex()
-	if err != nil {
-		return 0, err
-	}
-	first = max(first, 1)
-	if last < first {
-		return last, nil // nothing readable after what is applied
+	switch {
+	case last == 0:
+		return 0, nil // nothing was ever written
+	case first > last:
+		return 0, refuse(ErrCompacted, "this node holds no log entries to search by time (its state is at index %d)", last)
 	}
 	// after(i): the first command at or after i has a record after t, or
 	// there is no command from i on. False at i, true at i+1 means i is
