@@ -96,7 +96,8 @@ func viewState(index uint64, sum fsm.Summary) stateView {
 
 // getState shows the whole state's index, digest and runs by status: live,
 // or at a past index. The digest is fsm's StateDigest, so a past state at
-// the live applied index has the live digest, on every replica.
+// the live applied index has the live digest, on every replica. Each read
+// scans the whole state (as /v1/status?digest=true does).
 func (s *Server) getState(c echo.Context) error {
 	past, err := s.pastState(c)
 	if err != nil {

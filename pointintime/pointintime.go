@@ -327,21 +327,14 @@ func (p plan) start() uint64 {
 }
 
 // buildAt builds the state at index from the nearest start below it.
-func (s *States) buildAt(index uint64) (st *state, err error) {
-	defer func() {
-		// Apply panics on an entry it cannot apply: that must cost this
-		// read, not the node.
-		if r := recover(); r != nil {
-			err = fmt.Errorf("pointintime: building index %d: %v", index, r)
-		}
-	}()
+func (s *States) buildAt(index uint64) (*state, error) {
 	const attempts = 3 // a snapshot may be reaped between List and Open
 	for i := 1; ; i++ {
 		p, err := s.plan(index)
 		if err != nil {
 			return nil, err
 		}
-		st, err = s.buildFrom(p, index)
+		st, err := s.buildFrom(p, index)
 		if err == nil || !errors.Is(err, errOpenSnapshot) || i == attempts {
 			return st, err
 		}
@@ -444,13 +437,22 @@ func removeState(list []*state, st *state) []*state {
 
 // buildFrom carries p's start forward to index. On error the scratch
 // projection is closed and removed (a consumed kept state too).
-func (s *States) buildFrom(p plan, index uint64) (*state, error) {
+func (s *States) buildFrom(p plan, index uint64) (_ *state, err error) {
 	st := p.base
+	defer func() {
+		// Apply panics on an entry it cannot apply: that must cost this
+		// read, not the node.
+		if r := recover(); r != nil {
+			if st != nil {
+				st.close(s.log)
+			}
+			err = fmt.Errorf("pointintime: building the state at index %d: %v", index, r)
+		}
+	}()
 	var stats BuildStats
 	if st != nil {
 		stats = BuildStats{From: fromState, FromIndex: st.index}
 	} else {
-		var err error
 		if st, err = s.scratch(); err != nil {
 			return nil, err
 		}

@@ -326,3 +326,29 @@ func TestEmptyLogStoreIsNotALogFromOne(t *testing.T) {
 	}
 	st.Release()
 }
+
+// badLog holds one entry Apply cannot decode.
+type badLog struct{}
+
+func (badLog) FirstIndex() (uint64, error) { return 1, nil }
+func (badLog) LastIndex() (uint64, error)  { return 1, nil }
+func (badLog) Entries(from, to uint64, fn func(*raft.Log) error) error {
+	return fn(&raft.Log{Index: 1, Type: raft.LogCommand, Data: []byte{0xff, 0xff}})
+}
+
+// An entry Apply panics on fails the read, not the node, and leaves no
+// scratch projection behind.
+func TestUnappliableEntryFailsTheReadOnly(t *testing.T) {
+	dir := t.TempDir()
+	past, err := pointintime.Open(pointintime.Config{Dir: dir, Log: badLog{}, Snapshots: noSnapshots{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer past.Close()
+	if _, err := past.At(context.Background(), 1); err == nil || !strings.Contains(err.Error(), "entry 1") {
+		t.Fatalf("At(1) over an undecodable entry: %v", err)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Fatalf("a failed build left %d scratch projections", len(left))
+	}
+}
