@@ -2,9 +2,11 @@ package api
 
 import (
 	"context"
+	"time"
 
 	"github.com/cairn-dev/cairn/archive"
 	"github.com/cairn-dev/cairn/fsm"
+	"github.com/cairn-dev/cairn/pointintime"
 	"github.com/cairn-dev/cairn/raftnode"
 )
 
@@ -30,6 +32,7 @@ type Node interface {
 type Projection interface {
 	Applied() (index, digest uint64)
 	StateDigest() (string, error)
+	Summary() (fsm.Summary, error)
 	Limits() (fsm.Limits, error)
 	App(id string) (*fsm.App, error)
 	Apps() ([]fsm.App, error)
@@ -52,7 +55,16 @@ type Projection interface {
 	ReplayRuns(id string, from, limit int) ([]fsm.ReplayRun, error)
 }
 
+// PastStates builds the projection as it was at a past log index
+// (*pointintime.States): ?at_index= and ?at= reads. Its errors
+// pointintime.ErrAhead and ErrCompacted say why an index cannot be read.
+type PastStates interface {
+	At(ctx context.Context, index uint64) (*pointintime.State, error)
+	IndexAt(ctx context.Context, t time.Time) (uint64, error)
+}
+
 var (
 	_ Node       = (*raftnode.Node)(nil)
 	_ Projection = (*fsm.FSM)(nil)
+	_ PastStates = (*pointintime.States)(nil)
 )

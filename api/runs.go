@@ -58,6 +58,12 @@ func (s *Server) loadRun(c echo.Context) (*fsm.Run, error) {
 }
 
 func (s *Server) getRun(c echo.Context) error {
+	if past, err := s.pastState(c); err != nil {
+		return err
+	} else if past != nil {
+		defer past.Release()
+		return s.getPastRun(c, past)
+	}
 	r, err := s.loadRun(c)
 	if err != nil {
 		return err
@@ -189,11 +195,26 @@ func viewHistory(hist []fsm.HistoryEntry, event []byte) []historyView {
 }
 
 func (s *Server) runHistory(c echo.Context) error {
-	r, err := s.loadRun(c)
+	past, err := s.pastState(c)
 	if err != nil {
 		return err
 	}
-	hist, err := s.fsm.History(r.ID)
+	var (
+		hist []fsm.HistoryEntry
+		r    *fsm.Run
+	)
+	if past != nil {
+		defer past.Release()
+		if r, err = s.loadPastRun(c, past); err != nil {
+			return err
+		}
+		hist, err = past.History(r.ID)
+	} else {
+		if r, err = s.loadRun(c); err != nil {
+			return err
+		}
+		hist, err = s.fsm.History(r.ID)
+	}
 	if err != nil {
 		return err
 	}
@@ -203,7 +224,11 @@ func (s *Server) runHistory(c echo.Context) error {
 			return err
 		}
 	}
-	return c.JSON(http.StatusOK, map[string]any{"data": viewHistory(hist, event)})
+	out := map[string]any{"data": viewHistory(hist, event)}
+	if past != nil {
+		out[paramAtIndex] = past.Index
+	}
+	return c.JSON(http.StatusOK, out)
 }
 
 func (s *Server) cancelRun(c echo.Context) error {

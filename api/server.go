@@ -42,6 +42,9 @@ type Config struct {
 	// them go over https with its certificate, and node-only routes want a
 	// caller's certificate from the cluster CA (nil: plain HTTP).
 	TLS *certs.Identity
+	// PastStates answers reads at a past log index (nil: they are
+	// refused with 501).
+	PastStates PastStates
 }
 
 // Dispatcher is the local executor, as the API sees it: records proposed
@@ -121,6 +124,7 @@ func New(cfg Config, node Node, f Projection, exec Dispatcher, syncer *Syncer) *
 	v1.POST("/signals", s.postSignal)
 	v1.POST("/functions/:id/cancel", s.cancelFunctionRuns)
 	v1.GET("/log", s.listLog)
+	v1.GET("/state", s.getState)
 	v1.GET("/status", s.status)
 	v1.GET("/cluster", s.clusterStatus)
 	e.GET("/health", s.health)

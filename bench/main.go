@@ -78,7 +78,8 @@ func parseFlags() (*options, error) {
 	flag.IntVar(&o.senders, "senders", 4, "burst: concurrent event senders")
 	flag.Float64Var(&o.rate, "rate", 5, "steady: events per second")
 	flag.DurationVar(&o.duration, "duration", 0, "steady: how long to send (default 10s for go, 20s for ts)")
-	flag.StringVar(&scen, "scenarios", "burst,steady", "scenarios to run, comma separated: burst, steady, sleep, flow, fair (sleep, flow and fair: Go app only)")
+	flag.StringVar(&scen, "scenarios", "burst,steady", "scenarios to run, comma separated: burst, steady, sleep, flow, fair, pit (sleep, flow and fair: Go app only;\n"+
+		"pit rebuilds the state at past log indexes from the log the scenarios before it wrote: burst,pit)")
 	flag.DurationVar(&o.timeout, "timeout", 5*time.Minute, "overall time limit; everything is stopped when it runs out\n"+
 		"(with -scenarios sleep the default grows with -sleepers and -sleep-lead; with flow, by 7ms per event per pass)")
 	flag.StringVar(&o.jsonPath, "json", "", "also write the report as JSON to this file")
@@ -132,10 +133,10 @@ func parseFlags() (*options, error) {
 		s = strings.TrimSpace(s)
 		switch s {
 		case "":
-		case "burst", "steady", "sleep", "flow", "fair":
+		case "burst", "steady", "sleep", "flow", "fair", "pit":
 			o.scenarios = append(o.scenarios, s)
 		default:
-			return nil, fmt.Errorf("unknown scenario %q (want burst, steady, sleep, flow or fair)", s)
+			return nil, fmt.Errorf("unknown scenario %q (want burst, steady, sleep, flow, fair or pit)", s)
 		}
 	}
 	if len(o.scenarios) == 0 {
@@ -494,8 +495,13 @@ func runScenarios(ctx context.Context, e *env, n int, d time.Duration) ([]*Resul
 				continue
 			}
 			r = runFair(ctx, e)
+		case "pit":
+			logf("%s: pit: rebuilding the state at the last %d log indexes", e.app, pitRebuilds)
+			r = runPit(ctx, e)
 		}
-		if sr := r.Sleep; sr != nil && sr.MeasureOnly {
+		if p := r.Pit; p != nil {
+			logf("%s: pit: best %.0f records/s (%.0f applying alone)%s", e.app, p.RecordsPerSec, p.ApplyRecordsPerSec, errSuffix(r.Error))
+		} else if sr := r.Sleep; sr != nil && sr.MeasureOnly {
 			logf("%s: sleep: %d registered in time, RSS while all sleep %.0f MiB%s",
 				e.app, sr.Registered, sr.SleepingRSSMiB, errSuffix(r.Error))
 		} else if sr != nil {

@@ -89,6 +89,7 @@ type Result struct {
 	Sleep *SleepResult `json:"sleep,omitempty"` // the sleep scenario's own figures
 	Flow  *FlowResult  `json:"flow,omitempty"`  // the flow scenario's own figures
 	Fair  *FairResult  `json:"fair,omitempty"`  // the fair scenario's own figures (the rest is the unrelated function's)
+	Pit   *PitResult   `json:"pit,omitempty"`   // the pit scenario's own figures
 
 	Polls         int      `json:"status_polls"`
 	CairnWarnings int      `json:"cairn_log_warnings"`
@@ -135,9 +136,11 @@ func num(f float64) string {
 
 // printReport writes the table: one column per app/scenario.
 func printReport(w io.Writer, rep *Report) {
-	var rs, sleeps, flows []*Result
+	var rs, sleeps, flows, pits []*Result
 	for _, r := range rep.Results {
 		switch {
+		case r.Pit != nil:
+			pits = append(pits, r)
 		case r.Sleep != nil:
 			sleeps = append(sleeps, r)
 		case r.Flow != nil:
@@ -152,6 +155,12 @@ func printReport(w io.Writer, rep *Report) {
 	}
 	if len(sleeps) > 0 {
 		printSleepTable(w, sleeps)
+		if len(rs)+len(flows) > 0 {
+			fmt.Fprintln(w)
+		}
+	}
+	if len(pits) > 0 {
+		printPitTable(w, pits)
 		if len(rs)+len(flows) > 0 {
 			fmt.Fprintln(w)
 		}

@@ -16,6 +16,9 @@ const (
 	StatusSkipped   = "skipped" // refused by a rate limit or a singleton
 )
 
+// RunStatuses lists every run status.
+var RunStatuses = []string{StatusRunning, StatusCompleted, StatusFailed, StatusCancelled, StatusSkipped}
+
 // Bulk replay statuses (Replay.Status).
 const (
 	ReplayStatusRunning   = "running" // still starting runs

@@ -77,6 +77,7 @@ type Node struct {
 	// adapter, which knows the highest index committed in this log.
 	arch    *archive.Archive
 	applier *raftFSM
+	snaps   raft.SnapshotStore // raft's own file store, unwrapped
 	trans   raft.Transport
 	// stream is the transport's stream layer; membership changes dial
 	// through it to check that a new member is reachable.
@@ -235,7 +236,7 @@ func Open(cfg Config, f *fsm.FSM) (*Node, error) {
 		closeTrans()
 		return nil, err
 	}
-	n := &Node{cfg: cfg, raft: r, store: store, arch: arch, applier: applier, trans: trans, stream: stream, fsm: f, log: lg,
+	n := &Node{cfg: cfg, raft: r, store: store, arch: arch, applier: applier, snaps: snaps, trans: trans, stream: stream, fsm: f, log: lg,
 		proposals: make(chan *proposal, 4096), stop: make(chan struct{})}
 	n.wg.Add(1)
 	go n.batchLoop()

@@ -22,6 +22,7 @@ import (
 	"github.com/cairn-dev/cairn/internal/clusterauth"
 	"github.com/cairn-dev/cairn/internal/hostpolicy"
 	"github.com/cairn-dev/cairn/internal/signing"
+	"github.com/cairn-dev/cairn/pointintime"
 	"github.com/cairn-dev/cairn/raftnode"
 	"github.com/hashicorp/raft"
 )
@@ -135,6 +136,10 @@ func (l HTTPLimits) withDefaults() HTTPLimits {
 	return l
 }
 
+// pastStatesDir, under the data dir, holds the scratch projections of
+// past states (package pointintime); it is emptied at start.
+const pastStatesDir = "pointintime"
+
 // Server is a running node.
 type Server struct {
 	cfg    Config
@@ -143,6 +148,7 @@ type Server struct {
 	Exec   *executor.Executor
 	Syncer *api.Syncer
 	API    *api.Server
+	Past   *pointintime.States
 	http   *http.Server
 	https  bool // the HTTP listener serves TLS
 	ln     net.Listener
@@ -190,6 +196,15 @@ func Start(cfg Config) (*Server, error) {
 		f.Close()
 		return nil, err
 	}
+	// Past states are rebuilt from Raft's snapshots and the log: the
+	// archive of compacted entries, then what Raft still holds.
+	past, err := pointintime.Open(pointintime.Config{Dir: filepath.Join(cfg.DataDir, pastStatesDir),
+		Log: node.LogSource(), Snapshots: node.Snapshots(), Logger: cfg.Logger})
+	if err != nil {
+		node.Close()
+		f.Close()
+		return nil, err
+	}
 	var handler *api.Server // set below; the executor forwards answers through it
 	exec := executor.New(executor.Config{NodeID: cfg.NodeID, CallTimeout: cfg.CallTimeout,
 		ServerKind: cfg.ServerKind, Keys: cfg.Keys, AppHosts: cfg.AppHosts,
@@ -207,17 +222,18 @@ func Start(cfg Config) (*Server, error) {
 	handler = api.New(api.Config{ServerKind: cfg.ServerKind, Logger: cfg.Logger, ListenHost: listenHost,
 		Keys: cfg.Keys, EventKeys: cfg.EventKeys, AppHosts: cfg.AppHosts,
 		ClusterSecret: cfg.ClusterSecret, TLS: tlsID,
-		MaxEventBytes: cfg.MaxEventBytes, MaxRequestBytes: cfg.MaxRequestBytes}, node, f, exec, syncer)
+		MaxEventBytes: cfg.MaxEventBytes, MaxRequestBytes: cfg.MaxRequestBytes, PastStates: past}, node, f, exec, syncer)
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
+		past.Close()
 		node.Close()
 		f.Close()
 		return nil, fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	lim := cfg.HTTP.withDefaults()
-	s := &Server{cfg: cfg, FSM: f, Node: node, Exec: exec, Syncer: syncer, API: handler, ln: ln, cancel: cancel,
+	s := &Server{cfg: cfg, FSM: f, Node: node, Exec: exec, Syncer: syncer, API: handler, Past: past, ln: ln, cancel: cancel,
 		log: cfg.Logger, http: &http.Server{Handler: handler.Handler(), ReadHeaderTimeout: lim.ReadHeaderTimeout,
 			ReadTimeout: lim.ReadTimeout, WriteTimeout: lim.WriteTimeout, IdleTimeout: lim.IdleTimeout,
 			MaxHeaderBytes: lim.MaxHeaderBytes}}
@@ -313,6 +329,9 @@ func (s *Server) Close() error {
 	s.cancel()
 	s.wg.Wait()
 	s.Exec.Close()
+	if perr := s.Past.Close(); err == nil {
+		err = perr
+	}
 	if nerr := s.Node.Close(); err == nil {
 		err = nerr
 	}

@@ -266,7 +266,8 @@ func cmdRuns(args []string) error {
 }
 
 func cmdRun(args []string) error {
-	fs, base, err := clientFlags("run", "RUN_ID", args, nil)
+	var at string
+	fs, base, err := clientFlags("run", "RUN_ID [--at N|TIME]", args, func(fs *flag.FlagSet) { atFlag(fs, &at) })
 	if stop, err := handleHelp(err); stop {
 		return err
 	}
@@ -275,10 +276,44 @@ func cmdRun(args []string) error {
 		return errors.New("run needs a run id")
 	}
 	var out json.RawMessage
-	if err := call(http.MethodGet, base+"/v1/runs/"+url.PathEscape(fs.Arg(0)), nil, &out); err != nil {
+	if err := call(http.MethodGet, base+"/v1/runs/"+url.PathEscape(fs.Arg(0))+atQuery(at), nil, &out); err != nil {
 		return err
 	}
 	return printJSON(out)
+}
+
+// cmdState shows the whole state's log index, digest and runs by status,
+// now or at a past index.
+func cmdState(args []string) error {
+	var at string
+	fs, base, err := clientFlags("state", "[--at N|TIME]", args, func(fs *flag.FlagSet) { atFlag(fs, &at) })
+	if stop, err := handleHelp(err); stop {
+		return err
+	}
+	if fs.NArg() != 0 {
+		fs.Usage()
+		return errors.New("state takes no arguments")
+	}
+	var out json.RawMessage
+	if err := call(http.MethodGet, base+"/v1/state"+atQuery(at), nil, &out); err != nil {
+		return err
+	}
+	return printJSON(out)
+}
+
+func atFlag(fs *flag.FlagSet, at *string) {
+	fs.StringVar(at, "at", "", "as it was at this log index, or at this time (RFC 3339): the last index recorded by then")
+}
+
+// atQuery turns --at into ?at_index=N (a number) or ?at=TIME.
+func atQuery(at string) string {
+	switch {
+	case at == "":
+		return ""
+	case strings.Trim(at, "0123456789") == "":
+		return "?at_index=" + at
+	}
+	return "?at=" + url.QueryEscape(at)
 }
 
 // historyEntry is a history entry as GET /v1/runs/:id/history shows it.

@@ -23,7 +23,8 @@ Usage:
   cairn start   [flags]            run a node of a (possibly multi-node) cluster
   cairn send    NAME [DATA_JSON]   send an event; prints its id
   cairn runs    [--event ID]       list recent runs, or the runs of an event
-  cairn run     RUN_ID             show one run
+  cairn run     RUN_ID [--at N|TIME]   show one run (as it was at a log index or time)
+  cairn state   [--at N|TIME]      the whole state's log index, digest and runs by status
   cairn history RUN_ID [--json]    show a run's full history (audit trail)
   cairn cancel  RUN_ID             cancel a run
   cairn cancel  --function FN [--from T] [--to T]   cancel a function's runs started in a range
@@ -67,6 +68,8 @@ func main() {
 		err = cmdRuns(args)
 	case "run":
 		err = cmdRun(args)
+	case "state":
+		err = cmdState(args)
 	case "history":
 		err = cmdHistory(args)
 	case "cancel":
