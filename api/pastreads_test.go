@@ -80,7 +80,7 @@ func rfc3339ms(ms int64) string {
 // applied index has the live digest; bad parameters are refused; and none
 // of it moves the live projection.
 func TestRunAndStateAtPastIndex(t *testing.T) {
-	s := startNode(t, func(c *server.Config) { c.TrailingLogs = 2 })
+	s := startNode(t, func(c *server.Config) { c.TrailingLogs, c.Archive.Off = 2, true })
 	base := s.URL()
 	app := failingApp(t)
 	fn := fmt.Sprintf(`{"id":"fails","name":"fails","triggers":[{"event":"app/x"}],"steps":{"step":{"id":"step","name":"step","runtime":{"type":"http","url":"%s?fnId=fails&stepId=step"}}}}`, app.URL)
@@ -193,8 +193,9 @@ func TestRunAndStateAtPastIndex(t *testing.T) {
 		t.Fatal("point-in-time reads changed the live digest")
 	}
 
-	// Compacted: the log before the snapshot is gone (TrailingLogs 2), so
-	// an early index no state was kept for is refused as gone.
+	// Compacted without the archive: the log before the snapshot is gone
+	// (TrailingLogs 2), so an early index no state was kept for is refused
+	// as gone.
 	if err := s.Node.Snapshot(); err != nil {
 		t.Fatal(err)
 	}
@@ -205,5 +206,31 @@ func TestRunAndStateAtPastIndex(t *testing.T) {
 	t.Logf("410: %s", resp.body)
 	if got := getState(t, base, fmt.Sprintf("?at_index=%d", live.applied)); got.Digest != liveDigest {
 		t.Fatalf("after compaction, the state at the applied index %+v", got)
+	}
+}
+
+// With the archive (the default), an index whose entries compaction moved
+// out of Raft's log reads as the live state read then.
+func TestPastStateReadsTheArchive(t *testing.T) {
+	s := startNode(t, func(c *server.Config) { c.TrailingLogs = 2 })
+	base := s.URL()
+	live := map[uint64]string{} // index -> the live digest read there
+	for i := range 5 {
+		if resp := post(t, base+"/e/key", fmt.Sprintf(`{"name":"app/x","data":{"i":%d}}`, i), nil); resp.status != 200 {
+			t.Fatalf("send: %d %s", resp.status, resp.body)
+		}
+		now := getState(t, base, "")
+		live[now.Index] = now.Digest
+	}
+	if err := s.Node.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Node.ArchiveStatus(); st == nil || st.Segments == 0 {
+		t.Fatalf("nothing archived: %+v", st)
+	}
+	for idx, d := range live {
+		if got := getState(t, base, fmt.Sprintf("?at_index=%d", idx)); got.Digest != d {
+			t.Fatalf("after compaction, index %d reads %+v, live then %s", idx, got, d)
+		}
 	}
 }
