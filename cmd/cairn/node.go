@@ -161,6 +161,9 @@ func runNode(cmd string, args []string) error {
 		}
 		fs.PrintDefaults()
 	}
+	if listFlags {
+		return handleFlagList(fs)
+	}
 	if v := os.Getenv("CAIRN_APP_URLS"); v != "" {
 		urls.Set(v)
 	}
