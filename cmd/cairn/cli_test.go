@@ -166,6 +166,17 @@ func TestHumanAndJSONTimes(t *testing.T) {
 	}
 }
 
+// cairn log --json: the record's time as RFC 3339, its body as recorded.
+func TestLogJSONTime(t *testing.T) {
+	at := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC).UnixMilli()
+	f := newFakeAPI(t, map[string]string{"GET /v1/log": `{"data":[{"index":3,"position":0,"term":1,"time":` + jsonInt(at) +
+		`,"kind":"EventAccepted","body":{"at":` + jsonInt(at) + `}}],"next_index":4}`})
+	out := string(capture(t, cmdLog, "--json", "--url", f.srv.URL))
+	if !strings.Contains(out, `"time":"2026-11-30T12:00:00.000Z"`) || !strings.Contains(out, `"body":{"at":`+jsonInt(at)+`}`) {
+		t.Fatalf("log --json: %s", out)
+	}
+}
+
 func jsonInt(v int64) string { b, _ := json.Marshal(v); return string(b) }
 
 // A client command fails with a non-zero exit: no Cairn at the address

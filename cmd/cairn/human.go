@@ -91,6 +91,9 @@ func waitingText(reason string, until int64, fallback string) string {
 	return out
 }
 
+// rfc3339Millis is how --json prints times: RFC 3339, UTC, milliseconds.
+const rfc3339Millis = "2006-01-02T15:04:05.000Z07:00"
+
 // timeKeys are the fields of API answers that hold unix-ms times: --json
 // prints them as RFC 3339.
 var timeKeys = map[string]bool{
@@ -123,7 +126,7 @@ func convertTimes(v any) any {
 		for k, val := range x {
 			if n, ok := val.(json.Number); ok && timeKeys[k] {
 				if ms, err := n.Int64(); err == nil && ms > 0 {
-					x[k] = time.UnixMilli(ms).UTC().Format("2006-01-02T15:04:05.000Z07:00")
+					x[k] = time.UnixMilli(ms).UTC().Format(rfc3339Millis)
 					continue
 				}
 			}
