@@ -81,8 +81,9 @@ func flowSummary(d *fsm.FunctionDef) []string {
 	}
 	if t := d.Throttle; t != nil {
 		s := fmt.Sprintf("throttle %d/%s", t.Limit, ms(t.PeriodMs))
-		if t.Burst > 0 {
-			s += fmt.Sprintf(" burst %d", t.Burst)
+		// Stored as GCRA's burst (fsm.Throttle): limit×burst − 1.
+		if b := (t.Burst + 1) / max(t.Limit, 1); b > 1 {
+			s += fmt.Sprintf(" burst %d", b)
 		}
 		out = append(out, keyed(s, t.Key))
 	}

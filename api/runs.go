@@ -34,6 +34,7 @@ type runView struct {
 	Waiting       string `json:"waiting,omitempty"`
 	WaitingReason string `json:"waiting_reason,omitempty"`
 	WaitingUntil  int64  `json:"waiting_until,omitempty"`
+	WaitingStep   string `json:"waiting_step,omitempty"` // the sleeping or waiting step's id
 	// StepNames maps the hashed ids of Steps to their names in the code
 	// (from the history; GET /v1/runs/:id only).
 	StepNames map[string]string `json:"step_names,omitempty"`
@@ -44,7 +45,7 @@ type runView struct {
 func viewRun(r *fsm.Run, calls []fsm.Call) runView {
 	v := runView{ID: r.ID, FunctionID: r.FnID, AppID: r.AppID, Status: r.Status, EventIDs: r.EventIDs,
 		CreatedAt: r.CreatedAt, StartedAt: r.StartedAt, EndedAt: r.EndedAt, Steps: r.Stack, Calls: r.Calls}
-	v.Waiting, v.WaitingReason, v.WaitingUntil = waiting(r, calls)
+	v.Waiting, v.WaitingReason, v.WaitingUntil, v.WaitingStep = waiting(r, calls)
 	if len(r.Output) > 0 {
 		v.Output = r.Output
 	}

@@ -19,10 +19,11 @@ var waitingTime = regexp.MustCompile(` until (\d{12,})`)
 // the time apart (unix ms, 0: none), so that each client renders it its
 // own way ("in 20 s"). A run held back by flow control says so in its
 // stored Waiting; a running run with nothing due but a sleep, a wait or an
-// invoke waits for the earliest of them (a run timeout is not a wait).
-func waiting(r *fsm.Run, calls []fsm.Call) (text, reason string, until int64) {
+// invoke waits for the earliest of them (a run timeout is not a wait), and
+// step is that step's id.
+func waiting(r *fsm.Run, calls []fsm.Call) (text, reason string, until int64, step string) {
 	if r.Done() {
-		return "", "", 0
+		return "", "", 0, ""
 	}
 	if r.Waiting != "" {
 		reason = r.Waiting
@@ -36,7 +37,7 @@ func waiting(r *fsm.Run, calls []fsm.Call) (text, reason string, until int64) {
 			c := &calls[i]
 			switch c.Type {
 			case fsm.CallHTTP:
-				return "", "", 0 // a step is due or running: the run is not waiting
+				return "", "", 0, "" // a step is due or running: the run is not waiting
 			case fsm.CallTimeout:
 				continue
 			}
@@ -45,9 +46,9 @@ func waiting(r *fsm.Run, calls []fsm.Call) (text, reason string, until int64) {
 			}
 		}
 		if first == nil {
-			return "", "", 0
+			return "", "", 0, ""
 		}
-		reason, until = waitReason(first), first.Due
+		reason, until, step = waitReason(first), first.Due, first.ID
 	}
 	text = reason
 	if until > 0 {
@@ -57,7 +58,7 @@ func waiting(r *fsm.Run, calls []fsm.Call) (text, reason string, until int64) {
 			text += " (" + tail
 		}
 	}
-	return text, reason, until
+	return text, reason, until, step
 }
 
 // waitReason says what a timer call waits for.

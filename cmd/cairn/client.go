@@ -255,6 +255,7 @@ type runJSON struct {
 	Waiting       string            `json:"waiting"`
 	WaitingReason string            `json:"waiting_reason"`
 	WaitingUntil  int64             `json:"waiting_until"`
+	WaitingStep   string            `json:"waiting_step"`
 }
 
 // sinceTime reads --since: a duration back from now ("1h", "30m"), RFC
@@ -383,18 +384,18 @@ func cmdRun(args []string) error {
 	if r.EndedAt > 0 {
 		line("took", took(r.CreatedAt, r.EndedAt))
 	}
-	line("waiting", waitingText(r.WaitingReason, r.WaitingUntil, r.Waiting))
+	if w := waitingText(r.WaitingReason, r.WaitingUntil, r.Waiting); w != "" && r.WaitingStep != "" {
+		line("waiting", w+" (step "+stepLabel(r.WaitingStep, r.StepNames)+")")
+	} else {
+		line("waiting", w)
+	}
 	line("events", strings.Join(r.EventIDs, ", "))
 	for i, id := range r.Steps {
 		k := ""
 		if i == 0 {
 			k = "steps"
 		}
-		name := r.StepNames[id]
-		if name == "" {
-			name = "(unnamed)"
-		}
-		fmt.Fprintf(tw, "%s\t%d. %s  %s\n", k, i+1, name, clip(id, 12))
+		fmt.Fprintf(tw, "%s\t%d. %s\n", k, i+1, stepLabel(id, r.StepNames))
 	}
 	if len(r.Output) > 0 {
 		line("output", clip(compactJSON(r.Output), 200))
@@ -407,6 +408,15 @@ func cmdRun(args []string) error {
 	}
 	fmt.Fprintf(stdout, "\nfull history: cairn history %s\n", r.ID)
 	return nil
+}
+
+// stepLabel names a step for people: its name in the code and a short
+// form of its id, or the id alone when the SDK gave no name.
+func stepLabel(id string, names map[string]string) string {
+	if name := names[id]; name != "" {
+		return name + "  " + clip(id, 12)
+	}
+	return clip(id, 12)
 }
 
 // cmdState shows the whole state's log index, digest and runs by status,
