@@ -135,6 +135,11 @@ func TestHumanAndJSONTimes(t *testing.T) {
 		}
 	}
 
+	if got, want := untilHuman(`throttled until `+jsonInt(ms(20*time.Second))+` (key "k")`),
+		`throttled until 2026-11-30T12:00:20Z (in 20 s) (key "k")`; got != want {
+		t.Errorf("untilHuman: %q, want %q", got, want)
+	}
+
 	runs := `{"data":[` +
 		`{"id":"R1","function_id":"app-nap","status":"running","created_at":` + jsonInt(ms(-3*time.Minute)) +
 		`,"steps":["aa11"],"waiting":"sleeping until 2026-11-30T12:00:20Z","waiting_reason":"sleeping","waiting_until":` + jsonInt(ms(20*time.Second)) + `},` +

@@ -537,7 +537,7 @@ func historyDetail(h historyEntry) string {
 			parts = append(parts, "until "+until)
 		}
 	case h.Detail != "" && h.Detail != h.Step:
-		parts = append(parts, h.Detail)
+		parts = append(parts, untilHuman(h.Detail))
 	}
 	if h.Actor != "" {
 		parts = append(parts, "by "+h.Actor)

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -138,4 +140,20 @@ func convertTimes(v any) any {
 		}
 	}
 	return v
+}
+
+// epochUntil is a unix-ms time in text the engine stored ("throttled
+// until 1796061505567 (key ...)" in a run.throttled entry).
+var epochUntil = regexp.MustCompile(` until (\d{12,})`)
+
+// untilHuman rewrites " until <unix ms>" in stored text as RFC 3339 and
+// relative to now.
+func untilHuman(s string) string {
+	return epochUntil.ReplaceAllStringFunc(s, func(m string) string {
+		ms, err := strconv.ParseInt(strings.TrimPrefix(m, " until "), 10, 64)
+		if err != nil {
+			return m
+		}
+		return " until " + time.UnixMilli(ms).UTC().Format(time.RFC3339) + " (" + ago(ms) + ")"
+	})
 }
