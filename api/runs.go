@@ -96,7 +96,7 @@ func (s *Server) getRun(c echo.Context) error {
 // viewLiveRun shows a run of the current state, with what it waits for.
 func (s *Server) viewLiveRun(r *fsm.Run) (runView, error) {
 	var calls []fsm.Call
-	if !r.Done() && r.Waiting == "" {
+	if !r.Done() && (r.Waiting == "" || r.Waiting == fsm.WaitingDebounce || r.Waiting == fsm.WaitingBatch) {
 		var err error
 		if calls, err = s.fsm.RunCalls(r.ID); err != nil {
 			return runView{}, err

@@ -141,3 +141,25 @@ func TestRunsFiltersAndWaiting(t *testing.T) {
 		t.Fatalf("cancelled runs of hold: %+v", p.Data)
 	}
 }
+
+// A debounced run says it is debounced and when it starts.
+func TestDebouncedRunSaysWhenItStarts(t *testing.T) {
+	s := startNode(t)
+	base := s.URL()
+	app := waitingApp(t)
+	fn := strings.Replace(waitingFn("deb", app.URL, "app/deb"), `"triggers"`, `"debounce":{"period":"1m"},"triggers"`, 1)
+	if resp := post(t, base+"/fn/register", registerBody(app.URL, fn), nil); resp.status != 200 {
+		t.Fatalf("register: %d %s", resp.status, resp.body)
+	}
+	post(t, base+"/e/key", `{"name":"app/deb","data":{}}`, nil)
+	var p runsPage
+	waitFor(t, "the debounced run", func() bool {
+		json.Unmarshal(get(t, base+"/v1/runs?function_id=deb").body, &p)
+		return len(p.Data) == 1
+	})
+	r := p.Data[0]
+	if d := time.Until(time.UnixMilli(r.WaitingUntil)); r.WaitingReason != "debounced" || d < 50*time.Second || d > 61*time.Second ||
+		!strings.HasPrefix(r.Waiting, "debounced until ") {
+		t.Fatalf("debounced run: waiting %q, reason %q, until in %v", r.Waiting, r.WaitingReason, d)
+	}
+}

@@ -18,7 +18,8 @@ var waitingTime = regexp.MustCompile(` until (\d{12,})`)
 // with its time as RFC 3339, the same text without the time (reason), and
 // the time apart (unix ms, 0: none), so that each client renders it its
 // own way ("in 20 s"). A run held back by flow control says so in its
-// stored Waiting; a running run with nothing due but a sleep, a wait or an
+// stored Waiting (a debounced or batching run until its first call is
+// due); a running run with nothing due but a sleep, a wait or an
 // invoke waits for the earliest of them (a run timeout is not a wait), and
 // step is that step's id.
 func waiting(r *fsm.Run, calls []fsm.Call) (text, reason string, until int64, step string) {
@@ -27,9 +28,21 @@ func waiting(r *fsm.Run, calls []fsm.Call) (text, reason string, until int64, st
 	}
 	if r.Waiting != "" {
 		reason = r.Waiting
-		if m := waitingTime.FindStringSubmatchIndex(r.Waiting); m != nil {
-			until, _ = strconv.ParseInt(r.Waiting[m[2]:m[3]], 10, 64)
-			reason = strings.TrimSpace(r.Waiting[:m[0]] + r.Waiting[m[1]:])
+		switch {
+		case r.Waiting == fsm.WaitingDebounce || r.Waiting == fsm.WaitingBatch:
+			// The run starts when its first call is due: the debounce
+			// period or the batch timeout.
+			reason = map[string]string{fsm.WaitingDebounce: "debounced", fsm.WaitingBatch: "batching events"}[r.Waiting]
+			for i := range calls {
+				if c := &calls[i]; c.Type == fsm.CallHTTP && (until == 0 || c.Due < until) {
+					until = c.Due
+				}
+			}
+		default:
+			if m := waitingTime.FindStringSubmatchIndex(r.Waiting); m != nil {
+				until, _ = strconv.ParseInt(r.Waiting[m[2]:m[3]], 10, 64)
+				reason = strings.TrimSpace(r.Waiting[:m[0]] + r.Waiting[m[1]:])
+			}
 		}
 	} else {
 		var first *fsm.Call

@@ -83,7 +83,7 @@ func waitingText(reason string, until int64, fallback string) string {
 		verb = "wakes"
 	case strings.HasPrefix(head, "waiting for"):
 		verb = "times out"
-	case strings.HasPrefix(head, "throttled"), strings.HasPrefix(head, "debounced"), strings.HasPrefix(head, "batched"):
+	case strings.HasPrefix(head, "throttled"), strings.HasPrefix(head, "debounced"), strings.HasPrefix(head, "batching"):
 		verb = "starts"
 	}
 	out := head + ", " + verb + " " + ago(until)
