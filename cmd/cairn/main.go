@@ -46,10 +46,14 @@ Usage:
 
 Client commands talk to --url (env CAIRN_URL); against a cairn start node
 they need --signing-key (env CAIRN_SIGNING_KEY). Flags may follow the
-arguments; --json prints times as RFC 3339, tables say them as "3 min
-ago". A command that fails exits non-zero. What they change names them in the records: "cli", or
-$CAIRN_ACTOR (letters, digits, ._@+:/-), with the key's id, e.g.
-"cli (key:3fa2...)" in a run's history.
+arguments. Tables say times as "3 min ago"; --json prints them as RFC
+3339. A command that fails exits non-zero. A function may be named by the
+id its app gave it when that names one function. What they change names
+them in the records: "cli", or $CAIRN_ACTOR (letters, digits, ._@+:/-),
+with the key's id, e.g. "cli (key:3fa2...)" in a run's history.
+
+cairn dev takes ports 8288 (HTTP: --port) and 8289 (Raft: --raft-addr), and
+looks for apps on localhost's common ports (--no-discovery to stop).
 
 Run "cairn COMMAND --help" for a command's flags. Every flag can also be set
 with an environment variable, shown in the flag's help.
