@@ -67,6 +67,7 @@ func TestEveryDoorRefusesWithoutCredentials(t *testing.T) {
 		{"GET", "/v1/runs/01HX/history", ""},
 		{"POST", "/v1/runs/01HX/cancel", ""},
 		{"POST", "/v1/signals", `{"signal":"s","data":{}}`},
+		{"GET", "/v1/functions", ""},
 		{"POST", "/v1/functions/probe-app-a/cancel", `{}`},
 		{"GET", "/v1/status", ""},
 		{"GET", "/v1/state", ""},

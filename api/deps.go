@@ -43,6 +43,8 @@ type Projection interface {
 	Run(id string) (*fsm.Run, error)
 	RunsForEvent(eventID string) ([]string, error)
 	RecentRuns(limit int) ([]fsm.Run, error)
+	RecentRunsWhere(q fsm.RunQuery) ([]fsm.Run, error)
+	RunCalls(runID string) ([]fsm.Call, error)
 	History(runID string) ([]fsm.HistoryEntry, error)
 	Node(id string) (*fsm.NodeSeen, error)
 	SignalWaiter(signal string) (string, error)

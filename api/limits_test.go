@@ -89,7 +89,7 @@ func TestInputLimits(t *testing.T) {
 		{"batch if a string", "/fn/register", flow(`"batchEvents":{"maxSize":10,"timeout":"5s","if":"event.name + 'x'"}`), 400, "invalid_function", "batchEvents if: expression \"event.name + 'x'\" gives string, not a boolean"},
 
 		// Bulk cancel.
-		{"bulk cancel of an unknown function", "/v1/functions/nope/cancel", `{}`, 404, "function_not_found", `no function with id "nope"`},
+		{"bulk cancel of an unknown function", "/v1/functions/nope/cancel", `{}`, 404, "function_not_found", `no function "nope"`},
 		{"bulk cancel matching nothing", "/v1/functions/probe-app-idle/cancel", `{"reason":"x"}`, 200, "", ""},
 		{"bulk cancel of an empty range", "/v1/functions/probe-app-idle/cancel", `{"from":"2020-01-01T00:00:00Z","to":"2020-01-02T00:00:00Z"}`, 200, "", ""},
 	}

@@ -126,7 +126,7 @@ func (s *Server) getPastRun(c echo.Context, past *pointintime.State) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"data": viewRun(r), paramAtIndex: past.Index})
+	return c.JSON(http.StatusOK, map[string]any{"data": viewRun(r, nil), paramAtIndex: past.Index})
 }
 
 func (s *Server) loadPastRun(c echo.Context, past *pointintime.State) (*fsm.Run, error) {

@@ -208,7 +208,7 @@ func (s *Server) loadReplay(c echo.Context) (*fsm.Replay, error) {
 // function.
 func (s *Server) resolveFunction(id string) (*fsm.Function, error) {
 	if id == "" {
-		return nil, errf(http.StatusBadRequest, "bad_request", `"function_id" is required (as listed by GET /v1/apps)`)
+		return nil, errf(http.StatusBadRequest, "bad_request", `"function_id" is required (as listed by GET /v1/functions)`)
 	}
 	fn, err := s.fsm.Function(id)
 	if err != nil || fn != nil {
@@ -226,7 +226,7 @@ func (s *Server) resolveFunction(id string) (*fsm.Function, error) {
 	}
 	switch len(found) {
 	case 0:
-		return nil, errf(http.StatusNotFound, "function_not_found", "no function %q (GET /v1/apps lists them)", id)
+		return nil, errf(http.StatusNotFound, "function_not_found", "no function %q (GET /v1/functions lists them)", id)
 	case 1:
 		return s.fsm.Function(found[0])
 	}

@@ -3,7 +3,9 @@ package api
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cairn-dev/cairn/fsm"
@@ -25,14 +27,25 @@ type runView struct {
 	Steps      []string        `json:"steps"`
 	Calls      int             `json:"calls"`
 	// Waiting says why a running run is held back (throttle, debounce,
-	// batch, concurrency).
-	Waiting string `json:"waiting,omitempty"`
+	// batch, concurrency) or what it waits for (a sleep, an event, a
+	// signal, an invoked function), its time as RFC 3339; WaitingReason is
+	// the same without the time, WaitingUntil the time (unix ms), for
+	// clients that render times their own way (see waiting).
+	Waiting       string `json:"waiting,omitempty"`
+	WaitingReason string `json:"waiting_reason,omitempty"`
+	WaitingUntil  int64  `json:"waiting_until,omitempty"`
+	WaitingStep   string `json:"waiting_step,omitempty"` // the sleeping or waiting step's id
+	// StepNames maps the hashed ids of Steps to their names in the code
+	// (from the history; GET /v1/runs/:id only).
+	StepNames map[string]string `json:"step_names,omitempty"`
 }
 
-func viewRun(r *fsm.Run) runView {
+// viewRun shows a run; calls are its queued calls (nil: unknown, as in a
+// past state), from which a run that waits says what for.
+func viewRun(r *fsm.Run, calls []fsm.Call) runView {
 	v := runView{ID: r.ID, FunctionID: r.FnID, AppID: r.AppID, Status: r.Status, EventIDs: r.EventIDs,
-		CreatedAt: r.CreatedAt, StartedAt: r.StartedAt, EndedAt: r.EndedAt, Steps: r.Stack, Calls: r.Calls,
-		Waiting: r.Waiting}
+		CreatedAt: r.CreatedAt, StartedAt: r.StartedAt, EndedAt: r.EndedAt, Steps: r.Stack, Calls: r.Calls}
+	v.Waiting, v.WaitingReason, v.WaitingUntil, v.WaitingStep = waiting(r, calls)
 	if len(r.Output) > 0 {
 		v.Output = r.Output
 	}
@@ -68,7 +81,43 @@ func (s *Server) getRun(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"data": viewRun(r)})
+	v, err := s.viewLiveRun(r)
+	if err != nil {
+		return err
+	}
+	hist, err := s.fsm.History(r.ID)
+	if err != nil {
+		return err
+	}
+	v.StepNames = stepNames(hist)
+	return c.JSON(http.StatusOK, map[string]any{"data": v})
+}
+
+// viewLiveRun shows a run of the current state, with what it waits for.
+func (s *Server) viewLiveRun(r *fsm.Run) (runView, error) {
+	var calls []fsm.Call
+	if !r.Done() && (r.Waiting == "" || r.Waiting == fsm.WaitingDebounce || r.Waiting == fsm.WaitingBatch) {
+		var err error
+		if calls, err = s.fsm.RunCalls(r.ID); err != nil {
+			return runView{}, err
+		}
+	}
+	return viewRun(r, calls), nil
+}
+
+// stepNames maps step ids to their names in the code, as the SDK's ops
+// gave them (a step's history entries carry its displayName).
+func stepNames(hist []fsm.HistoryEntry) map[string]string {
+	names := map[string]string{}
+	for i := range hist {
+		if step := hist[i].Step(); step != "" && hist[i].Name != "" {
+			names[step] = hist[i].Name
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	return names
 }
 
 func (s *Server) listRuns(c echo.Context) error {
@@ -80,13 +129,43 @@ func (s *Server) listRuns(c echo.Context) error {
 		}
 		limit = n
 	}
-	runs, err := s.fsm.RecentRuns(limit)
+	q := fsm.RunQuery{Limit: limit}
+	if id := c.QueryParam("function_id"); id != "" {
+		fn, err := s.resolveFunction(id)
+		if err != nil {
+			return err
+		}
+		q.FnID = fn.ID
+	}
+	if st := c.QueryParam("status"); st != "" {
+		for _, one := range strings.Split(st, ",") {
+			if !slices.Contains(fsm.RunStatuses, one) {
+				return errf(http.StatusBadRequest, "invalid_status", "status %q is not one of %s", one, strings.Join(fsm.RunStatuses, ", "))
+			}
+			q.Statuses = append(q.Statuses, one)
+		}
+	}
+	for _, p := range []struct {
+		name string
+		dst  *int64
+	}{{"since", &q.From}, {"until", &q.To}} {
+		if v := c.QueryParam(p.name); v != "" {
+			ms, err := parseTime(p.name, v)
+			if err != nil {
+				return err
+			}
+			*p.dst = ms
+		}
+	}
+	runs, err := s.fsm.RecentRunsWhere(q)
 	if err != nil {
 		return err
 	}
 	out := make([]runView, len(runs))
 	for i := range runs {
-		out[i] = viewRun(&runs[i])
+		if out[i], err = s.viewLiveRun(&runs[i]); err != nil {
+			return err
+		}
 	}
 	return c.JSON(http.StatusOK, map[string]any{"data": out})
 }
@@ -110,7 +189,11 @@ func (s *Server) eventRuns(c echo.Context) error {
 			return err
 		}
 		if r != nil {
-			out = append(out, viewRun(r))
+			v, err := s.viewLiveRun(r)
+			if err != nil {
+				return err
+			}
+			out = append(out, v)
 		}
 	}
 	return c.JSON(http.StatusOK, map[string]any{"data": out})
@@ -143,12 +226,7 @@ const historyTime = "2006-01-02T15:04:05.000Z07:00"
 // viewHistory labels a run's history entries (see historyView). event is
 // the run's first event (nil if unknown), the input of run.scheduled.
 func viewHistory(hist []fsm.HistoryEntry, event []byte) []historyView {
-	names := map[string]string{}
-	for i := range hist {
-		if step := hist[i].Step(); step != "" && hist[i].Name != "" { // a step's entries name it (displayName)
-			names[step] = hist[i].Name
-		}
-	}
+	names := stepNames(hist)
 	claimed := map[string]int64{} // call id -> time of its latest claim
 	began := map[string]int64{}   // step id -> when its sleep, wait or invoke began
 	out := make([]historyView, len(hist))
@@ -259,7 +337,11 @@ func (s *Server) cancelRun(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"data": viewRun(r)})
+	v, err := s.viewLiveRun(r)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"data": v})
 }
 
 // appView is a synced app as the API shows it.

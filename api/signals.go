@@ -57,14 +57,13 @@ func (s *Server) postSignal(c echo.Context) error {
 // created in a time range: {"from": RFC 3339, "to": RFC 3339, "reason"}.
 // Without "from" it starts at the beginning; without "to" it ends now.
 func (s *Server) cancelFunctionRuns(c echo.Context) error {
-	fnID := c.Param("id")
-	fn, err := s.fsm.Function(fnID)
+	// The function as listed ("<app>-<fn>") or by the id its app gave it,
+	// when that names one function.
+	fn, err := s.resolveFunction(c.Param("id"))
 	if err != nil {
 		return err
 	}
-	if fn == nil {
-		return errf(http.StatusNotFound, "function_not_found", "no function with id %q", fnID)
-	}
+	fnID := fn.ID
 	body, err := s.readBody(c)
 	if err != nil {
 		return err

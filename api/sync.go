@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -86,6 +87,13 @@ func (s *Syncer) Add(u string) {
 		}
 	}
 	s.urls = append(s.urls, u)
+}
+
+// Known reports whether a URL is one the syncer pings.
+func (s *Syncer) Known(u string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Contains(s.urls, u)
 }
 
 // Remove forgets a URL; it reports whether it was known.

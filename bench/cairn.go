@@ -114,7 +114,10 @@ func startCairn(ctx context.Context, bin, workDir string, port int, logLevel str
 	args := []string{"dev"}
 	// Keep our CAIRN_* settings from leaking in from the environment.
 	env := []string{"CAIRN_APP_URLS=", "CAIRN_LOG_JSON=false", "CAIRN_ALLOW_APP_HOSTS=", "CAIRN_ARCHIVE=", "CAIRN_ARCHIVE_DIR=",
-		"CAIRN_ARCHIVE_MAX_AGE=", "CAIRN_ARCHIVE_MAX_BYTES=", "CAIRN_SNAPSHOT_THRESHOLD=", "CAIRN_TRAILING_LOGS=", "CAIRN_SNAPSHOT_INTERVAL="}
+		"CAIRN_ARCHIVE_MAX_AGE=", "CAIRN_ARCHIVE_MAX_BYTES=", "CAIRN_SNAPSHOT_THRESHOLD=", "CAIRN_TRAILING_LOGS=", "CAIRN_SNAPSHOT_INTERVAL=",
+		// The bench names its apps (-u): cairn dev must not sync whatever
+		// else listens on this machine's common ports.
+		"CAIRN_NO_DISCOVERY=true"}
 	if keys != nil {
 		// The keys go through the environment, not argv, where any user's
 		// ps would show them.

@@ -360,7 +360,8 @@ func newCluster(cfg *config, mode, baseDir, logDir string, ns *netns, proxied bo
 		}
 		switch {
 		case mode == "single":
-			n.args = append([]string{"dev", "--node-id", "dev"}, common...)
+			// The harness names its app (-u): no discovery of others.
+			n.args = append([]string{"dev", "--node-id", "dev", "--no-discovery"}, common...)
 		case i == 1:
 			// The harness drives the cluster without keys.
 			n.args = append([]string{"start", "--insecure", "--node-id", id, "--bootstrap", "--cluster-secret", clusterSecret}, common...)

@@ -151,7 +151,7 @@ func (t *txn) debounce(fn *Function, at int64, ev eventRef) *Run {
 			return run
 		}
 	}
-	run := t.startRun(fn, at, []eventRef{ev}, "", due, "debounce")
+	run := t.startRun(fn, at, []eventRef{ev}, "", due, WaitingDebounce)
 	if run != nil {
 		t.put(k, &debounceState{RunID: run.ID, FirstAt: at})
 		run.AdmitKeys = append(run.AdmitKeys, string(k))
@@ -187,7 +187,7 @@ func (t *txn) addToBatch(fn *Function, at int64, ev eventRef) *Run {
 			return run
 		}
 	}
-	due, waiting := at+b.TimeoutMs, "batch"
+	due, waiting := at+b.TimeoutMs, WaitingBatch
 	if b.MaxSize <= 1 {
 		due, waiting = at, ""
 	}

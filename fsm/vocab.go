@@ -19,6 +19,14 @@ const (
 // RunStatuses lists every run status.
 var RunStatuses = []string{StatusRunning, StatusCompleted, StatusFailed, StatusCancelled, StatusSkipped}
 
+// Run.Waiting of a run that has not started because its function
+// debounces or batches events (its first call is due when it starts).
+// Other held-back runs say why in a sentence (flow.go).
+const (
+	WaitingDebounce = "debounce"
+	WaitingBatch    = "batch"
+)
+
 // Bulk replay statuses (Replay.Status).
 const (
 	ReplayStatusRunning   = "running" // still starting runs

@@ -529,11 +529,28 @@ func (w *slogWriter) Write(p []byte) (int, error) {
 		switch {
 		case strings.Contains(line, "[ERROR]"):
 			w.l.Error(line)
+		case firstElection(line):
+			w.l.Info("raft: no leader yet, standing for election")
 		default:
 			w.l.Warn(line)
 		}
 	}
 	return len(p), nil
+}
+
+// firstElection reports whether an hclog line is hashicorp/raft starting
+// an election with no leader ever heard of since this node started
+// (last-leader-id empty). Every node starts as a follower and stands for
+// election only once a heartbeat timeout passes without a leader, so a
+// node's first election, a lone voter's on every start, is no warning;
+// raft logs it at WARN all the same. An election after a leader was lost
+// names that leader and stays a warning.
+func firstElection(line string) bool {
+	if !strings.Contains(line, "heartbeat timeout reached, starting election") {
+		return false
+	}
+	_, id, ok := strings.Cut(line, "last-leader-id=")
+	return ok && (id == "" || strings.HasPrefix(id, " ") || strings.HasPrefix(id, `""`))
 }
 
 var _ io.Writer = (*slogWriter)(nil)

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
@@ -20,6 +21,7 @@ import (
 	"github.com/cairn-dev/cairn/fsm"
 	"github.com/cairn-dev/cairn/internal/certs"
 	"github.com/cairn-dev/cairn/internal/clusterauth"
+	"github.com/cairn-dev/cairn/internal/discovery"
 	"github.com/cairn-dev/cairn/internal/hostpolicy"
 	"github.com/cairn-dev/cairn/internal/signing"
 	"github.com/cairn-dev/cairn/pointintime"
@@ -94,6 +96,10 @@ type Config struct {
 	// in fsm/limits.go).
 	MaxEventBytes   int
 	MaxRequestBytes int64
+	// Discovery, when set, probes this machine's common ports for SDK
+	// endpoints and syncs those that answer (cairn dev only; its Found and
+	// Skip are filled in here).
+	Discovery *discovery.Config
 }
 
 // HTTPLimits bound what a client may hold of the HTTP server: a client
@@ -272,7 +278,58 @@ func Start(cfg Config) (*Server, error) {
 			syncer.Loop(ctx, cfg.SyncInterval)
 		}
 	}()
+	if cfg.Discovery != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if node.WaitLeader(ctx) == nil {
+				s.discover(ctx, *cfg.Discovery)
+			}
+		}()
+	}
 	return s, nil
+}
+
+// discover syncs the SDK endpoints found on this machine: a URL the
+// syncer already pings, or a registered app already serves, is not probed
+// again; one found is pinged at once (the SDK then registers) and kept, so
+// the syncer retries it while it does not answer.
+func (s *Server) discover(ctx context.Context, dc discovery.Config) {
+	dc.Logger = s.log.With("component", "discovery")
+	dc.Skip = func(u string) bool {
+		if s.Syncer.Known(u) {
+			return true
+		}
+		apps, err := s.FSM.Apps()
+		if err != nil {
+			return false
+		}
+		for _, a := range apps {
+			if sameLocalURL(a.URL, u) {
+				return true
+			}
+		}
+		return false
+	}
+	dc.Found = func(ctx context.Context, u string) {
+		s.Syncer.Add(u)
+		s.Syncer.Ping(ctx, u)
+	}
+	discovery.Loop(ctx, dc)
+}
+
+// sameLocalURL reports whether two app URLs name the same endpoint on this
+// machine: an SDK registers under the host it was reached by or was told
+// (localhost, 127.0.0.1), with query parameters of its own.
+func sameLocalURL(a, b string) bool {
+	ua, errA := url.Parse(a)
+	ub, errB := url.Parse(b)
+	if errA != nil || errB != nil {
+		return false
+	}
+	local := func(h string) bool { return h == "localhost" || h == "127.0.0.1" || h == "::1" }
+	return ua.Path == ub.Path && ua.Port() == ub.Port() && ua.Hostname() == ub.Hostname() ||
+		ua.Path == ub.Path && ua.Port() == ub.Port() && local(ua.Hostname()) && local(ub.Hostname())
 }
 
 // Addr is the HTTP address actually bound (useful with port 0).

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -30,6 +31,9 @@ func clientFlags(name, synopsis string, args []string, extra func(*flag.FlagSet)
 	caFile := trustFlag(fs)
 	if extra != nil {
 		extra(fs)
+	}
+	if listFlags {
+		return fs, "", printFlags(fs)
 	}
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: cairn %s %s\n\nFlags:\n", name, synopsis)
@@ -86,8 +90,12 @@ func isBoolFlag(f *flag.Flag) bool {
 	return ok && b.IsBoolFlag()
 }
 
-// stdout is where client commands print (a buffer in tests).
-var stdout io.Writer = os.Stdout
+// stdout is where client commands print, stderr their progress (buffers
+// in tests).
+var (
+	stdout io.Writer = os.Stdout
+	stderr io.Writer = os.Stderr
+)
 
 // clientActor is how client commands name themselves in the records they
 // cause (api.ActorHeader): $CAIRN_ACTOR (e.g. a person's name), or "cli".
@@ -142,7 +150,7 @@ func call(method, u string, body any, out any) error {
 	}
 	resp, err := httpClient.Do(req)
 	if err != nil {
-		return err
+		return connectionHint(req.URL, err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
@@ -166,6 +174,22 @@ func call(method, u string, body any, out any) error {
 		return json.Unmarshal(raw, out)
 	}
 	return nil
+}
+
+// connectionHint turns a failure to connect into the likely cause: no
+// Cairn at that address. Other errors pass as they are.
+func connectionHint(u *url.URL, err error) error {
+	var op *net.OpError
+	if !errors.As(err, &op) || op.Op != "dial" {
+		return err
+	}
+	base := u.Scheme + "://" + u.Host
+	reason := op.Err.Error()
+	if se, ok := op.Err.(*os.SyscallError); ok {
+		reason = se.Err.Error()
+	}
+	return fmt.Errorf("cannot reach %s (%s): is Cairn running at %s? (start it with `cairn dev`, or point --url / CAIRN_URL at it)",
+		base, reason, base)
 }
 
 func handleHelp(err error) (bool, error) {
@@ -215,59 +239,102 @@ func cmdSend(args []string) error {
 	return nil
 }
 
+// runJSON is a run as GET /v1/runs shows it (times in unix ms).
 type runJSON struct {
-	ID         string          `json:"id"`
-	FunctionID string          `json:"function_id"`
-	Status     string          `json:"status"`
-	CreatedAt  int64           `json:"created_at"`
-	EndedAt    int64           `json:"ended_at"`
-	Steps      []string        `json:"steps"`
-	Output     json.RawMessage `json:"output"`
-	Error      json.RawMessage `json:"error"`
-	Waiting    string          `json:"waiting"`
+	ID            string            `json:"id"`
+	FunctionID    string            `json:"function_id"`
+	Status        string            `json:"status"`
+	EventIDs      []string          `json:"event_ids"`
+	CreatedAt     int64             `json:"created_at"`
+	StartedAt     int64             `json:"started_at"`
+	EndedAt       int64             `json:"ended_at"`
+	Steps         []string          `json:"steps"`
+	StepNames     map[string]string `json:"step_names"`
+	Output        json.RawMessage   `json:"output"`
+	Error         json.RawMessage   `json:"error"`
+	Waiting       string            `json:"waiting"`
+	WaitingReason string            `json:"waiting_reason"`
+	WaitingUntil  int64             `json:"waiting_until"`
+	WaitingStep   string            `json:"waiting_step"`
+}
+
+// sinceTime reads --since: a duration back from now ("1h", "30m"), RFC
+// 3339 or unix ms, as the API's since parameter.
+func sinceTime(v string) (string, error) {
+	if v == "" {
+		return "", nil
+	}
+	if d, err := time.ParseDuration(v); err == nil {
+		if d < 0 {
+			return "", fmt.Errorf("--since %s: give how long ago, e.g. 1h", v)
+		}
+		return strconv.FormatInt(now().Add(-d).UnixMilli(), 10), nil
+	}
+	return v, nil // RFC 3339 or unix ms: the server checks it
 }
 
 func cmdRuns(args []string) error {
-	var event string
+	var event, fn, status, since string
 	var limit int
 	var asJSON bool
-	_, base, err := clientFlags("runs", "[--event ID]", args, func(fs *flag.FlagSet) {
+	_, base, err := clientFlags("runs", "[--function F] [--status S] [--since T] [--event ID]", args, func(fs *flag.FlagSet) {
 		fs.StringVar(&event, "event", "", "only the runs started by this event id")
+		fs.StringVar(&fn, "function", "", "only this function's runs (its id as cairn functions lists it, or its short id)")
+		fs.StringVar(&status, "status", "", "only runs with this status ("+strings.Join(fsm.RunStatuses, ", ")+"); comma separated")
+		fs.StringVar(&since, "since", "", "only runs created since: a duration ago (1h, 30m), RFC 3339 or unix ms")
 		fs.IntVar(&limit, "limit", 20, "how many recent runs")
-		fs.BoolVar(&asJSON, "json", false, "print JSON")
+		fs.BoolVar(&asJSON, "json", false, "print JSON (times as RFC 3339)")
 	})
 	if stop, err := handleHelp(err); stop {
 		return err
 	}
-	u := fmt.Sprintf("%s/v1/runs?limit=%d", base, limit)
+	if since, err = sinceTime(since); err != nil {
+		return err
+	}
+	q := url.Values{"limit": {strconv.Itoa(limit)}}
+	for k, v := range map[string]string{"function_id": fn, "status": status, "since": since} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	u := base + "/v1/runs?" + q.Encode()
 	if event != "" {
+		if fn != "" || status != "" || since != "" {
+			return errors.New("--event lists one event's runs: it takes no --function, --status or --since")
+		}
 		u = base + "/v1/events/" + url.PathEscape(event) + "/runs"
 	}
 	var out struct {
-		Data []runJSON `json:"data"`
+		Data json.RawMessage `json:"data"`
 	}
 	if err := call(http.MethodGet, u, nil, &out); err != nil {
 		return err
 	}
 	if asJSON {
-		return json.NewEncoder(stdout).Encode(out.Data)
+		return printJSON(out.Data)
+	}
+	var runs []runJSON
+	if err := json.Unmarshal(out.Data, &runs); err != nil {
+		return err
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "RUN\tFUNCTION\tSTATUS\tSTEPS\tCREATED\tDURATION\tWAITING")
-	for _, r := range out.Data {
-		dur := "-"
-		if r.EndedAt > 0 {
-			dur = time.Duration((r.EndedAt - r.CreatedAt) * int64(time.Millisecond)).String()
-		}
+	for _, r := range runs {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", r.ID, r.FunctionID, r.Status, len(r.Steps),
-			time.UnixMilli(r.CreatedAt).Format(time.RFC3339), dur, r.Waiting)
+			ago(r.CreatedAt), took(r.CreatedAt, r.EndedAt), waitingText(r.WaitingReason, r.WaitingUntil, r.Waiting))
 	}
 	return tw.Flush()
 }
 
+// cmdRun shows one run: its times relative to now, what it waits for,
+// its steps by name; --json prints the API's view (times RFC 3339).
 func cmdRun(args []string) error {
 	var at string
-	fs, base, err := clientFlags("run", "RUN_ID [--at N|TIME]", args, func(fs *flag.FlagSet) { atFlag(fs, &at) })
+	var asJSON bool
+	fs, base, err := clientFlags("run", "RUN_ID [--at N|TIME] [--json]", args, func(fs *flag.FlagSet) {
+		atFlag(fs, &at)
+		fs.BoolVar(&asJSON, "json", false, "print JSON (times as RFC 3339)")
+	})
 	if stop, err := handleHelp(err); stop {
 		return err
 	}
@@ -275,11 +342,81 @@ func cmdRun(args []string) error {
 		fs.Usage()
 		return errors.New("run needs a run id")
 	}
-	var out json.RawMessage
-	if err := call(http.MethodGet, base+"/v1/runs/"+url.PathEscape(fs.Arg(0))+atQuery(at), nil, &out); err != nil {
+	var out struct {
+		Data    json.RawMessage `json:"data"`
+		AtIndex uint64          `json:"at_index"`
+	}
+	var raw json.RawMessage
+	if err := call(http.MethodGet, base+"/v1/runs/"+url.PathEscape(fs.Arg(0))+atQuery(at), nil, &raw); err != nil {
 		return err
 	}
-	return printJSON(out)
+	if asJSON {
+		return printJSON(raw)
+	}
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return err
+	}
+	var r runJSON
+	if err := json.Unmarshal(out.Data, &r); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	line := func(k, v string) {
+		if v != "" {
+			fmt.Fprintf(tw, "%s\t%s\n", k, v)
+		}
+	}
+	when := func(ms int64) string {
+		if ms <= 0 {
+			return ""
+		}
+		return ago(ms) + "  (" + time.UnixMilli(ms).UTC().Format(time.RFC3339) + ")"
+	}
+	line("run", r.ID)
+	if out.AtIndex > 0 {
+		line("as of", fmt.Sprintf("log index %d", out.AtIndex))
+	}
+	line("function", r.FunctionID)
+	line("status", r.Status)
+	line("created", when(r.CreatedAt))
+	line("started", when(r.StartedAt))
+	line("ended", when(r.EndedAt))
+	if r.EndedAt > 0 {
+		line("took", took(r.CreatedAt, r.EndedAt))
+	}
+	if w := waitingText(r.WaitingReason, r.WaitingUntil, r.Waiting); w != "" && r.WaitingStep != "" {
+		line("waiting", w+" (step "+stepLabel(r.WaitingStep, r.StepNames)+")")
+	} else {
+		line("waiting", w)
+	}
+	line("events", strings.Join(r.EventIDs, ", "))
+	for i, id := range r.Steps {
+		k := ""
+		if i == 0 {
+			k = "steps"
+		}
+		fmt.Fprintf(tw, "%s\t%d. %s\n", k, i+1, stepLabel(id, r.StepNames))
+	}
+	if len(r.Output) > 0 {
+		line("output", clip(compactJSON(r.Output), 200))
+	}
+	if len(r.Error) > 0 {
+		line("error", clip(compactJSON(r.Error), 200))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\nfull history: cairn history %s\n", r.ID)
+	return nil
+}
+
+// stepLabel names a step for people: its name in the code and a short
+// form of its id, or the id alone when the SDK gave no name.
+func stepLabel(id string, names map[string]string) string {
+	if name := names[id]; name != "" {
+		return name + "  " + clip(id, 12)
+	}
+	return clip(id, 12)
 }
 
 // cmdState shows the whole state's log index, digest and runs by status,
@@ -395,12 +532,12 @@ func historyDetail(h historyEntry) string {
 	case h.Type == fsm.HistStepSleeping:
 		if _, until, ok := strings.Cut(h.Detail, " until "); ok {
 			if ms, err := strconv.ParseInt(until, 10, 64); err == nil {
-				until = time.UnixMilli(ms).UTC().Format(time.RFC3339)
+				until = time.UnixMilli(ms).UTC().Format(time.RFC3339) + " (" + ago(ms) + ")"
 			}
 			parts = append(parts, "until "+until)
 		}
 	case h.Detail != "" && h.Detail != h.Step:
-		parts = append(parts, h.Detail)
+		parts = append(parts, untilHuman(h.Detail))
 	}
 	if h.Actor != "" {
 		parts = append(parts, "by "+h.Actor)
@@ -441,22 +578,22 @@ func clip(s string, n int) string {
 
 func cmdCancel(args []string) error {
 	var reason, fn, from, to string
+	var asJSON bool
 	fs, base, err := clientFlags("cancel", "RUN_ID | --function FN [--from T] [--to T]", args, func(fs *flag.FlagSet) {
 		fs.StringVar(&reason, "reason", "", "why, kept in the run's history")
-		fs.StringVar(&fn, "function", "", "cancel every running run of this function (composite id, e.g. app-fn)")
+		fs.StringVar(&fn, "function", "", "cancel every running run of this function (as cairn functions lists it, or its short id)")
 		fs.StringVar(&from, "from", "", "with --function: only runs created at or after this RFC 3339 time")
 		fs.StringVar(&to, "to", "", "with --function: only runs created at or before this RFC 3339 time (default now)")
+		fs.BoolVar(&asJSON, "json", false, "print the API's answer as JSON")
 	})
 	if stop, err := handleHelp(err); stop {
 		return err
 	}
 	if fn != "" {
-		var out json.RawMessage
-		if err := call(http.MethodPost, base+"/v1/functions/"+url.PathEscape(fn)+"/cancel",
-			map[string]string{"from": from, "to": to, "reason": reason}, &out); err != nil {
-			return err
+		if fs.NArg() != 0 {
+			return errors.New("cancel takes a run id or --function, not both")
 		}
-		return printJSON(out)
+		return bulkCancel(base, fn, from, to, reason, asJSON)
 	}
 	if fs.NArg() != 1 {
 		fs.Usage()
@@ -467,32 +604,135 @@ func cmdCancel(args []string) error {
 		map[string]string{"reason": reason}, &out); err != nil {
 		return err
 	}
-	return printJSON(out)
+	if asJSON {
+		return printJSON(out)
+	}
+	fmt.Fprintf(stdout, "cancelled run %s\n", fs.Arg(0))
+	return nil
+}
+
+// bulkCancel cancels a function's running runs in a window, drawing a
+// progress bar: the runs that match first (GET /v1/runs), then those the
+// cancel ended. The cancel itself is one record: every matching run ends
+// at once, or none does.
+func bulkCancel(base, fn, from, to, reason string, asJSON bool) error {
+	q := url.Values{"function_id": {fn}, "status": {fsm.StatusRunning}, "limit": {"1000"}}
+	if from != "" {
+		q.Set("since", from)
+	}
+	if to != "" {
+		q.Set("until", to)
+	}
+	var matching struct {
+		Data []runJSON `json:"data"`
+	}
+	if err := call(http.MethodGet, base+"/v1/runs?"+q.Encode(), nil, &matching); err != nil {
+		return err
+	}
+	total := len(matching.Data)
+	more := ""
+	if total == 1000 {
+		more = "+"
+	}
+	if !asJSON {
+		fmt.Fprintf(stderr, "\r%s 0/%d%s cancelled ", bar(0, total), total, more)
+	}
+	var out struct {
+		Data struct {
+			Cancelled []string `json:"cancelled"`
+		} `json:"data"`
+	}
+	var raw json.RawMessage
+	if err := call(http.MethodPost, base+"/v1/functions/"+url.PathEscape(fn)+"/cancel",
+		map[string]string{"from": from, "to": to, "reason": reason}, &raw); err != nil {
+		if !asJSON {
+			fmt.Fprintln(stderr)
+		}
+		return err
+	}
+	if asJSON {
+		return printJSON(raw)
+	}
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return err
+	}
+	n := len(out.Data.Cancelled)
+	fmt.Fprintf(stderr, "\r%s %d/%d cancelled \n", bar(n, max(n, total)), n, max(n, total))
+	fmt.Fprintf(stdout, "cancelled %d runs of %s\n", n, fn)
+	return nil
 }
 
 func cmdSync(args []string) error {
-	fs, base, err := clientFlags("sync", "[APP_URL]", args, nil)
+	var asJSON bool
+	fs, base, err := clientFlags("sync", "[APP_URL]", args, func(fs *flag.FlagSet) {
+		fs.BoolVar(&asJSON, "json", false, "print the results as JSON")
+	})
 	if stop, err := handleHelp(err); stop {
 		return err
+	}
+	if fs.NArg() > 1 {
+		fs.Usage()
+		return errors.New("sync takes at most one app URL")
 	}
 	body := map[string]string{}
 	if fs.NArg() == 1 {
 		body["url"] = fs.Arg(0)
 	}
-	var out json.RawMessage
-	if err := call(http.MethodPost, base+"/v1/apps/sync", body, &out); err != nil {
+	var raw json.RawMessage
+	if err := call(http.MethodPost, base+"/v1/apps/sync", body, &raw); err != nil {
 		return err
 	}
-	return printJSON(out)
+	var out struct {
+		Data []struct {
+			URL     string `json:"url"`
+			OK      bool   `json:"ok"`
+			Message string `json:"message"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return err
+	}
+	if asJSON {
+		if err := printJSON(raw); err != nil {
+			return err
+		}
+	} else {
+		for _, r := range out.Data {
+			result := "synced"
+			if !r.OK {
+				result = "failed: " + r.Message
+			}
+			fmt.Fprintf(stdout, "%s  %s\n", r.URL, result)
+		}
+	}
+	failed := 0
+	for _, r := range out.Data {
+		if !r.OK {
+			failed++
+		}
+	}
+	switch {
+	case len(out.Data) == 0:
+		return errors.New("no app to sync: Cairn knows none yet; give its URL, e.g. cairn sync http://localhost:3000/api/inngest")
+	case failed > 0:
+		return fmt.Errorf("%d of %d apps did not sync", failed, len(out.Data))
+	}
+	return nil
 }
 
+// printJSON prints an API answer indented, its unix-ms times as RFC 3339
+// (rfc3339Times).
 func printJSON(raw json.RawMessage) error {
+	raw, err := rfc3339Times(raw)
+	if err != nil {
+		return err
+	}
 	var buf bytes.Buffer
 	if err := json.Indent(&buf, raw, "", "  "); err != nil {
 		return err
 	}
 	buf.WriteByte('\n')
-	_, err := buf.WriteTo(stdout)
+	_, err = buf.WriteTo(stdout)
 	return err
 }
 
@@ -521,42 +761,40 @@ func cmdSignal(args []string) error {
 }
 
 func cmdCluster(args []string) error {
-	sub := "status"
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		sub, args = args[0], args[1:]
-	}
 	var raftAddr, httpAddr string
 	var node nodeCreds
-	fs, base, err := clientFlags("cluster "+sub, "(status | join ID --raft-addr A --http-addr H | remove ID)", args, func(fs *flag.FlagSet) {
-		if sub == "join" {
-			fs.StringVar(&raftAddr, "raft-addr", "", "the new member's Raft address")
-			fs.StringVar(&httpAddr, "http-addr", "", "the new member's HTTP address")
-		}
-		if sub == "join" || sub == "remove" {
-			node.flags(fs)
-		}
+	fs, base, err := clientFlags("cluster", "(status | join ID --raft-addr A --http-addr H | remove ID)", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&raftAddr, "raft-addr", "", "join: the new member's Raft address")
+		fs.StringVar(&httpAddr, "http-addr", "", "join: the new member's HTTP address")
+		node.flags(fs)
 	})
 	if stop, err := handleHelp(err); stop {
 		return err
 	}
-	if err := node.use(); err != nil {
-		return err
+	sub, rest := "status", fs.Args()
+	if len(rest) > 0 {
+		sub, rest = rest[0], rest[1:]
+	}
+	if sub == "join" || sub == "remove" { // they speak as a node when given its credentials
+		if err := node.use(); err != nil {
+			return err
+		}
 	}
 	var out json.RawMessage
 	switch sub {
 	case "status":
 		err = call(http.MethodGet, base+"/v1/cluster?digest=true", nil, &out)
 	case "join":
-		if fs.NArg() != 1 {
+		if len(rest) != 1 {
 			return errors.New("cluster join needs the new member's id")
 		}
 		err = call(http.MethodPost, base+"/v1/cluster/join",
-			map[string]string{"id": fs.Arg(0), "raft_addr": raftAddr, "http_addr": httpAddr}, &out)
+			map[string]string{"id": rest[0], "raft_addr": raftAddr, "http_addr": httpAddr}, &out)
 	case "remove":
-		if fs.NArg() != 1 {
+		if len(rest) != 1 {
 			return errors.New("cluster remove needs a member id")
 		}
-		err = call(http.MethodPost, base+"/v1/cluster/remove", map[string]string{"id": fs.Arg(0)}, &out)
+		err = call(http.MethodPost, base+"/v1/cluster/remove", map[string]string{"id": rest[0]}, &out)
 	default:
 		return fmt.Errorf("unknown cluster command %q (status, join, remove)", sub)
 	}
@@ -622,15 +860,12 @@ func cmdApps(args []string) error {
 	fmt.Fprintln(tw, "APP\tFUNCTIONS\tSDK\tSYNCED\tBY\tURL")
 	for _, a := range out.Data {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", a.ID, len(a.Functions), a.SDK,
-			time.UnixMilli(a.SyncedAt).UTC().Format(time.RFC3339), a.SyncedBy, a.URL)
+			ago(a.SyncedAt), a.SyncedBy, a.URL)
 	}
 	if len(out.Sync) > 0 {
 		fmt.Fprintln(tw, "\nSYNC URL\tLAST PING\tRESULT")
 		for _, s := range out.Sync {
-			when, result := "-", "ok"
-			if s.At > 0 {
-				when = time.UnixMilli(s.At).Format(time.RFC3339)
-			}
+			when, result := ago(s.At), "ok"
 			if !s.OK {
 				result = s.Message
 			}
@@ -690,7 +925,7 @@ func cmdEvents(args []string) error {
 		if e.ReplayedFrom != "" {
 			by += " (replay of " + e.ReplayedFrom + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.ID, e.Name, time.UnixMilli(e.ReceivedAt).UTC().Format(time.RFC3339),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.ID, e.Name, ago(e.ReceivedAt),
 			by, clip(compactJSON(e.Data), 60))
 	}
 	if err := tw.Flush(); err != nil {

@@ -27,6 +27,13 @@ type logPage struct {
 	NextIndex uint64          `json:"next_index"`
 }
 
+// logRecordJSON is a record as cairn log --json prints it: its time as
+// RFC 3339 (the API's unix ms), the rest as the API gives it.
+type logRecordJSON struct {
+	api.LogRecord
+	Time string `json:"time"`
+}
+
 // cmdLog prints the committed records of the log, archived ones included,
 // in log order: one line per record, or one JSON object per line (--json).
 func cmdLog(args []string) error {
@@ -44,7 +51,7 @@ func cmdLog(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	enc := json.NewEncoder(os.Stdout)
+	enc := json.NewEncoder(stdout)
 	for {
 		q := url.Values{"limit": {strconv.Itoa(limit)}}
 		if from > 0 {
@@ -56,7 +63,8 @@ func cmdLog(args []string) error {
 		}
 		for _, r := range page.Data {
 			if asJSON {
-				if err := enc.Encode(r); err != nil {
+				// The record's time as RFC 3339; its body as recorded.
+				if err := enc.Encode(logRecordJSON{r, time.UnixMilli(r.Time).UTC().Format(rfc3339Millis)}); err != nil {
 					return err
 				}
 				continue
@@ -65,7 +73,7 @@ func cmdLog(args []string) error {
 			if len(body) > logBodyWidth {
 				body = body[:logBodyWidth-3] + "..."
 			}
-			fmt.Printf("%d.%d\t%s\t%s\t%s\n", r.Index, r.Position, time.UnixMilli(r.Time).UTC().Format(time.RFC3339), r.Kind, body)
+			fmt.Fprintf(stdout, "%d.%d\t%s\t%s\t%s\n", r.Index, r.Position, time.UnixMilli(r.Time).UTC().Format(time.RFC3339), r.Kind, body)
 		}
 		moved := page.NextIndex > from
 		from = page.NextIndex

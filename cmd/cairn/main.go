@@ -8,6 +8,8 @@
 //	cairn log      the log's records, archived ones included
 //	cairn cancel   cancel a run
 //	cairn sync     ask apps to re-register
+//	cairn functions  list registered functions
+//	cairn completion  print a shell completion script
 //	cairn certs    make a cluster CA and node certificates
 package main
 
@@ -22,8 +24,8 @@ Usage:
   cairn dev     [flags]            run one node with an embedded data dir on :8288
   cairn start   [flags]            run a node of a (possibly multi-node) cluster
   cairn send    NAME [DATA_JSON]   send an event; prints its id
-  cairn runs    [--event ID]       list recent runs, or the runs of an event
-  cairn run     RUN_ID [--at N|TIME]   show one run (as it was at a log index or time)
+  cairn runs    [--function F] [--status S] [--since T] [--event ID]   recent runs, filtered
+  cairn run     RUN_ID [--at N|TIME] [--json]   show one run: steps by name, what it waits for
   cairn state   [--at N|TIME]      the whole state's log index, digest and runs by status
   cairn history RUN_ID [--json]    show a run's full history (audit trail)
   cairn cancel  RUN_ID             cancel a run
@@ -33,75 +35,76 @@ Usage:
   cairn replay  status|cancel REPLAY_ID   a bulk replay's progress; stop it
   cairn signal  NAME [DATA_JSON]   resume the run waiting for a signal
   cairn cluster status|join|remove  members, leader, indexes; add or remove a voter
-  cairn sync    [URL]              ask apps (or one app URL) to re-register
+  cairn sync    [URL]              ask every known app (or one app URL) to re-register; fails if one does not
   cairn certs   --dir DIR --nodes n1,n2,n3   make a cluster CA and node certificates for TLS
   cairn apps    [rm APP_ID|URL]    registered apps and synced URLs; remove one
+  cairn functions [--json]         registered functions: triggers, retries, flow control
   cairn events  [--name N] [--from T] [--to T]   stored events, newest first
   cairn event   [--replay] EVENT_ID   one stored event; --replay sends it again
   cairn log     [--from-index N] [--limit N] [--follow] [--json]   the log's records, archived ones included
+  cairn completion bash|zsh|fish  a shell completion script (e.g. source <(cairn completion bash))
 
 Client commands talk to --url (env CAIRN_URL); against a cairn start node
 they need --signing-key (env CAIRN_SIGNING_KEY). Flags may follow the
-arguments. What they change names them in the records: "cli", or
-$CAIRN_ACTOR (letters, digits, ._@+:/-), with the key's id, e.g.
-"cli (key:3fa2...)" in a run's history.
+arguments. Tables say times as "3 min ago"; --json prints them as RFC
+3339. A command that fails exits non-zero. A function may be named by the
+id its app gave it when that names one function. What they change names
+them in the records: "cli", or $CAIRN_ACTOR (letters, digits, ._@+:/-),
+with the key's id, e.g. "cli (key:3fa2...)" in a run's history.
+
+cairn dev takes ports 8288 (HTTP: --port) and 8289 (Raft: --raft-addr), and
+looks for apps on localhost's common ports (--no-discovery to stop).
 
 Run "cairn COMMAND --help" for a command's flags. Every flag can also be set
 with an environment variable, shown in the flag's help.
 `
+
+// commands are cairn's commands, by name (completion lists them too).
+var commands = map[string]func([]string) error{
+	"dev":       func(a []string) error { return runNode("dev", a) },
+	"start":     func(a []string) error { return runNode("start", a) },
+	"send":      cmdSend,
+	"runs":      cmdRuns,
+	"run":       cmdRun,
+	"state":     cmdState,
+	"history":   cmdHistory,
+	"cancel":    cmdCancel,
+	"sync":      cmdSync,
+	"signal":    cmdSignal,
+	"cluster":   cmdCluster,
+	"apps":      cmdApps,
+	"functions": cmdFunctions,
+	"events":    cmdEvents,
+	"event":     cmdEvent,
+	"rerun":     cmdRerun,
+	"replay":    cmdReplay,
+	"log":       cmdLog,
+	"certs":     cmdCerts,
+}
+
+// init adds the commands that read the table itself.
+func init() {
+	commands["completion"] = cmdCompletion
+	commands[flagsCmd] = cmdFlags
+}
 
 func main() {
 	if len(os.Args) < 2 {
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)
 	}
-	cmd, args := os.Args[1], os.Args[2:]
-	var err error
-	switch cmd {
-	case "dev":
-		err = runNode(cmd, args)
-	case "start":
-		err = runNode(cmd, args)
-	case "send":
-		err = cmdSend(args)
-	case "runs":
-		err = cmdRuns(args)
-	case "run":
-		err = cmdRun(args)
-	case "state":
-		err = cmdState(args)
-	case "history":
-		err = cmdHistory(args)
-	case "cancel":
-		err = cmdCancel(args)
-	case "sync":
-		err = cmdSync(args)
-	case "signal":
-		err = cmdSignal(args)
-	case "cluster":
-		err = cmdCluster(args)
-	case "apps":
-		err = cmdApps(args)
-	case "events":
-		err = cmdEvents(args)
-	case "event":
-		err = cmdEvent(args)
-	case "rerun":
-		err = cmdRerun(args)
-	case "replay":
-		err = cmdReplay(args)
-	case "log":
-		err = cmdLog(args)
-	case "certs":
-		err = cmdCerts(args)
+	name, args := os.Args[1], os.Args[2:]
+	switch name {
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return
-	default:
-		fmt.Fprintf(os.Stderr, "cairn: unknown command %q\n\n%s", cmd, usage)
+	}
+	cmd, ok := commands[name]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "cairn: unknown command %q\n\n%s", name, usage)
 		os.Exit(2)
 	}
-	if err != nil {
+	if err := cmd(args); err != nil {
 		fmt.Fprintln(os.Stderr, "cairn:", err)
 		os.Exit(1)
 	}

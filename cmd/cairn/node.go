@@ -10,11 +10,13 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/cairn-dev/cairn/internal/discovery"
 	"github.com/cairn-dev/cairn/internal/hostpolicy"
 	"github.com/cairn-dev/cairn/internal/signing"
 	"github.com/cairn-dev/cairn/raftnode"
@@ -136,8 +138,11 @@ func runNode(cmd string, args []string) error {
 	var join, advertise, raftAdvertise, tlsCert, tlsKey, tlsCA, secret *string
 	var electionTO *time.Duration
 	var signingKey, signingFallback *string
-	var insecure *bool
+	var insecure, noDiscovery *bool
 	var eventKeys stringList
+	if dev {
+		noDiscovery = fs.Bool("no-discovery", env("CAIRN_NO_DISCOVERY", "") == "true", "don't look for apps on localhost's common ports (env CAIRN_NO_DISCOVERY=true)")
+	}
 	if !dev {
 		signingKey = fs.String("signing-key", env("CAIRN_SIGNING_KEY", ""), "key that signs requests to apps and that apps and clients present as a Bearer token: signkey-<env>-<hex> or bare even-length hex, e.g. signkey-prod-$(openssl rand -hex 32) (env CAIRN_SIGNING_KEY)")
 		signingFallback = fs.String("signing-key-fallback", env("CAIRN_SIGNING_KEY_FALLBACK", ""), "a second accepted key, for rotation: the old key while apps move to the new one (env CAIRN_SIGNING_KEY_FALLBACK)")
@@ -161,6 +166,9 @@ func runNode(cmd string, args []string) error {
 		}
 		fs.PrintDefaults()
 	}
+	if listFlags {
+		return handleFlagList(fs)
+	}
 	if v := os.Getenv("CAIRN_APP_URLS"); v != "" {
 		urls.Set(v)
 	}
@@ -178,6 +186,9 @@ func runNode(cmd string, args []string) error {
 			return nil
 		}
 		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%s takes flags only, not %q (app URLs go with -u)", cmd, fs.Arg(0))
 	}
 	logger, err := newLogger(*logLevel, *logJSON)
 	if err != nil {
@@ -225,6 +236,7 @@ func runNode(cmd string, args []string) error {
 	}
 	if dev {
 		cfg.ServerKind = "dev"
+		cfg.Discovery = devDiscovery(*noDiscovery, *port)
 	} else {
 		if cfg.Keys, err = productionKeys(*signingKey, *signingFallback, eventKeys, *insecure, logger); err != nil {
 			return err
@@ -251,15 +263,15 @@ func runNode(cmd string, args []string) error {
 	}
 	srv, err := server.Start(cfg)
 	if err != nil {
-		return err
+		return portTaken(err, cfg)
 	}
 	logger.Info("cairn listening", "mode", cmd, "http", srv.URL(), "raft", cfg.RaftAddr, "data_dir", cfg.DataDir, "apps", []string(urls),
-		"tls", cfg.TLSCert != "")
+		"tls", cfg.TLSCert != "", "discovery", cfg.Discovery != nil)
 	if !dev && *secret == "" {
 		logger.Info("no --cluster-secret: this node runs alone, and no node can join it")
 	}
 	if dev {
-		fmt.Fprintf(os.Stderr, "\n  Cairn dev server: %s\n  Point your app at it: INNGEST_DEV=1 INNGEST_BASE_URL=%s\n\n", srv.URL(), srv.URL())
+		fmt.Fprint(os.Stderr, devBanner(srv.URL(), cfg))
 	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
@@ -321,4 +333,80 @@ func newLogger(level string, asJSON bool) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+}
+
+// devBanner is what cairn dev prints at start: where to point an app,
+// every port it took (and the flag that moves it), and where it looks for
+// apps.
+func devBanner(url string, cfg server.Config) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n  Cairn dev server: %s\n", url)
+	fmt.Fprintf(&b, "  Point your app at it: INNGEST_DEV=1 INNGEST_BASE_URL=%s\n", url)
+	fmt.Fprintf(&b, "  Ports: HTTP %s (API, events, SDKs; --port), Raft %s (the log; --raft-addr)\n", portOf(url), portOf(cfg.RaftAddr))
+	if d := cfg.Discovery; d != nil {
+		fmt.Fprintf(&b, "  Looking for apps on localhost ports %s at %s (--no-discovery to stop)\n",
+			portRanges(d.Ports), strings.Join(d.Paths, ", "))
+	}
+	return b.String() + "\n"
+}
+
+func portOf(addr string) string {
+	if i := strings.LastIndex(addr, ":"); i >= 0 {
+		return addr[i+1:]
+	}
+	return addr
+}
+
+// portRanges writes ports as "80, 443, 3000-3010, 5000".
+func portRanges(ports []int) string {
+	var parts []string
+	for i := 0; i < len(ports); {
+		j := i
+		for j+1 < len(ports) && ports[j+1] == ports[j]+1 {
+			j++
+		}
+		if j > i {
+			parts = append(parts, fmt.Sprintf("%d-%d", ports[i], ports[j]))
+		} else {
+			parts = append(parts, strconv.Itoa(ports[i]))
+		}
+		i = j + 1
+	}
+	return strings.Join(parts, ", ")
+}
+
+// devDiscovery is cairn dev's discovery: Inngest's dev server's ports and
+// paths, plus $PORT (as Inngest's dev server adds it: many frameworks
+// listen there), less the dev server's own port; nil with --no-discovery.
+// cairn start never discovers: a production node syncs the apps it is
+// given, not whatever listens on its host.
+func devDiscovery(off bool, ownPort string) *discovery.Config {
+	if off {
+		return nil
+	}
+	var ports []int
+	for _, p := range discovery.DefaultPorts {
+		if strconv.Itoa(p) != ownPort {
+			ports = append(ports, p)
+		}
+	}
+	if p, err := strconv.Atoi(os.Getenv("PORT")); err == nil && p > 0 && p < 65536 &&
+		os.Getenv("PORT") != ownPort && !slices.Contains(ports, p) {
+		ports = append(ports, p)
+	}
+	return &discovery.Config{Ports: ports, Paths: discovery.DefaultPaths}
+}
+
+// portTaken turns "address already in use" into which port and the flag
+// that moves it; other errors pass as they are.
+func portTaken(err error, cfg server.Config) error {
+	if !errors.Is(err, syscall.EADDRINUSE) {
+		return err
+	}
+	if strings.HasPrefix(err.Error(), "raftnode:") {
+		return fmt.Errorf("the Raft port %s is taken (by another cairn?): start with --raft-addr 127.0.0.1:PORT (env CAIRN_RAFT_ADDR), or stop what holds it (%w)",
+			cfg.RaftAddr, err)
+	}
+	return fmt.Errorf("the HTTP port %s is taken (by another cairn?): start with --port PORT (env CAIRN_PORT), or stop what holds it (%w)",
+		portOf(cfg.HTTPAddr), err)
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 )
@@ -103,7 +102,7 @@ func cmdReplay(args []string) error {
 	if err := call(http.MethodPost, base+"/v1/replays", body, &started); err != nil {
 		return err
 	}
-	fmt.Printf("replay %s: %d runs\n", started.Data.ID, started.Data.Runs)
+	fmt.Fprintf(stdout, "replay %s: %d runs\n", started.Data.ID, started.Data.Runs)
 	if noWait || started.Data.Runs == 0 {
 		return nil
 	}
@@ -112,9 +111,9 @@ func cmdReplay(args []string) error {
 		if err := call(http.MethodGet, base+"/v1/replays/"+url.PathEscape(started.Data.ID), nil, &p); err != nil {
 			return err
 		}
-		fmt.Fprintf(os.Stderr, "\r%s", progressLine(p))
+		fmt.Fprintf(stderr, "\r%s", progressLine(p))
 		if p.Data.Status != "running" && finished(p) {
-			fmt.Fprintln(os.Stderr)
+			fmt.Fprintln(stderr)
 			return nil
 		}
 		time.Sleep(500 * time.Millisecond)
@@ -129,13 +128,17 @@ func finished(p replayProgress) bool {
 // progressLine draws a replay's progress: a bar of reruns started, and the
 // reruns by status.
 func progressLine(p replayProgress) string {
-	const width = 30
 	d := p.Data
-	done := 0
-	if d.Runs > 0 {
-		done = d.Started * width / d.Runs
+	return fmt.Sprintf("%s %d/%d started  running %d  completed %d  failed %d  cancelled %d  skipped %d  (%s) ",
+		bar(d.Started, d.Runs), d.Started, d.Runs, d.Reruns["running"], d.Reruns["completed"], d.Reruns["failed"], d.Reruns["cancelled"], d.Skipped, d.Status)
+}
+
+// bar draws done of total as a progress bar: "[#####.....]".
+func bar(done, total int) string {
+	const width = 30
+	n := 0
+	if total > 0 {
+		n = min(done, total) * width / total
 	}
-	bar := strings.Repeat("#", done) + strings.Repeat(".", width-done)
-	return fmt.Sprintf("[%s] %d/%d started  running %d  completed %d  failed %d  cancelled %d  skipped %d  (%s) ",
-		bar, d.Started, d.Runs, d.Reruns["running"], d.Reruns["completed"], d.Reruns["failed"], d.Reruns["cancelled"], d.Skipped, d.Status)
+	return "[" + strings.Repeat("#", n) + strings.Repeat(".", width-n) + "]"
 }
