@@ -273,6 +273,11 @@ func startCairnProc(t *testing.T, dataDir string, httpPort, raftPort int, appURL
 	if len(extra) > 0 {
 		mode, extra = extra[0], extra[1:]
 	}
+	if mode == "dev" {
+		// The test names its app (-u): cairn dev must not sync whatever
+		// else listens on this machine's common ports.
+		extra = append(extra, "--no-discovery")
+	}
 	args := append([]string{mode, "--data-dir", dataDir, "--port", fmt.Sprint(httpPort),
 		"--raft-addr", fmt.Sprintf("127.0.0.1:%d", raftPort), "-u", appURL}, extra...)
 	cmd := exec.Command(cairnBinary(t), args...)
