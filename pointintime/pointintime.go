@@ -45,6 +45,13 @@ type Snapshots interface {
 	Open(id string) (*raft.SnapshotMeta, io.ReadCloser, error)
 }
 
+// Checkpoints are copies of the projection kept at past indexes
+// (raftnode's): opening a copy of one costs file links, not a restore.
+type Checkpoints interface {
+	CheckpointIndexes() []uint64 // ascending
+	CopyCheckpoint(index uint64, dir string) error
+}
+
 var (
 	// ErrAhead: the index is past what this node has applied.
 	ErrAhead = errors.New("log index not applied yet")
@@ -89,6 +96,9 @@ type Config struct {
 	Dir       string
 	Log       Log
 	Snapshots Snapshots
+	// Checkpoints, when set, are projections kept at past indexes: a
+	// state is built from a copy of the nearest one below it.
+	Checkpoints Checkpoints
 	// MaxStates bounds the built states kept (0: DefaultMaxStates).
 	MaxStates int
 	Logger    *slog.Logger
@@ -96,7 +106,7 @@ type Config struct {
 
 // BuildStats say how a state was built.
 type BuildStats struct {
-	From      string        `json:"from"`       // "snapshot", "empty", or "state" (a kept state carried forward)
+	From      string        `json:"from"`       // "checkpoint", "snapshot", "empty", or "state" (a kept state carried forward)
 	FromIndex uint64        `json:"from_index"` // the index the build started from
 	Entries   int           `json:"entries"`    // log entries read
 	Records   int           `json:"records"`    // records applied
@@ -107,9 +117,10 @@ type BuildStats struct {
 
 // Source names for BuildStats.From.
 const (
-	fromSnapshot = "snapshot"
-	fromEmpty    = "empty"
-	fromState    = "state"
+	fromSnapshot   = "snapshot"
+	fromCheckpoint = "checkpoint"
+	fromEmpty      = "empty"
+	fromState      = "state"
 )
 
 // States builds and keeps point-in-time states. Safe for concurrent use.
@@ -311,8 +322,9 @@ func (s *States) releaseLocked(st *state) bool {
 
 // plan is where a build starts.
 type plan struct {
-	base *state             // a kept state to carry forward, taken out of the cache
-	snap *raft.SnapshotMeta // else a snapshot to restore
+	base       *state             // a kept state to carry forward, taken out of the cache
+	snap       *raft.SnapshotMeta // else a snapshot to restore
+	checkpoint uint64             // else a checkpoint to copy (0: none)
 	// else the empty projection (index 0)
 }
 
@@ -323,7 +335,7 @@ func (p plan) start() uint64 {
 	case p.snap != nil:
 		return p.snap.Index
 	}
-	return 0
+	return p.checkpoint
 }
 
 // buildAt builds the state at index from the nearest start below it.
@@ -364,6 +376,13 @@ func (s *States) plan(index uint64) (plan, error) {
 	for _, m := range metas {
 		if m.Index <= index && readableAfter(m.Index) && (!found || m.Index > p.start()) {
 			p.snap, found = m, true
+		}
+	}
+	if s.cfg.Checkpoints != nil {
+		for _, c := range s.cfg.Checkpoints.CheckpointIndexes() {
+			if c <= index && readableAfter(c) && (!found || c >= p.start()) { // on a tie, links beat a restore
+				p, found = plan{checkpoint: c}, true
+			}
 		}
 	}
 	s.mu.Lock()
@@ -457,6 +476,16 @@ func (s *States) buildFrom(p plan, index uint64) (_ *state, err error) {
 			return nil, err
 		}
 		stats = BuildStats{From: fromEmpty}
+		if p.checkpoint > 0 {
+			// The scratch projection is reopened on a copy of the
+			// checkpoint: links to its sstables, no restore.
+			stats = BuildStats{From: fromCheckpoint, FromIndex: p.checkpoint}
+			t0 := time.Now()
+			if st, err = s.fromCheckpoint(st, p.checkpoint); err != nil {
+				return nil, err
+			}
+			stats.Restore = time.Since(t0)
+		}
 		if p.snap != nil {
 			stats = BuildStats{From: fromSnapshot, FromIndex: p.snap.Index}
 			t0 := time.Now()
@@ -492,6 +521,35 @@ func (s *States) scratch() (*state, error) {
 		return nil, err
 	}
 	return &state{f: f, dir: dir}, nil
+}
+
+// fromCheckpoint replaces the empty scratch projection st with one opened
+// on a copy of the checkpoint at index. On error st is closed and removed.
+func (s *States) fromCheckpoint(st *state, index uint64) (*state, error) {
+	if err := st.f.Close(); err != nil {
+		os.RemoveAll(st.dir)
+		return nil, err
+	}
+	fail := func(err error) (*state, error) {
+		os.RemoveAll(st.dir)
+		return nil, err
+	}
+	if err := os.RemoveAll(st.dir); err != nil {
+		return fail(err)
+	}
+	if err := s.cfg.Checkpoints.CopyCheckpoint(index, st.dir); err != nil {
+		return fail(fmt.Errorf("pointintime: %w %d: %v", errOpenSnapshot, index, err))
+	}
+	f, err := fsm.Open(st.dir, fsm.Options{Logger: s.cfg.Logger})
+	if err != nil {
+		return fail(err)
+	}
+	if got, _ := f.Applied(); got != index {
+		f.Close()
+		return fail(fmt.Errorf("pointintime: checkpoint %d holds index %d", index, got))
+	}
+	st.f = f
+	return st, nil
 }
 
 func (s *States) restore(f *fsm.FSM, meta *raft.SnapshotMeta) error {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -43,7 +44,7 @@ func openNode(t *testing.T, tweak func(*raftnode.Config)) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	past, err := pointintime.Open(pointintime.Config{Dir: filepath.Join(dir, "pit"), Log: rn.LogSource(), Snapshots: rn.Snapshots()})
+	past, err := pointintime.Open(pointintime.Config{Dir: filepath.Join(dir, "pit"), Log: rn.LogSource(), Snapshots: rn.Snapshots(), Checkpoints: rn})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,6 +221,48 @@ func TestArchivedLogAnswersEveryIndex(t *testing.T) {
 			t.Fatalf("index %d: digest %s, live then %s", idx, sum.Digest, d)
 		}
 		got.Release()
+	}
+}
+
+// A state at or after a checkpoint is built from a copy of the nearest one
+// below it (no restore, few entries), with the digest the live state had.
+func TestStateFromCheckpoint(t *testing.T) {
+	n := openNode(t, func(c *raftnode.Config) { c.SnapshotThreshold, c.TrailingLogs = 1<<20, 2 })
+	want := map[uint64]string{}
+	for round := range 3 {
+		got, _ := n.propose(t, 10, func(i int) int64 { return int64(1000*(round+1) + i) })
+		for k, v := range got {
+			want[k] = v
+		}
+		if err := n.Snapshot(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cps := n.CheckpointIndexes()
+	if len(cps) != 3 {
+		t.Fatalf("checkpoints at %v, want one per snapshot", cps)
+	}
+	for idx, d := range want {
+		got, err := n.past.At(context.Background(), idx)
+		if err != nil {
+			t.Fatalf("index %d: %v", idx, err)
+		}
+		sum, _ := got.Summary()
+		if sum.Digest != d {
+			t.Fatalf("index %d: digest %s, live then %s (built %+v)", idx, sum.Digest, d, got.Build)
+		}
+		if idx >= cps[0] && got.Build.From != "checkpoint" && got.Build.From != "state" {
+			t.Errorf("index %d (checkpoints %v) built from %s", idx, cps, got.Build.From)
+		}
+		if got.Build.From == "checkpoint" && (got.Build.FromIndex > idx || idx-got.Build.FromIndex > 12) {
+			t.Errorf("index %d built from checkpoint %d", idx, got.Build.FromIndex)
+		}
+		got.Release()
+	}
+	// The checkpoints themselves are never opened: each still holds its
+	// index after the reads.
+	if again := n.CheckpointIndexes(); !slices.Equal(again, cps) {
+		t.Fatalf("checkpoints now %v, were %v", again, cps)
 	}
 }
 

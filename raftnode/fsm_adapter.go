@@ -28,6 +28,8 @@ type raftFSM struct {
 	committed atomic.Uint64
 	// onSnapshot is told of every snapshot raft stores (nil: nothing).
 	onSnapshot func(index, term uint64)
+	// checkpoints takes a checkpoint with each snapshot (nil: off).
+	checkpoints *checkpoints
 }
 
 var _ raft.BatchingFSM = (*raftFSM)(nil)
@@ -103,6 +105,11 @@ func (a *raftFSM) Snapshot() (raft.FSMSnapshot, error) {
 	s, err := a.f.Snapshot()
 	if err != nil {
 		return nil, err
+	}
+	if a.checkpoints != nil {
+		// Raft asks for snapshots on the goroutine that applies entries:
+		// the projection is still at the snapshot's index.
+		a.checkpoints.take(a.f)
 	}
 	return snapshot{s}, nil
 }

@@ -62,6 +62,9 @@ type Config struct {
 	TLS *certs.Identity
 	// Archive keeps the entries Raft compacts away (on by default).
 	Archive ArchiveConfig
+	// Checkpoints keeps copies of the projection taken at snapshots, for
+	// point-in-time reads far back (on by default; checkpoints.go).
+	Checkpoints CheckpointConfig
 	// Transport replaces the TCP transport (nil: TCP on RaftAddr), so that
 	// tests can run clusters on raft.NewInmemTransport. RaftAddr must then
 	// be the transport's address; AddVoter does not probe new members.
@@ -135,7 +138,11 @@ func Open(cfg Config, f *fsm.FSM) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	applier := &raftFSM{f: f}
+	cps, err := openCheckpoints(filepath.Join(cfg.DataDir, checkpointsDirName), cfg.Checkpoints, lg)
+	if err != nil {
+		return nil, err
+	}
+	applier := &raftFSM{f: f, checkpoints: cps}
 	applied, _ := f.Applied()
 	applier.committed.Store(applied)
 	opts := raftlog.Options{Logger: lg}

@@ -75,6 +75,8 @@ type Config struct {
 	SnapshotInterval                time.Duration
 	// Archive keeps the entries compaction removes (on unless Off).
 	Archive raftnode.ArchiveConfig
+	// Checkpoints keeps copies of the projection at snapshots.
+	Checkpoints raftnode.CheckpointConfig
 	// FullScanEvery overrides the executor's safety-net read of the whole
 	// queue (tests turn it off to catch a missed due-time hint).
 	FullScanEvery time.Duration
@@ -196,7 +198,7 @@ func Start(cfg Config) (*Server, error) {
 		NodeID: cfg.NodeID, RaftAddr: cfg.RaftAddr, Advertise: cfg.RaftAdvertise, DataDir: cfg.DataDir,
 		Bootstrap: cfg.Bootstrap, Peers: cfg.Peers, Logger: cfg.Logger, Solo: cfg.ServerKind == "dev",
 		SnapshotThreshold: cfg.SnapshotThreshold, TrailingLogs: cfg.TrailingLogs, SnapshotInterval: cfg.SnapshotInterval,
-		ElectionTimeout: cfg.ElectionTimeout, TLS: tlsID, Archive: cfg.Archive,
+		ElectionTimeout: cfg.ElectionTimeout, TLS: tlsID, Archive: cfg.Archive, Checkpoints: cfg.Checkpoints,
 	}, f)
 	if err != nil {
 		f.Close()
@@ -205,7 +207,7 @@ func Start(cfg Config) (*Server, error) {
 	// Past states are rebuilt from Raft's snapshots and the log: the
 	// archive of compacted entries, then what Raft still holds.
 	past, err := pointintime.Open(pointintime.Config{Dir: filepath.Join(cfg.DataDir, pastStatesDir),
-		Log: node.LogSource(), Snapshots: node.Snapshots(), Logger: cfg.Logger})
+		Log: node.LogSource(), Snapshots: node.Snapshots(), Checkpoints: node, Logger: cfg.Logger})
 	if err != nil {
 		node.Close()
 		f.Close()

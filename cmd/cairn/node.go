@@ -125,6 +125,7 @@ func runNode(cmd string, args []string) error {
 		archDir   = fs.String("archive-dir", env("CAIRN_ARCHIVE_DIR", ""), "where archived log segments live (default: <data-dir>/archive) (env CAIRN_ARCHIVE_DIR)")
 		archAge   = fs.Duration("archive-max-age", envDuration("CAIRN_ARCHIVE_MAX_AGE", 0), "drop archived segments whose newest record is older than this; 0: keep them (env CAIRN_ARCHIVE_MAX_AGE)")
 		archBytes = fs.Int64("archive-max-bytes", envInt64("CAIRN_ARCHIVE_MAX_BYTES", 0), "drop the oldest archived segments while the archive holds more bytes than this; 0: no limit (env CAIRN_ARCHIVE_MAX_BYTES)")
+		checkpts  = fs.Int("checkpoints", int(envInt64("CAIRN_CHECKPOINTS", raftnode.DefaultCheckpoints)), "copies of the state kept at past snapshots (hard links), so a point-in-time read far back starts near it; -1: none (env CAIRN_CHECKPOINTS)")
 		snapThr   = fs.Uint64("snapshot-threshold", uint64(envInt64("CAIRN_SNAPSHOT_THRESHOLD", 0)), "Raft: snapshot and compact the log after this many new entries; 0: 16384 (env CAIRN_SNAPSHOT_THRESHOLD)")
 		trailing  = fs.Uint64("trailing-logs", uint64(envInt64("CAIRN_TRAILING_LOGS", 0)), "Raft: entries kept in the log behind a snapshot, for slow followers; 0: 16384 (env CAIRN_TRAILING_LOGS)")
 		snapEvery = fs.Duration("snapshot-interval", envDuration("CAIRN_SNAPSHOT_INTERVAL", 0), "Raft: how often the snapshot threshold is checked (randomised up to 2x); 0: 2m (env CAIRN_SNAPSHOT_INTERVAL)")
@@ -217,7 +218,8 @@ func runNode(cmd string, args []string) error {
 		Logger: logger, DrainTimeout: *drainTO,
 		HTTP:              server.HTTPLimits{ReadTimeout: *readTO, WriteTimeout: *writeTO, IdleTimeout: *idleTO},
 		SnapshotThreshold: *snapThr, TrailingLogs: *trailing, SnapshotInterval: *snapEvery,
-		Archive: raftnode.ArchiveConfig{Off: !*archiveOn, Dir: *archDir, MaxAge: *archAge, MaxBytes: *archBytes},
+		Archive:     raftnode.ArchiveConfig{Off: !*archiveOn, Dir: *archDir, MaxAge: *archAge, MaxBytes: *archBytes},
+		Checkpoints: raftnode.CheckpointConfig{Keep: *checkpts},
 	}
 	if *archAge < 0 || *archBytes < 0 {
 		return errors.New("--archive-max-age and --archive-max-bytes must not be negative (0: keep everything)")
