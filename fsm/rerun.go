@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"bytes"
 	"crypto/sha1"
 	"encoding/binary"
 	"encoding/hex"
@@ -228,16 +229,32 @@ type RunQuery struct {
 	From, To int64    // creation time, unix ms, both included
 	Statuses []string // nil: any
 	Limit    int      // stop after this many matches (0: no limit)
+	// Newest lists newest first (a listing's page) rather than oldest
+	// first (a replay's window).
+	Newest bool
+	// Before, when set with Newest, continues a listing after the run
+	// created at BeforeAt with id Before (both excluded): the UI's pages.
+	Before   string
+	BeforeAt int64
 }
 
 // FunctionRuns lists the runs of a function created in [From, To], oldest
-// first, with one of the statuses.
+// first (newest first with Newest), with one of the statuses. It reads the
+// fr/ index, keys only, and loads runs until Limit match.
 func (f *FSM) FunctionRuns(q RunQuery) ([]Run, error) {
 	p := prefixFnRuns(q.FnID)
 	lower := binary.BigEndian.AppendUint64(slices.Clone(p), uint64(max(q.From, 0)))
 	upper := binary.BigEndian.AppendUint64(slices.Clone(p), uint64(max(q.To, 0))+1)
+	if q.Newest && q.Before != "" {
+		if b := keyFnRun(q.FnID, q.BeforeAt, q.Before); bytes.Compare(b, upper) < 0 {
+			upper = b
+		}
+	}
+	if bytes.Compare(lower, upper) >= 0 {
+		return nil, nil
+	}
 	var ids []string
-	err := f.scan(lower, upper, false, func(k, _ []byte) bool {
+	err := f.scan(lower, upper, q.Newest, func(k, _ []byte) bool {
 		ids = append(ids, string(k[len(p)+8:]))
 		return true
 	})
