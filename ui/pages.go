@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/json"
+	"html/template"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -48,6 +50,10 @@ var sinceChoices = []struct {
 	{"7d", "last 7 days", 7 * 24 * time.Hour},
 }
 
+// pageURL is a link to this page with another query: a URL the templates
+// keep whole (html/template would escape a bare query as one value).
+func pageURL(q url.Values) template.URL { return template.URL("?" + q.Encode()) }
+
 func notFound(what, id string) error {
 	return echo.NewHTTPError(http.StatusNotFound, "no "+what+" "+strconv.Quote(id))
 }
@@ -79,52 +85,78 @@ type runFilter struct {
 	Function, Status, Since, Before string
 }
 
+// scanBudget bounds the runs one listing reads across functions when a
+// filter skips some (a status few runs have): a page may then hold fewer
+// rows than it could, and its "older" link continues where the reads
+// stopped. A variable only so that tests can make it small.
+var scanBudget = 6000
+
 // listRuns reads one page of runs for a filter: with no filter, the r/
 // keys newest first; otherwise each function's fr/ index (by creation
-// time), newest first from the cursor, merged. Each read stops at a page
-// (plus one, to know whether there is another).
-func (u *ui) listRuns(f runFilter, limit int) (runs []fsm.Run, more bool, err error) {
+// time), newest first from the cursor, merged. It returns the cursor of
+// the next page ("" on the last).
+func (u *ui) listRuns(f runFilter, limit int) (runs []fsm.Run, next string, err error) {
 	if f.Function == "" && f.Status == "" && f.Since == "" {
-		runs, err = u.cfg.FSM.RunsBefore(f.Before, limit+1)
-	} else {
-		q := fsm.RunQuery{To: time.Now().Add(time.Hour).UnixMilli(), Limit: limit + 1, Newest: true}
-		for _, s := range sinceChoices {
-			if s.Value == f.Since {
-				q.From = time.Now().Add(-s.D).UnixMilli()
-			}
+		if runs, err = u.cfg.FSM.RunsBefore(f.Before, limit+1); err != nil || len(runs) <= limit {
+			return runs, "", err
 		}
-		if f.Status != "" {
-			q.Statuses = []string{f.Status}
-		}
-		if f.Before != "" {
-			r, err := u.cfg.FSM.Run(f.Before)
-			if err != nil {
-				return nil, false, err
-			}
-			if r != nil {
-				q.Before, q.BeforeAt = r.ID, r.CreatedAt
-			}
-		}
-		fns := []string{f.Function}
-		if f.Function == "" {
-			if fns, err = u.functionIDs(); err != nil {
-				return nil, false, err
-			}
-		}
-		for _, fn := range fns {
-			q.FnID = fn
-			rs, err := u.cfg.FSM.FunctionRuns(q)
-			if err != nil {
-				return nil, false, err
-			}
-			runs = append(runs, rs...)
-		}
-		slices.SortFunc(runs, newestFirst)
+		return runs[:limit], runs[limit-1].ID, nil
 	}
-	if len(runs) > limit {
-		return runs[:limit], true, err
+	q := fsm.RunQuery{To: time.Now().Add(time.Hour).UnixMilli(), Limit: limit + 1, Newest: true}
+	for _, s := range sinceChoices {
+		if s.Value == f.Since {
+			q.From = time.Now().Add(-s.D).UnixMilli()
+		}
 	}
-	return runs, false, err
+	if f.Status != "" {
+		q.Statuses = []string{f.Status}
+	}
+	if f.Before != "" {
+		r, err := u.cfg.FSM.Run(f.Before)
+		if err != nil {
+			return nil, "", err
+		}
+		if r != nil {
+			q.Before, q.BeforeAt = r.ID, r.CreatedAt
+		}
+	}
+	fns := []string{f.Function}
+	if f.Function == "" {
+		if fns, err = u.functionIDs(); err != nil {
+			return nil, "", err
+		}
+	}
+	q.MaxScan = max(scanBudget/max(len(fns), 1), limit+1)
+	// boundary: the newest place where a function's read stopped early.
+	// Below it that function may have runs not read yet, so the page ends
+	// there (the run at it was read, so it stays on this page).
+	var boundary *fsm.Run
+	for _, fn := range fns {
+		q.FnID = fn
+		rs, stop, err := u.cfg.FSM.FunctionRunsScan(q)
+		if err != nil {
+			return nil, "", err
+		}
+		runs = append(runs, rs...)
+		if stop != nil && (boundary == nil || newestFirst(*stop, *boundary) < 0) {
+			boundary = stop
+		}
+	}
+	slices.SortFunc(runs, newestFirst)
+	if boundary != nil {
+		n := 0
+		for n < len(runs) && newestFirst(runs[n], *boundary) <= 0 {
+			n++
+		}
+		runs = runs[:n]
+	}
+	switch {
+	case len(runs) > limit:
+		return runs[:limit], runs[limit-1].ID, nil
+	case boundary != nil:
+		return runs, boundary.ID, nil
+	}
+	return runs, "", nil
 }
 
 // apiSync is an app URL's last sync, as the API reports it.
@@ -159,8 +191,8 @@ type runsData struct {
 	Statuses  []string
 	Since     any
 	Runs      []fsm.Run
-	Next      string // query of the next page ("" on the last)
-	First     string // query of the first page
+	Next      template.URL // the next page ("" on the last)
+	First     template.URL // the first page
 }
 
 func (u *ui) runs(c echo.Context, p *page) error {
@@ -173,17 +205,17 @@ func (u *ui) runs(c echo.Context, p *page) error {
 	if err != nil {
 		return err
 	}
-	runs, more, err := u.listRuns(f, runsPerPage)
+	runs, next, err := u.listRuns(f, runsPerPage)
 	if err != nil {
 		return err
 	}
 	d := runsData{Filter: f, Functions: fns, Statuses: fsm.RunStatuses, Since: sinceChoices, Runs: runs}
 	q := c.Request().URL.Query()
 	q.Del(qBefore)
-	d.First = q.Encode()
-	if more {
-		q.Set(qBefore, runs[len(runs)-1].ID)
-		d.Next = q.Encode()
+	d.First = pageURL(q)
+	if next != "" {
+		q.Set(qBefore, next)
+		d.Next = pageURL(q)
 	}
 	p.Title, p.Nav, p.Data = "Runs", "runs", d
 	return u.render(c, http.StatusOK, "runs", p)
@@ -434,7 +466,7 @@ func eventHead(id string, raw []byte) eventRow {
 type eventsData struct {
 	Name   string
 	Events []eventRow
-	Next   string
+	Next   template.URL
 }
 
 func (u *ui) events(c echo.Context, p *page) error {
@@ -450,7 +482,7 @@ func (u *ui) events(c echo.Context, p *page) error {
 	if next != "" {
 		q := c.Request().URL.Query()
 		q.Set(qCursor, next)
-		d.Next = q.Encode()
+		d.Next = pageURL(q)
 	}
 	p.Title, p.Nav, p.Data = "Events", "events", d
 	return u.render(c, http.StatusOK, "events", p)

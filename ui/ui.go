@@ -35,7 +35,7 @@ type Projection interface {
 	Applied() (index, digest uint64)
 	Run(id string) (*fsm.Run, error)
 	RunsBefore(before string, limit int) ([]fsm.Run, error)
-	FunctionRuns(q fsm.RunQuery) ([]fsm.Run, error)
+	FunctionRunsScan(q fsm.RunQuery) (runs []fsm.Run, stop *fsm.Run, err error)
 	History(runID string) ([]fsm.HistoryEntry, error)
 	Apps() ([]fsm.App, error)
 	Function(id string) (*fsm.Function, error)
