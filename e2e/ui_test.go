@@ -251,6 +251,31 @@ func TestUIDev(t *testing.T) {
 		}
 	})
 
+	t.Run("RunsListLive", func(t *testing.T) {
+		c.t, b.t = t, t
+		b.open("/runs")
+		id := c.send(seedEvent, map[string]any{"csv": "email,name\nlive@ui.io,Live"})
+		r := c.waitRun(id, 60*time.Second)
+		// No navigation: the page's script re-reads the list.
+		b.waitFor(fmt.Sprintf(`!!document.querySelector('#runlist a[href="/runs/%s"]') && location.pathname === "/runs"`, r.ID), 15*time.Second)
+	})
+
+	t.Run("ReplayWindow", func(t *testing.T) {
+		c.t, b.t = t, t
+		b.open("/replay?function=tsapp-fn-throws")
+		from := time.Now().UTC().Add(-time.Hour).Format("2006-01-02T15:04")
+		b.do(chromedp.SetValue(chromedp.CSS("#rp-from"), from),
+			chromedp.Click(chromedp.CSS(`form[data-replay] button[type=submit]`)))
+		b.waitFor(`document.querySelector("#replay-progress pre").textContent.includes('"status": "completed"')`, 30*time.Second)
+		var progress struct {
+			Total int `json:"runs"`
+		}
+		json.Unmarshal([]byte(eval[string](b, `document.querySelector("#replay-progress pre").textContent`)), &progress)
+		if progress.Total < 1 { // the failed run of FailedRunErrorAndRerun, and its rerun
+			t.Fatalf("replay of fn-throws over the last hour: %s", eval[string](b, `document.querySelector("#replay-progress pre").textContent`))
+		}
+	})
+
 	t.Run("EveryPageRenders", func(t *testing.T) {
 		c.t, b.t = t, t
 		for path, want := range map[string]string{
