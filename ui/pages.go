@@ -22,6 +22,7 @@ const (
 	runsPerPage     = 50
 	eventsPerPage   = 50
 	overviewRuns    = 15
+	overviewScan    = 1500 // runs the overview reads for recent failures
 	fnRecentRuns    = 8
 	eventRunsShown  = 100
 	maxPayloadShown = 64 << 10 // bytes of JSON shown inline before it is cut
@@ -96,6 +97,11 @@ var scanBudget = 6000
 // time), newest first from the cursor, merged. It returns the cursor of
 // the next page ("" on the last).
 func (u *ui) listRuns(f runFilter, limit int) (runs []fsm.Run, next string, err error) {
+	return u.listRunsWithin(f, limit, scanBudget)
+}
+
+// listRunsWithin is listRuns reading at most about budget runs.
+func (u *ui) listRunsWithin(f runFilter, limit, budget int) (runs []fsm.Run, next string, err error) {
 	if f.Function == "" && f.Status == "" && f.Since == "" {
 		if runs, err = u.cfg.FSM.RunsBefore(f.Before, limit+1); err != nil || len(runs) <= limit {
 			return runs, "", err
@@ -126,7 +132,7 @@ func (u *ui) listRuns(f runFilter, limit int) (runs []fsm.Run, next string, err 
 			return nil, "", err
 		}
 	}
-	q.MaxScan = max(scanBudget/max(len(fns), 1), limit+1)
+	q.MaxScan = max(budget/max(len(fns), 1), limit+1)
 	// boundary: the newest place where a function's read stopped early.
 	// Below it that function may have runs not read yet, so the page ends
 	// there (the run at it was read, so it stays on this page).
@@ -173,7 +179,8 @@ func (u *ui) overview(c echo.Context, p *page) error {
 	if err != nil {
 		return err
 	}
-	failed, _, err := u.listRuns(runFilter{Status: fsm.StatusFailed, Since: sinceChoices[len(sinceChoices)-1].Value}, overviewRuns)
+	failed, _, err := u.listRunsWithin(runFilter{Status: fsm.StatusFailed, Since: sinceChoices[len(sinceChoices)-1].Value},
+		overviewRuns, overviewScan)
 	if err != nil {
 		return err
 	}
