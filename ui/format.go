@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"html/template"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 
@@ -39,6 +40,8 @@ var funcs = template.FuncMap{
 		return dur(*p)
 	},
 	"sub":     func(a, b int64) int64 { return a - b },
+	"nav":     func() any { return navItems },
+	"has":     func(list []string, v string) bool { return slices.Contains(list, v) },
 	"retries": func(f *fsm.Function) int { return f.MaxAttempts() - 1 },
 	"dict": func(kv ...string) map[string]string {
 		m := map[string]string{}

@@ -188,7 +188,7 @@ func (u *ui) overview(c echo.Context, p *page) error {
 	if err != nil {
 		return err
 	}
-	p.Title, p.Nav, p.Data = "Overview", "overview", overviewData{Runs: runs, Failures: failed, Apps: apps, Sync: u.cfg.Syncer.Status()}
+	p.Title, p.Data = "Overview", overviewData{Runs: runs, Failures: failed, Apps: apps, Sync: u.cfg.Syncer.Status()}
 	return u.render(c, http.StatusOK, "overview", p)
 }
 
@@ -224,7 +224,7 @@ func (u *ui) runs(c echo.Context, p *page) error {
 		q.Set(qBefore, next)
 		d.Next = pageURL(q)
 	}
-	p.Title, p.Nav, p.Data = "Runs", "runs", d
+	p.Title, p.Data = "Runs", d
 	return u.render(c, http.StatusOK, "runs", p)
 }
 
@@ -323,6 +323,7 @@ type runData struct {
 	RerunOf  string
 	Reruns   []string
 	Now      int64
+	Event    string // the run's first event, indented: its input
 }
 
 func (u *ui) run(c echo.Context, p *page) error {
@@ -350,13 +351,14 @@ func (u *ui) run(c echo.Context, p *page) error {
 	}
 	views := api.ViewHistory(hist, event)
 	now := time.Now().UnixMilli()
-	d := runData{Run: r, Function: fn, Steps: timeline(views, r.EndedAt, now), History: views, RerunOf: r.RerunOf, Now: now}
+	d := runData{Run: r, Function: fn, Steps: timeline(views, r.EndedAt, now), History: views, RerunOf: r.RerunOf, Now: now,
+		Event: pretty(event)}
 	for i := range hist {
 		if hist[i].Type == fsm.HistRunRerun {
 			d.Reruns = append(d.Reruns, hist[i].LinkedRun())
 		}
 	}
-	p.Title, p.Nav, p.Data = "Run "+r.ID, "runs", d
+	p.Title, p.Data = "Run "+r.ID, d
 	return u.render(c, http.StatusOK, "run", p)
 }
 
@@ -440,7 +442,7 @@ func (u *ui) functions(c echo.Context, p *page) error {
 		}
 		d.Apps = append(d.Apps, fa)
 	}
-	p.Title, p.Nav, p.Data = "Functions", "functions", d
+	p.Title, p.Data = "Functions", d
 	return u.render(c, http.StatusOK, "functions", p)
 }
 
@@ -491,7 +493,7 @@ func (u *ui) events(c echo.Context, p *page) error {
 		q.Set(qCursor, next)
 		d.Next = pageURL(q)
 	}
-	p.Title, p.Nav, p.Data = "Events", "events", d
+	p.Title, p.Data = "Events", d
 	return u.render(c, http.StatusOK, "events", p)
 }
 
@@ -529,7 +531,7 @@ func (u *ui) event(c echo.Context, p *page) error {
 			d.Runs = append(d.Runs, *r)
 		}
 	}
-	p.Title, p.Nav, p.Data = "Event "+d.Event.Name, "events", d
+	p.Title, p.Data = "Event "+d.Event.Name, d
 	return u.render(c, http.StatusOK, "event", p)
 }
 
@@ -579,7 +581,7 @@ func (u *ui) send(c echo.Context, p *page) error {
 			d.Name, d.Data = ev.Name, pretty(ev.Data)
 		}
 	}
-	p.Title, p.Nav, p.Data = "Send an event", "send", d
+	p.Title, p.Data = "Send an event", d
 	return u.render(c, http.StatusOK, "send", p)
 }
 
@@ -587,6 +589,8 @@ type replayData struct {
 	Functions []string
 	Function  string
 	Statuses  []string
+	Checked   []string // the statuses checked at first: the API's default
+	Running   string   // a replay's status while it starts reruns (the script polls until it changes)
 }
 
 func (u *ui) replay(c echo.Context, p *page) error {
@@ -594,8 +598,8 @@ func (u *ui) replay(c echo.Context, p *page) error {
 	if err != nil {
 		return err
 	}
-	p.Title, p.Nav, p.Data = "Replay", "replay", replayData{Functions: fns, Function: c.QueryParam(qFunction),
-		Statuses: fsm.RunStatuses}
+	p.Title, p.Data = "Replay", replayData{Functions: fns, Function: c.QueryParam(qFunction),
+		Statuses: fsm.RunStatuses, Checked: api.ReplayDefaultStatuses, Running: fsm.ReplayStatusRunning}
 	return u.render(c, http.StatusOK, "replay", p)
 }
 
@@ -609,7 +613,7 @@ func (u *ui) apps(c echo.Context, p *page) error {
 	if err != nil {
 		return err
 	}
-	p.Title, p.Nav, p.Data = "Apps", "apps", appsData{Apps: apps, Sync: u.cfg.Syncer.Status()}
+	p.Title, p.Data = "Apps", appsData{Apps: apps, Sync: u.cfg.Syncer.Status()}
 	return u.render(c, http.StatusOK, "apps", p)
 }
 
@@ -642,6 +646,6 @@ func (u *ui) cluster(c echo.Context, p *page) error {
 		}
 		d.Members = append(d.Members, row)
 	}
-	p.Title, p.Nav, p.Data = "Cluster", "cluster", d
+	p.Title, p.Data = "Cluster", d
 	return u.render(c, http.StatusOK, "cluster", p)
 }

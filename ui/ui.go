@@ -128,31 +128,36 @@ func Mount(e *echo.Echo, cfg Config) {
 	e.GET(pathLogin, u.loginPage)
 	e.POST(pathLogin, u.login)
 	e.POST(pathLogout, u.logout)
-	for path, h := range map[string]func(echo.Context, *page) error{
-		"/":            u.overview,
-		"/runs":        u.runs,
-		"/runs/:id":    u.run,
-		"/functions":   u.functions,
-		"/events":      u.events,
-		"/events/:id":  u.event,
-		"/send":        u.send,
-		"/replay":      u.replay,
-		"/apps":        u.apps,
-		"/cluster":     u.cluster,
-		"/favicon.ico": nil,
+	e.GET("/favicon.ico", func(c echo.Context) error { return c.NoContent(http.StatusNoContent) })
+	for _, r := range []struct {
+		path, nav string // nav: the navigation entry the page belongs to
+		h         func(echo.Context, *page) error
+	}{
+		{"/", "/", u.overview},
+		{"/runs", "/runs", u.runs},
+		{"/runs/:id", "/runs", u.run},
+		{"/functions", "/functions", u.functions},
+		{"/events", "/events", u.events},
+		{"/events/:id", "/events", u.event},
+		{"/send", "/send", u.send},
+		{"/replay", "/replay", u.replay},
+		{"/apps", "/apps", u.apps},
+		{"/cluster", "/cluster", u.cluster},
 	} {
-		if h == nil {
-			e.GET(path, func(c echo.Context) error { return c.NoContent(http.StatusNoContent) })
-			continue
-		}
-		e.GET(path, u.guard(h))
+		e.GET(r.path, u.guard(r.nav, r.h))
 	}
+}
+
+// navItems are the main navigation's entries, by path.
+var navItems = []struct{ Path, Label string }{
+	{"/", "Overview"}, {"/runs", "Runs"}, {"/functions", "Functions"}, {"/events", "Events"},
+	{"/send", "Send event"}, {"/replay", "Replay"}, {"/apps", "Apps"}, {"/cluster", "Cluster"},
 }
 
 // page is what every template gets: the layout's needs and the page's data.
 type page struct {
 	Title   string
-	Nav     string // the nav entry to mark current
+	Nav     string // the path of the nav entry to mark current ("": no navigation)
 	CSRF    string
 	Secured bool
 	Path    string // the request's path and query, for live refreshes
@@ -160,19 +165,19 @@ type page struct {
 }
 
 // guard shows a page only to a session (production mode) and renders it.
-func (u *ui) guard(h func(echo.Context, *page) error) echo.HandlerFunc {
+func (u *ui) guard(nav string, h func(echo.Context, *page) error) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		csrf, ok := u.cfg.Auth.PageSession(c)
 		if !ok {
 			return c.Redirect(http.StatusSeeOther, pathLogin+"?next="+url.QueryEscape(c.Request().URL.RequestURI()))
 		}
 		secureHeaders(c)
-		p := &page{CSRF: csrf, Secured: u.cfg.Auth.Secured(), Path: c.Request().URL.RequestURI()}
+		p := &page{Nav: nav, CSRF: csrf, Secured: u.cfg.Auth.Secured(), Path: c.Request().URL.RequestURI()}
 		err := h(c, p)
 		var he *echo.HTTPError
 		if errors.As(err, &he) {
 			// A person reads this, not a program: the error as a page.
-			p.Title, p.Nav, p.Data = http.StatusText(he.Code), "none", fmt.Sprint(he.Message)
+			p.Title, p.Data = http.StatusText(he.Code), fmt.Sprint(he.Message)
 			return u.render(c, he.Code, "error", p)
 		}
 		return err

@@ -63,7 +63,7 @@
       try {
         const out = await api("POST", "/v1/replays", { function_id: f.function_id.value, from: utc(f.from.value),
           to: utc(f.to.value) || new Date().toISOString(), statuses });
-        followReplay(out.data.replay_id);
+        followReplay(out.data.replay_id, f.dataset.running);
       } catch (e) { toast(e.message); }
     } else if (f.matches("[data-sync-url]")) {
       ev.preventDefault();
@@ -71,14 +71,14 @@
     }
   });
 
-  async function followReplay(id) {
+  async function followReplay(id, running) {
     const box = document.getElementById("replay-progress");
     box.hidden = false;
     const pre = box.querySelector("pre");
     for (;;) {
       const out = await api("GET", "/v1/replays/" + id);
       pre.textContent = JSON.stringify(out.data, null, 2);
-      if (out.data.status !== "running") return;
+      if (out.data.status !== running) return;
       await new Promise((r) => setTimeout(r, 1000));
     }
   }
