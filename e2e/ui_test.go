@@ -138,6 +138,23 @@ const (
 
 var seedSteps = []string{"parse-csv", "normalize-raw-csv", "input-contacts"}
 
+// waitRunStarted waits until an event's run exists and returns its id.
+func (c client) waitRunStarted(eventID string, timeout time.Duration) string {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		var out struct {
+			Data []run `json:"data"`
+		}
+		if code, err := c.do("GET", "/v1/events/"+eventID+"/runs", nil, &out); err == nil && code == 200 && len(out.Data) > 0 {
+			return out.Data[0].ID
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.t.Fatalf("no run of event %s after %s", eventID, timeout)
+	return ""
+}
+
 // TestUIDev drives the UI of a dev server (open, as Inngest's is).
 func TestUIDev(t *testing.T) {
 	c, _ := withApp(t)
@@ -248,6 +265,28 @@ func TestUIDev(t *testing.T) {
 			if f != fn {
 				t.Fatalf("function filter %s lists %q", fn, fns)
 			}
+		}
+	})
+
+	t.Run("SleepLiveAndWaitCancel", func(t *testing.T) {
+		c.t, b.t = t, t
+		id := c.send("test/sleep", map[string]any{})
+		runID := c.waitRunStarted(id, 20*time.Second)
+		b.open("/runs/" + runID)
+		// While it sleeps the page says until when; it follows the run live
+		// to its end without a reload.
+		b.waitFor(`[...document.querySelectorAll(".step")].some(s => s.querySelector(".stepname").textContent === "nap" && s.textContent.includes("until"))`, 15*time.Second)
+		b.waitFor(fmt.Sprintf(`document.querySelector(".runhead .badge").textContent === %q && document.querySelectorAll(".waterfall .stepname").length === 3`, fsm.StatusCompleted), 30*time.Second)
+
+		id = c.send("test/wait", map[string]any{"key": "ui", "timeout": "60s"})
+		runID = c.waitRunStarted(id, 20*time.Second)
+		b.open("/runs/" + runID)
+		b.waitFor(`[...document.querySelectorAll(".step")].some(s => s.querySelector(".stepname").textContent === "wait-for-reply" && s.textContent.includes("waiting") && s.textContent.includes("for event test/reply if async.data.key"))`, 15*time.Second)
+		eval[bool](b, `(window.confirm = () => true, true)`)
+		b.do(chromedp.Click(chromedp.CSS(`button.danger`)))
+		b.waitFor(fmt.Sprintf(`document.querySelector(".runhead .badge").textContent === %q`, fsm.StatusCancelled), 15*time.Second)
+		if r := c.waitRunID(runID, 10*time.Second); r.Status != fsm.StatusCancelled {
+			t.Fatalf("run after Cancel: %s", r.Status)
 		}
 	})
 

@@ -234,7 +234,8 @@ type stepRow struct {
 	Start, End  int64 // unix ms; End 0 while it has not ended
 	State       string
 	Attempts    int
-	Until       int64 // a sleep's end
+	Until       int64  // a sleep's end, a wait's timeout
+	Waits       string // what a waiting step waits for
 	Output      json.RawMessage
 	Error       json.RawMessage
 	Input       json.RawMessage
@@ -315,6 +316,19 @@ func timeline(hist []api.HistoryView, runEnd, now int64) []stepRow {
 	return out
 }
 
+// waitsFor says what a waiting step's call waits for.
+func waitsFor(c *fsm.Call) string {
+	switch c.Type {
+	case fsm.CallWait:
+		return "event " + c.Event + opt(" if ", c.If)
+	case fsm.CallSignal:
+		return "signal " + c.Signal
+	case fsm.CallInvoke:
+		return "the invoked run " + c.Corr
+	}
+	return c.Type
+}
+
 type runData struct {
 	Run      *fsm.Run
 	Function *fsm.Function
@@ -353,6 +367,18 @@ func (u *ui) run(c echo.Context, p *page) error {
 	now := time.Now().UnixMilli()
 	d := runData{Run: r, Function: fn, Steps: timeline(views, r.EndedAt, now), History: views, RerunOf: r.RerunOf, Now: now,
 		Event: pretty(event)}
+	for i := range d.Steps {
+		if s := &d.Steps[i]; s.State == stepWaiting && !r.Done() {
+			// What it waits for is in its queued call, not in the history.
+			call, err := u.cfg.FSM.Call(r.ID, s.ID)
+			if err != nil {
+				return err
+			}
+			if call != nil {
+				s.Waits, s.Until = waitsFor(call), call.Due
+			}
+		}
+	}
 	for i := range hist {
 		if hist[i].Type == fsm.HistRunRerun {
 			d.Reruns = append(d.Reruns, hist[i].LinkedRun())

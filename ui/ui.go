@@ -37,6 +37,7 @@ type Projection interface {
 	RunsBefore(before string, limit int) ([]fsm.Run, error)
 	FunctionRunsScan(q fsm.RunQuery) (runs []fsm.Run, stop *fsm.Run, err error)
 	History(runID string) ([]fsm.HistoryEntry, error)
+	Call(runID, callID string) (*fsm.Call, error)
 	Apps() ([]fsm.App, error)
 	Function(id string) (*fsm.Function, error)
 	Event(id string) ([]byte, error)

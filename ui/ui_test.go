@@ -207,9 +207,13 @@ func TestUITimeline(t *testing.T) {
 		{HistoryEntry: fsm.HistoryEntry{At: 1100, Type: fsm.HistStepCompleted}, Step: "a", StepName: "first", DurationMs: &d},
 		{HistoryEntry: fsm.HistoryEntry{At: 1200, Type: fsm.HistStepErrored, Attempt: 0}, Step: "b", StepName: "second", Error: json.RawMessage(`{"message":"x"}`)},
 		{HistoryEntry: fsm.HistoryEntry{At: 1300, Type: fsm.HistStepFailed, Attempt: 1}, Step: "b", Error: json.RawMessage(`{"message":"y"}`)},
+		{HistoryEntry: fsm.HistoryEntry{At: 1350, Type: fsm.HistStepSleeping, Detail: "c until 9000"}, Step: "c", StepName: "nap"},
 	}
 	rows := timeline(hist, 1400, 0)
-	if len(rows) != 2 || rows[0].Name != "first" || rows[0].Start != 1060 || rows[0].State != fsm.StatusCompleted {
+	if len(rows) != 3 || rows[2].State != stepSleeping || rows[2].Until != 9000 || rows[2].End != 0 {
+		t.Fatalf("sleeping step %+v", rows[len(rows)-1])
+	}
+	if len(rows) != 3 || rows[0].Name != "first" || rows[0].Start != 1060 || rows[0].State != fsm.StatusCompleted {
 		t.Fatalf("rows %+v", rows)
 	}
 	if rows[1].State != fsm.StatusFailed || rows[1].Attempts != 2 || string(rows[1].Error) != `{"message":"y"}` || rows[1].Name != "second" {
