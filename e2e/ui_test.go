@@ -290,6 +290,35 @@ func TestUIDev(t *testing.T) {
 		}
 	})
 
+	t.Run("EventSendAgain", func(t *testing.T) {
+		c.t, b.t = t, t
+		id := c.send(seedEvent, map[string]any{"csv": "email,name\nagain@ui.io,Again"})
+		c.waitRun(id, 60*time.Second)
+		b.open("/events/" + id)
+		if got := eval[string](b, `document.querySelector("main pre").textContent`); !strings.Contains(got, "again@ui.io") {
+			t.Fatalf("event payload on its page: %s", got)
+		}
+		b.do(chromedp.Click(chromedp.CSS(`button[data-then=event]`)))
+		b.waitFor(fmt.Sprintf(`location.pathname.startsWith("/events/") && location.pathname !== "/events/%s"`, id), 10*time.Second)
+		b.waitFor(`!!document.querySelector('#event-runs a[href^="/runs/0"]')`, 30*time.Second)
+		again := strings.TrimPrefix(eval[string](b, `location.pathname`), "/events/")
+		if r := c.waitRun(again, 60*time.Second); !strings.Contains(string(r.Output), "again@ui.io") {
+			t.Fatalf("the event sent again started %s %s", r.Status, r.Output)
+		}
+	})
+
+	t.Run("AppsResync", func(t *testing.T) {
+		c.t, b.t = t, t
+		b.open("/apps")
+		eval[bool](b, `(window.beforeResync = true, true)`)
+		b.do(chromedp.Click(chromedp.CSS(`#resync`)))
+		// The page reloads once the API answered (the marker is gone).
+		b.waitFor(`window.beforeResync === undefined && document.readyState === "complete"`, 20*time.Second)
+		if got := b.texts("main table tbody td:nth-child(3) .badge"); len(got) == 0 || got[0] != "ok" {
+			t.Fatalf("sync results after re-sync: %q", got)
+		}
+	})
+
 	t.Run("RunsListLive", func(t *testing.T) {
 		c.t, b.t = t, t
 		b.open("/runs")
