@@ -416,6 +416,11 @@ func TestUIProduction(t *testing.T) {
 		if len(hist) == 0 || !strings.Contains(hist[0].Actor+hist[1].Actor, "ui (session:key:") {
 			t.Errorf("the rerun does not name the UI session as its actor: %+v", hist[:min(2, len(hist))])
 		}
+		// Log out: the pages lock again.
+		b.do(chromedp.Click(chromedp.CSS(`form.logout button`)))
+		b.waitFor(`location.pathname === "/login"`, 10*time.Second)
+		b.open("/runs")
+		b.waitFor(`location.pathname === "/login" && !!document.querySelector("#token")`, 10*time.Second)
 	})
 
 	t.Run("SessionCookieAndCSRF", func(t *testing.T) {
