@@ -6,7 +6,7 @@ TSAPP    := e2e/tsapp
 NPM_DEPS := $(TSAPP)/node_modules/.package-lock.json
 FUZZTIME ?= 4s
 
-.PHONY: dev build test fuzz bench lint deps clean cluster chaos
+.PHONY: dev build test fuzz bench lint deps chromium clean cluster chaos
 
 ## build: compile bin/cairn
 build:
@@ -25,8 +25,22 @@ test: deps
 fuzz:
 	GO=$(GO) FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
 
-## deps: the npm packages of the TS test app, from its lockfile
-deps: $(NPM_DEPS)
+## deps: the npm packages of the TS test app, from its lockfile; headless Chromium for the UI tests
+deps: $(NPM_DEPS) chromium
+
+# The browsers the UI tests (e2e/ui_test.go) look for, in their order.
+BROWSERS := chromium-headless-shell chromium chromium-browser google-chrome
+
+## chromium: install Debian's chromium-headless-shell when no browser is found (as root), else say how
+chromium:
+	@if [ -n "$$CAIRN_CHROMIUM" ]; then exit 0; fi; \
+	for b in $(BROWSERS); do command -v $$b >/dev/null && exit 0; done; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get install -y chromium-headless-shell || { apt-get update && apt-get install -y chromium-headless-shell; }; \
+	else \
+		echo "The web UI tests need headless Chromium: run 'sudo apt-get install -y chromium-headless-shell'"; \
+		echo "(or set CAIRN_CHROMIUM to a Chromium binary), then make test again."; exit 1; \
+	fi
 
 $(NPM_DEPS): $(TSAPP)/package-lock.json $(TSAPP)/package.json
 	cd $(TSAPP) && npm ci --no-audit --no-fund

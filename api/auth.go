@@ -16,7 +16,8 @@ import (
 // in dev mode.
 //
 //	/e/:key                          a known event key
-//	/fn/register, /v1/...            Authorization: Bearer <signing key, hashed or raw>
+//	/fn/register, /v1/...            Authorization: Bearer <signing key, hashed or raw>,
+//	                                 or the web UI's session cookie (session.go)
 //	/v1/internal/...                 another node of the cluster only
 //	/v1/cluster/join, /remove        another node, or the signing key
 //	/health, /metrics                open (probes and scrapers)
@@ -121,6 +122,14 @@ func (s *Server) needSigningKey(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if !s.secured() {
 			return next(c)
+		}
+		if c.Request().Header.Get(echo.HeaderAuthorization) == "" {
+			// The web UI's fetches: a session cookie (session.go).
+			if ok, err := s.checkSession(c); err != nil {
+				return err
+			} else if ok {
+				return next(c)
+			}
 		}
 		if err := s.checkBearer(c); err != nil {
 			return err

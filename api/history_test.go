@@ -24,7 +24,7 @@ func TestHistoryView(t *testing.T) {
 		{At: t0 + 3010, Type: fsm.HistStepWoke, Detail: "s3", Data: []byte(`null`)},
 		{At: t0 + 3020, Type: fsm.HistRunEnded(fsm.StatusCompleted), Data: []byte(`{"done":true}`)},
 	}
-	v := viewHistory(hist, []byte(`{"name":"shop/order","data":{"n":1}}`))
+	v := ViewHistory(hist, []byte(`{"name":"shop/order","data":{"n":1}}`))
 	type want struct {
 		step, name      string
 		output, errText string

@@ -21,6 +21,10 @@ const MaxReplayRuns = 10_000
 // replayableStatuses are the run statuses a bulk replay may select.
 var replayableStatuses = []string{fsm.StatusFailed, fsm.StatusCancelled, fsm.StatusCompleted, fsm.StatusRunning, fsm.StatusSkipped}
 
+// ReplayDefaultStatuses are the statuses a bulk replay selects when it
+// names none (the UI's replay form checks them).
+var ReplayDefaultStatuses = []string{fsm.StatusFailed, fsm.StatusCancelled}
+
 // rerunRun: POST /v1/runs/:id/rerun {"from_step"?} starts a new run of the
 // run's function with its events; with from_step, the steps before it keep
 // their recorded values.
@@ -103,7 +107,7 @@ func (s *Server) startReplay(c echo.Context) error {
 	}
 	statuses := in.Statuses
 	if len(statuses) == 0 {
-		statuses = []string{fsm.StatusFailed, fsm.StatusCancelled}
+		statuses = ReplayDefaultStatuses
 	}
 	for _, st := range statuses {
 		if !slices.Contains(replayableStatuses, st) {

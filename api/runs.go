@@ -199,13 +199,13 @@ func (s *Server) eventRuns(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"data": out})
 }
 
-// historyView is one history entry as the API shows it: the stored entry
+// HistoryView is one history entry as the API shows it: the stored entry
 // (its data as "data", as before), and what a reader would otherwise
 // derive from the whole history: the step it is about and that step's
 // name, the data labelled by what it holds (fsm.HistData), the time as
 // RFC 3339, and how long the step or run took. The stored "attempt"
 // counts from 0 and is absent for a first attempt.
-type historyView struct {
+type HistoryView struct {
 	fsm.HistoryEntry
 	Time     string          `json:"time"`
 	Data     json.RawMessage `json:"data,omitempty"`
@@ -223,15 +223,15 @@ type historyView struct {
 // historyTime is how history times are shown: RFC 3339, UTC, milliseconds.
 const historyTime = "2006-01-02T15:04:05.000Z07:00"
 
-// viewHistory labels a run's history entries (see historyView). event is
+// ViewHistory labels a run's history entries (see HistoryView). event is
 // the run's first event (nil if unknown), the input of run.scheduled.
-func viewHistory(hist []fsm.HistoryEntry, event []byte) []historyView {
+func ViewHistory(hist []fsm.HistoryEntry, event []byte) []HistoryView {
 	names := stepNames(hist)
 	claimed := map[string]int64{} // call id -> time of its latest claim
 	began := map[string]int64{}   // step id -> when its sleep, wait or invoke began
-	out := make([]historyView, len(hist))
+	out := make([]HistoryView, len(hist))
 	for i, h := range hist {
-		v := historyView{HistoryEntry: h, Time: time.UnixMilli(h.At).UTC().Format(historyTime), Step: h.Step()}
+		v := HistoryView{HistoryEntry: h, Time: time.UnixMilli(h.At).UTC().Format(historyTime), Step: h.Step()}
 		v.StepName = names[v.Step]
 		if len(h.Data) > 0 && json.Valid(h.Data) {
 			v.Data = h.Data
@@ -302,7 +302,7 @@ func (s *Server) runHistory(c echo.Context) error {
 			return err
 		}
 	}
-	out := map[string]any{"data": viewHistory(hist, event)}
+	out := map[string]any{"data": ViewHistory(hist, event)}
 	if past != nil {
 		out[paramAtIndex] = past.Index
 	}

@@ -149,6 +149,10 @@ func New(cfg Config, node Node, f Projection, exec Dispatcher, syncer *Syncer) *
 // Handler returns the root HTTP handler.
 func (s *Server) Handler() http.Handler { return s.echo }
 
+// Echo is the router, for a package that serves more than the API on the
+// same port (the web UI: package ui adds its pages to it).
+func (s *Server) Echo() *echo.Echo { return s.echo }
+
 // recoverer turns a panic in a handler into a 500 in the one error shape.
 func (s *Server) recoverer(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) (err error) {

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"bytes"
 	"crypto/sha1"
 	"encoding/binary"
 	"encoding/hex"
@@ -228,30 +229,71 @@ type RunQuery struct {
 	From, To int64    // creation time, unix ms, both included
 	Statuses []string // nil: any
 	Limit    int      // stop after this many matches (0: no limit)
+	// Newest lists newest first (a listing's page) rather than oldest
+	// first (a replay's window).
+	Newest bool
+	// Before, when set with Newest, continues a listing after the run
+	// created at BeforeAt with id Before (both excluded): the UI's pages.
+	Before   string
+	BeforeAt int64
+	// MaxScan bounds the runs read (0: no bound): a status that few runs
+	// have must not make one page read every run.
+	MaxScan int
 }
 
 // FunctionRuns lists the runs of a function created in [From, To], oldest
-// first, with one of the statuses.
+// first (newest first with Newest), with one of the statuses. It reads the
+// fr/ index, keys only, and loads runs until Limit match.
 func (f *FSM) FunctionRuns(q RunQuery) ([]Run, error) {
+	runs, _, err := f.FunctionRunsScan(q)
+	return runs, err
+}
+
+// FunctionRunsScan is FunctionRuns that also says where it stopped: the
+// last run it read when Limit or MaxScan stopped it before the end of the
+// window, nil when it read the whole window. A listing continues after it.
+func (f *FSM) FunctionRunsScan(q RunQuery) (runs []Run, stop *Run, err error) {
 	p := prefixFnRuns(q.FnID)
 	lower := binary.BigEndian.AppendUint64(slices.Clone(p), uint64(max(q.From, 0)))
 	upper := binary.BigEndian.AppendUint64(slices.Clone(p), uint64(max(q.To, 0))+1)
+	if q.Newest && q.Before != "" {
+		if b := keyFnRun(q.FnID, q.BeforeAt, q.Before); bytes.Compare(b, upper) < 0 {
+			upper = b
+		}
+	}
+	if bytes.Compare(lower, upper) >= 0 {
+		return nil, nil, nil
+	}
 	var ids []string
-	err := f.scan(lower, upper, false, func(k, _ []byte) bool {
+	cut := false // the key scan stopped at MaxScan, before the window's end
+	err = f.scan(lower, upper, q.Newest, func(k, _ []byte) bool {
+		if q.MaxScan > 0 && len(ids) >= q.MaxScan {
+			cut = true
+			return false
+		}
 		ids = append(ids, string(k[len(p)+8:]))
 		return true
 	})
-	var out []Run
-	for _, id := range ids {
-		if err != nil || (q.Limit > 0 && len(out) >= q.Limit) {
+	var last *Run
+	for i, id := range ids {
+		if err != nil {
 			break
 		}
+		if q.Limit > 0 && len(runs) >= q.Limit {
+			return runs, last, nil
+		}
 		var r *Run
-		if r, err = f.Run(id); r != nil && (q.Statuses == nil || slices.Contains(q.Statuses, r.Status)) {
-			out = append(out, *r)
+		if r, err = f.Run(id); r != nil {
+			last = r
+			if q.Statuses == nil || slices.Contains(q.Statuses, r.Status) {
+				runs = append(runs, *r)
+			}
+		}
+		if cut && i == len(ids)-1 {
+			stop = last
 		}
 	}
-	return out, err
+	return runs, stop, err
 }
 
 // ResolveStep finds the hashed id of a step of a run from what a user

@@ -225,11 +225,19 @@ func (f *FSM) RunsForEvent(eventID string) ([]string, error) {
 }
 
 // RecentRuns lists up to limit runs, newest first (run ids are ULIDs).
-func (f *FSM) RecentRuns(limit int) ([]Run, error) {
+func (f *FSM) RecentRuns(limit int) ([]Run, error) { return f.RunsBefore("", limit) }
+
+// RunsBefore lists up to limit runs whose ids sort before the given one
+// (all runs when it is ""), newest first: the pages of a run listing.
+func (f *FSM) RunsBefore(before string, limit int) ([]Run, error) {
 	p := prefixRuns
+	upper := prefixEnd(p)
+	if before != "" {
+		upper = keyRun(before)
+	}
 	var out []Run
 	var derr error
-	err := f.scan(p, prefixEnd(p), true, func(k, v []byte) bool {
+	err := f.scan(p, upper, true, func(k, v []byte) bool {
 		var r Run
 		if derr = decodeRow(k, v, &r); derr != nil {
 			return false

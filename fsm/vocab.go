@@ -1,6 +1,9 @@
 package fsm
 
-import "strings"
+import (
+	"strconv"
+	"strings"
+)
 
 // The engine's vocabulary, in one place: run statuses, call types, the
 // opcodes an SDK answers with, and the history entry types Apply writes.
@@ -158,4 +161,29 @@ func (h *HistoryEntry) Step() string {
 		return h.Call
 	}
 	return ""
+}
+
+// LinkedRun is the run a run.rerun or run.rerun_of entry names (the rerun
+// it started, or the run it reruns: the Detail "rerun as|of <id> ..."
+// written by applyRunRerun), "" for any other entry. Readers (the UI) link
+// runs without parsing the detail themselves.
+func (h *HistoryEntry) LinkedRun() string {
+	if h.Type != HistRunRerun && h.Type != HistRunRerunOf {
+		return ""
+	}
+	if f := strings.Fields(h.Detail); len(f) >= 3 {
+		return f[2]
+	}
+	return ""
+}
+
+// SleepsUntil is when the sleep of a step.sleeping entry ends (unix ms;
+// its Detail is "<step id> until <ms>"), 0 for any other entry.
+func (h *HistoryEntry) SleepsUntil() int64 {
+	if h.Type != HistStepSleeping {
+		return 0
+	}
+	_, until, _ := strings.Cut(h.Detail, " until ")
+	ms, _ := strconv.ParseInt(until, 10, 64)
+	return ms
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/cairn-dev/cairn/internal/signing"
 	"github.com/cairn-dev/cairn/pointintime"
 	"github.com/cairn-dev/cairn/raftnode"
+	"github.com/cairn-dev/cairn/ui"
 	"github.com/hashicorp/raft"
 )
 
@@ -231,6 +232,8 @@ func Start(cfg Config) (*Server, error) {
 		Keys: cfg.Keys, EventKeys: cfg.EventKeys, AppHosts: cfg.AppHosts,
 		ClusterSecret: cfg.ClusterSecret, TLS: tlsID,
 		MaxEventBytes: cfg.MaxEventBytes, MaxRequestBytes: cfg.MaxRequestBytes, PastStates: past}, node, f, exec, syncer)
+	// The web UI, on the API's port and behind its auth.
+	ui.Mount(handler.Echo(), ui.Config{Auth: handler, FSM: f, Node: node, Syncer: syncer, Logger: cfg.Logger})
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
