@@ -343,8 +343,9 @@ func newLogger(level string, asJSON bool) (*slog.Logger, error) {
 func devBanner(url string, cfg server.Config) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n  Cairn dev server: %s\n", url)
+	fmt.Fprintf(&b, "  Web UI: %s/\n", url)
 	fmt.Fprintf(&b, "  Point your app at it: INNGEST_DEV=1 INNGEST_BASE_URL=%s\n", url)
-	fmt.Fprintf(&b, "  Ports: HTTP %s (API, events, SDKs; --port), Raft %s (the log; --raft-addr)\n", portOf(url), portOf(cfg.RaftAddr))
+	fmt.Fprintf(&b, "  Ports: HTTP %s (UI, API, events, SDKs; --port), Raft %s (the log; --raft-addr)\n", portOf(url), portOf(cfg.RaftAddr))
 	if d := cfg.Discovery; d != nil {
 		fmt.Fprintf(&b, "  Looking for apps on localhost ports %s at %s (--no-discovery to stop)\n",
 			portRanges(d.Ports), strings.Join(d.Paths, ", "))
