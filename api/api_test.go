@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/hashicorp/raft"
 	"io"
 	"log/slog"
 	"net/http"
@@ -569,4 +570,27 @@ func mustEntry(t *testing.T, recs ...fsm.Record) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// appendedSince lists the kinds of the records committed after p. A test
+// of refused requests checks that none is what the request would have
+// written, while the executor goes on with runs started before it.
+func appendedSince(t *testing.T, s *server.Server, p logPosition) []fsm.Kind {
+	t.Helper()
+	now, _ := s.FSM.Applied()
+	var kinds []fsm.Kind
+	err := s.Node.LogSource().Entries(p.applied+1, now, func(l *raft.Log) error {
+		if l.Type != raft.LogCommand {
+			return nil
+		}
+		recs, err := fsm.DecodeEntry(l.Data)
+		for _, r := range recs {
+			kinds = append(kinds, r.Kind())
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kinds
 }
