@@ -3,6 +3,7 @@ package archive
 import (
 	"errors"
 	"fmt"
+	"github.com/cairn-dev/cairn/internal/durable"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -48,7 +49,7 @@ func NewDir(path string) (*Dir, error) {
 	if err := os.MkdirAll(path, 0o755); err != nil {
 		return nil, fmt.Errorf("archive: %w", err)
 	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
+	if err := durable.SyncDir(filepath.Dir(path)); err != nil {
 		return nil, fmt.Errorf("archive: %w", err)
 	}
 	ents, err := os.ReadDir(path)
@@ -120,7 +121,7 @@ func (d *Dir) Put(name string, data []byte) (err error) {
 			return fmt.Errorf("archive: put %s: %w", name, err)
 		}
 	}
-	if err = syncDir(d.path); err != nil {
+	if err = durable.SyncDir(d.path); err != nil {
 		return fmt.Errorf("archive: put %s: %w", name, err)
 	}
 	return nil
@@ -164,20 +165,8 @@ func (d *Dir) Delete(name string) error {
 	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("archive: delete %s: %w", name, err)
 	}
-	if err := syncDir(d.path); err != nil {
+	if err := durable.SyncDir(d.path); err != nil {
 		return fmt.Errorf("archive: delete %s: %w", name, err)
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/cairn-dev/cairn/internal/durable"
 	"io"
 	"os"
 	"time"
@@ -221,17 +222,7 @@ func finishSwap(fs vfs.FS, dir string) error {
 
 // syncDir makes renames and removals of dir's entries durable by syncing
 // its parent directory.
-func syncDir(fs vfs.FS, dir string) error {
-	d, err := fs.OpenDir(fs.PathDir(dir))
-	if err != nil {
-		return err
-	}
-	if err := d.Sync(); err != nil {
-		d.Close()
-		return err
-	}
-	return d.Close()
-}
+func syncDir(fs vfs.FS, dir string) error { return durable.SyncDirFS(fs, fs.PathDir(dir)) }
 
 func readChunk(r *bufio.Reader) ([]byte, error) {
 	l, err := binary.ReadUvarint(r)

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/cairn-dev/cairn/internal/durable"
 	"log/slog"
 	"math"
 	"os"
@@ -155,23 +156,11 @@ func createDir(fs vfs.FS, dir string) error {
 		return err
 	}
 	for _, p := range created {
-		if err := syncDir(fs, fs.PathDir(p)); err != nil {
+		if err := durable.SyncDirFS(fs, fs.PathDir(p)); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-func syncDir(fs vfs.FS, dir string) error {
-	d, err := fs.OpenDir(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // Close closes the database. The Store must not be used afterwards.

@@ -3,6 +3,7 @@ package raftnode
 import (
 	"errors"
 	"fmt"
+	"github.com/cairn-dev/cairn/internal/durable"
 	"io"
 	"log/slog"
 	"os"
@@ -100,7 +101,7 @@ func (c *checkpoints) take(f *fsm.FSM) {
 	index, err := f.Checkpoint(tmp)
 	if err == nil {
 		if err = os.Rename(tmp, c.path(index)); err == nil {
-			err = syncDir(c.dir)
+			err = durable.SyncDir(c.dir)
 		}
 	}
 	if err != nil {
@@ -194,16 +195,4 @@ func copyFile(from, to string) error {
 		return err
 	}
 	return out.Close()
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

@@ -346,14 +346,7 @@ func cmdRun(args []string) error {
 		Data    json.RawMessage `json:"data"`
 		AtIndex uint64          `json:"at_index"`
 	}
-	var raw json.RawMessage
-	if err := call(http.MethodGet, base+"/v1/runs/"+url.PathEscape(fs.Arg(0))+atQuery(at), nil, &raw); err != nil {
-		return err
-	}
-	if asJSON {
-		return printJSON(raw)
-	}
-	if err := json.Unmarshal(raw, &out); err != nil {
+	if printed, err := getOrPrint(base+"/v1/runs/"+url.PathEscape(fs.Arg(0))+atQuery(at), asJSON, &out); printed || err != nil {
 		return err
 	}
 	var r runJSON
@@ -722,6 +715,19 @@ func cmdSync(args []string) error {
 
 // printJSON prints an API answer indented, its unix-ms times as RFC 3339
 // (rfc3339Times).
+// getOrPrint does one GET: with asJSON it prints the answer (printed is
+// true), else it decodes it into out, for a table.
+func getOrPrint(u string, asJSON bool, out any) (printed bool, err error) {
+	var raw json.RawMessage
+	if err := call(http.MethodGet, u, nil, &raw); err != nil {
+		return false, err
+	}
+	if asJSON {
+		return true, printJSON(raw)
+	}
+	return false, json.Unmarshal(raw, out)
+}
+
 func printJSON(raw json.RawMessage) error {
 	raw, err := rfc3339Times(raw)
 	if err != nil {
@@ -846,14 +852,7 @@ func cmdApps(args []string) error {
 			At      int64  `json:"at"`
 		} `json:"sync"`
 	}
-	var raw json.RawMessage
-	if err := call(http.MethodGet, base+"/v1/apps", nil, &raw); err != nil {
-		return err
-	}
-	if asJSON {
-		return printJSON(raw)
-	}
-	if err := json.Unmarshal(raw, &out); err != nil {
+	if printed, err := getOrPrint(base+"/v1/apps", asJSON, &out); printed || err != nil {
 		return err
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
@@ -897,13 +896,6 @@ func cmdEvents(args []string) error {
 			q.Set(k, v)
 		}
 	}
-	var raw json.RawMessage
-	if err := call(http.MethodGet, base+"/v1/events?"+q.Encode(), nil, &raw); err != nil {
-		return err
-	}
-	if asJSON {
-		return printJSON(raw)
-	}
 	var out struct {
 		Data []struct {
 			ID           string          `json:"id"`
@@ -915,7 +907,7 @@ func cmdEvents(args []string) error {
 		} `json:"data"`
 		Cursor string `json:"cursor"`
 	}
-	if err := json.Unmarshal(raw, &out); err != nil {
+	if printed, err := getOrPrint(base+"/v1/events?"+q.Encode(), asJSON, &out); printed || err != nil {
 		return err
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)

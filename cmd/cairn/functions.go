@@ -1,10 +1,8 @@
 package main
 
 import (
-	"encoding/json"
 	"flag"
 	"fmt"
-	"net/http"
 	"strings"
 	"text/tabwriter"
 )
@@ -19,13 +17,6 @@ func cmdFunctions(args []string) error {
 	if stop, err := handleHelp(err); stop {
 		return err
 	}
-	var raw json.RawMessage
-	if err := call(http.MethodGet, base+"/v1/functions", nil, &raw); err != nil {
-		return err
-	}
-	if asJSON {
-		return printJSON(raw)
-	}
 	var out struct {
 		Data []struct {
 			ID       string   `json:"id"`
@@ -36,7 +27,7 @@ func cmdFunctions(args []string) error {
 			Flow     []string `json:"flow"`
 		} `json:"data"`
 	}
-	if err := json.Unmarshal(raw, &out); err != nil {
+	if printed, err := getOrPrint(base+"/v1/functions", asJSON, &out); printed || err != nil {
 		return err
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
