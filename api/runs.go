@@ -12,8 +12,8 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
-// runView is a run as the API shows it.
-type runView struct {
+// RunView is a run as the API shows it (clients decode it too).
+type RunView struct {
 	ID         string          `json:"id"`
 	FunctionID string          `json:"function_id"`
 	AppID      string          `json:"app_id"`
@@ -42,8 +42,8 @@ type runView struct {
 
 // viewRun shows a run; calls are its queued calls (nil: unknown, as in a
 // past state), from which a run that waits says what for.
-func viewRun(r *fsm.Run, calls []fsm.Call) runView {
-	v := runView{ID: r.ID, FunctionID: r.FnID, AppID: r.AppID, Status: r.Status, EventIDs: r.EventIDs,
+func viewRun(r *fsm.Run, calls []fsm.Call) RunView {
+	v := RunView{ID: r.ID, FunctionID: r.FnID, AppID: r.AppID, Status: r.Status, EventIDs: r.EventIDs,
 		CreatedAt: r.CreatedAt, StartedAt: r.StartedAt, EndedAt: r.EndedAt, Steps: r.Stack, Calls: r.Calls}
 	v.Waiting, v.WaitingReason, v.WaitingUntil, v.WaitingStep = waiting(r, calls)
 	if len(r.Output) > 0 {
@@ -94,12 +94,12 @@ func (s *Server) getRun(c echo.Context) error {
 }
 
 // viewLiveRun shows a run of the current state, with what it waits for.
-func (s *Server) viewLiveRun(r *fsm.Run) (runView, error) {
+func (s *Server) viewLiveRun(r *fsm.Run) (RunView, error) {
 	var calls []fsm.Call
 	if !r.Done() && (r.Waiting == "" || r.Waiting == fsm.WaitingDebounce || r.Waiting == fsm.WaitingBatch) {
 		var err error
 		if calls, err = s.fsm.RunCalls(r.ID); err != nil {
-			return runView{}, err
+			return RunView{}, err
 		}
 	}
 	return viewRun(r, calls), nil
@@ -161,7 +161,7 @@ func (s *Server) listRuns(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := make([]runView, len(runs))
+	out := make([]RunView, len(runs))
 	for i := range runs {
 		if out[i], err = s.viewLiveRun(&runs[i]); err != nil {
 			return err
@@ -182,7 +182,7 @@ func (s *Server) eventRuns(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := []runView{}
+	out := []RunView{}
 	for _, id := range ids {
 		r, err := s.fsm.Run(id)
 		if err != nil {

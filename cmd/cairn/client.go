@@ -240,23 +240,7 @@ func cmdSend(args []string) error {
 }
 
 // runJSON is a run as GET /v1/runs shows it (times in unix ms).
-type runJSON struct {
-	ID            string            `json:"id"`
-	FunctionID    string            `json:"function_id"`
-	Status        string            `json:"status"`
-	EventIDs      []string          `json:"event_ids"`
-	CreatedAt     int64             `json:"created_at"`
-	StartedAt     int64             `json:"started_at"`
-	EndedAt       int64             `json:"ended_at"`
-	Steps         []string          `json:"steps"`
-	StepNames     map[string]string `json:"step_names"`
-	Output        json.RawMessage   `json:"output"`
-	Error         json.RawMessage   `json:"error"`
-	Waiting       string            `json:"waiting"`
-	WaitingReason string            `json:"waiting_reason"`
-	WaitingUntil  int64             `json:"waiting_until"`
-	WaitingStep   string            `json:"waiting_step"`
-}
+type runJSON = api.RunView
 
 // sinceTime reads --since: a duration back from now ("1h", "30m"), RFC
 // 3339 or unix ms, as the API's since parameter.
