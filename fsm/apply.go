@@ -57,6 +57,10 @@ func (t *txn) applyRecord(r Record) Result {
 		return t.applyReplayStarted(r)
 	case *ReplayCancelled:
 		return t.applyReplayCancelled(r)
+	case *EndpointStarted:
+		return t.applyEndpointStarted(r)
+	case *EndpointCheckpointed:
+		return t.applyEndpointCheckpointed(r)
 	}
 	panic(fmt.Sprintf("fsm: no applier for %T", r))
 }
@@ -81,6 +85,10 @@ func recordBy(r Record) string {
 	case *ReplayStarted:
 		return r.By
 	case *ReplayCancelled:
+		return r.By
+	case *EndpointStarted:
+		return r.By
+	case *EndpointCheckpointed:
 		return r.By
 	}
 	return ""

@@ -56,6 +56,12 @@ func sampleRecords() []fsm.Record {
 		&fsm.ReplayStarted{At: 1700000000013, ID: "rp", FnID: "app-fn", From: 1, To: 2,
 			Statuses: []string{"failed"}, Runs: []string{"01OLD"}, By: "cli"},
 		&fsm.ReplayCancelled{At: 1700000000014, ID: "rp", By: "cli"},
+		&fsm.EndpointStarted{At: 1700000000015, RunID: "r9", AppID: "http://h:1", FnID: "GET /a", URL: "http://h:1/a",
+			Method: "GET", Retries: 3, EventID: "e9", JSON: []byte(`{"name":"inngest/http.request"}`),
+			Steps: []fsm.Op{{ID: "s1", Op: "StepRun", Name: "a", DisplayName: "a", Opts: []byte(`{}`), Data: []byte(`1`), Error: []byte(`{}`)}},
+			By: "app"},
+		&fsm.EndpointCheckpointed{At: 1700000000016, RunID: "r9", Steps: []fsm.Op{{ID: "s2", Op: "Sleep", Name: "1s"}},
+			Jitter: 7, By: "app"},
 		&fsm.AppRemoved{At: 1700000000010, AppID: "app", By: "key:k1"},
 	}
 }

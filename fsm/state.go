@@ -79,6 +79,9 @@ type Run struct {
 	AdmitKeys []string `msgpack:"aks,omitempty"`
 	// RerunOf is the run this one reruns (RunRerun).
 	RerunOf string `msgpack:"rof,omitempty"`
+	// Endpoint is the HTTP method of a durable endpoint's run (endpoint.go):
+	// its calls re-enter the endpoint with the original request.
+	Endpoint string `msgpack:"ep,omitempty"`
 }
 
 // Done reports whether the run has finished.

@@ -69,6 +69,9 @@ const (
 	OpInvokeFunction = "InvokeFunction"
 	OpRunComplete    = "RunComplete"
 	OpNone           = "None"
+	// OpDiscoveryRequest: a durable endpoint ran past its maxRuntime and
+	// hands the run to the engine (only in a checkpoint, endpoint.go).
+	OpDiscoveryRequest = "DiscoveryRequest"
 )
 
 // History entry types (HistoryEntry.Type).
@@ -99,6 +102,10 @@ const (
 	HistInvokeFailed  = "step.invoke.failed" // could not start
 	HistInvokeDone    = "step.invoke.finished"
 	HistInvokeTimeout = "step.invoke.timeout"
+	// A durable endpoint handed its run to the engine (an async op, a
+	// step error, its maxRuntime), or sent a checkpoint it may not.
+	HistEndpointAsync     = "run.endpoint.async"
+	HistCheckpointRefused = "run.checkpoint.refused"
 	// HistEventDropped: an event the engine meant to emit could not be
 	// encoded; the run's history says so instead of an empty event.
 	HistEventDropped = "event.dropped"
