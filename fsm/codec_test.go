@@ -59,7 +59,7 @@ func sampleRecords() []fsm.Record {
 		&fsm.EndpointStarted{At: 1700000000015, RunID: "r9", AppID: "http://h:1", FnID: "GET /a", URL: "http://h:1/a",
 			Method: "GET", Retries: 3, EventID: "e9", JSON: []byte(`{"name":"inngest/http.request"}`),
 			Steps: []fsm.Op{{ID: "s1", Op: "StepRun", Name: "a", DisplayName: "a", Opts: []byte(`{}`), Data: []byte(`1`), Error: []byte(`{}`)}},
-			By: "app"},
+			By:    "app"},
 		&fsm.EndpointCheckpointed{At: 1700000000016, RunID: "r9", Steps: []fsm.Op{{ID: "s2", Op: "Sleep", Name: "1s"}},
 			Jitter: 7, By: "app"},
 		&fsm.AppRemoved{At: 1700000000010, AppID: "app", By: "key:k1"},
