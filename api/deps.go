@@ -38,6 +38,7 @@ type Projection interface {
 	Apps() ([]fsm.App, error)
 	Function(id string) (*fsm.Function, error)
 	Event(id string) ([]byte, error)
+	Memo(runID, stepID string) ([]byte, error)
 	EventOrigin(id string) (fsm.EventOrigin, error)
 	Events(q fsm.EventQuery) ([]fsm.StoredEvent, string, error)
 	Run(id string) (*fsm.Run, error)

@@ -128,6 +128,14 @@ func New(cfg Config, node Node, f Projection, exec Dispatcher, syncer *Syncer) *
 	v1.GET("/state", s.getState)
 	v1.GET("/status", s.status)
 	v1.GET("/cluster", s.clusterStatus)
+	// Durable endpoints (checkpoint.go): the SDK's sync checkpoint API and
+	// the state it fetches on re-entry; the output is opened by its token.
+	v1.POST("/checkpoint", s.postCheckpoint)
+	v1.POST("/checkpoint/:id/steps", s.postCheckpointSteps)
+	e.GET("/v1/http/runs/:id/output", s.getRunOutput)
+	v0 := e.Group("/v0", s.needSigningKey)
+	v0.GET("/runs/:id/batch", s.runBatch)
+	v0.GET("/runs/:id/actions", s.runActions)
 	e.GET("/health", s.health)
 	e.GET("/metrics", echo.WrapHandler(promhttp.Handler()))
 	s.echo = e

@@ -694,6 +694,9 @@ func (e *Executor) buildRequest(ctx context.Context, c fsm.Call) (*http.Request,
 	if err != nil || fn == nil {
 		return nil, fmt.Errorf("function %q is no longer registered", run.FnID)
 	}
+	if run.Endpoint != "" {
+		return e.reentry(ctx, run, fn, c)
+	}
 	body := callBody{
 		Steps:   make(map[string]json.RawMessage, len(run.Stack)),
 		Version: run.Version,

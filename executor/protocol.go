@@ -3,7 +3,6 @@ package executor
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -69,40 +68,8 @@ func unwrapStream(r *response) error {
 	return nil
 }
 
-// wireOp is an op as the SDK sends it; unknown fields are ignored.
-type wireOp struct {
-	ID          string          `json:"id"`
-	Op          string          `json:"op"`
-	Name        string          `json:"name"`
-	DisplayName string          `json:"displayName"`
-	Opts        json.RawMessage `json:"opts"`
-	Data        json.RawMessage `json:"data"`
-	Error       json.RawMessage `json:"error"`
-}
-
 // parseOps reads a 206 body: an array of ops, or (durable endpoints) one op.
-func parseOps(body []byte) ([]fsm.Op, error) {
-	body = bytes.TrimSpace(body)
-	var wire []wireOp
-	if len(body) > 0 && body[0] == '{' {
-		var one wireOp
-		if err := json.Unmarshal(body, &one); err != nil {
-			return nil, err
-		}
-		wire = []wireOp{one}
-	} else if err := json.Unmarshal(body, &wire); err != nil {
-		return nil, err
-	}
-	ops := make([]fsm.Op, 0, len(wire))
-	for _, w := range wire {
-		if w.Op == "" {
-			return nil, errors.New("op without an opcode")
-		}
-		ops = append(ops, fsm.Op{ID: w.ID, Op: w.Op, Name: w.Name, DisplayName: firstNonEmpty(w.DisplayName, w.Name),
-			Opts: nonNull(w.Opts), Data: w.Data, Error: nonNull(w.Error)})
-	}
-	return ops, nil
-}
+func parseOps(body []byte) ([]fsm.Op, error) { return fsm.ParseOps(body) }
 
 // finishedFrom builds the record of an app's answer.
 func finishedFrom(r *response, now time.Time) *fsm.CallFinished {
