@@ -12,8 +12,8 @@
 
 import fs from "node:fs";
 import http from "node:http";
-import { Inngest, NonRetriableError } from "inngest";
-import { serve } from "inngest/node";
+import { Inngest, NonRetriableError, step } from "inngest";
+import { endpointAdapter, serve, serveEndpoint } from "inngest/node";
 
 const PORT = Number(process.env.PORT || 3939);
 const APP_ID = process.env.APP_ID || "tsapp";
@@ -430,6 +430,45 @@ const manySteps = inngest.createFunction(
   },
 );
 
+// --- durable endpoint ----------------------------------------------------------
+
+// /api/durable is a durable endpoint (inngest.endpoint with the node adapter):
+// an ordinary HTTP handler whose body is a workflow. Query: user (echoed),
+// k (journal key: the endpoint has no run id to journal by), sleep (a
+// step.sleep duration), fail (how many times compute-greeting throws first).
+// A POST's JSON body is echoed back. The response carries x-probe: 1.
+const endpoints = new Inngest({ id: APP_ID + "-endpoints", logger, endpointAdapter });
+const failures = new Map();
+// The SDK consumes the request body before the handler runs (it keeps it in
+// the run's event), so the handler reads a copy taken before.
+const bodies = new WeakMap();
+const durableHandler = endpoints.endpoint(async (req) => {
+    const url = new URL(req.url);
+    const q = (name) => url.searchParams.get(name) || "";
+    const jctx = { runId: q("k"), attempt: 0 };
+    const raw = await bodies.get(req);
+    const body = raw ? JSON.parse(raw) : null;
+    const user = await step.run("fetch-user", () => {
+      journal("endpoint", "fetch-user", jctx);
+      return { id: q("user") };
+    });
+    if (q("sleep")) await step.sleep("pause", q("sleep"));
+    const greeting = await step.run("compute-greeting", () => {
+      journal("endpoint", "compute-greeting", jctx);
+      const n = failures.get(q("k")) || 0;
+      if (n < Number(q("fail") || 0)) {
+        failures.set(q("k"), n + 1);
+        throw new Error("greeting service down");
+      }
+      return `hello ${user.id}`;
+    });
+    return Response.json({ user, greeting, body, method: req.method }, { headers: { "x-probe": "1" } });
+});
+const durable = serveEndpoint(async (req) => {
+  bodies.set(req, req.clone().text());
+  return durableHandler(req);
+});
+
 // --- HTTP server -------------------------------------------------------------------
 
 const handler = serve({
@@ -446,6 +485,7 @@ const handler = serve({
 const server = http.createServer((req, res) => {
   const { pathname } = new URL(req.url, "http://localhost");
   if (pathname === "/api/inngest") return handler(req, res);
+  if (pathname === "/api/durable") return durable(req, res);
   res.writeHead(404, { "content-type": "text/plain" });
   res.end("not found\n");
 });

@@ -1,0 +1,179 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cairn-dev/cairn/server"
+)
+
+// Durable endpoints (protocol §9.2): e2e/tsapp serves /api/durable with the
+// SDK's node endpoint adapter. The end user calls it directly; the SDK
+// checkpoints each step to Cairn, and when the handler sleeps or a step
+// fails it hands the run to Cairn and redirects the caller to the run's
+// output, which Cairn serves once the run, re-entered, has ended.
+
+func TestDurableEndpoints(t *testing.T) { inModes(t, testDurableEndpoints) }
+
+// endpointCall is what the end user got.
+type endpointCall struct {
+	status     int
+	header     http.Header
+	body       string
+	redirected string // the Location of a redirect followed, "" if none
+}
+
+func callEndpoint(t *testing.T, method, u, body string) endpointCall {
+	t.Helper()
+	var out endpointCall
+	cl := &http.Client{Timeout: 90 * time.Second, CheckRedirect: func(req *http.Request, via []*http.Request) error {
+		out.redirected = req.URL.String()
+		return nil
+	}}
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, u, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := cl.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, u, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	out.status, out.header, out.body = resp.StatusCode, resp.Header, string(raw)
+	return out
+}
+
+// endpointRun finds the run of the endpoint call with journal key k.
+func (c client) endpointRun(fnID, k string) run {
+	c.t.Helper()
+	var runs struct {
+		Data []run `json:"data"`
+	}
+	if code, err := c.do("GET", "/v1/runs?function_id="+url.QueryEscape(fnID), nil, &runs); err != nil || code != 200 {
+		c.t.Fatalf("runs of %s: %d %v", fnID, code, err)
+	}
+	for _, r := range runs.Data {
+		var full struct {
+			Data struct {
+				EventIDs []string `json:"event_ids"`
+			} `json:"data"`
+		}
+		c.do("GET", "/v1/runs/"+r.ID, nil, &full)
+		for _, ev := range full.Data.EventIDs {
+			var e json.RawMessage
+			c.do("GET", "/v1/events/"+ev, nil, &e)
+			if strings.Contains(string(e), "k="+k+`"`) {
+				return r
+			}
+		}
+	}
+	c.t.Fatalf("no run of %s for key %s among %d", fnID, k, len(runs.Data))
+	return run{}
+}
+
+func testDurableEndpoints(t *testing.T, opts ...func(*server.Config)) {
+	c, app := withApp(t, opts...)
+	base := strings.Replace(app.URL, "/api/inngest", "/api/durable", 1)
+	want := func(t *testing.T, got endpointCall, user, method, body string) {
+		t.Helper()
+		exp := fmt.Sprintf(`{"user":{"id":"%s"},"greeting":"hello %s","body":%s,"method":"%s"}`, user, user, body, method)
+		if got.status != 200 || got.body != exp || (got.redirected == "" && got.header.Get("X-Probe") != "1") ||
+			!strings.HasPrefix(got.header.Get("Content-Type"), "application/json") {
+			t.Fatalf("caller got %d %v %q, want 200 %s", got.status, got.header, got.body, exp)
+		}
+	}
+	once := func(t *testing.T, k string, steps ...string) {
+		t.Helper()
+		got := app.executions(t, k)
+		for _, s := range steps {
+			if got[s] != 1 {
+				t.Fatalf("step %s ran %d times (journal %v), want once", s, got[s], got)
+			}
+		}
+	}
+	for _, tc := range []struct {
+		name, method, body, sleep string
+	}{
+		{"GETSync", "GET", "", ""},
+		{"POSTSync", "POST", `{"hello":"world","n":[1,2]}`, ""},
+		{"GETAsyncSleep", "GET", "", "2s"},
+		{"POSTAsyncSleep", "POST", `{"hello":"sleepy"}`, "2s"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c.t = t
+			k := fmt.Sprintf("%s-%d", strings.ToLower(tc.name), time.Now().UnixNano())
+			u := base + "?user=42"
+			if tc.sleep != "" {
+				u += "&sleep=" + tc.sleep
+			}
+			u += "&k=" + k // last: endpointRun looks for it before a quote
+			got := callEndpoint(t, tc.method, u, tc.body)
+			body := tc.body
+			if body == "" {
+				body = "null"
+			}
+			want(t, got, "42", tc.method, body)
+			if tc.sleep != "" && !strings.Contains(got.redirected, "/v1/http/runs/") {
+				t.Fatalf("async call was not redirected to the run output (%q)", got.redirected)
+			}
+			if tc.sleep == "" && got.redirected != "" {
+				t.Fatalf("sync call was redirected to %s", got.redirected)
+			}
+			once(t, k, "fetch-user", "compute-greeting")
+			r := c.endpointRun(tc.method+" /api/durable", k)
+			deadline := time.Now().Add(10 * time.Second)
+			for r.Status == "running" && time.Now().Before(deadline) {
+				time.Sleep(50 * time.Millisecond)
+				r = c.endpointRun(tc.method+" /api/durable", k)
+			}
+			if r.Status != "completed" {
+				t.Fatalf("run %s: %s %s", r.ID, r.Status, r.Error)
+			}
+			wantSteps := 2
+			if tc.sleep != "" {
+				wantSteps = 3
+			}
+			if len(r.Steps) != wantSteps {
+				t.Fatalf("run steps = %v", r.Steps)
+			}
+		})
+	}
+
+	t.Run("StepErrorRetriesOnTheEngine", func(t *testing.T) {
+		c.t = t
+		k := fmt.Sprintf("fail-%d", time.Now().UnixNano())
+		got := callEndpoint(t, "POST", base+"?user=7&fail=2&k="+k, `{"a":1}`)
+		want(t, got, "7", "POST", `{"a":1}`)
+		if !strings.Contains(got.redirected, "/v1/http/runs/") {
+			t.Fatalf("not redirected (%q)", got.redirected)
+		}
+		if n := app.executions(t, k); n["fetch-user"] != 1 || n["compute-greeting"] != 3 {
+			t.Fatalf("executions %v: want fetch-user once, compute-greeting 3 times", n)
+		}
+		r := c.endpointRun("POST /api/durable", k)
+		var errored int
+		for _, h := range c.history(r.ID) {
+			if h.Type == "step.errored" {
+				errored++
+			}
+		}
+		// The first error came by checkpoint, the second from a re-entry.
+		if errored != 2 || r.Status != "completed" {
+			t.Fatalf("run %s %s: %d step.errored entries, want 2", r.ID, r.Status, errored)
+		}
+	})
+}
