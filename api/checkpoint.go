@@ -32,6 +32,9 @@ const maxEndpointRetries = 20
 const (
 	outputWait  = 4 * time.Minute
 	outputEvery = 50 * time.Millisecond
+	// teeWait is how long the output waits, once the run has ended, for
+	// the handler's exact response, before it serves the RunComplete's.
+	teeWait = time.Second
 )
 
 // httpRequestData is the data of the SDK's inngest/http.request event.
@@ -281,6 +284,19 @@ func (s *Server) getRunOutput(c echo.Context) error {
 			return errf(http.StatusNotFound, "run_not_found", "no run %s", runID)
 		}
 		if run.Done() {
+			// The exact response comes beside the run's end (the SDK's
+			// tee): give it a moment when the end came first.
+			for wait := time.Now().Add(teeWait); run.Response == nil && run.Status == fsm.StatusCompleted &&
+				time.Now().Before(wait); {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(outputEvery):
+				}
+				if run, err = s.fsm.Run(runID); err != nil {
+					return err
+				}
+			}
 			return writeRunOutput(c, run)
 		}
 		if time.Now().After(deadline) {
@@ -295,10 +311,11 @@ func (s *Server) getRunOutput(c echo.Context) error {
 	}
 }
 
-// writeRunOutput sends an ended endpoint run's response. The SDK
-// JSON-encodes a handler's body a second time when it re-enters (protocol
-// §9.2 step 6): such a body is decoded once, so the caller gets the bytes
-// the handler produced. A run that failed or was cancelled is a 500 with
+// writeRunOutput sends an ended endpoint run's response: the one the SDK
+// teed (EndpointResponded), exact; without it, the RunComplete's. That one
+// has the handler's body JSON-encoded a second time when it re-entered
+// (protocol §9.2 step 6): such a body is decoded once, so the caller gets
+// the bytes the handler produced. A run that failed or was cancelled is a 500 with
 // its error.
 func writeRunOutput(c echo.Context, run *fsm.Run) error {
 	if run.Status != fsm.StatusCompleted {
@@ -306,17 +323,27 @@ func writeRunOutput(c echo.Context, run *fsm.Run) error {
 		return c.JSONBlob(http.StatusInternalServerError, orJSONNull(run.Error))
 	}
 	var out endpointResponse
+	if run.Response != nil && json.Unmarshal(run.Response, &out) == nil && out.Status >= 100 && out.Status <= 999 {
+		return writeResponse(c, out)
+	}
 	if err := json.Unmarshal(run.Output, &out); err != nil || out.Status < 100 || out.Status > 999 {
 		// Not a response (a function result?): the output as JSON.
 		return c.JSONBlob(http.StatusOK, orJSONNull(run.Output))
 	}
+	if out.Body != nil {
+		var inner string
+		if strings.HasPrefix(*out.Body, `"`) && json.Unmarshal([]byte(*out.Body), &inner) == nil {
+			out.Body = &inner
+		}
+	}
+	return writeResponse(c, out)
+}
+
+// writeResponse sends a handler's response as it was produced.
+func writeResponse(c echo.Context, out endpointResponse) error {
 	body := ""
 	if out.Body != nil {
 		body = *out.Body
-		var inner string
-		if strings.HasPrefix(body, `"`) && json.Unmarshal([]byte(body), &inner) == nil {
-			body = inner
-		}
 	}
 	h := c.Response().Header()
 	for k, v := range out.Headers {
@@ -379,4 +406,69 @@ func (s *Server) runActions(c echo.Context) error {
 		steps[id] = orJSONNull(m)
 	}
 	return c.JSON(http.StatusOK, steps)
+}
+
+// postTee takes the stream the SDK tees to the server when an endpoint run
+// ends on the engine: POST /v1/realtime/publish/tee?channel=<run id>, SSE
+// events. Its inngest.response event is the handler's response exactly as
+// the caller would have had it (status, headers, body), which the run
+// keeps for its output. Other events (realtime messages) are not served.
+func (s *Server) postTee(c echo.Context) error {
+	runID := c.QueryParam("channel")
+	body, err := s.readBody(c)
+	if err != nil {
+		return err
+	}
+	resp, ok := teedResponse(body)
+	if !ok {
+		return c.NoContent(http.StatusOK)
+	}
+	run, err := s.fsm.Run(runID)
+	if err != nil {
+		return err
+	}
+	if run == nil || run.Endpoint == "" || run.Response != nil {
+		return c.NoContent(http.StatusOK) // nothing to keep: written nowhere
+	}
+	if _, err := s.propose(c, &fsm.EndpointResponded{At: time.Now().UnixMilli(), RunID: runID, Response: resp,
+		By: actor(c)}); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusOK)
+}
+
+// teedResponse finds a succeeded inngest.response event in an SSE stream and
+// returns it as {"status", "headers", "body"}.
+func teedResponse(stream []byte) ([]byte, bool) {
+	for _, block := range strings.Split(strings.ReplaceAll(string(stream), "\r\n", "\n"), "\n\n") {
+		var event string
+		var data []string
+		for _, line := range strings.Split(block, "\n") {
+			switch {
+			case strings.HasPrefix(line, "event:"):
+				event = strings.TrimSpace(strings.TrimPrefix(line, "event:"))
+			case strings.HasPrefix(line, "data:"):
+				data = append(data, strings.TrimPrefix(strings.TrimPrefix(line, "data:"), " "))
+			}
+		}
+		if event != "inngest.response" {
+			continue
+		}
+		var ev struct {
+			Status   string `json:"status"`
+			Response struct {
+				Body       *string           `json:"body"`
+				StatusCode int               `json:"statusCode"`
+				Headers    map[string]string `json:"headers"`
+			} `json:"response"`
+		}
+		if json.Unmarshal([]byte(strings.Join(data, "\n")), &ev) != nil || ev.Status != "succeeded" ||
+			ev.Response.StatusCode < 100 || ev.Response.StatusCode > 999 {
+			return nil, false
+		}
+		b, err := json.Marshal(endpointResponse{Status: ev.Response.StatusCode, Headers: ev.Response.Headers,
+			Body: ev.Response.Body})
+		return b, err == nil
+	}
+	return nil, false
 }

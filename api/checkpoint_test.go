@@ -150,3 +150,34 @@ func containsKind(ks []fsm.Kind, k fsm.Kind) bool {
 	}
 	return false
 }
+
+// When the run ends on the engine, the SDK tees the handler's exact
+// response; the output serves it rather than the RunComplete's re-encoded
+// body under the SDK's own status and headers.
+func TestTeedResponseIsTheOutput(t *testing.T) {
+	s := startNode(t)
+	base := s.URL()
+	resp := post(t, base+"/v1/checkpoint", checkpointBody(cpRun, nil, cpStep), nil)
+	if resp.status != 200 {
+		t.Fatalf("checkpoint: %d %s", resp.status, resp.body)
+	}
+	tok := resp.json(t)["data"].(map[string]any)["token"].(string)
+	before := position(s)
+	if r := post(t, base+"/v1/realtime/publish/tee?channel="+cpRun, "event: inngest.metadata\ndata: {}\n\n", nil); r.status != 200 ||
+		position(s) != before {
+		t.Fatalf("a tee without a response: %d, log grew %v", r.status, position(s) != before)
+	}
+	tee := "event: inngest.metadata\ndata: {\"runId\":\"" + cpRun + "\"}\n\nevent: inngest.response\n" +
+		`data: {"status":"succeeded","response":{"body":"{\"user\":{\"id\":\"43\"}}","statusCode":202,"headers":{"content-type":"application/json","x-probe":"1"}}}` + "\n\n"
+	if r := post(t, base+"/v1/realtime/publish/tee?channel="+cpRun, tee, nil); r.status != 200 {
+		t.Fatalf("tee: %d %s", r.status, r.body)
+	}
+	done := `{"steps":[{"op":"RunComplete","id":"0737c22d3bfae812339732d14d8c7dbd6dc4e09c","data":{"headers":{"content-type":"application/json"},"status":200,"body":"\"{\\\"user\\\":{\\\"id\\\":\\\"43\\\"}}\"","version":2}}]}`
+	if r := post(t, base+"/v1/checkpoint/"+cpRun+"/steps", done, nil); r.status != 200 {
+		t.Fatalf("RunComplete: %d %s", r.status, r.body)
+	}
+	out := get(t, base+"/v1/http/runs/"+cpRun+"/output?token="+tok)
+	if out.status != 202 || string(out.body) != `{"user":{"id":"43"}}` || out.header.Get("X-Probe") != "1" {
+		t.Fatalf("output: %d %v %q", out.status, out.header, out.body)
+	}
+}

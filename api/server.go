@@ -132,6 +132,7 @@ func New(cfg Config, node Node, f Projection, exec Dispatcher, syncer *Syncer) *
 	// the state it fetches on re-entry; the output is opened by its token.
 	v1.POST("/checkpoint", s.postCheckpoint)
 	v1.POST("/checkpoint/:id/steps", s.postCheckpointSteps)
+	v1.POST("/realtime/publish/tee", s.postTee)
 	e.GET("/v1/http/runs/:id/output", s.getRunOutput)
 	v0 := e.Group("/v0", s.needSigningKey)
 	v0.GET("/runs/:id/batch", s.runBatch)

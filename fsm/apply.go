@@ -61,6 +61,8 @@ func (t *txn) applyRecord(r Record) Result {
 		return t.applyEndpointStarted(r)
 	case *EndpointCheckpointed:
 		return t.applyEndpointCheckpointed(r)
+	case *EndpointResponded:
+		return t.applyEndpointResponded(r)
 	}
 	panic(fmt.Sprintf("fsm: no applier for %T", r))
 }
@@ -89,6 +91,8 @@ func recordBy(r Record) string {
 	case *EndpointStarted:
 		return r.By
 	case *EndpointCheckpointed:
+		return r.By
+	case *EndpointResponded:
 		return r.By
 	}
 	return ""

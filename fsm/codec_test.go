@@ -62,6 +62,7 @@ func sampleRecords() []fsm.Record {
 			By:    "app"},
 		&fsm.EndpointCheckpointed{At: 1700000000016, RunID: "r9", Steps: []fsm.Op{{ID: "s2", Op: "Sleep", Name: "1s"}},
 			Jitter: 7, By: "app"},
+		&fsm.EndpointResponded{At: 1700000000017, RunID: "r9", Response: []byte(`{"status":201}`), By: "app"},
 		&fsm.AppRemoved{At: 1700000000010, AppID: "app", By: "key:k1"},
 	}
 }

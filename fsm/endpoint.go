@@ -49,6 +49,22 @@ type EndpointCheckpointed struct {
 	By     string `msgpack:"by,omitempty"`
 }
 
+// EndpointResponded is the response a durable endpoint's handler produced
+// when it ran on the engine, as its caller would have had it. The SDK's
+// RunComplete of a re-entry carries the body re-encoded under its own
+// status and content type only; the exact response comes apart, in the
+// stream the SDK tees to the server (POST /v1/realtime/publish/tee), and
+// the run-output endpoint serves it.
+type EndpointResponded struct {
+	At    int64  `msgpack:"at"`
+	RunID string `msgpack:"run"`
+	// Response is {"status", "headers", "body"}: the body as a string.
+	Response []byte `msgpack:"resp"`
+	By       string `msgpack:"by,omitempty"`
+}
+
+func (*EndpointResponded) Kind() Kind    { return KindEndpointResponded }
+func (r *EndpointResponded) Time() int64 { return r.At }
 func (*EndpointStarted) Kind() Kind      { return KindEndpointStarted }
 func (*EndpointCheckpointed) Kind() Kind { return KindEndpointCheckpointed }
 func (r *EndpointStarted) Time() int64   { return r.At }
@@ -200,4 +216,23 @@ func (t *txn) checkpoint(run *Run, fn *Function, at int64, jitter uint32, ops []
 			t.putCall(&Call{RunID: run.ID, ID: DiscoveryCall, Type: CallHTTP, Due: at})
 		}
 	}
+}
+
+// applyEndpointResponded keeps an endpoint run's response. It may come
+// before or after the run ends (the SDK sends it beside its answer); the
+// first one counts.
+func (t *txn) applyEndpointResponded(r *EndpointResponded) Result {
+	run := t.run(r.RunID)
+	switch {
+	case run == nil:
+		return Result{Code: NotFound, ID: r.RunID, Msg: "no such run"}
+	case run.Endpoint == "":
+		return Result{Code: Rejected, ID: r.RunID, Msg: "run is not a durable endpoint run"}
+	case run.Response != nil:
+		t.history(run, HistoryEntry{At: r.At, Type: HistResult(Duplicate), Detail: "response already recorded"})
+		return Result{Code: Duplicate, ID: r.RunID, Msg: "response already recorded"}
+	}
+	run.Response = r.Response
+	t.history(run, HistoryEntry{At: r.At, Type: HistEndpointResponse})
+	return Result{Code: OK, ID: r.RunID}
 }

@@ -124,3 +124,15 @@ func TestEndpointFunctionOfAnotherApp(t *testing.T) {
 		t.Fatalf("run created: %+v", r)
 	}
 }
+
+// The handler's response is kept once, before or after the run ends.
+func TestEndpointResponded(t *testing.T) {
+	h := newHarness(t)
+	h.want(&fsm.EndpointResponded{At: t0, RunID: epRun, Response: []byte(`{}`)}, fsm.NotFound)
+	h.want(epStart(t0, stepRun("a", `1`)), fsm.OK)
+	h.want(&fsm.EndpointResponded{At: t0 + 1, RunID: epRun, Response: []byte(`{"status":201}`)}, fsm.OK)
+	h.want(&fsm.EndpointResponded{At: t0 + 2, RunID: epRun, Response: []byte(`{"status":500}`)}, fsm.Duplicate)
+	if r := h.run(epRun); string(r.Response) != `{"status":201}` || r.Status != fsm.StatusRunning {
+		t.Fatalf("run = %+v", r)
+	}
+}

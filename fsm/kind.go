@@ -26,6 +26,7 @@ const (
 	// 16 is taken by async checkpointing of ordinary functions.
 	KindEndpointStarted      Kind = 17 // POST /v1/checkpoint: a durable endpoint's run (endpoint.go)
 	KindEndpointCheckpointed Kind = 18 // POST /v1/checkpoint/{run}/steps: its later steps or its end
+	KindEndpointResponded    Kind = 19 // the handler's response as the caller would have had it (the SDK's tee)
 )
 
 // KindIgnorable marks a kind that a node which does not know it may skip:
@@ -61,6 +62,7 @@ var kinds = [...]kindInfo{
 	KindReplayCancelled:      {"ReplayCancelled", func() Record { return new(ReplayCancelled) }, 3},
 	KindEndpointStarted:      {"EndpointStarted", func() Record { return new(EndpointStarted) }, 3},
 	KindEndpointCheckpointed: {"EndpointCheckpointed", func() Record { return new(EndpointCheckpointed) }, 3},
+	KindEndpointResponded:    {"EndpointResponded", func() Record { return new(EndpointResponded) }, 3},
 }
 
 func (k Kind) info() (kindInfo, bool) {

@@ -82,6 +82,10 @@ type Run struct {
 	// Endpoint is the HTTP method of a durable endpoint's run (endpoint.go):
 	// its calls re-enter the endpoint with the original request.
 	Endpoint string `msgpack:"ep,omitempty"`
+	// Response is an endpoint run's response as the handler produced it
+	// (EndpointResponded): what its caller gets, headers and status
+	// included, which the SDK's RunComplete of a re-entry does not carry.
+	Response []byte `msgpack:"resp,omitempty"`
 }
 
 // Done reports whether the run has finished.

@@ -106,6 +106,7 @@ const (
 	// step error, its maxRuntime), or sent a checkpoint it may not.
 	HistEndpointAsync     = "run.endpoint.async"
 	HistCheckpointRefused = "run.checkpoint.refused"
+	HistEndpointResponse  = "run.endpoint.response" // the handler's response, kept for its caller
 	// HistEventDropped: an event the engine meant to emit could not be
 	// encoded; the run's history says so instead of an empty event.
 	HistEventDropped = "event.dropped"
