@@ -136,3 +136,18 @@ func TestEndpointResponded(t *testing.T) {
 		t.Fatalf("run = %+v", r)
 	}
 }
+
+// A rerun of an endpoint run is an endpoint run: the engine re-enters the
+// endpoint for it.
+func TestEndpointRerun(t *testing.T) {
+	h := newHarness(t)
+	h.want(epStart(t0, stepRun("a", `1`)), fsm.OK)
+	h.want(&fsm.EndpointCheckpointed{At: t0 + 1, RunID: epRun, Steps: []fsm.Op{
+		{ID: "c0", Op: fsm.OpRunComplete, Data: []byte(`{"status":200}`)}}}, fsm.OK)
+	const rerun = "01M8G1M72VTW4HRGZ67MQYCNEQ"
+	h.want(&fsm.RunRerun{At: t0 + 2, RunID: rerun, From: epRun}, fsm.OK)
+	if r := h.run(rerun); r.Endpoint != "GET" {
+		t.Fatalf("rerun = %+v", r)
+	}
+	h.mustCall(rerun, fsm.DiscoveryCall)
+}

@@ -114,6 +114,9 @@ func (t *txn) rerun(r *RunRerun) Result {
 		return Result{Code: Duplicate, ID: r.RunID, Msg: "run id already exists"}
 	}
 	run.RerunOf = old.ID
+	// A durable endpoint's rerun re-enters the endpoint, as the engine
+	// continues any endpoint run (nobody waits for its response).
+	run.Endpoint = old.Endpoint
 	// The steps before FromStep keep their values: the app finds them
 	// memoized and resumes at FromStep. A step that never completed (it
 	// failed, or never ran) keeps every memoized value.
