@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -176,4 +177,44 @@ func testDurableEndpoints(t *testing.T, opts ...func(*server.Config)) {
 			t.Fatalf("run %s %s: %d step.errored entries, want 2", r.ID, r.Status, errored)
 		}
 	})
+}
+
+// TestEndpointKillAndRestart kills Cairn with SIGKILL while a durable
+// endpoint's run sleeps on the engine; after a restart on the same data the
+// run wakes, re-enters the endpoint and the caller's redirect serves the
+// handler's response; no finished step ran again.
+func TestEndpointKillAndRestart(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "data")
+	httpPort, raftPort := freePort(t), freePort(t)
+	base := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
+	app := startApp(t, base)
+	p := startCairnProc(t, dataDir, httpPort, raftPort, app.URL)
+	c := client{base: base, t: t}
+	c.waitSynced("tsapp", 60*time.Second)
+
+	k := fmt.Sprintf("kill-%d", time.Now().UnixNano())
+	u := strings.Replace(app.URL, "/api/inngest", "/api/durable", 1) + "?user=9&sleep=3s&k=" + k
+	noFollow := &http.Client{Timeout: 30 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noFollow.Post(u, "application/json", strings.NewReader(`{"kill":true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(loc, base+"/v1/http/runs/") {
+		t.Fatalf("endpoint answered %d %q, want a redirect to the run output", resp.StatusCode, loc)
+	}
+	// The sleep was checkpointed before the redirect: Cairn owns the run.
+	p.kill()
+	startCairnProc(t, dataDir, httpPort, raftPort, app.URL)
+
+	got := callEndpoint(t, "GET", loc, "")
+	exp := `{"user":{"id":"9"},"greeting":"hello 9","body":{"kill":true},"method":"POST"}`
+	if got.status != 200 || got.body != exp || got.header.Get("X-Probe") != "1" {
+		t.Fatalf("after restart the caller got %d %v %q, want %s", got.status, got.header, got.body, exp)
+	}
+	if n := app.executions(t, k); n["fetch-user"] != 1 || n["compute-greeting"] != 1 {
+		t.Fatalf("executions %v, want each step once", n)
+	}
 }
