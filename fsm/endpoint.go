@@ -3,6 +3,7 @@ package fsm
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 )
 
 // Durable endpoints (protocol §9.2). An endpoint is an ordinary HTTP handler
@@ -177,6 +178,16 @@ func (t *txn) applyEndpointCheckpointed(r *EndpointCheckpointed) Result {
 // the engine as a discovery call, and the other ops are handled exactly as
 // in an answer to a call (processOps), which hands the run over too.
 func (t *txn) checkpoint(run *Run, fn *Function, at int64, jitter uint32, ops []Op) {
+	// A value over the step output limit fails its step (or the run, for
+	// the response), as in an answer.
+	screen := &CallFinished{Ops: slices.Clone(ops)}
+	if ScreenAnswer(screen, t.limits()) {
+		if len(screen.Fail) > 0 {
+			t.finish(run, StatusFailed, at, nil, screen.Fail)
+			return
+		}
+		ops = screen.Ops
+	}
 	var async []Op
 	handover := false
 	for _, op := range ops {

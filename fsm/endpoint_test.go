@@ -1,7 +1,9 @@
 package fsm_test
 
 import (
+	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/cairn-dev/cairn/fsm"
@@ -150,4 +152,25 @@ func TestEndpointRerun(t *testing.T) {
 		t.Fatalf("rerun = %+v", r)
 	}
 	h.mustCall(rerun, fsm.DiscoveryCall)
+}
+
+// A checkpointed value over the step output limit fails its step, and a
+// response over it the run, as in an answer.
+func TestEndpointOutputLimit(t *testing.T) {
+	h := newHarness(t)
+	h.limits(fsm.Limits{StepOutputBytes: 100})
+	big := `"` + strings.Repeat("x", 200) + `"`
+	h.want(epStart(t0, stepRun("a", big)), fsm.OK)
+	if m := h.memo(epRun, "a"); !strings.HasPrefix(m, `{"error":`) || !strings.Contains(m, fsm.ErrOutputTooLarge) {
+		t.Fatalf("memo a = %s", m)
+	}
+	h.mustCall(epRun, fsm.DiscoveryCall) // the failed step hands the run over
+}
+
+func TestEndpointRecordsNeedFormat3(t *testing.T) {
+	for _, r := range []fsm.Record{&fsm.EndpointStarted{}, &fsm.EndpointCheckpointed{}, &fsm.EndpointResponded{}} {
+		if err := fsm.Downgrade(r, 2); !errors.Is(err, fsm.ErrFormat) {
+			t.Errorf("%s at format 2: %v", r.Kind(), err)
+		}
+	}
 }
