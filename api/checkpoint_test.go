@@ -136,6 +136,17 @@ func TestCheckpointAPI(t *testing.T) {
 	if position(s) != before {
 		t.Fatal("a refused checkpoint was written")
 	}
+	// The run is a run like any other for every reader, the UI's pages too.
+	for _, p := range []string{"/v1/runs/" + cpRun, "/v1/runs/" + cpRun + "/history", "/v1/runs", "/v1/functions",
+		"/v1/apps", "/v1/events", "/", "/runs", "/runs/" + cpRun, "/functions", "/apps", "/events"} {
+		if r := get(t, base+p); r.status != 200 {
+			t.Errorf("GET %s: %d %s", p, r.status, r.body)
+		}
+	}
+	if r := get(t, base+"/v1/runs/"+cpRun+"/history"); !strings.Contains(string(r.body), `"step.completed"`) ||
+		!strings.Contains(string(r.body), `"run.completed"`) {
+		t.Errorf("history: %s", r.body)
+	}
 	if kinds := appendedSince(t, s, logPosition{}); !containsKind(kinds, fsm.KindEndpointStarted) ||
 		!containsKind(kinds, fsm.KindEndpointCheckpointed) {
 		t.Fatalf("log kinds: %v", kinds)
