@@ -154,6 +154,24 @@ func testDurableEndpoints(t *testing.T, opts ...func(*server.Config)) {
 		})
 	}
 
+	// A handler that throws is retried on the engine (re-entries) with the
+	// function's attempts, then fails; the caller gets the error.
+	t.Run("HandlerThrows", func(t *testing.T) {
+		c.t = t
+		k := fmt.Sprintf("throw-%d", time.Now().UnixNano())
+		got := callEndpoint(t, "GET", base+"?user=5&throw=1&k="+k, "")
+		if got.status != 500 || !strings.Contains(got.body, "handler failed") || got.redirected == "" {
+			t.Fatalf("caller got %d %q (redirected %q)", got.status, got.body, got.redirected)
+		}
+		r := c.endpointRun("GET /api/durable", k)
+		if r.Status != "failed" || !strings.Contains(string(r.Error), "handler failed") {
+			t.Fatalf("run %s %s %s", r.ID, r.Status, r.Error)
+		}
+		if n := app.executions(t, k); n["fetch-user"] != 1 {
+			t.Fatalf("executions %v: fetch-user ran again", n)
+		}
+	})
+
 	t.Run("StepErrorRetriesOnTheEngine", func(t *testing.T) {
 		c.t = t
 		k := fmt.Sprintf("fail-%d", time.Now().UnixNano())

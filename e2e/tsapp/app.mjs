@@ -435,7 +435,8 @@ const manySteps = inngest.createFunction(
 // /api/durable is a durable endpoint (inngest.endpoint with the node adapter):
 // an ordinary HTTP handler whose body is a workflow. Query: user (echoed),
 // k (journal key: the endpoint has no run id to journal by), sleep (a
-// step.sleep duration), fail (how many times compute-greeting throws first).
+// step.sleep duration), fail (how many times compute-greeting throws first),
+// throw (the handler throws after its first step).
 // A POST's JSON body is echoed back. The response carries x-probe: 1.
 const endpoints = new Inngest({ id: APP_ID + "-endpoints", logger, endpointAdapter });
 const failures = new Map();
@@ -453,6 +454,7 @@ const durableHandler = endpoints.endpoint(async (req) => {
       return { id: q("user") };
     });
     if (q("sleep")) await step.sleep("pause", q("sleep"));
+    if (q("throw")) throw new Error("handler failed");
     const greeting = await step.run("compute-greeting", () => {
       journal("endpoint", "compute-greeting", jctx);
       const n = failures.get(q("k")) || 0;
