@@ -89,12 +89,12 @@ func (c client) endpointRun(fnID, k string) run {
 func testDurableEndpoints(t *testing.T, opts ...func(*server.Config)) {
 	c, app := withApp(t, opts...)
 	base := strings.Replace(app.URL, "/api/inngest", "/api/durable", 1)
-	want := func(t *testing.T, got endpointCall, user, method, body string) {
+	want := func(t *testing.T, got endpointCall, user, method, body string, status int) {
 		t.Helper()
 		exp := fmt.Sprintf(`{"user":{"id":"%s"},"greeting":"hello %s","body":%s,"method":"%s"}`, user, user, body, method)
-		if got.status != 200 || got.body != exp || got.header.Get("X-Probe") != "1" ||
+		if got.status != status || got.body != exp || got.header.Get("X-Probe") != "1" ||
 			!strings.HasPrefix(got.header.Get("Content-Type"), "application/json") {
-			t.Fatalf("caller got %d %v %q, want 200 %s", got.status, got.header, got.body, exp)
+			t.Fatalf("caller got %d %v %q, want %d %s", got.status, got.header, got.body, status, exp)
 		}
 	}
 	once := func(t *testing.T, k string, steps ...string) {
@@ -108,16 +108,17 @@ func testDurableEndpoints(t *testing.T, opts ...func(*server.Config)) {
 	}
 	for _, tc := range []struct {
 		name, method, body, sleep string
+		status                    int
 	}{
-		{"GETSync", "GET", "", ""},
-		{"POSTSync", "POST", `{"hello":"world","n":[1,2]}`, ""},
-		{"GETAsyncSleep", "GET", "", "2s"},
-		{"POSTAsyncSleep", "POST", `{"hello":"sleepy"}`, "2s"},
+		{"GETSync", "GET", "", "", 200},
+		{"POSTSync", "POST", `{"hello":"world","n":[1,2]}`, "", 201},
+		{"GETAsyncSleep", "GET", "", "2s", 200},
+		{"POSTAsyncSleep", "POST", `{"hello":"sleepy"}`, "2s", 202},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c.t = t
 			k := fmt.Sprintf("%s-%d", strings.ToLower(tc.name), time.Now().UnixNano())
-			u := base + "?user=42"
+			u := base + fmt.Sprintf("?user=42&status=%d", tc.status)
 			if tc.sleep != "" {
 				u += "&sleep=" + tc.sleep
 			}
@@ -127,7 +128,7 @@ func testDurableEndpoints(t *testing.T, opts ...func(*server.Config)) {
 			if body == "" {
 				body = "null"
 			}
-			want(t, got, "42", tc.method, body)
+			want(t, got, "42", tc.method, body, tc.status)
 			if tc.sleep != "" && !strings.Contains(got.redirected, "/v1/http/runs/") {
 				t.Fatalf("async call was not redirected to the run output (%q)", got.redirected)
 			}
@@ -176,7 +177,7 @@ func testDurableEndpoints(t *testing.T, opts ...func(*server.Config)) {
 		c.t = t
 		k := fmt.Sprintf("fail-%d", time.Now().UnixNano())
 		got := callEndpoint(t, "POST", base+"?user=7&fail=2&k="+k, `{"a":1}`)
-		want(t, got, "7", "POST", `{"a":1}`)
+		want(t, got, "7", "POST", `{"a":1}`, 200)
 		if !strings.Contains(got.redirected, "/v1/http/runs/") {
 			t.Fatalf("not redirected (%q)", got.redirected)
 		}

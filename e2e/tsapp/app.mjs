@@ -436,7 +436,7 @@ const manySteps = inngest.createFunction(
 // an ordinary HTTP handler whose body is a workflow. Query: user (echoed),
 // k (journal key: the endpoint has no run id to journal by), sleep (a
 // step.sleep duration), fail (how many times compute-greeting throws first),
-// throw (the handler throws after its first step).
+// throw (the handler throws after its first step), status (of the response).
 // A POST's JSON body is echoed back. The response carries x-probe: 1.
 const endpoints = new Inngest({ id: APP_ID + "-endpoints", logger, endpointAdapter });
 const failures = new Map();
@@ -464,7 +464,10 @@ const durableHandler = endpoints.endpoint(async (req) => {
       }
       return `hello ${user.id}`;
     });
-    return Response.json({ user, greeting, body, method: req.method }, { headers: { "x-probe": "1" } });
+    return Response.json(
+      { user, greeting, body, method: req.method },
+      { status: Number(q("status") || 200), headers: { "x-probe": "1" } },
+    );
 });
 const durable = serveEndpoint(async (req) => {
   bodies.set(req, req.clone().text());
