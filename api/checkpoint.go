@@ -430,6 +430,11 @@ func (s *Server) postTee(c echo.Context) error {
 	if run == nil || run.Endpoint == "" || run.Response != nil {
 		return c.NoContent(http.StatusOK) // nothing to keep: written nowhere
 	}
+	if limits, err := s.fsm.Limits(); err != nil {
+		return err
+	} else if limits.StepOutputBytes > 0 && int64(len(resp)) > limits.StepOutputBytes {
+		return c.NoContent(http.StatusOK) // too big to keep: the RunComplete's is served
+	}
 	if _, err := s.propose(c, &fsm.EndpointResponded{At: time.Now().UnixMilli(), RunID: runID, Response: resp,
 		By: actor(c)}); err != nil {
 		return err

@@ -239,6 +239,11 @@ func (t *txn) applyEndpointResponded(r *EndpointResponded) Result {
 		return Result{Code: NotFound, ID: r.RunID, Msg: "no such run"}
 	case run.Endpoint == "":
 		return Result{Code: Rejected, ID: r.RunID, Msg: "run is not a durable endpoint run"}
+	case t.limits().StepOutputBytes > 0 && int64(len(r.Response)) > t.limits().StepOutputBytes:
+		// Kept in the run, it counts as the run's result: over the limit
+		// the RunComplete's (screened) response is served instead.
+		t.history(run, HistoryEntry{At: r.At, Type: HistResult(Rejected), Detail: "response over the step output limit"})
+		return Result{Code: Rejected, ID: r.RunID, Msg: "response over the step output limit"}
 	case run.Response != nil:
 		t.history(run, HistoryEntry{At: r.At, Type: HistResult(Duplicate), Detail: "response already recorded"})
 		return Result{Code: Duplicate, ID: r.RunID, Msg: "response already recorded"}

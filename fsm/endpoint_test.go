@@ -137,6 +137,10 @@ func TestEndpointResponded(t *testing.T) {
 	if r := h.run(epRun); string(r.Response) != `{"status":201}` || r.Status != fsm.StatusRunning {
 		t.Fatalf("run = %+v", r)
 	}
+	h.limits(fsm.Limits{StepOutputBytes: 10})
+	h.want(&fsm.EndpointStarted{At: t0 + 3, RunID: "01M8G1M72VTW4HRGZ67MQYCNEZ", AppID: "http://127.0.0.1:13939",
+		FnID: "GET /api/durable", URL: "http://127.0.0.1:13939/api/durable", Method: "GET", EventID: "e2", JSON: []byte(`{}`)}, fsm.OK)
+	h.want(&fsm.EndpointResponded{At: t0 + 4, RunID: "01M8G1M72VTW4HRGZ67MQYCNEZ", Response: []byte(`{"status":201,"body":"long"}`)}, fsm.Rejected)
 }
 
 // A rerun of an endpoint run is an endpoint run: the engine re-enters the
