@@ -57,6 +57,8 @@ func sampleRecords() []fsm.Record {
 			Statuses: []string{"failed"}, Runs: []string{"01OLD"}, By: "cli"},
 		&fsm.ReplayCancelled{At: 1700000000014, ID: "rp", By: "cli"},
 		&fsm.AppRemoved{At: 1700000000010, AppID: "app", By: "key:k1"},
+		&fsm.StepsCheckpointed{At: 1700000000015, RunID: "01HRUN", Call: "step", Gen: 3,
+			Steps: []fsm.Op{{ID: "deadbeef", Op: "StepRun", Name: "n", DisplayName: "dn", Data: []byte(`{"x":1}`)}}},
 	}
 }
 
