@@ -30,6 +30,10 @@ type callCtx struct {
 	DisableImmediateExecution bool      `json:"disable_immediate_execution"`
 	UseAPI                    bool      `json:"use_api"`
 	Stack                     callStack `json:"stack"`
+	// FnID and QiID turn on async checkpointing in the SDK (protocol §9.1,
+	// fsm.FunctionUUID, fsm.QueueItemID); absent, it answers each step.
+	FnID string `json:"fn_id,omitempty"`
+	QiID string `json:"qi_id,omitempty"`
 }
 
 type callStack struct {

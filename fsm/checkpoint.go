@@ -1,6 +1,12 @@
 package fsm
 
-import "fmt"
+import (
+	"crypto/sha1"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
+)
 
 // Async checkpointing (protocol §9.1). With ctx.fn_id in a discovery call,
 // the SDK runs step after step in the same request and reports each
@@ -112,4 +118,38 @@ func (f *FSM) CheckpointRefusal(r *StepsCheckpointed) (res Result, refused bool,
 		return Result{Code: Rejected, ID: r.RunID, Msg: msg}, true, nil
 	}
 	return Result{}, false, nil
+}
+
+// FunctionUUID is the ctx.fn_id sent to the SDK for a function: its
+// presence turns async checkpointing on, and the SDK echoes it in each
+// checkpoint. Inngest's server sends the function's UUID; the SDK only
+// passes it on, so a name-based one (SHA-1 of the composite id, shaped as
+// a version 5 UUID) is stable across syncs and nodes without storing it.
+func FunctionUUID(fnID string) string {
+	h := sha1.Sum([]byte("cairn function " + fnID))
+	h[6] = h[6]&0x0f | 0x50
+	h[8] = h[8]&0x3f | 0x80
+	x := hex.EncodeToString(h[:16])
+	return x[0:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:32]
+}
+
+// QueueItemID is the ctx.qi_id of a claimed call: the SDK echoes it in each
+// checkpoint, which names the dispatch it came from. A claim bumps the
+// call's generation, so the id of a superseded dispatch no longer matches.
+// Form: "<call>:<gen>" (the run is in the checkpoint's path).
+func QueueItemID(call string, gen uint32) string {
+	return call + ":" + strconv.FormatUint(uint64(gen), 10)
+}
+
+// ParseQueueItemID reads a QueueItemID.
+func ParseQueueItemID(s string) (call string, gen uint32, ok bool) {
+	i := strings.LastIndexByte(s, ':')
+	if i <= 0 {
+		return "", 0, false
+	}
+	g, err := strconv.ParseUint(s[i+1:], 10, 32)
+	if err != nil {
+		return "", 0, false
+	}
+	return s[:i], uint32(g), true
 }
