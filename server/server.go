@@ -59,7 +59,7 @@ type Config struct {
 	// NoCheckpointing keeps every function in classic mode: one app call
 	// per step, no async checkpoints (executor.Config.NoCheckpointing).
 	NoCheckpointing bool
-	Logger                                    *slog.Logger
+	Logger          *slog.Logger
 	// CronClock and CronTick let tests drive cron schedules (default:
 	// time.Now, checked every second).
 	CronClock func() time.Time
