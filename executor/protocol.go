@@ -117,6 +117,14 @@ func finishedFrom(r *response, now time.Time) *fsm.CallFinished {
 		f.NoRetry = &nr
 	}
 	f.RetryAt = retryAfter(r.header.Get("Retry-After"), now)
+	if f.NoRetry != nil && *f.NoRetry && r.status == http.StatusBadRequest && staleDispatch(r.body) {
+		// The SDK gave this dispatch up because a checkpoint was answered
+		// 409. Its claim is superseded then, and Apply records the answer
+		// as stale; should the claim be current after all (a 409 from a
+		// proxy), the call is tried again rather than the run failed.
+		no := false
+		f.NoRetry = &no
+	}
 	switch {
 	case f.SDK && r.status == 206:
 		ops, err := parseOps(r.body)
@@ -180,4 +188,13 @@ func truncate(b []byte, n int) []byte {
 		return b[:n]
 	}
 	return b
+}
+
+// staleDispatch reports whether an error answer is the SDK's
+// StaleDispatchError (protocol §9.1).
+func staleDispatch(body []byte) bool {
+	var e struct {
+		Name string `json:"name"`
+	}
+	return json.Unmarshal(body, &e) == nil && e.Name == "StaleDispatchError"
 }
