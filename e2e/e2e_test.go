@@ -277,6 +277,19 @@ func testTSApp(t *testing.T, opts ...func(*server.Config)) {
 		c.t = t
 		testRerunFromStep(c, app)
 	})
+
+	// A function that says checkpointing: false keeps one call per step
+	// (two steps, then the end) whatever the server offers.
+	t.Run("CheckpointingFalseStaysClassic", func(t *testing.T) {
+		c.t = t
+		r := c.waitRun(c.send("test/classic-steps", map[string]any{}), 60*time.Second)
+		if r.Status != "completed" || string(r.Output) != `{"b":2}` {
+			t.Fatalf("status %s, output %s, error %s", r.Status, r.Output, r.Error)
+		}
+		if r.Calls != 3 {
+			t.Fatalf("run took %d app calls, want 3", r.Calls)
+		}
+	})
 }
 
 // cairnProc is cairn running as a child process, so it can be SIGKILLed.
