@@ -18,11 +18,11 @@ type checkpointAsyncBody struct {
 	RunID string   `json:"run_id"`
 	FnID  string   `json:"fn_id"`
 	QiID  string   `json:"qi_id"`
-	Steps []wireOp `json:"steps"`
+	Steps []checkpointOp `json:"steps"`
 }
 
-// wireOp is a step as the SDK sends it; unknown fields are ignored.
-type wireOp struct {
+// checkpointOp is a step as the SDK sends it; unknown fields are ignored.
+type checkpointOp struct {
 	ID          string          `json:"id"`
 	Op          string          `json:"op"`
 	Name        string          `json:"name"`
@@ -75,8 +75,7 @@ func (s *Server) checkpointAsync(c echo.Context) error {
 	rec := &fsm.StepsCheckpointed{At: time.Now().UnixMilli(), RunID: runID, Call: call, Gen: gen,
 		Steps: make([]fsm.Op, 0, len(body.Steps))}
 	for _, w := range body.Steps {
-		rec.Steps = append(rec.Steps, fsm.Op{ID: w.ID, Op: w.Op, Name: w.Name, DisplayName: firstNonEmpty(w.DisplayName, w.Name),
-			Opts: nonNull(w.Opts), Data: w.Data, Error: nonNull(w.Error)})
+		rec.Steps = append(rec.Steps, w.op())
 	}
 	if run, err := s.fsm.Run(runID); err != nil {
 		return err
@@ -108,16 +107,18 @@ func (s *Server) checkpointAsync(c echo.Context) error {
 	return errf(http.StatusBadRequest, "invalid_checkpoint", "%s", res.Msg)
 }
 
-func nonNull(b json.RawMessage) []byte {
-	if len(b) == 0 || string(b) == "null" {
-		return nil
+// op is the step as Apply takes it (as the executor reads a 206's ops:
+// JSON null is no value, the display name falls back to the name).
+func (w checkpointOp) op() fsm.Op {
+	o := fsm.Op{ID: w.ID, Op: w.Op, Name: w.Name, DisplayName: w.DisplayName, Data: w.Data}
+	if o.DisplayName == "" {
+		o.DisplayName = w.Name
 	}
-	return b
-}
-
-func firstNonEmpty(a, b string) string {
-	if a != "" {
-		return a
+	if len(w.Opts) > 0 && string(w.Opts) != "null" {
+		o.Opts = w.Opts
 	}
-	return b
+	if len(w.Error) > 0 && string(w.Error) != "null" {
+		o.Error = w.Error
+	}
+	return o
 }
