@@ -15,9 +15,9 @@ import (
 // Steps carry the SDK's own bookkeeping (mode, rawArgs, promise, ...):
 // only the op fields are read.
 type checkpointAsyncBody struct {
-	RunID string   `json:"run_id"`
-	FnID  string   `json:"fn_id"`
-	QiID  string   `json:"qi_id"`
+	RunID string         `json:"run_id"`
+	FnID  string         `json:"fn_id"`
+	QiID  string         `json:"qi_id"`
 	Steps []checkpointOp `json:"steps"`
 }
 
