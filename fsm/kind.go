@@ -23,9 +23,8 @@ const (
 	KindRunRerun        Kind = 13 // a new run of a finished run's function and events (rerun.go)
 	KindReplayStarted   Kind = 14 // a bulk replay of a function's runs in a time window
 	KindReplayCancelled Kind = 15 // stop a bulk replay starting runs
-	// KindStepsCheckpointed: steps an SDK reported mid-call
-	// (POST /v1/checkpoint/{runId}/async, async checkpointing).
-	KindStepsCheckpointed Kind = 16
+
+	KindStepsCheckpointed Kind = 16 // steps an SDK finished mid-call (async checkpointing, checkpoint.go)
 )
 
 // KindIgnorable marks a kind that a node which does not know it may skip:
@@ -44,21 +43,22 @@ type kindInfo struct {
 
 // kinds is the one table of record kinds.
 var kinds = [...]kindInfo{
-	KindAppSynced:         {"AppSynced", func() Record { return new(AppSynced) }, 1},
-	KindEventAccepted:     {"EventAccepted", func() Record { return new(EventAccepted) }, 1},
-	KindCallClaimed:       {"CallClaimed", func() Record { return new(CallClaimed) }, 1},
-	KindCallFinished:      {"CallFinished", func() Record { return new(CallFinished) }, 1},
-	KindTimerFired:        {"TimerFired", func() Record { return new(TimerFired) }, 1},
-	KindCancelRequested:   {"CancelRequested", func() Record { return new(CancelRequested) }, 1},
-	KindSignalReceived:    {"SignalReceived", func() Record { return new(SignalReceived) }, 1},
-	KindCronFired:         {"CronFired", func() Record { return new(CronFired) }, 1},
-	KindBulkCancel:        {"BulkCancel", func() Record { return new(BulkCancel) }, 1},
-	KindNodeSeen:          {"NodeSeen", func() Record { return new(NodeSeen) }, 1},
-	KindAppRemoved:        {"AppRemoved", func() Record { return new(AppRemoved) }, 2},
-	KindLimitsSet:         {"LimitsSet", func() Record { return new(LimitsSet) }, 2},
-	KindRunRerun:          {"RunRerun", func() Record { return new(RunRerun) }, 3},
-	KindReplayStarted:     {"ReplayStarted", func() Record { return new(ReplayStarted) }, 3},
-	KindReplayCancelled:   {"ReplayCancelled", func() Record { return new(ReplayCancelled) }, 3},
+	KindAppSynced:       {"AppSynced", func() Record { return new(AppSynced) }, 1},
+	KindEventAccepted:   {"EventAccepted", func() Record { return new(EventAccepted) }, 1},
+	KindCallClaimed:     {"CallClaimed", func() Record { return new(CallClaimed) }, 1},
+	KindCallFinished:    {"CallFinished", func() Record { return new(CallFinished) }, 1},
+	KindTimerFired:      {"TimerFired", func() Record { return new(TimerFired) }, 1},
+	KindCancelRequested: {"CancelRequested", func() Record { return new(CancelRequested) }, 1},
+	KindSignalReceived:  {"SignalReceived", func() Record { return new(SignalReceived) }, 1},
+	KindCronFired:       {"CronFired", func() Record { return new(CronFired) }, 1},
+	KindBulkCancel:      {"BulkCancel", func() Record { return new(BulkCancel) }, 1},
+	KindNodeSeen:        {"NodeSeen", func() Record { return new(NodeSeen) }, 1},
+	KindAppRemoved:      {"AppRemoved", func() Record { return new(AppRemoved) }, 2},
+	KindLimitsSet:       {"LimitsSet", func() Record { return new(LimitsSet) }, 2},
+	KindRunRerun:        {"RunRerun", func() Record { return new(RunRerun) }, 3},
+	KindReplayStarted:   {"ReplayStarted", func() Record { return new(ReplayStarted) }, 3},
+	KindReplayCancelled: {"ReplayCancelled", func() Record { return new(ReplayCancelled) }, 3},
+
 	KindStepsCheckpointed: {"StepsCheckpointed", func() Record { return new(StepsCheckpointed) }, 3},
 }
 

@@ -352,38 +352,40 @@ type LimitsSet struct {
 	Limits `msgpack:",inline"`
 }
 
-func (*AppSynced) Kind() Kind         { return KindAppSynced }
-func (*EventAccepted) Kind() Kind     { return KindEventAccepted }
-func (*CallClaimed) Kind() Kind       { return KindCallClaimed }
-func (*CallFinished) Kind() Kind      { return KindCallFinished }
-func (*TimerFired) Kind() Kind        { return KindTimerFired }
-func (*CancelRequested) Kind() Kind   { return KindCancelRequested }
-func (*SignalReceived) Kind() Kind    { return KindSignalReceived }
-func (*CronFired) Kind() Kind         { return KindCronFired }
-func (*BulkCancel) Kind() Kind        { return KindBulkCancel }
-func (*NodeSeen) Kind() Kind          { return KindNodeSeen }
-func (*AppRemoved) Kind() Kind        { return KindAppRemoved }
-func (*LimitsSet) Kind() Kind         { return KindLimitsSet }
-func (*RunRerun) Kind() Kind          { return KindRunRerun }
-func (*ReplayStarted) Kind() Kind     { return KindReplayStarted }
-func (*ReplayCancelled) Kind() Kind   { return KindReplayCancelled }
+func (*AppSynced) Kind() Kind       { return KindAppSynced }
+func (*EventAccepted) Kind() Kind   { return KindEventAccepted }
+func (*CallClaimed) Kind() Kind     { return KindCallClaimed }
+func (*CallFinished) Kind() Kind    { return KindCallFinished }
+func (*TimerFired) Kind() Kind      { return KindTimerFired }
+func (*CancelRequested) Kind() Kind { return KindCancelRequested }
+func (*SignalReceived) Kind() Kind  { return KindSignalReceived }
+func (*CronFired) Kind() Kind       { return KindCronFired }
+func (*BulkCancel) Kind() Kind      { return KindBulkCancel }
+func (*NodeSeen) Kind() Kind        { return KindNodeSeen }
+func (*AppRemoved) Kind() Kind      { return KindAppRemoved }
+func (*LimitsSet) Kind() Kind       { return KindLimitsSet }
+func (*RunRerun) Kind() Kind        { return KindRunRerun }
+func (*ReplayStarted) Kind() Kind   { return KindReplayStarted }
+func (*ReplayCancelled) Kind() Kind { return KindReplayCancelled }
+
 func (*StepsCheckpointed) Kind() Kind { return KindStepsCheckpointed }
 
-func (r *AppSynced) Time() int64         { return r.At }
-func (r *EventAccepted) Time() int64     { return r.At }
-func (r *CallClaimed) Time() int64       { return r.At }
-func (r *CallFinished) Time() int64      { return r.At }
-func (r *TimerFired) Time() int64        { return r.At }
-func (r *CancelRequested) Time() int64   { return r.At }
-func (r *SignalReceived) Time() int64    { return r.At }
-func (r *CronFired) Time() int64         { return r.At }
-func (r *BulkCancel) Time() int64        { return r.At }
-func (r *NodeSeen) Time() int64          { return r.At }
-func (r *AppRemoved) Time() int64        { return r.At }
-func (r *LimitsSet) Time() int64         { return r.At }
-func (r *RunRerun) Time() int64          { return r.At }
-func (r *ReplayStarted) Time() int64     { return r.At }
-func (r *ReplayCancelled) Time() int64   { return r.At }
+func (r *AppSynced) Time() int64       { return r.At }
+func (r *EventAccepted) Time() int64   { return r.At }
+func (r *CallClaimed) Time() int64     { return r.At }
+func (r *CallFinished) Time() int64    { return r.At }
+func (r *TimerFired) Time() int64      { return r.At }
+func (r *CancelRequested) Time() int64 { return r.At }
+func (r *SignalReceived) Time() int64  { return r.At }
+func (r *CronFired) Time() int64       { return r.At }
+func (r *BulkCancel) Time() int64      { return r.At }
+func (r *NodeSeen) Time() int64        { return r.At }
+func (r *AppRemoved) Time() int64      { return r.At }
+func (r *LimitsSet) Time() int64       { return r.At }
+func (r *RunRerun) Time() int64        { return r.At }
+func (r *ReplayStarted) Time() int64   { return r.At }
+func (r *ReplayCancelled) Time() int64 { return r.At }
+
 func (r *StepsCheckpointed) Time() int64 { return r.At }
 
 // ignoredRecord stands for a record of an ignorable kind this node does
