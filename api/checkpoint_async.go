@@ -68,9 +68,9 @@ func (s *Server) checkpointAsync(c echo.Context) error {
 	if body.RunID != "" && body.RunID != runID {
 		return errf(http.StatusBadRequest, "invalid_checkpoint", "run_id %q is not the run of the path (%q)", body.RunID, runID)
 	}
-	call, gen, ok := fsm.ParseQueueItemID(body.QiID)
-	if !ok {
-		return errf(http.StatusBadRequest, "invalid_checkpoint", "qi_id %q is not a queue item id this server sent", body.QiID)
+	qiRun, call, gen, ok := fsm.ParseQueueItemID(body.QiID)
+	if !ok || qiRun != runID {
+		return errf(http.StatusBadRequest, "invalid_checkpoint", "qi_id %q is not a queue item id this server sent for run %s", body.QiID, runID)
 	}
 	rec := &fsm.StepsCheckpointed{At: time.Now().UnixMilli(), RunID: runID, Call: call, Gen: gen,
 		Steps: make([]fsm.Op, 0, len(body.Steps))}

@@ -30,7 +30,7 @@ func TestCheckpointAsync(t *testing.T) {
 	run := hangingRun(t, s)
 	fnID := fsm.FunctionUUID("hang")
 	url := s.URL() + "/v1/checkpoint/" + run + "/async"
-	qi := fsm.QueueItemID(fsm.DiscoveryCall, 1)
+	qi := fsm.QueueItemID(run, fsm.DiscoveryCall, 1)
 
 	before := position(s)
 	if resp := post(t, url, checkpointBody(run, fnID, qi, stepOp("s1", `{"a":1}`)), nil); resp.status != 200 {
@@ -62,16 +62,18 @@ func TestCheckpointAsync(t *testing.T) {
 			t.Fatalf("%s: the refused checkpoint was written", name)
 		}
 	}
-	refused("an older claim", checkpointBody(run, fnID, fsm.QueueItemID(fsm.DiscoveryCall, 0), stepOp("s2", `2`)), 409)
-	refused("another call", checkpointBody(run, fnID, fsm.QueueItemID("abc", 1), stepOp("s2", `2`)), 409)
+	refused("an older claim", checkpointBody(run, fnID, fsm.QueueItemID(run, fsm.DiscoveryCall, 0), stepOp("s2", `2`)), 409)
+	refused("another call", checkpointBody(run, fnID, fsm.QueueItemID(run, "abc", 1), stepOp("s2", `2`)), 409)
 	refused("a sleep", checkpointBody(run, fnID, qi, `{"id":"z","op":"Sleep","name":"1s","opts":{}}`), 400)
 	refused("a step and a wait", checkpointBody(run, fnID, qi, stepOp("s2", `2`), `{"id":"w","op":"WaitForEvent","name":"a/b","opts":{"timeout":"1h"}}`), 400)
 	refused("no steps", checkpointBody(run, fnID, qi), 400)
+	refused("another run's qi_id", checkpointBody(run, fnID, fsm.QueueItemID("01OTHER", fsm.DiscoveryCall, 1), stepOp("s2", `2`)), 400)
 	refused("a bad qi_id", checkpointBody(run, fnID, "cXVldWUtc2hhcmQ6am9iLWlk", stepOp("s2", `2`)), 400)
 	refused("another function", checkpointBody(run, fsm.FunctionUUID("other"), qi, stepOp("s2", `2`)), 400)
 	refused("another run in the body", checkpointBody("01OTHER", fnID, qi, stepOp("s2", `2`)), 400)
 	refused("bad JSON", `{"steps":`, 400)
-	resp := post(t, s.URL()+"/v1/checkpoint/01NOSUCHRUN000000000000000/async", checkpointBody("01NOSUCHRUN000000000000000", fnID, qi, stepOp("s2", `2`)), nil)
+	resp := post(t, s.URL()+"/v1/checkpoint/01NOSUCHRUN000000000000000/async", checkpointBody("01NOSUCHRUN000000000000000", fnID,
+		fsm.QueueItemID("01NOSUCHRUN000000000000000", fsm.DiscoveryCall, 1), stepOp("s2", `2`)), nil)
 	if resp.status != 404 {
 		t.Fatalf("unknown run: %d %s", resp.status, resp.body)
 	}

@@ -712,7 +712,7 @@ func (e *Executor) buildRequest(ctx context.Context, c fsm.Call) (*http.Request,
 	if !e.cfg.NoCheckpointing && c.ID == fsm.DiscoveryCall {
 		// Only a discovery call may run several steps (the SDK checks it
 		// too); the claim's generation fences its checkpoints.
-		body.Ctx.FnID, body.Ctx.QiID = fsm.FunctionUUID(fn.ID), fsm.QueueItemID(c.ID, c.Gen)
+		body.Ctx.FnID, body.Ctx.QiID = fsm.FunctionUUID(fn.ID), fsm.QueueItemID(c.RunID, c.ID, c.Gen)
 	}
 	for _, id := range run.EventIDs {
 		ev, err := e.fsm.Event(id)

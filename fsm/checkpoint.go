@@ -134,22 +134,22 @@ func FunctionUUID(fnID string) string {
 }
 
 // QueueItemID is the ctx.qi_id of a claimed call: the SDK echoes it in each
-// checkpoint, which names the dispatch it came from. A claim bumps the
-// call's generation, so the id of a superseded dispatch no longer matches.
-// Form: "<call>:<gen>" (the run is in the checkpoint's path).
-func QueueItemID(call string, gen uint32) string {
-	return call + ":" + strconv.FormatUint(uint64(gen), 10)
+// checkpoint, which names the dispatch it came from (run, call, claim). A
+// claim bumps the call's generation, so the id of a superseded dispatch no
+// longer matches. Form: "<run>:<call>:<gen>".
+func QueueItemID(run, call string, gen uint32) string {
+	return run + ":" + call + ":" + strconv.FormatUint(uint64(gen), 10)
 }
 
 // ParseQueueItemID reads a QueueItemID.
-func ParseQueueItemID(s string) (call string, gen uint32, ok bool) {
-	i := strings.LastIndexByte(s, ':')
-	if i <= 0 {
-		return "", 0, false
+func ParseQueueItemID(s string) (run, call string, gen uint32, ok bool) {
+	i, j := strings.IndexByte(s, ':'), strings.LastIndexByte(s, ':')
+	if i <= 0 || j <= i+1 {
+		return "", "", 0, false
 	}
-	g, err := strconv.ParseUint(s[i+1:], 10, 32)
+	g, err := strconv.ParseUint(s[j+1:], 10, 32)
 	if err != nil {
-		return "", 0, false
+		return "", "", 0, false
 	}
-	return s[:i], uint32(g), true
+	return s[:i], s[i+1 : j], uint32(g), true
 }

@@ -167,3 +167,23 @@ func TestCheckpointRefusal(t *testing.T) {
 		t.Fatalf("unknown run: %+v", res)
 	}
 }
+
+func TestQueueItemID(t *testing.T) {
+	for _, c := range []struct {
+		run, call string
+		gen       uint32
+	}{{"01RUN", fsm.DiscoveryCall, 1}, {"01RUN", "a:b", 4294967295}} {
+		run, call, gen, ok := fsm.ParseQueueItemID(fsm.QueueItemID(c.run, c.call, c.gen))
+		if !ok || run != c.run || call != c.call || gen != c.gen {
+			t.Errorf("%+v: got %q %q %d %v", c, run, call, gen, ok)
+		}
+	}
+	for _, bad := range []string{"", "step:1", ":step:1", "r::1", "r:step:", "r:step:x", "r:step:4294967296", "cXVldWUtc2hhcmQ6am9iLWlk"} {
+		if _, _, _, ok := fsm.ParseQueueItemID(bad); ok {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+	if id := fsm.FunctionUUID("tsapp-import-contacts"); len(id) != 36 || id[14] != '5' || id != fsm.FunctionUUID("tsapp-import-contacts") || id == fsm.FunctionUUID("tsapp-other") {
+		t.Errorf("FunctionUUID %q", id)
+	}
+}
