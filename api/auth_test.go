@@ -58,6 +58,7 @@ func TestEveryDoorRefusesWithoutCredentials(t *testing.T) {
 		{"DELETE", "/v1/apps?id=probe-app", ""},
 		{"POST", "/v1/apps/sync", `{"url":"http://127.0.0.1:1/x"}`},
 		{"POST", "/v1/events", `{"name":"a/b"}`},
+		{"POST", "/v1/checkpoint/01NOSUCHRUN000000000000000/async", `{"qi_id":"step:1","steps":[]}`},
 		{"GET", "/v1/events", ""},
 		{"GET", "/v1/events/01HX", ""},
 		{"POST", "/v1/events/01HX/replay", ""},

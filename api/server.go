@@ -122,6 +122,7 @@ func New(cfg Config, node Node, f Projection, exec Dispatcher, syncer *Syncer) *
 	v1.POST("/replays/:id/cancel", s.cancelReplay)
 	v1.DELETE("/replays/:id", s.cancelReplay)
 	v1.POST("/signals", s.postSignal)
+	v1.POST("/checkpoint/:id/async", s.checkpointAsync)
 	v1.GET("/functions", s.listFunctions)
 	v1.POST("/functions/:id/cancel", s.cancelFunctionRuns)
 	v1.GET("/log", s.listLog)

@@ -63,10 +63,28 @@ func production(cfg *server.Config) {
 }
 
 // inModes runs a suite against Cairn in dev mode (the SDK's INNGEST_DEV=1)
-// and in production mode (INNGEST_DEV=0 with a signing and an event key).
+// and in production mode (INNGEST_DEV=0 with a signing and an event key),
+// each with async checkpointing (the SDK's default once Cairn sends
+// ctx.fn_id: several steps per call) and in classic mode (-classic: one
+// call per step).
 func inModes(t *testing.T, suite func(t *testing.T, opts ...func(*server.Config))) {
 	t.Run("dev", func(t *testing.T) { suite(t) })
 	t.Run("production", func(t *testing.T) { suite(t, production) })
+	t.Run("dev-classic", func(t *testing.T) { suite(t, classic) })
+	t.Run("production-classic", func(t *testing.T) { suite(t, production, classic) })
+}
+
+// classic turns async checkpointing off: Cairn sends no ctx.fn_id, so the
+// SDK answers every step with its own call.
+func classic(cfg *server.Config) { cfg.NoCheckpointing = true }
+
+// checkpointing reports whether a suite's options leave checkpointing on.
+func checkpointing(opts []func(*server.Config)) bool {
+	var cfg server.Config
+	for _, o := range opts {
+		o(&cfg)
+	}
+	return !cfg.NoCheckpointing
 }
 
 // withApp starts Cairn and the TS app and waits for the app to sync. The
@@ -117,6 +135,11 @@ func testTSApp(t *testing.T, opts ...func(*server.Config)) {
 		}
 		if len(r.Steps) != 3 {
 			t.Errorf("run has %d memoized steps, want 3", len(r.Steps))
+		}
+		// With checkpointing the SDK runs the three steps and the end in
+		// one call; classic takes a call per step and one for the end.
+		if want := map[bool]int{true: 1, false: 4}[checkpointing(opts)]; r.Calls != want {
+			t.Errorf("run took %d app calls, want %d (checkpointing %v)", r.Calls, want, checkpointing(opts))
 		}
 		// The history is the audit trail: it names each step result.
 		// Each names its step and carries its output and how long it took.
@@ -253,6 +276,19 @@ func testTSApp(t *testing.T, opts ...func(*server.Config)) {
 	t.Run("RerunFromStep", func(t *testing.T) {
 		c.t = t
 		testRerunFromStep(c, app)
+	})
+
+	// A function that says checkpointing: false keeps one call per step
+	// (two steps, then the end) whatever the server offers.
+	t.Run("CheckpointingFalseStaysClassic", func(t *testing.T) {
+		c.t = t
+		r := c.waitRun(c.send("test/classic-steps", map[string]any{}), 60*time.Second)
+		if r.Status != "completed" || string(r.Output) != `{"b":2}` {
+			t.Fatalf("status %s, output %s, error %s", r.Status, r.Output, r.Error)
+		}
+		if r.Calls != 3 {
+			t.Fatalf("run took %d app calls, want 3", r.Calls)
+		}
 	})
 }
 

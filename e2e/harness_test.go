@@ -196,6 +196,7 @@ type run struct {
 	Steps      []string        `json:"steps"`
 	CreatedAt  int64           `json:"created_at"`
 	EndedAt    int64           `json:"ended_at"`
+	Calls      int             `json:"calls"`
 }
 
 type historyEntry struct {

@@ -62,6 +62,12 @@ type Config struct {
 	// quarters of MaxInflight).
 	MaxInflightPerFunction int
 	MaxInflightPerApp      int
+	// NoCheckpointing keeps every function in classic mode (one call per
+	// step): discovery calls carry no ctx.fn_id, so the SDK does not
+	// checkpoint steps mid-call (protocol §9.1). With it off (the
+	// default), a function still runs classic if its own config says
+	// checkpointing: false, which the SDK decides.
+	NoCheckpointing bool
 }
 
 // Executor dispatches due calls. Create one per process; Run it on the leader.
@@ -705,6 +711,11 @@ func (e *Executor) buildRequest(ctx context.Context, c fsm.Call) (*http.Request,
 	}
 	if body.Ctx.Stack.Stack == nil {
 		body.Ctx.Stack.Stack = []string{}
+	}
+	if !e.cfg.NoCheckpointing && c.ID == fsm.DiscoveryCall {
+		// Only a discovery call may run several steps (the SDK checks it
+		// too); the claim's generation fences its checkpoints.
+		body.Ctx.FnID, body.Ctx.QiID = fsm.FunctionUUID(fn.ID), fsm.QueueItemID(c.RunID, c.ID, c.Gen)
 	}
 	for _, id := range run.EventIDs {
 		ev, err := e.fsm.Event(id)

@@ -29,6 +29,10 @@ type callCtx struct {
 	DisableImmediateExecution bool      `json:"disable_immediate_execution"`
 	UseAPI                    bool      `json:"use_api"`
 	Stack                     callStack `json:"stack"`
+	// FnID and QiID turn on async checkpointing in the SDK (protocol §9.1,
+	// fsm.FunctionUUID, fsm.QueueItemID); absent, it answers each step.
+	FnID string `json:"fn_id,omitempty"`
+	QiID string `json:"qi_id,omitempty"`
 }
 
 type callStack struct {
@@ -80,6 +84,14 @@ func finishedFrom(r *response, now time.Time) *fsm.CallFinished {
 		f.NoRetry = &nr
 	}
 	f.RetryAt = retryAfter(r.header.Get("Retry-After"), now)
+	if f.NoRetry != nil && *f.NoRetry && r.status == http.StatusBadRequest && staleDispatch(r.body) {
+		// The SDK gave this dispatch up because a checkpoint was answered
+		// 409. Its claim is superseded then, and Apply records the answer
+		// as stale; should the claim be current after all (a 409 from a
+		// proxy), the call is tried again rather than the run failed.
+		no := false
+		f.NoRetry = &no
+	}
 	switch {
 	case f.SDK && r.status == 206:
 		ops, err := parseOps(r.body)
@@ -143,4 +155,13 @@ func truncate(b []byte, n int) []byte {
 		return b[:n]
 	}
 	return b
+}
+
+// staleDispatch reports whether an error answer is the SDK's
+// StaleDispatchError (protocol §9.1).
+func staleDispatch(body []byte) bool {
+	var e struct {
+		Name string `json:"name"`
+	}
+	return json.Unmarshal(body, &e) == nil && e.Name == "StaleDispatchError"
 }

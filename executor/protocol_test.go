@@ -102,7 +102,7 @@ func TestFinishedFromCapturedResponses(t *testing.T) {
 		if strings.Join(got, ",") != strings.Join(want, ",") {
 			t.Errorf("%s: ops %v, want %v", ex.File, got, want)
 		}
-		if nr := h.Get("X-Inngest-No-Retry"); nr != "" && (rec.NoRetry == nil || *rec.NoRetry != (nr == "true")) {
+		if nr := h.Get("X-Inngest-No-Retry"); nr != "" && !staleDispatch(rec.Body) && (rec.NoRetry == nil || *rec.NoRetry != (nr == "true")) {
 			t.Errorf("%s: no-retry %q not carried", ex.File, nr)
 		}
 		if ra := h.Get("Retry-After"); ra != "" && rec.RetryAt == 0 {
@@ -182,4 +182,31 @@ func FuzzFinishedFrom(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The SDK's answer after a 409 checkpoint (fixture
+// import-contacts-checkpoint-api-409-stale-c01-discovery) is retried, not
+// final: the claim it came from is stale, and were it not, the run must
+// not fail for it.
+func TestStaleDispatchIsNotFinal(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(fixturesDir, "033-import-contacts-checkpoint-api-409-stale-c01-discovery.json"))
+	if err != nil {
+		t.Skipf("protocol fixtures not found (%v)", err)
+	}
+	var fx fixture
+	if err := json.Unmarshal(b, &fx); err != nil {
+		t.Fatal(err)
+	}
+	h := http.Header{}
+	for k, v := range fx.Response.Headers {
+		h.Set(k, v)
+	}
+	rec := finishedFrom(&response{status: fx.Response.Status, header: h, body: []byte(fx.Response.RawBody)}, time.Unix(1000, 0))
+	if rec.Status != 400 || !rec.SDK || rec.NoRetry == nil || *rec.NoRetry {
+		t.Fatalf("record %+v", rec)
+	}
+	other := finishedFrom(&response{status: 400, header: h, body: []byte(`{"name":"Error","message":"boom"}`)}, time.Unix(1000, 0))
+	if other.NoRetry == nil || !*other.NoRetry {
+		t.Fatal("an ordinary no-retry error became retriable")
+	}
 }

@@ -57,6 +57,8 @@ func (t *txn) applyRecord(r Record) Result {
 		return t.applyReplayStarted(r)
 	case *ReplayCancelled:
 		return t.applyReplayCancelled(r)
+	case *StepsCheckpointed:
+		return t.applyStepsCheckpointed(r)
 	case *EndpointStarted:
 		return t.applyEndpointStarted(r)
 	case *EndpointCheckpointed:

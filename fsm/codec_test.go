@@ -64,6 +64,8 @@ func sampleRecords() []fsm.Record {
 			Jitter: 7, By: "app"},
 		&fsm.EndpointResponded{At: 1700000000017, RunID: "r9", Response: []byte(`{"status":201}`), By: "app"},
 		&fsm.AppRemoved{At: 1700000000010, AppID: "app", By: "key:k1"},
+		&fsm.StepsCheckpointed{At: 1700000000015, RunID: "01HRUN", Call: "step", Gen: 3,
+			Steps: []fsm.Op{{ID: "deadbeef", Op: "StepRun", Name: "n", DisplayName: "dn", Data: []byte(`{"x":1}`)}}},
 	}
 }
 

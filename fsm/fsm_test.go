@@ -1336,7 +1336,17 @@ func (g *gen) one() fsm.Record {
 		if len(all) == 0 {
 			return nil
 		}
-		return g.finished(all[g.pick(len(all))])
+		c := all[g.pick(len(all))]
+		if g.chance(0.15) {
+			// Steps the SDK checkpoints mid-call, sometimes of an older
+			// claim or with an op that may not be checkpointed.
+			ck := &fsm.StepsCheckpointed{At: g.now, RunID: c.RunID, Call: c.ID, Gen: c.Gen, Steps: g.randomOps()}
+			if g.chance(0.1) {
+				ck.Gen--
+			}
+			return ck
+		}
+		return g.finished(c)
 	case p < 95:
 		runs, err := g.h.f.RecentRuns(50)
 		if err != nil || len(runs) == 0 {

@@ -7,23 +7,23 @@ import "fmt"
 type Kind uint8
 
 const (
-	KindInvalid         Kind = 0  // never written; catches zeroed bytes
-	KindAppSynced       Kind = 1  // an app's functions, from POST /fn/register
-	KindEventAccepted   Kind = 2  // one ingested event; starts the runs it triggers
-	KindCallClaimed     Kind = 3  // the executor is about to call the app for a run
-	KindCallFinished    Kind = 4  // the app answered a call (or the call failed)
-	KindTimerFired      Kind = 5  // a sleep has elapsed
-	KindCancelRequested Kind = 6  // a user asked to cancel a run
-	KindSignalReceived  Kind = 7  // POST /v1/signals: resume the run waiting for it
-	KindCronFired       Kind = 8  // a cron schedule came due: start a run
-	KindBulkCancel      Kind = 9  // cancel a function's runs started in a time range
-	KindNodeSeen        Kind = 10 // a cluster member's addresses, so any node can reach the leader
-	KindAppRemoved      Kind = 11 // an operator removed an app and its functions
-	KindLimitsSet       Kind = 12 // the limits Apply enforces on runs (limits.go)
-	KindRunRerun        Kind = 13 // a new run of a finished run's function and events (rerun.go)
-	KindReplayStarted   Kind = 14 // a bulk replay of a function's runs in a time window
-	KindReplayCancelled Kind = 15 // stop a bulk replay starting runs
-	// 16 is taken by async checkpointing of ordinary functions.
+	KindInvalid              Kind = 0  // never written; catches zeroed bytes
+	KindAppSynced            Kind = 1  // an app's functions, from POST /fn/register
+	KindEventAccepted        Kind = 2  // one ingested event; starts the runs it triggers
+	KindCallClaimed          Kind = 3  // the executor is about to call the app for a run
+	KindCallFinished         Kind = 4  // the app answered a call (or the call failed)
+	KindTimerFired           Kind = 5  // a sleep has elapsed
+	KindCancelRequested      Kind = 6  // a user asked to cancel a run
+	KindSignalReceived       Kind = 7  // POST /v1/signals: resume the run waiting for it
+	KindCronFired            Kind = 8  // a cron schedule came due: start a run
+	KindBulkCancel           Kind = 9  // cancel a function's runs started in a time range
+	KindNodeSeen             Kind = 10 // a cluster member's addresses, so any node can reach the leader
+	KindAppRemoved           Kind = 11 // an operator removed an app and its functions
+	KindLimitsSet            Kind = 12 // the limits Apply enforces on runs (limits.go)
+	KindRunRerun             Kind = 13 // a new run of a finished run's function and events (rerun.go)
+	KindReplayStarted        Kind = 14 // a bulk replay of a function's runs in a time window
+	KindReplayCancelled      Kind = 15 // stop a bulk replay starting runs
+	KindStepsCheckpointed    Kind = 16 // steps an SDK finished mid-call (async checkpointing, checkpoint.go)
 	KindEndpointStarted      Kind = 17 // POST /v1/checkpoint: a durable endpoint's run (endpoint.go)
 	KindEndpointCheckpointed Kind = 18 // POST /v1/checkpoint/{run}/steps: its later steps or its end
 	KindEndpointResponded    Kind = 19 // the handler's response as the caller would have had it (the SDK's tee)
@@ -60,6 +60,7 @@ var kinds = [...]kindInfo{
 	KindRunRerun:             {"RunRerun", func() Record { return new(RunRerun) }, 3},
 	KindReplayStarted:        {"ReplayStarted", func() Record { return new(ReplayStarted) }, 3},
 	KindReplayCancelled:      {"ReplayCancelled", func() Record { return new(ReplayCancelled) }, 3},
+	KindStepsCheckpointed:    {"StepsCheckpointed", func() Record { return new(StepsCheckpointed) }, 3},
 	KindEndpointStarted:      {"EndpointStarted", func() Record { return new(EndpointStarted) }, 3},
 	KindEndpointCheckpointed: {"EndpointCheckpointed", func() Record { return new(EndpointCheckpointed) }, 3},
 	KindEndpointResponded:    {"EndpointResponded", func() Record { return new(EndpointResponded) }, 3},

@@ -313,6 +313,22 @@ type ReplayCancelled struct {
 	By string `msgpack:"by,omitempty"`
 }
 
+// StepsCheckpointed memoizes steps that the SDK finished inside a call
+// that is still running (async checkpointing, protocol §9.1): with
+// ctx.fn_id the SDK runs several steps per request and reports each one as
+// it ends, answering the call itself only later. The call stays claimed
+// (its final answer, a CallFinished, ends it), so Gen must be the call's
+// current claim: a checkpoint from a superseded dispatch is Stale, and the
+// SDK then gives that dispatch up. Only StepRun (or Step) ops are taken;
+// anything else refuses the whole record, as Inngest's server answers 400.
+type StepsCheckpointed struct {
+	At    int64  `msgpack:"at"`
+	RunID string `msgpack:"run"`
+	Call  string `msgpack:"call"` // the claimed call the steps ran in
+	Gen   uint32 `msgpack:"gen"`  // its claim, from the qi_id the SDK echoed
+	Steps []Op   `msgpack:"steps"`
+}
+
 // NodeSeen records a cluster member's Raft and HTTP addresses. Followers
 // use it to forward writes to the leader's HTTP API.
 type NodeSeen struct {
@@ -352,6 +368,8 @@ func (*RunRerun) Kind() Kind        { return KindRunRerun }
 func (*ReplayStarted) Kind() Kind   { return KindReplayStarted }
 func (*ReplayCancelled) Kind() Kind { return KindReplayCancelled }
 
+func (*StepsCheckpointed) Kind() Kind { return KindStepsCheckpointed }
+
 func (r *AppSynced) Time() int64       { return r.At }
 func (r *EventAccepted) Time() int64   { return r.At }
 func (r *CallClaimed) Time() int64     { return r.At }
@@ -367,6 +385,8 @@ func (r *LimitsSet) Time() int64       { return r.At }
 func (r *RunRerun) Time() int64        { return r.At }
 func (r *ReplayStarted) Time() int64   { return r.At }
 func (r *ReplayCancelled) Time() int64 { return r.At }
+
+func (r *StepsCheckpointed) Time() int64 { return r.At }
 
 // ignoredRecord stands for a record of an ignorable kind this node does
 // not know: Apply skips it.

@@ -56,7 +56,10 @@ type Config struct {
 	// MaxInflightPerFunction and MaxInflightPerApp are the fair shares of
 	// MaxInflight (0: half and three quarters of it).
 	MaxInflightPerFunction, MaxInflightPerApp int
-	Logger                                    *slog.Logger
+	// NoCheckpointing keeps every function in classic mode: one app call
+	// per step, no async checkpoints (executor.Config.NoCheckpointing).
+	NoCheckpointing bool
+	Logger          *slog.Logger
 	// CronClock and CronTick let tests drive cron schedules (default:
 	// time.Now, checked every second).
 	CronClock func() time.Time
@@ -219,7 +222,7 @@ func Start(cfg Config) (*Server, error) {
 		ServerKind: cfg.ServerKind, Keys: cfg.Keys, AppHosts: cfg.AppHosts,
 		MaxInflight: cfg.MaxInflight, MaxInflightPerFunction: cfg.MaxInflightPerFunction, MaxInflightPerApp: cfg.MaxInflightPerApp,
 		Logger: cfg.Logger, Clock: cfg.CronClock, CronTick: cfg.CronTick, FullScanEvery: cfg.FullScanEvery,
-		MaxBodyBytes: cfg.Limits.AppResponseBytes(),
+		MaxBodyBytes: cfg.Limits.AppResponseBytes(), NoCheckpointing: cfg.NoCheckpointing,
 		Forward: func(ctx context.Context, rec *fsm.CallFinished) (fsm.Result, error) {
 			return handler.ForwardAnswer(ctx, rec)
 		},

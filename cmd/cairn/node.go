@@ -120,6 +120,7 @@ func runNode(cmd string, args []string) error {
 		idleTO    = fs.Duration("http-idle-timeout", envDuration("CAIRN_HTTP_IDLE_TIMEOUT", server.DefaultHTTPLimits.IdleTimeout), "how long an idle kept-alive connection stays open (env CAIRN_HTTP_IDLE_TIMEOUT)")
 		drainTO   = fs.Duration("drain-timeout", envDuration("CAIRN_DRAIN_TIMEOUT", 10*time.Second), "on shutdown, wait this long for app calls in flight to finish before stopping (env CAIRN_DRAIN_TIMEOUT)")
 		logLevel  = fs.String("log-level", env("CAIRN_LOG_LEVEL", "info"), "debug, info, warn or error (env CAIRN_LOG_LEVEL)")
+		noCkpt    = fs.Bool("no-checkpointing", env("CAIRN_NO_CHECKPOINTING", "") == "true", "one app call per step: don't let the SDK run several steps per call and checkpoint them (env CAIRN_NO_CHECKPOINTING=true)")
 		logJSON   = fs.Bool("log-json", env("CAIRN_LOG_JSON", "") == "true", "log as JSON (env CAIRN_LOG_JSON=true)")
 		archiveOn = fs.Bool("archive", env("CAIRN_ARCHIVE", "true") != "false", "keep the log entries Raft compacts away, in --archive-dir; --archive=false drops them (env CAIRN_ARCHIVE=false)")
 		archDir   = fs.String("archive-dir", env("CAIRN_ARCHIVE_DIR", ""), "where archived log segments live (default: <data-dir>/archive) (env CAIRN_ARCHIVE_DIR)")
@@ -214,7 +215,7 @@ func runNode(cmd string, args []string) error {
 	cfg := server.Config{
 		NodeID: *nodeID, DataDir: *dataDir, HTTPAddr: *host + ":" + *port, RaftAddr: *raftAddr,
 		Bootstrap: *bootstrap || dev, ServerKind: "cloud", AppURLs: urls, CallTimeout: *callTO,
-		MaxInflight: *inflight, MaxInflightPerFunction: *perFn, MaxInflightPerApp: *perApp,
+		MaxInflight: *inflight, MaxInflightPerFunction: *perFn, MaxInflightPerApp: *perApp, NoCheckpointing: *noCkpt,
 		Logger: logger, DrainTimeout: *drainTO,
 		HTTP:              server.HTTPLimits{ReadTimeout: *readTO, WriteTimeout: *writeTO, IdleTimeout: *idleTO},
 		SnapshotThreshold: *snapThr, TrailingLogs: *trailing, SnapshotInterval: *snapEvery,

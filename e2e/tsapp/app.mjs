@@ -474,6 +474,19 @@ const durable = serveEndpoint(async (req) => {
   return durableHandler(req);
 });
 
+// --- checkpointing ---------------------------------------------------------------
+
+// classic-steps opts out of async checkpointing: even when the server sends
+// ctx.fn_id, the SDK answers each step with its own call.
+const classicSteps = inngest.createFunction(
+  { id: "classic-steps", checkpointing: false, triggers: [{ event: "test/classic-steps" }] },
+  async ({ step }) => {
+    const a = await step.run("a", () => 1);
+    const b = await step.run("b", () => a + 1);
+    return { b };
+  },
+);
+
 // --- HTTP server -------------------------------------------------------------------
 
 const handler = serve({
@@ -483,7 +496,7 @@ const handler = serve({
     waiter, raceWaiter, signalWaiter, child, invoker, fanOut, fanItem, cancellable,
     failsWithHandler, timesOut, idempotent, filtered, cronFn,
     concOne, throttled, rateLimited, debounced, batched, singleton, prioritized,
-    bigStep, manySteps,
+    bigStep, manySteps, classicSteps,
   ],
 });
 
