@@ -137,6 +137,7 @@ type goApp struct {
 	// Bearer on /fn/register), and the time that takes.
 	keys   signing.Keys
 	crypto cryptoMeter
+	ckpt   ckptMeter // async checkpointing: POSTs sent, handler time
 }
 
 func (a *goApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -183,7 +184,14 @@ type callBody struct {
 	Steps map[string]json.RawMessage `json:"steps"`
 	Ctx   struct {
 		RunID string `json:"run_id"`
-		Stack struct {
+		// Async checkpointing (checkpointing.go): fn_id turns it on.
+		FnID                      string `json:"fn_id"`
+		QiID                      string `json:"qi_id"`
+		RequestID                 string `json:"request_id"`
+		GenerationID              int64  `json:"generation_id"`
+		Attempt                   int    `json:"attempt"`
+		DisableImmediateExecution bool   `json:"disable_immediate_execution"`
+		Stack                     struct {
 			Stack []string `json:"stack"`
 		} `json:"stack"`
 	} `json:"ctx"`
@@ -217,16 +225,35 @@ func (a *goApp) call(w http.ResponseWriter, r *http.Request, arrived time.Time) 
 	if flowFn {
 		a.flow.enter(fn, body.Event.Data.K, runID, body.Event.ID, arrived)
 	}
-	status, answer := threeSteps(&body)
+	var (
+		status  int
+		answer  []byte
+		noRetry bool
+		waited  time.Duration
+	)
+	if wantsCheckpointing(&body, r.URL.Query().Get("stepId")) {
+		status, answer, noRetry, waited = a.checkpointedSteps(r.Context(), &body, runID)
+	} else {
+		status, answer = threeSteps(&body)
+	}
+	a.ckpt.handlerNs.Add(int64(time.Since(arrived) - waited))
 	if flowFn {
 		// The call counts as in flight from its arrival until just before
 		// its answer is written: Cairn cannot have the result, hence cannot
 		// have freed the key's slot, before that.
 		a.flow.leave(fn, body.Event.Data.K, runID, arrived)
 	}
+	if noRetry {
+		w.Header().Set("X-Inngest-No-Retry", "true")
+	}
 	writeSDK(w, status, answer)
-	a.hops.answered(runID, status, time.Now())
-	if flowFn && status == http.StatusOK {
+	// A 206 [RunComplete] ends the run: no hop starts.
+	hopStatus := status
+	if status == http.StatusPartialContent && bytes.Contains(answer, []byte(`"RunComplete"`)) {
+		hopStatus = http.StatusOK
+	}
+	a.hops.answered(runID, hopStatus, time.Now())
+	if flowFn && hopStatus == http.StatusOK {
 		a.flow.answered(fn, runID, time.Now())
 	}
 }

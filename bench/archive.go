@@ -115,7 +115,7 @@ func compareArchive(rs []*Result) []ArchiveComparison {
 			continue
 		}
 		for _, on := range rs {
-			if on.Archive != archiveOn || on.App != off.App || on.Mode != off.Mode || on.Scenario != off.Scenario || on.Steps == 0 {
+			if on.Archive != archiveOn || on.App != off.App || on.Mode != off.Mode || on.Checkpointing != off.Checkpointing || on.Scenario != off.Scenario || on.Steps == 0 {
 				continue
 			}
 			c := ArchiveComparison{App: off.App, Mode: off.Mode, Scenario: off.Scenario,

@@ -44,6 +44,7 @@ type options struct {
 	warmup    int
 	security  securityModes // -production: dev, production, or both in turn
 	archive   archiveModes  // -archive: on, off, or both in turn
+	ckpt      ckptModes     // -checkpointing: on, off (cairn --no-checkpointing), or both in turn
 	// snapshotThreshold, when set, makes Cairn snapshot and compact its log
 	// every that many entries (checked every second).
 	snapshotThreshold uint64
@@ -71,7 +72,7 @@ type options struct {
 }
 
 func parseFlags() (*options, error) {
-	o := &options{security: securityModes{modeDev}, archive: archiveModes{archiveOn}}
+	o := &options{security: securityModes{modeDev}, archive: archiveModes{archiveOn}, ckpt: ckptModes{ckptOn}}
 	var scen string
 	flag.StringVar(&o.app, "app", "both", "app mode: go (built-in Go stand-in app), ts (e2e/tsapp, real SDK) or both")
 	flag.IntVar(&o.n, "n", 0, "burst: events to send (default 2000 for go, 200 for ts)")
@@ -92,6 +93,7 @@ func parseFlags() (*options, error) {
 	flag.Var(&o.security, "production", "run Cairn in production mode: cairn start with a fresh signing key and event key; the apps\n"+
 		"verify signed calls and sign their answers, the bench sends the Bearer token and the event key.\n"+
 		"-production=both runs each app mode in dev, then in production, and compares CPU per step")
+	flag.Var(&o.ckpt, "checkpointing", "async checkpointing: on (Cairn's default), off (cairn --no-checkpointing), or both (off, then on) to compare them")
 	flag.Var(&o.archive, "archive", "Cairn's log archive: on (the default), off, or both (off, then on) to compare the hot path")
 	flag.Uint64Var(&o.snapshotThreshold, "snapshot-threshold", 0, "cairn --snapshot-threshold and --trailing-logs (checked every second), so the log is\n"+
 		"compacted (and archived) during the scenarios; 0: Cairn's default (16384)")
@@ -192,7 +194,7 @@ func parseFlags() (*options, error) {
 			o.timeout = max(o.timeout, sleepTimeout(o))
 		}
 	}
-	if runs := len(o.security) * len(o.archive); runs > 1 && !timeoutSet {
+	if runs := len(o.security) * len(o.archive) * len(o.ckpt); runs > 1 && !timeoutSet {
 		o.timeout *= time.Duration(runs)
 	}
 	return o, nil
@@ -274,7 +276,7 @@ func run(o *options) (code int) {
 	if o.app == "both" {
 		modes = []string{"go", "ts"}
 	}
-	for _, mr := range modeRuns(modes, o.security, o.archive) {
+	for _, mr := range modeRuns(modes, o.security, o.archive, o.ckpt) {
 		m := mr.name
 		if ctx.Err() != nil {
 			rep.Errors = append(rep.Errors, fmt.Sprintf("%s: skipped: %v", m, ctx.Err()))
@@ -292,12 +294,12 @@ func run(o *options) (code int) {
 		switch {
 		case err != nil:
 		case mr.app == "go":
-			rs, err = runGoMode(ctx, o, bin, dir, keys, cairnArgs(o, mr.archive))
+			rs, err = runGoMode(ctx, o, bin, dir, keys, append(cairnArgs(o, mr.archive), ckptArgs(mr.ckpt)...))
 		default:
-			rs, err = runTSMode(ctx, o, bin, root, dir, keys, cairnArgs(o, mr.archive))
+			rs, err = runTSMode(ctx, o, bin, root, dir, keys, append(cairnArgs(o, mr.archive), ckptArgs(mr.ckpt)...))
 		}
 		for _, r := range rs {
-			r.Mode, r.Archive = mr.security, mr.archive
+			r.Mode, r.Archive, r.Checkpointing = mr.security, mr.archive, mr.ckpt
 		}
 		rep.Results = append(rep.Results, rs...)
 		if err != nil {
@@ -312,6 +314,7 @@ func run(o *options) (code int) {
 	}
 	rep.Comparison = compareModes(rep.Results)
 	rep.ArchiveComparison = compareArchive(rep.Results)
+	rep.CkptComparison = compareCkpt(rep.Results)
 	printReport(os.Stdout, rep)
 	if o.jsonPath != "" {
 		if err := writeJSON(o.jsonPath, rep); err != nil {
@@ -358,7 +361,8 @@ func runGoMode(ctx context.Context, o *options, bin, dir string, keys *prodKeys,
 	if d == 0 {
 		d = 10 * time.Second
 	}
-	e := &env{app: "go", cairn: c, hops: app.hops, sleeper: app.sleeper, flow: app.flow, keys: keys, opts: o}
+	e := &env{app: "go", cairn: c, hops: app.hops, sleeper: app.sleeper, flow: app.flow, keys: keys, opts: o,
+		ckpt: &app.ckpt, appPid: os.Getpid(), appCPU: "bench process (Go app handlers + event senders + status polls)"}
 	if keys != nil {
 		e.crypto = &app.crypto
 	}
@@ -425,7 +429,7 @@ func runTSMode(ctx context.Context, o *options, bin, root, dir string, keys *pro
 	if d == 0 {
 		d = 20 * time.Second
 	}
-	e := &env{app: "ts", cairn: c, hops: hops, opts: o}
+	e := &env{app: "ts", cairn: c, hops: hops, opts: o, appPid: ts.Pid(), appCPU: "node child (tsapp)"}
 	rs, err := runScenarios(ctx, e, n, d)
 	if !o.tsProxy {
 		for _, r := range rs {

@@ -80,25 +80,30 @@ func newProdKeys() (*prodKeys, error) {
 // modeRun is one Cairn process of a bench invocation: an app mode in dev
 // or production.
 type modeRun struct {
-	app, security, archive string
-	name                   string // go, go-production, ...: its dir and its name in errors
+	app, security, archive, ckpt string
+	name                         string // go, go-production, ...: its dir and its name in errors
 }
 
 // modeRuns lists the Cairn processes to run, each app in each security
 // mode: dev before production, so the pair runs back to back.
-func modeRuns(apps, securities, archives []string) []modeRun {
+func modeRuns(apps, securities, archives, ckpts []string) []modeRun {
 	var out []modeRun
 	for _, a := range apps {
 		for _, s := range securities {
 			for _, ar := range archives {
-				mr := modeRun{app: a, security: s, archive: ar, name: a}
-				if s == modeProd {
-					mr.name += "-" + modeProd
+				for _, ck := range ckpts {
+					mr := modeRun{app: a, security: s, archive: ar, ckpt: ck, name: a}
+					if s == modeProd {
+						mr.name += "-" + modeProd
+					}
+					if ar == archiveOff {
+						mr.name += "-archive-off"
+					}
+					if ck == ckptOff {
+						mr.name += "-no-checkpointing"
+					}
+					out = append(out, mr)
 				}
-				if ar == archiveOff {
-					mr.name += "-archive-off"
-				}
-				out = append(out, mr)
 			}
 		}
 	}
@@ -208,6 +213,9 @@ func (r *Result) label() string {
 	if r.Archive == archiveOff {
 		l += " no-archive"
 	}
+	if r.Checkpointing == ckptOff {
+		l += " no-ckpt"
+	}
 	return l + " / " + r.Scenario
 }
 
@@ -234,7 +242,7 @@ func compareModes(rs []*Result) []Comparison {
 			continue
 		}
 		for _, p := range rs {
-			if p.Mode != modeProd || p.App != d.App || p.Archive != d.Archive || p.Scenario != d.Scenario || p.Steps == 0 {
+			if p.Mode != modeProd || p.App != d.App || p.Archive != d.Archive || p.Checkpointing != d.Checkpointing || p.Scenario != d.Scenario || p.Steps == 0 {
 				continue
 			}
 			c := Comparison{App: d.App, Scenario: d.Scenario,

@@ -36,11 +36,13 @@ func percentiles(v []float64) Pct {
 
 // Result is one scenario of one app mode.
 type Result struct {
-	App      string `json:"app"`
-	Mode     string `json:"mode"`              // dev or production (-production)
-	Archive  string `json:"archive,omitempty"` // on or off (-archive)
-	Scenario string `json:"scenario"`
-	Offered  string `json:"offered"`
+	App     string `json:"app"`
+	Mode    string `json:"mode"`              // dev or production (-production)
+	Archive string `json:"archive,omitempty"` // on or off (-archive)
+	// Checkpointing is on or off (-checkpointing; off = cairn --no-checkpointing).
+	Checkpointing string `json:"checkpointing,omitempty"`
+	Scenario      string `json:"scenario"`
+	Offered       string `json:"offered"`
 
 	Events     int     `json:"events_sent"`
 	SendErrors int     `json:"send_errors"`
@@ -57,6 +59,17 @@ type Result struct {
 	HopMs       Pct     `json:"step_hop_overhead_ms"`
 	CallsPerRun float64 `json:"app_calls_per_run"`
 	AppCalls    int64   `json:"app_calls_seen"`
+	// Async checkpointing: the Go app's checkpoint POSTs (every try), and
+	// the HTTP requests per run (app calls + checkpoint POSTs).
+	CheckpointPosts   int64   `json:"checkpoint_posts"`
+	CheckpointsPerRun float64 `json:"checkpoint_posts_per_run"`
+	RequestsPerRun    float64 `json:"http_requests_per_run"`
+	// The app's CPU per step (AppCPUSource says what it covers), and for
+	// the Go app its 3-step handlers' time per step, checkpoint waits
+	// excluded.
+	AppCPUMsPerStep  float64 `json:"app_cpu_ms_per_step"`
+	AppCPUSource     string  `json:"app_cpu_source,omitempty"`
+	HandlerMsPerStep float64 `json:"go_handler_ms_per_step,omitempty"`
 
 	CPUSec        float64 `json:"cairn_cpu_sec"`
 	CPUSecPerStep float64 `json:"cairn_cpu_sec_per_step"`
@@ -108,8 +121,9 @@ type Report struct {
 	Results    []*Result `json:"results"`
 	Errors     []string  `json:"errors,omitempty"`
 
-	Comparison        []Comparison        `json:"dev_vs_production,omitempty"` // -production=both
-	ArchiveComparison []ArchiveComparison `json:"archive_off_vs_on,omitempty"` // -archive=both
+	Comparison        []Comparison        `json:"dev_vs_production,omitempty"`       // -production=both
+	ArchiveComparison []ArchiveComparison `json:"archive_off_vs_on,omitempty"`       // -archive=both
+	CkptComparison    []CkptComparison    `json:"checkpointing_off_vs_on,omitempty"` // -checkpointing=both
 }
 
 func mib(b int64) string {
@@ -195,6 +209,9 @@ func printReport(w io.Writer, rep *Report) {
 		row("step hop overhead p50 / p99 (app side)", func(r *Result) string { return pctCell(r.HopMs, " ms") })
 		row("step hops measured", func(r *Result) string { return fmt.Sprint(r.HopMs.N) })
 		row("app calls per run", func(r *Result) string { return num(r.CallsPerRun) })
+		row("checkpoint POSTs per run (Go app)", func(r *Result) string { return num(r.CheckpointsPerRun) })
+		row("HTTP requests per run (calls + ckpt)", func(r *Result) string { return num(r.RequestsPerRun) })
+		row("app CPU per step (see app_cpu_source)", func(r *Result) string { return fmt.Sprintf("%.3f ms", r.AppCPUMsPerStep) })
 		row("Cairn CPU", func(r *Result) string { return fmt.Sprintf("%.2f s", r.CPUSec) })
 		row("Cairn CPU per step", func(r *Result) string { return fmt.Sprintf("%.3f ms", r.CPUSecPerStep*1000) })
 		row("Cairn idle CPU (before scenarios)", func(r *Result) string { return fmt.Sprintf("%.1f%% of a core", r.IdleCPUPct) })
@@ -219,6 +236,9 @@ func printReport(w io.Writer, rep *Report) {
 	}
 	if len(rep.ArchiveComparison) > 0 {
 		printArchiveComparison(w, rep.ArchiveComparison)
+	}
+	if len(rep.CkptComparison) > 0 {
+		printCkptComparison(w, rep.CkptComparison)
 	}
 	for _, r := range rep.Results {
 		if r.Error == "" && len(r.Notes) == 0 {

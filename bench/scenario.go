@@ -32,6 +32,9 @@ type env struct {
 	crypto  *cryptoMeter // Go app in production mode only
 	keys    *prodKeys    // production mode: the node's keys
 	opts    *options
+	ckpt    *ckptMeter // Go app only: checkpoint POSTs, handler time
+	appPid  int        // the process whose CPU is the app's
+	appCPU  string     // what that CPU covers
 }
 
 // sent is one accepted event.
@@ -248,10 +251,14 @@ type baseline struct {
 	index   uint64
 	logFrom int64
 	hwmOK   bool
+	appTick uint64
 }
 
 func takeBaseline(ctx context.Context, e *env) (baseline, error) {
 	e.hops.take() // drop hops of earlier traffic
+	if e.ckpt != nil {
+		e.ckpt.take()
+	}
 	b := baseline{raft: diskUsage(filepath.Join(e.cairn.dataDir, "raft")),
 		fsm: diskUsage(filepath.Join(e.cairn.dataDir, "fsm")), archive: diskUsage(filepath.Join(e.cairn.dataDir, archiveDir))}
 	var err error
@@ -262,6 +269,9 @@ func takeBaseline(ctx context.Context, e *env) (baseline, error) {
 	_, _, b.logFrom = logProblems(e.cairn.logPath, 0, 0)
 	p := e.sampler.sample()
 	b.at, b.ticks = p.t, p.ticks
+	if e.appPid > 0 {
+		b.appTick, _ = proc.CPUTicks(e.appPid)
+	}
 	return b, nil
 }
 
@@ -523,6 +533,25 @@ func fillFigures(ctx context.Context, e *env, res *Result, base baseline, finish
 	}
 	res.HopMs = percentiles(hop)
 	res.AppCalls = appCalls
+
+	// The app's side: its CPU, checkpoint POSTs, HTTP requests per run.
+	if e.appPid > 0 && steps > 0 {
+		if t, err := proc.CPUTicks(e.appPid); err == nil && t >= base.appTick {
+			res.AppCPUMsPerStep = float64(t-base.appTick) / proc.ClockTicks() * 1000 / float64(steps)
+			res.AppCPUSource = e.appCPU
+		}
+	}
+	if e.ckpt != nil {
+		posts, handler := e.ckpt.take()
+		res.CheckpointPosts = posts
+		if steps > 0 {
+			res.HandlerMsPerStep = float64(handler.Microseconds()) / 1000 / float64(steps)
+		}
+	}
+	if len(finished) > 0 {
+		res.CheckpointsPerRun = float64(res.CheckpointPosts) / float64(len(finished))
+		res.RequestsPerRun = float64(int64(calls)+res.CheckpointPosts) / float64(len(finished))
+	}
 
 	// Problems in Cairn's log during the scenario.
 	lines, total, _ := logProblems(e.cairn.logPath, base.logFrom, 5)
