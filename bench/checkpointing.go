@@ -18,7 +18,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"text/tabwriter"
@@ -238,15 +241,58 @@ func printCkptComparison(w io.Writer, cs []CkptComparison) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "\tsteps/s off\ton\tCairn CPU/step off\ton\tapp CPU/step off\ton\tGo handler/step off\ton\tp50 off\ton\tp99 off\ton\tHTTP req/run off\ton\t(calls + ckpt POSTs on)\t")
 	for _, c := range cs {
-		fmt.Fprintf(tw, "%s %s / %s\t%s\t%s\t%.3f ms\t%.3f ms\t%.3f ms\t%.3f ms\t%.3f ms\t%.3f ms\t%.1f ms\t%.1f ms\t%.1f ms\t%.1f ms\t%.2f\t%.2f\t%.2f + %.2f\t\n",
+		handler := func(ms float64) string {
+			if c.App != "go" {
+				return "-"
+			}
+			return fmt.Sprintf("%.3f ms", ms)
+		}
+		fmt.Fprintf(tw, "%s %s / %s\t%s\t%s\t%.3f ms\t%.3f ms\t%.3f ms\t%.3f ms\t%s\t%s\t%.1f ms\t%.1f ms\t%.1f ms\t%.1f ms\t%.2f\t%.2f\t%.2f + %.2f\t\n",
 			c.App, c.Mode, c.Scenario, num(c.OffStepsPerSec), num(c.OnStepsPerSec),
 			c.OffCPUMsPerStep, c.OnCPUMsPerStep, c.OffAppCPUMsPerStep, c.OnAppCPUMsPerStep,
-			c.OffHandlerMsPerStep, c.OnHandlerMsPerStep,
+			handler(c.OffHandlerMsPerStep), handler(c.OnHandlerMsPerStep),
 			c.OffLatency.P50, c.OnLatency.P50, c.OffLatency.P99, c.OnLatency.P99,
 			c.OffRequestsPerRun, c.OnRequestsPerRun, c.OnCallsPerRun, c.OnCheckpointsPerRun)
 	}
 	tw.Flush()
-	if len(cs) > 0 {
-		fmt.Fprintf(w, "app CPU: %s\n", cs[0].AppCPUSource)
+	seen := map[string]bool{}
+	for _, c := range cs {
+		if !seen[c.App] {
+			seen[c.App] = true
+			fmt.Fprintf(w, "app CPU (%s): %s\n", c.App, c.AppCPUSource)
+		}
 	}
+}
+
+// startCkptCounter serves a reverse proxy to Cairn that counts the
+// checkpoint POSTs (/v1/checkpoint/{id}/async) passing through it: the TS
+// app's SDK is given its URL as INNGEST_BASE_URL, so its checkpoints are
+// counted as the Go app's are.
+func startCkptCounter(cairnURL string, m *ckptMeter) (string, func(), error) {
+	target, err := url.Parse(cairnURL)
+	if err != nil {
+		return "", nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(target) },
+		Transport: &http.Transport{Proxy: nil, MaxIdleConns: 512, MaxIdleConnsPerHost: 512,
+			IdleConnTimeout: 90 * time.Second},
+	}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/v1/checkpoint/") && strings.HasSuffix(r.URL.Path, "/async") {
+			m.posts.Add(1)
+		}
+		rp.ServeHTTP(w, r)
+	})
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return "http://" + ln.Addr().String(), func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}, nil
 }

@@ -399,7 +399,14 @@ func runTSMode(ctx context.Context, o *options, bin, root, dir string, keys *pro
 		return nil, err
 	}
 	defer c.stop()
-	ts, err := startTSApp(ctx, appDir, dir, tsPort, c.url, keys)
+	// The SDK reaches Cairn through a proxy that counts its checkpoints.
+	var ckpt ckptMeter
+	sdkBase, stopCounter, err := startCkptCounter(c.url, &ckpt)
+	if err != nil {
+		return nil, err
+	}
+	defer stopCounter()
+	ts, err := startTSApp(ctx, appDir, dir, tsPort, sdkBase, keys)
 	if err != nil {
 		return nil, err
 	}
@@ -429,7 +436,7 @@ func runTSMode(ctx context.Context, o *options, bin, root, dir string, keys *pro
 	if d == 0 {
 		d = 20 * time.Second
 	}
-	e := &env{app: "ts", cairn: c, hops: hops, opts: o, appPid: ts.Pid(), appCPU: "node child (tsapp)"}
+	e := &env{app: "ts", cairn: c, hops: hops, opts: o, appPid: ts.Pid(), appCPU: "node child (tsapp)", ckpt: &ckpt}
 	rs, err := runScenarios(ctx, e, n, d)
 	if !o.tsProxy {
 		for _, r := range rs {

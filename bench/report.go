@@ -209,7 +209,7 @@ func printReport(w io.Writer, rep *Report) {
 		row("step hop overhead p50 / p99 (app side)", func(r *Result) string { return pctCell(r.HopMs, " ms") })
 		row("step hops measured", func(r *Result) string { return fmt.Sprint(r.HopMs.N) })
 		row("app calls per run", func(r *Result) string { return num(r.CallsPerRun) })
-		row("checkpoint POSTs per run (Go app)", func(r *Result) string { return num(r.CheckpointsPerRun) })
+		row("checkpoint POSTs per run (app → Cairn)", func(r *Result) string { return num(r.CheckpointsPerRun) })
 		row("HTTP requests per run (calls + ckpt)", func(r *Result) string { return num(r.RequestsPerRun) })
 		row("app CPU per step (see app_cpu_source)", func(r *Result) string { return fmt.Sprintf("%.3f ms", r.AppCPUMsPerStep) })
 		row("Cairn CPU", func(r *Result) string { return fmt.Sprintf("%.2f s", r.CPUSec) })
