@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -145,8 +146,10 @@ func (s *Server) postCheckpoint(c echo.Context) error {
 
 func (s *Server) checkpointCreated(c echo.Context, runID, fnID, appID string) error {
 	tok := s.runToken(runID)
+	// The realtime token names its run: the SSE URL the SDK builds from it
+	// (/v1/realtime/sse?token=) carries nothing else.
 	return c.JSON(http.StatusOK, map[string]any{"data": map[string]string{"fn_id": fnID, "app_id": appID,
-		"run_id": runID, "token": tok, "realtime_token": tok}, "metadata": map[string]any{}})
+		"run_id": runID, "token": tok, "realtime_token": runID + "." + tok}, "metadata": map[string]any{}})
 }
 
 // endpointURL is where the engine re-enters an endpoint: domain + path.
@@ -273,62 +276,139 @@ func (s *Server) getRunOutput(c echo.Context) error {
 	if !hmac.Equal([]byte(c.QueryParam("token")), []byte(s.runToken(runID))) {
 		return errf(http.StatusUnauthorized, "bad_token", "the token does not open this run's output")
 	}
-	ctx := c.Request().Context()
+	run, err := s.awaitEnd(c.Request().Context(), runID, nil)
+	switch {
+	case err != nil:
+		return err
+	case run == nil:
+		return nil // the caller left
+	case !run.Done():
+		// Still running: send the caller back to wait again.
+		return c.Redirect(http.StatusTemporaryRedirect, c.Request().URL.String())
+	}
+	return writeRunOutput(c, run)
+}
+
+// getRealtimeSSE: GET /v1/realtime/sse?token=<run>.<mac>. An end user who
+// asked a durable endpoint for an event stream is sent here
+// (inngest.redirect_info) when the run goes async: the stream goes on with
+// an inngest.commit per memoized step and ends with inngest.response, the
+// handler's response, as the SDK's own stream would have.
+func (s *Server) getRealtimeSSE(c echo.Context) error {
+	runID, mac, _ := strings.Cut(c.QueryParam("token"), ".")
+	if runID == "" || !hmac.Equal([]byte(mac), []byte(s.runToken(runID))) {
+		return errf(http.StatusUnauthorized, "bad_token", "the token does not open this run's stream")
+	}
+	if run, err := s.fsm.Run(runID); err != nil {
+		return err
+	} else if run == nil {
+		return errf(http.StatusNotFound, "run_not_found", "no run %s", runID)
+	}
+	w := c.Response()
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	sent := map[string]bool{}
+	event := func(name string, data any) {
+		b, _ := json.Marshal(data)
+		fmt.Fprintf(w, "event: %s\ndata: %s\n\n", name, b)
+		w.Flush()
+	}
+	commits := func(run *fsm.Run) {
+		for _, id := range run.Stack {
+			if !sent[id] {
+				sent[id] = true
+				event("inngest.commit", map[string]string{"hashedStepId": id})
+			}
+		}
+	}
+	for {
+		run, err := s.awaitEnd(c.Request().Context(), runID, commits)
+		if err != nil || run == nil {
+			return nil // the stream is open: nothing more to say
+		}
+		if run.Done() {
+			commits(run)
+			out := runResponse(run)
+			status := "succeeded"
+			if run.Status != fsm.StatusCompleted {
+				status = "failed"
+			}
+			body := ""
+			if out.Body != nil {
+				body = *out.Body
+			}
+			event("inngest.response", map[string]any{"status": status,
+				"response": map[string]any{"body": body, "statusCode": out.Status, "headers": out.Headers}})
+			return nil
+		}
+	}
+}
+
+// awaitEnd polls a run until it ends (then, for a completed endpoint run,
+// a moment more for the response the SDK tees beside its end) or outputWait
+// passes, calling seen with each reading. It returns the last reading, nil
+// when ctx ended first.
+func (s *Server) awaitEnd(ctx context.Context, runID string, seen func(*fsm.Run)) (*fsm.Run, error) {
 	deadline := time.Now().Add(outputWait)
 	for {
 		run, err := s.fsm.Run(runID)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if run == nil {
-			return errf(http.StatusNotFound, "run_not_found", "no run %s", runID)
+			return nil, errf(http.StatusNotFound, "run_not_found", "no run %s", runID)
+		}
+		if seen != nil {
+			seen(run)
 		}
 		if run.Done() {
-			// The exact response comes beside the run's end (the SDK's
-			// tee): give it a moment when the end came first.
-			for wait := time.Now().Add(teeWait); run.Response == nil && run.Status == fsm.StatusCompleted &&
-				time.Now().Before(wait); {
+			for wait := time.Now().Add(teeWait); run.Response == nil && run.Endpoint != "" &&
+				run.Status == fsm.StatusCompleted && time.Now().Before(wait); {
 				select {
 				case <-ctx.Done():
-					return nil
+					return nil, nil
 				case <-time.After(outputEvery):
 				}
 				if run, err = s.fsm.Run(runID); err != nil {
-					return err
+					return nil, err
 				}
 			}
-			return writeRunOutput(c, run)
+			return run, nil
 		}
 		if time.Now().After(deadline) {
-			// Still running: send the caller back to wait again.
-			return c.Redirect(http.StatusTemporaryRedirect, c.Request().URL.String())
+			return run, nil
 		}
 		select {
 		case <-ctx.Done():
-			return nil
+			return nil, nil
 		case <-time.After(outputEvery):
 		}
 	}
 }
 
-// writeRunOutput sends an ended endpoint run's response: the one the SDK
-// teed (EndpointResponded), exact; without it, the RunComplete's. That one
-// has the handler's body JSON-encoded a second time when it re-entered
+// runResponse is an ended endpoint run's response: the one the SDK teed
+// (EndpointResponded), exact; without it, the RunComplete's. That one has
+// the handler's body JSON-encoded a second time when it re-entered
 // (protocol §9.2 step 6): such a body is decoded once, so the caller gets
-// the bytes the handler produced. A run that failed or was cancelled is a 500 with
-// its error.
-func writeRunOutput(c echo.Context, run *fsm.Run) error {
+// the bytes the handler produced. A run that failed or was cancelled is a
+// 500 with its error; a run whose output is not a response (a function
+// result) is that output as JSON.
+func runResponse(run *fsm.Run) endpointResponse {
+	jsonBody := func(status int, b []byte) endpointResponse {
+		body := string(orJSONNull(b))
+		return endpointResponse{Status: status, Headers: map[string]string{"Content-Type": "application/json",
+			"X-Cairn-Run-Status": run.Status}, Body: &body}
+	}
 	if run.Status != fsm.StatusCompleted {
-		c.Response().Header().Set("X-Cairn-Run-Status", run.Status)
-		return c.JSONBlob(http.StatusInternalServerError, orJSONNull(run.Error))
+		return jsonBody(http.StatusInternalServerError, run.Error)
 	}
 	var out endpointResponse
 	if run.Response != nil && json.Unmarshal(run.Response, &out) == nil && out.Status >= 100 && out.Status <= 999 {
-		return writeResponse(c, out)
+		return out
 	}
 	if err := json.Unmarshal(run.Output, &out); err != nil || out.Status < 100 || out.Status > 999 {
-		// Not a response (a function result?): the output as JSON.
-		return c.JSONBlob(http.StatusOK, orJSONNull(run.Output))
+		return jsonBody(http.StatusOK, run.Output)
 	}
 	if out.Body != nil {
 		var inner string
@@ -336,8 +416,11 @@ func writeRunOutput(c echo.Context, run *fsm.Run) error {
 			out.Body = &inner
 		}
 	}
-	return writeResponse(c, out)
+	return out
 }
+
+// writeRunOutput sends an ended endpoint run's response.
+func writeRunOutput(c echo.Context, run *fsm.Run) error { return writeResponse(c, runResponse(run)) }
 
 // writeResponse sends a handler's response as it was produced.
 func writeResponse(c echo.Context, out endpointResponse) error {

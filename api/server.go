@@ -135,6 +135,7 @@ func New(cfg Config, node Node, f Projection, exec Dispatcher, syncer *Syncer) *
 	v1.POST("/checkpoint/:id/steps", s.postCheckpointSteps)
 	v1.POST("/realtime/publish/tee", s.postTee)
 	e.GET("/v1/http/runs/:id/output", s.getRunOutput)
+	e.GET("/v1/realtime/sse", s.getRealtimeSSE)
 	v0 := e.Group("/v0", s.needSigningKey)
 	v0.GET("/runs/:id/batch", s.runBatch)
 	v0.GET("/runs/:id/actions", s.runActions)

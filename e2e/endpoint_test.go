@@ -196,6 +196,68 @@ func testDurableEndpoints(t *testing.T, opts ...func(*server.Config)) {
 			t.Fatalf("run %s %s: %d step.errored entries, want 2", r.ID, r.Status, errored)
 		}
 	})
+
+	// A caller that asks for an event stream gets the SDK's SSE envelope:
+	// the run's id, a commit per step, and the handler's response.
+	t.Run("SyncEventStream", func(t *testing.T) {
+		c.t = t
+		k := fmt.Sprintf("sse-%d", time.Now().UnixNano())
+		resp, body := eventStream(t, base+"?user=44&k="+k)
+		if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") ||
+			!strings.Contains(body, "event: inngest.metadata") || strings.Count(body, "event: inngest.commit") != 2 ||
+			!strings.Contains(body, "event: inngest.response") || !strings.Contains(body, `"status":"succeeded"`) ||
+			!strings.Contains(body, `hello 44`) {
+			t.Fatalf("caller got %d %v %q", resp.StatusCode, resp.Header, body)
+		}
+		once(t, k, "fetch-user", "compute-greeting")
+	})
+
+	// When it goes async, the SDK's stream ends with redirect_info: Cairn's
+	// stream at that URL goes on with the later steps and the response.
+	t.Run("AsyncEventStream", func(t *testing.T) {
+		c.t = t
+		k := fmt.Sprintf("sse-async-%d", time.Now().UnixNano())
+		_, first := eventStream(t, base+"?user=45&sleep=1s&k="+k)
+		var info struct {
+			URL string `json:"url"`
+		}
+		for _, ev := range strings.Split(first, "\n\n") {
+			if data, ok := strings.CutPrefix(ev, "event: inngest.redirect_info\ndata: "); ok {
+				json.Unmarshal([]byte(data), &info)
+			}
+		}
+		if !strings.Contains(info.URL, "/v1/realtime/sse?token=") {
+			t.Fatalf("the SDK's stream has no redirect to Cairn: %q", first)
+		}
+		resp, rest := eventStream(t, info.URL)
+		if resp.StatusCode != 200 || !strings.Contains(rest, "event: inngest.commit") ||
+			!strings.Contains(rest, "event: inngest.response") || !strings.Contains(rest, `"status":"succeeded"`) ||
+			!strings.Contains(rest, `hello 45`) || !strings.Contains(rest, `"statusCode":200`) {
+			t.Fatalf("Cairn's stream: %d %q", resp.StatusCode, rest)
+		}
+		if bad, err := http.Get(strings.Replace(info.URL, "token=", "token=x", 1)); err != nil || bad.StatusCode != 401 {
+			t.Fatalf("a wrong token was not refused: %v %v", bad, err)
+		}
+		once(t, k, "fetch-user", "compute-greeting")
+	})
+}
+
+// eventStream GETs u as a client that wants an event stream and reads it
+// to its end.
+func eventStream(t *testing.T, u string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest("GET", u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := (&http.Client{Timeout: 60 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, string(raw)
 }
 
 // TestEndpointKillAndRestart kills Cairn with SIGKILL while a durable
