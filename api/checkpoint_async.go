@@ -15,21 +15,10 @@ import (
 // Steps carry the SDK's own bookkeeping (mode, rawArgs, promise, ...):
 // only the op fields are read.
 type checkpointAsyncBody struct {
-	RunID string         `json:"run_id"`
-	FnID  string         `json:"fn_id"`
-	QiID  string         `json:"qi_id"`
-	Steps []checkpointOp `json:"steps"`
-}
-
-// checkpointOp is a step as the SDK sends it; unknown fields are ignored.
-type checkpointOp struct {
-	ID          string          `json:"id"`
-	Op          string          `json:"op"`
-	Name        string          `json:"name"`
-	DisplayName string          `json:"displayName"`
-	Opts        json.RawMessage `json:"opts"`
-	Data        json.RawMessage `json:"data"`
-	Error       json.RawMessage `json:"error"`
+	RunID string          `json:"run_id"`
+	FnID  string          `json:"fn_id"`
+	QiID  string          `json:"qi_id"`
+	Steps json.RawMessage `json:"steps"` // read by fsm.ParseOps, as a 206 body
 }
 
 // checkpointAsync memoizes steps an SDK finished mid-call (async
@@ -72,11 +61,11 @@ func (s *Server) checkpointAsync(c echo.Context) error {
 	if !ok || qiRun != runID {
 		return errf(http.StatusBadRequest, "invalid_checkpoint", "qi_id %q is not a queue item id this server sent for run %s", body.QiID, runID)
 	}
-	rec := &fsm.StepsCheckpointed{At: time.Now().UnixMilli(), RunID: runID, Call: call, Gen: gen,
-		Steps: make([]fsm.Op, 0, len(body.Steps))}
-	for _, w := range body.Steps {
-		rec.Steps = append(rec.Steps, w.op())
+	steps, err := fsm.ParseOps(body.Steps)
+	if err != nil {
+		return errf(http.StatusBadRequest, "invalid_checkpoint", "steps: %v", err)
 	}
+	rec := &fsm.StepsCheckpointed{At: time.Now().UnixMilli(), RunID: runID, Call: call, Gen: gen, Steps: steps}
 	if run, err := s.fsm.Run(runID); err != nil {
 		return err
 	} else if run != nil && body.FnID != "" && body.FnID != fsm.FunctionUUID(run.FnID) {
@@ -105,20 +94,4 @@ func (s *Server) checkpointAsync(c echo.Context) error {
 		return errf(http.StatusConflict, "stale_dispatch", "%s", res.Msg)
 	}
 	return errf(http.StatusBadRequest, "invalid_checkpoint", "%s", res.Msg)
-}
-
-// op is the step as Apply takes it (as the executor reads a 206's ops:
-// JSON null is no value, the display name falls back to the name).
-func (w checkpointOp) op() fsm.Op {
-	o := fsm.Op{ID: w.ID, Op: w.Op, Name: w.Name, DisplayName: w.DisplayName, Data: w.Data}
-	if o.DisplayName == "" {
-		o.DisplayName = w.Name
-	}
-	if len(w.Opts) > 0 && string(w.Opts) != "null" {
-		o.Opts = w.Opts
-	}
-	if len(w.Error) > 0 && string(w.Error) != "null" {
-		o.Error = w.Error
-	}
-	return o
 }

@@ -464,15 +464,14 @@ func (t *txn) processOps(run *Run, c *Call, fn *Function, r *CallFinished) {
 		h := HistoryEntry{At: r.At, Call: c.ID, Attempt: c.Attempt, Name: op.DisplayName}
 		switch op.Op {
 		case OpStepRun, OpStep:
-			if t.has(keyStep(run.ID, op.ID)) {
-				h.Type, h.Detail = HistStepDuplicate, op.ID
+			fresh, ok := t.memoizeStep(run, op, &h)
+			if !ok {
+				return
+			}
+			if !fresh {
 				t.history(run, h)
 				continue
 			}
-			if !t.memoize(run, op.ID, wrap("data", op.Data)) {
-				return
-			}
-			h.Type, h.Detail, h.Data = HistStepCompleted, op.ID, orNull(op.Data)
 			memoized = true
 		case OpStepError:
 			if c.Attempt+1 < fn.MaxAttempts() {
@@ -713,6 +712,22 @@ func (t *txn) finish(run *Run, status string, at int64, output, errBody []byte) 
 	}
 	t.history(run, HistoryEntry{At: at, Type: HistRunEnded(status), Data: data})
 	t.finalized(run, at)
+}
+
+// memoizeStep memoizes a finished step (an answer's or a checkpoint's) and
+// fills in its history line: completed, or duplicate for a step memoized
+// already (an SDK's retry changes nothing). ok is false when the value took
+// the run past its limits: memoize has failed the run.
+func (t *txn) memoizeStep(run *Run, op Op, h *HistoryEntry) (fresh, ok bool) {
+	if t.has(keyStep(run.ID, op.ID)) {
+		h.Type, h.Detail = HistStepDuplicate, op.ID
+		return false, true
+	}
+	if !t.memoize(run, op.ID, wrap("data", op.Data)) {
+		return false, false
+	}
+	h.Type, h.Detail, h.Data = HistStepCompleted, op.ID, orNull(op.Data)
+	return true, true
 }
 
 // memoize stores a step's value and reports whether the run goes on: a

@@ -70,15 +70,9 @@ func (t *txn) applyStepsCheckpointed(r *StepsCheckpointed) Result {
 	}
 	for _, op := range r.Steps {
 		h := HistoryEntry{At: r.At, Call: c.ID, Attempt: c.Attempt, Name: op.DisplayName}
-		if t.has(keyStep(run.ID, op.ID)) {
-			h.Type, h.Detail = HistStepDuplicate, op.ID
-			t.history(run, h)
-			continue
-		}
-		if !t.memoize(run, op.ID, wrap("data", op.Data)) {
+		if _, ok := t.memoizeStep(run, op, &h); !ok {
 			return Result{Code: Rejected, ID: r.RunID, Msg: "the run is over its state limits"}
 		}
-		h.Type, h.Detail, h.Data = HistStepCompleted, op.ID, orNull(op.Data)
 		t.history(run, h)
 	}
 	if c.Attempt != 0 {

@@ -194,15 +194,9 @@ func (t *txn) checkpoint(run *Run, fn *Function, at int64, jitter uint32, ops []
 		h := HistoryEntry{At: at, Name: op.DisplayName}
 		switch op.Op {
 		case OpStepRun, OpStep:
-			if t.has(keyStep(run.ID, op.ID)) {
-				h.Type, h.Detail = HistStepDuplicate, op.ID
-				t.history(run, h)
-				continue
-			}
-			if !t.memoize(run, op.ID, wrap("data", op.Data)) {
+			if _, ok := t.memoizeStep(run, op, &h); !ok {
 				return
 			}
-			h.Type, h.Detail, h.Data = HistStepCompleted, op.ID, orNull(op.Data)
 			t.history(run, h)
 		case OpRunComplete:
 			t.finish(run, StatusCompleted, at, orNull(op.Data), nil)
