@@ -136,20 +136,6 @@ func retryAfter(v string, now time.Time) int64 {
 	return 0
 }
 
-func nonNull(b json.RawMessage) []byte {
-	if len(b) == 0 || string(b) == "null" {
-		return nil
-	}
-	return b
-}
-
-func firstNonEmpty(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
-}
-
 func truncate(b []byte, n int) []byte {
 	if len(b) > n {
 		return b[:n]
