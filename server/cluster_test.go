@@ -312,7 +312,21 @@ func TestFullPoolNeverStrandsACall(t *testing.T) {
 		t.Fatalf("%d of 400 events accepted", len(events))
 	}
 	for _, ev := range events {
-		waitUntil(t, "run of "+ev+" to complete", func() bool { return runStatus(n, ev) == "completed" })
+		deadline := time.Now().Add(60 * time.Second)
+		for runStatus(n, ev) != "completed" {
+			if time.Now().After(deadline) {
+				// What the stranded run's calls look like, for whoever
+				// chases it: queued (due), claimed (lease end, by whom).
+				runs, _ := n.srv.FSM.RunsForEvent(ev)
+				for _, id := range runs {
+					calls, _ := n.srv.FSM.RunCalls(id)
+					r, _ := n.srv.FSM.Run(id)
+					t.Logf("run %s: %+v\ncalls: %+v", id, r, calls)
+				}
+				t.Fatalf("run of %s never completed", ev)
+			}
+			time.Sleep(25 * time.Millisecond)
+		}
 	}
 }
 
