@@ -71,8 +71,8 @@ func pastError(err error) error {
 	return err
 }
 
-// stateView is GET /v1/state's answer.
-type stateView struct {
+// StateView is GET /v1/state's answer (tests decode it too).
+type StateView struct {
 	Index uint64 `json:"index"`
 	// AppliedIndex is the projection's own index: the last entry at or
 	// below Index that changed it (Raft's no-ops change nothing). Past
@@ -83,7 +83,7 @@ type stateView struct {
 	Build        *pointintime.BuildStats `json:"build,omitempty"`
 }
 
-func viewState(index uint64, sum fsm.Summary) stateView {
+func viewState(index uint64, sum fsm.Summary) StateView {
 	runs := map[string]int{}
 	for _, st := range fsm.RunStatuses {
 		runs[st] = 0
@@ -91,7 +91,7 @@ func viewState(index uint64, sum fsm.Summary) stateView {
 	for st, n := range sum.Runs {
 		runs[st] = n
 	}
-	return stateView{Index: index, Digest: sum.Digest, Runs: runs}
+	return StateView{Index: index, Digest: sum.Digest, Runs: runs}
 }
 
 // getState shows the whole state's index, digest and runs by status: live,

@@ -3,6 +3,7 @@ package api_test
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/cairn-dev/cairn/api"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -38,12 +39,7 @@ func failingApp(t *testing.T) *httptest.Server {
 	return app
 }
 
-type stateData struct {
-	Index        uint64         `json:"index"`
-	AppliedIndex uint64         `json:"applied_index"`
-	Digest       string         `json:"digest"`
-	Runs         map[string]int `json:"runs"`
-}
+type stateData = api.StateView
 
 func getState(t *testing.T, base, query string) stateData {
 	t.Helper()

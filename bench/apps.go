@@ -417,13 +417,19 @@ func startProxy(target *url.URL, hops *hopMeter) (string, func(), error) {
 		flush(w)
 		hops.answered(run, sw.status, time.Now())
 	})
+	url, stop := serve(ln, h)
+	return url, stop, nil
+}
+
+// serve serves h on ln and returns its base URL and how to stop it.
+func serve(ln net.Listener, h http.Handler) (string, func()) {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	return "http://" + ln.Addr().String(), func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
-	}, nil
+	}
 }
 
 // ensureNodeModules runs `npm ci` in the TS app folder if needed.

@@ -288,11 +288,6 @@ func startCkptCounter(cairnURL string, m *ckptMeter) (string, func(), error) {
 		}
 		rp.ServeHTTP(w, r)
 	})
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	return "http://" + ln.Addr().String(), func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	}, nil
+	url, stop := serve(ln, h)
+	return url, stop, nil
 }
