@@ -519,12 +519,16 @@ func (e *Executor) Adopt(calls []fsm.Call) {
 		o := e.ownerOf(c.RunID)
 		k := callKey(c.RunID, c.ID)
 		e.mu.Lock()
-		_, busy := e.inflight[k]
-		if busy || e.fair.queued[k] {
+		if e.fair.queued[k] {
 			e.mu.Unlock()
 			continue
 		}
-		if e.term != nil && !e.draining && (e.freeLocked() <= 0 || e.fair.full(o)) {
+		// A call leased to us is claimed already: nobody reads it from the
+		// queue again before its lease ends. If its key is still in flight
+		// (the answer that leased it not yet released), it waits in the
+		// buffer rather than be dropped and stall for a whole lease.
+		_, busy := e.inflight[k]
+		if busy || (e.term != nil && !e.draining && (e.freeLocked() <= 0 || e.fair.full(o))) {
 			e.fair.push(readyCall{c: c, o: o, leased: true})
 			mBuffered.Set(float64(len(e.fair.queued)))
 			e.mu.Unlock()

@@ -113,6 +113,7 @@ func (e *Executor) pick(now int64) (claim, send []fsm.Call) {
 	// take marks a call in flight, unless it still is (a call answered a
 	// moment ago whose run queued the next under the same id): that one
 	// waits in the queue until the slot is released.
+	var later []readyCall // leased calls whose key is still in flight
 	take := func(c fsm.Call, s slot) bool {
 		k := callKey(c.RunID, c.ID)
 		if _, busy := e.inflight[k]; busy {
@@ -140,6 +141,11 @@ func (e *Executor) pick(now int64) (claim, send []fsm.Call) {
 			rc := f.pop(idx)
 			progress = true
 			if !take(rc.c, slot{o: rc.o, shared: true}) {
+				if rc.leased {
+					// Claimed for us: not in the queue to be read again.
+					// It waits for the release (which wakes the loop).
+					later = append(later, rc)
+				}
 				continue
 			}
 			if rc.leased && now < rc.c.Due {
@@ -149,6 +155,9 @@ func (e *Executor) pick(now int64) (claim, send []fsm.Call) {
 				claim = append(claim, rc.c)
 			}
 		}
+	}
+	for _, rc := range later {
+		f.push(rc)
 	}
 	if low := f.refills(); low != none {
 		e.low = min(e.low, low)
