@@ -18,6 +18,7 @@ dev: build
 
 ## test: every test (unit, API, end-to-end with the real inngest SDK), then a short fuzz run
 test: deps
+	cd sdk && $(GO) test -race -count=1 -timeout 10m ./...
 	$(GO) test -race -count=1 -timeout 30m ./...
 	$(MAKE) --no-print-directory fuzz
 
@@ -62,6 +63,7 @@ chaos: build
 lint:
 	@test -z "$$(gofmt -l .)" || (gofmt -l . && echo "gofmt: files above need formatting" && exit 1)
 	$(GO) vet ./...
+	cd sdk && $(GO) vet ./...
 
 clean:
 	rm -rf bin .cairn .cluster

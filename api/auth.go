@@ -6,7 +6,7 @@ import (
 	"net/http"
 	"regexp"
 
-	"github.com/cairn-dev/cairn/internal/signing"
+	"github.com/cairn-dev/cairn/sdk/signing"
 	"github.com/labstack/echo/v4"
 )
 

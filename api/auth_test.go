@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/cairn-dev/cairn/internal/hostpolicy"
-	"github.com/cairn-dev/cairn/internal/signing"
+	"github.com/cairn-dev/cairn/sdk/signing"
 	"github.com/cairn-dev/cairn/server"
 )
 

@@ -12,7 +12,7 @@ import (
 	"github.com/cairn-dev/cairn/fsm"
 	"github.com/cairn-dev/cairn/internal/certs"
 	"github.com/cairn-dev/cairn/internal/hostpolicy"
-	"github.com/cairn-dev/cairn/internal/signing"
+	"github.com/cairn-dev/cairn/sdk/signing"
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )

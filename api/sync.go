@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/cairn-dev/cairn/internal/hostpolicy"
-	"github.com/cairn-dev/cairn/internal/signing"
+	"github.com/cairn-dev/cairn/sdk/signing"
 )
 
 // Syncer asks apps to register by PUT-pinging their serve URL (protocol

@@ -23,7 +23,7 @@ import (
 	"time"
 
 	"github.com/cairn-dev/cairn/internal/proc"
-	"github.com/cairn-dev/cairn/internal/signing"
+	"github.com/cairn-dev/cairn/sdk/signing"
 )
 
 // ---------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cairn-dev/cairn/internal/signing"
+	"github.com/cairn-dev/cairn/sdk/signing"
 	"github.com/cairn-dev/cairn/server"
 )
 

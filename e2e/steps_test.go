@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cairn-dev/cairn/internal/jcs"
+	"github.com/cairn-dev/cairn/sdk/jcs"
 	"github.com/cairn-dev/cairn/server"
 )
 

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/cairn-dev/cairn/fsm"
-	"github.com/cairn-dev/cairn/internal/signing"
+	"github.com/cairn-dev/cairn/sdk/signing"
 )
 
 // reentry builds the call that continues a durable endpoint's run on the

@@ -20,7 +20,7 @@ import (
 
 	"github.com/cairn-dev/cairn/fsm"
 	"github.com/cairn-dev/cairn/internal/hostpolicy"
-	"github.com/cairn-dev/cairn/internal/signing"
+	"github.com/cairn-dev/cairn/sdk/signing"
 	"github.com/oklog/ulid/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A short run of every fuzz target in the module, FUZZTIME each (default
+# A short run of every fuzz target in the repository (both modules), FUZZTIME each (default
 # 4s). `go test -fuzz` takes one target at a time and links a test binary
 # on every call, so each package's instrumented test binary is built once
 # and run per target. Targets are found by name (func FuzzXxx in a
@@ -19,7 +19,8 @@ trap 'rm -rf "$tmp"' EXIT
 
 passed=0
 for dir in $(grep -rl --include='*_test.go' --exclude-dir=node_modules '^func Fuzz' . | xargs -n1 dirname | sort -u); do
-	"$GO" test -c -fuzz=. -o "$tmp/pkg.test" "$dir"
+	# Built from inside the directory, so packages of nested modules (sdk/) build too.
+	(cd "$dir" && "$GO" test -c -fuzz=. -o "$tmp/pkg.test" .)
 	for name in $(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' "$dir"/*_test.go); do
 		echo "fuzz: $dir $name ($FUZZTIME)"
 		if (cd "$dir" && "$tmp/pkg.test" -test.run '^$' -test.fuzz "^$name\$" -test.fuzztime "$FUZZTIME" \

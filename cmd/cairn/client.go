@@ -20,7 +20,7 @@ import (
 	"github.com/cairn-dev/cairn/api"
 	"github.com/cairn-dev/cairn/fsm"
 	"github.com/cairn-dev/cairn/internal/clusterauth"
-	"github.com/cairn-dev/cairn/internal/signing"
+	"github.com/cairn-dev/cairn/sdk/signing"
 )
 
 // clientFlags parses the flags shared by client commands.

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cairn-dev/cairn/internal/jcs"
+	"github.com/cairn-dev/cairn/sdk/jcs"
 )
 
 // benchKey is a throwaway 32-byte key, the size `openssl rand -hex 32` gives.

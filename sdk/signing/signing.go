@@ -16,7 +16,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cairn-dev/cairn/internal/jcs"
+	"github.com/cairn-dev/cairn/sdk/jcs"
 )
 
 // Header is where signatures travel, both ways.
