@@ -74,6 +74,7 @@ type Client struct {
 	servePath         string
 	http              *http.Client
 	log               *slog.Logger
+	now               func() time.Time // the clock signatures are checked against
 
 	mu    sync.RWMutex
 	fns   map[string]*Function // by full id
@@ -94,6 +95,7 @@ func NewClient(opts ClientOpts) (*Client, error) {
 		http:        opts.HTTPClient,
 		log:         opts.Logger,
 		fns:         map[string]*Function{},
+		now:         time.Now,
 	}
 	if c.http == nil {
 		c.http = &http.Client{Timeout: 30 * time.Second}

@@ -79,6 +79,14 @@ func (c *Client) serve(w http.ResponseWriter, r *http.Request) {
 	case http.MethodGet:
 		c.write(w, key, c.introspect(verified))
 	case http.MethodPut:
+		if r.Header.Get("X-Inngest-Sync-Kind") == "in_band" && os.Getenv("INNGEST_ALLOW_IN_BAND_SYNC") != "false" {
+			if !verified {
+				c.unauthorized(w)
+				return
+			}
+			c.write(w, key, c.syncInBand(r, body))
+			return
+		}
 		if !verified && !c.dev && os.Getenv("INNGEST_ENABLE_UNAUTHED_SYNC") == "false" {
 			c.unauthorized(w)
 			return
@@ -114,7 +122,7 @@ func (c *Client) verify(r *http.Request, body []byte) (signing.Key, bool) {
 			return signing.Key{}, false
 		}
 	}
-	k, err := c.keys.Verify(r.Header.Get(signing.Header), canon, time.Now())
+	k, err := c.keys.Verify(r.Header.Get(signing.Header), canon, c.now())
 	return k, err == nil
 }
 
@@ -130,6 +138,13 @@ func (c *Client) unauthorized(w http.ResponseWriter) {
 func (c *Client) write(w http.ResponseWriter, key signing.Key, a answer) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
+	if !c.dev && key.IsZero() {
+		// An unauthenticated request in production mode learns nothing about the app.
+		h.Set("X-Inngest-Sdk-Handled", "true")
+		w.WriteHeader(a.status)
+		w.Write(a.body)
+		return
+	}
 	h.Set("X-Inngest-Sdk", sdkHeader)
 	h.Set("User-Agent", sdkHeader)
 	h.Set("X-Inngest-Framework", framework)
@@ -142,7 +157,7 @@ func (c *Client) write(w http.ResponseWriter, key signing.Key, a answer) {
 		h.Set(k, v)
 	}
 	if !key.IsZero() {
-		h.Set(signing.Header, key.Sign(a.body, time.Now()))
+		h.Set(signing.Header, key.Sign(a.body, c.now()))
 	}
 	w.WriteHeader(a.status)
 	w.Write(a.body)
@@ -241,9 +256,9 @@ func (c *Client) serveURL(r *http.Request) string {
 	return u.String()
 }
 
-// Register describes the app for /fn/register: its URL and functions.
-func (c *Client) registerBody(appURL, deployID string) []byte {
-	var fns []map[string]any
+// configs describes the functions served at appURL.
+func (c *Client) configs(appURL string) []map[string]any {
+	fns := []map[string]any{}
 	for _, f := range c.functions() {
 		u, _ := url.Parse(appURL)
 		q := u.Query()
@@ -252,9 +267,12 @@ func (c *Client) registerBody(appURL, deployID string) []byte {
 		u.RawQuery = q.Encode()
 		fns = append(fns, f.config(u.String()))
 	}
-	if fns == nil {
-		fns = []map[string]any{}
-	}
+	return fns
+}
+
+// registerBody describes the app for /fn/register: its URL and functions.
+func (c *Client) registerBody(appURL, deployID string) []byte {
+	fns := c.configs(appURL)
 	b := map[string]any{
 		"url": appURL, "deployType": "ping", "framework": framework,
 		"appName": c.appID, "sdk": sdkName, "v": "0.1",
@@ -292,6 +310,35 @@ func (c *Client) sync(r *http.Request) answer {
 	default:
 		a.status = 500
 		a.body, _ = json.Marshal(map[string]any{"message": err.Error(), "modified": false})
+	}
+	return a
+}
+
+// syncInBand answers a signed in-band sync (protocol note §3.2): the app's
+// description goes back in the answer, for the URL the server names.
+func (c *Client) syncInBand(r *http.Request, body []byte) answer {
+	var req struct {
+		URL string `json:"url"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil || req.URL == "" {
+		return jsonAnswer(400, map[string]string{"message": `an in-band sync body is {"url": "<app url>"}`})
+	}
+	u, err := url.Parse(req.URL)
+	if err != nil || u.Host == "" {
+		return jsonAnswer(400, map[string]string{"message": "the in-band sync url is not a URL: " + req.URL})
+	}
+	a := jsonAnswer(200, map[string]any{
+		"app_id": c.appID, "appVersion": nilIfEmpty(c.appVersion),
+		"capabilities": map[string]string{"trust_probe": "v1"},
+		"env":          nilIfEmpty(c.env), "framework": framework,
+		"functions":    c.configs(req.URL),
+		"inspection":   json.RawMessage(c.introspect(true).body),
+		"sdk_author":   "cairn", "sdk_language": "go", "sdk_version": Version, "sdk": sdkName,
+		"url": req.URL,
+	})
+	a.headers = map[string]string{"X-Inngest-Sync-Kind": "in_band"}
+	if kind := r.Header.Get("X-Inngest-Server-Kind"); kind != "" {
+		a.headers["X-Inngest-Expected-Server-Kind"] = kind
 	}
 	return a
 }
@@ -381,6 +428,9 @@ func (c *Client) call(ctx context.Context, r *http.Request, raw []byte) answer {
 		Memo:             body.Steps,
 		Sender:           c,
 	}
+	if cp := c.newAsyncCheckpointer(r, raw, &body, stepID); cp != nil {
+		run.Checkpointer, run.Deadline = cp, cp.started.Add(maxRuntime)
+	}
 	result, err, _ := state.Call(func() (any, error) { return f.call(state.With(ctx, run), &body) })
 	return outcome(run, result, err)
 }
@@ -389,6 +439,8 @@ func (c *Client) call(ctx context.Context, r *http.Request, raw []byte) answer {
 func outcome(run *state.Run, result any, err error) answer {
 	o := run.Outcome()
 	switch {
+	case errors.Is(run.CheckpointErr, errStaleDispatch):
+		return staleDispatch(run.RunID)
 	case o.Executed:
 		a := answer{status: 206, headers: map[string]string{}}
 		a.body, _ = json.Marshal(o.Ops)
@@ -411,6 +463,11 @@ func outcome(run *state.Run, result any, err error) answer {
 	b, merr := json.Marshal(result)
 	if merr != nil {
 		return functionError(run, NonRetriable(fmt.Errorf("encoding the function's result: %w", merr)))
+	}
+	if run.Checkpointer != nil {
+		// A checkpointing call ends the run with an op, as the TS SDK does.
+		b, _ = json.Marshal([]runComplete{{ID: state.CompleteID, Op: state.OpRunComplete, Data: b}})
+		return answer{status: 206, body: b}
 	}
 	return answer{status: 200, body: b}
 }

@@ -113,8 +113,12 @@ type Run struct {
 	DisableImmediate bool
 	Memo             map[string]json.RawMessage
 	Sender           Sender
-	// Checkpointer, when set, lets steps that ran continue inline.
+	// Checkpointer, when set, lets steps that ran continue inline until
+	// Deadline (zero: no limit).
 	Checkpointer Checkpointer
+	Deadline     time.Time
+	// CheckpointErr is why the last checkpoint failed, if it did.
+	CheckpointErr error
 
 	counts   map[string]int
 	ops      []Op
@@ -176,11 +180,11 @@ func (r *Run) Decide(s Step, runnable bool) Action {
 		}
 		return Skip
 	}
-	if !runnable {
+	if !runnable || r.parallel > 0 || r.DisableImmediate {
 		return Plan
 	}
-	if r.parallel > 0 || r.DisableImmediate {
-		return Plan
+	if r.Checkpointer != nil && !r.Deadline.IsZero() && time.Now().After(r.Deadline) {
+		return Plan // ran long enough in this call: hand the next step to a new one
 	}
 	return Execute
 }
@@ -202,10 +206,12 @@ func (r *Run) Found(op Op) {
 // lets the code go on.
 func (r *Run) Executed(ctx context.Context, op Op, failed bool) {
 	if !failed && r.Checkpointer != nil && r.parallel == 0 {
-		if err := r.Checkpointer.Checkpoint(ctx, []Op{op}); err == nil {
+		err := r.Checkpointer.Checkpoint(ctx, []Op{op})
+		if err == nil {
 			r.Memoize(op.ID, wrapData(op.Data))
 			return
 		}
+		r.CheckpointErr = err
 	}
 	r.executed = true
 	r.stepFailed = failed
