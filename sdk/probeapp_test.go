@@ -49,8 +49,8 @@ func probeApp(opts sdk.ClientOpts) (*sdk.Client, error) {
 						return nil, err
 					}
 					type saved struct {
-						Saved int    `json:"saved"`
-						File  any    `json:"file"`
+						Saved int `json:"saved"`
+						File  any `json:"file"`
 					}
 					s, err := step.Run(ctx, "save-contacts", func(context.Context) (saved, error) {
 						return saved{len(unique), in.Event.Data["file_id"]}, nil

@@ -331,9 +331,9 @@ func (c *Client) syncInBand(r *http.Request, body []byte) answer {
 		"app_id": c.appID, "appVersion": nilIfEmpty(c.appVersion),
 		"capabilities": map[string]string{"trust_probe": "v1"},
 		"env":          nilIfEmpty(c.env), "framework": framework,
-		"functions":    c.configs(req.URL),
-		"inspection":   json.RawMessage(c.introspect(true).body),
-		"sdk_author":   "cairn", "sdk_language": "go", "sdk_version": Version, "sdk": sdkName,
+		"functions":  c.configs(req.URL),
+		"inspection": json.RawMessage(c.introspect(true).body),
+		"sdk_author": "cairn", "sdk_language": "go", "sdk_version": Version, "sdk": sdkName,
 		"url": req.URL,
 	})
 	a.headers = map[string]string{"X-Inngest-Sync-Kind": "in_band"}
