@@ -75,6 +75,7 @@ type Client struct {
 	http              *http.Client
 	log               *slog.Logger
 	now               func() time.Time // the clock signatures are checked against
+	newRunID          func() string    // names durable endpoint runs
 
 	mu    sync.RWMutex
 	fns   map[string]*Function // by full id
@@ -96,6 +97,7 @@ func NewClient(opts ClientOpts) (*Client, error) {
 		log:         opts.Logger,
 		fns:         map[string]*Function{},
 		now:         time.Now,
+		newRunID:    newULID,
 	}
 	if c.http == nil {
 		c.http = &http.Client{Timeout: 30 * time.Second}
@@ -300,41 +302,31 @@ func (c *Client) SendEvents(ctx context.Context, events []any) ([]string, error)
 	seed := make([]byte, 10)
 	rand.Read(seed)
 	seedHeader := strconv.FormatInt(now, 10) + "," + base64.StdEncoding.EncodeToString(seed)
-	var lastErr error
-	for try := 0; try < 5; try++ {
-		if try > 0 {
-			select {
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-time.After(time.Duration(try) * 100 * time.Millisecond):
-			}
-		}
+	var ids []string
+	err := c.retry(ctx, "sending events", func() (bool, error) {
 		req, err := c.newRequest(ctx, http.MethodPost, target, body)
 		if err != nil {
-			return nil, err
+			return false, err
 		}
-		req.Header.Del("Authorization")
+		req.Header.Del("Authorization") // the event key in the path is the credential
 		req.Header.Set("X-Inngest-Event-Id-Seed", seedHeader)
 		status, resp, err := c.roundTrip(req)
 		if err != nil {
-			lastErr = err
-			continue
+			return true, err
 		}
 		var r struct {
 			IDs    []string `json:"ids"`
 			Status int      `json:"status"`
-			Error  string   `json:"error"`
 		}
 		json.Unmarshal(resp, &r)
 		if status/100 == 2 && r.Status == 200 {
-			return r.IDs, nil
+			ids = r.IDs
+			return false, nil
 		}
-		lastErr = apiError("sending events", status, resp)
-		if status/100 == 4 {
-			return nil, lastErr // the server refused these events: retrying cannot help
-		}
-	}
-	return nil, lastErr
+		// A refusal (4xx) stands; anything else may pass.
+		return status/100 != 4, apiError("sending events", status, resp)
+	})
+	return ids, err
 }
 
 // ErrNoSignalWaiter is SendSignal's error when no run waits for the signal.

@@ -86,6 +86,7 @@ func TestFixtures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	durable := probeEndpoint(devApp)
 	key, _ := signing.ParseKey(probeKey)
 	files := loadFixtures(t)
 	now := captureTime(t, files)
@@ -101,12 +102,23 @@ func TestFixtures(t *testing.T) {
 			t.Fatalf("%s: %v", file, err)
 		}
 		u, _ := url.Parse(fx.Request.URL)
-		if u.Path != "/api/inngest" {
-			continue // durable endpoints and plain sends have their own tests
-		}
-		app := devApp
-		if u.Port() == "13940" {
-			app = cloudApp
+		handler := devApp.Serve()
+		switch {
+		case u.Port() == "13940":
+			handler = cloudApp.Serve()
+		case u.Path == "/api/durable" && fx.Request.Headers["accept"] == "text/event-stream":
+			continue // durable endpoints' SSE answers are not implemented (see sdk/README.md)
+		case u.Path == "/api/durable":
+			handler = durable
+			var first struct {
+				RunID string `json:"run_id"`
+			}
+			if len(fx.Outbound) > 0 {
+				json.Unmarshal(fx.Outbound[0].Body, &first)
+			}
+			sdk.SetRunIDs(devApp, func() string { return first.RunID })
+		case u.Path != "/api/inngest":
+			continue // plain sends: TestSend
 		}
 		t.Run(fx.Scenario, func(t *testing.T) {
 			replayed++
@@ -116,7 +128,7 @@ func TestFixtures(t *testing.T) {
 				req.Header.Set(k, v)
 			}
 			rec := httptest.NewRecorder()
-			app.Serve().ServeHTTP(rec, req)
+			handler.ServeHTTP(rec, req)
 			got := api.done()
 
 			want := fx.Response
@@ -136,7 +148,12 @@ func TestFixtures(t *testing.T) {
 			if rec.Code != want.Status {
 				t.Fatalf("status %d, want %d\nbody: %s\nwant: %s", rec.Code, want.Status, rec.Body, wantBody)
 			}
-			for _, h := range []string{"x-inngest-no-retry", "x-inngest-sync-kind"} {
+			if loc := wantHeaders["location"]; loc != "" {
+				if got, want := pathOf(rec.Header().Get("Location")), pathOf(loc); got != want {
+					t.Errorf("Location %s, want %s", got, want)
+				}
+			}
+			for _, h := range []string{"x-inngest-no-retry", "x-inngest-sync-kind", "x-probe"} {
 				if rec.Header().Get(h) != wantHeaders[h] {
 					t.Errorf("%s: %q, want %q", h, rec.Header().Get(h), wantHeaders[h])
 				}
@@ -156,6 +173,11 @@ func TestFixtures(t *testing.T) {
 	if replayed < 80 {
 		t.Errorf("replayed %d exchanges; the fixtures hold more", replayed)
 	}
+}
+
+func pathOf(s string) string {
+	u, _ := url.Parse(s)
+	return u.RequestURI()
 }
 
 // captureTime is when the fixtures were captured: the newest signature
@@ -276,6 +298,12 @@ func normalizeOp(x map[string]any) map[string]any {
 	switch x["op"] {
 	case "StepError", "StepFailed":
 		op["error"] = normalize(x["error"], "")
+	case "RunComplete":
+		op["data"] = x["data"]
+		if d, ok := x["data"].(map[string]any); ok {
+			// A durable endpoint's response: the TS SDK keeps only some headers.
+			delete(d, "headers")
+		}
 	default:
 		if d, ok := x["data"]; ok && d != nil {
 			op["data"] = d
@@ -328,7 +356,9 @@ func compareOutbound(t *testing.T, got []recorded, want []outbound) {
 			continue
 		}
 		var gb, wb any
-		json.Unmarshal(g.body, &gb)
+		if len(g.body) > 0 && json.Unmarshal(g.body, &gb) != nil {
+			gb = string(g.body) // the tee's SSE stream
+		}
 		json.Unmarshal(w.Body, &wb)
 		gb, wb = outboundView(w.Path, gb), outboundView(w.Path, wb)
 		if !reflect.DeepEqual(gb, wb) {
@@ -350,14 +380,43 @@ func outboundView(path string, v any) any {
 			out = append(out, map[string]any{"name": m["name"], "data": m["data"]})
 		}
 		return out
-	case strings.HasPrefix(path, "/v1/checkpoint/"):
+	case strings.HasPrefix(path, "/v1/checkpoint"):
 		m, _ := v.(map[string]any)
 		out := map[string]any{}
-		for _, k := range []string{"run_id", "fn_id", "qi_id", "request_id", "generation_id"} {
+		for _, k := range []string{"run_id", "fn_id", "app_id", "qi_id", "request_id", "generation_id", "request_version", "retries"} {
 			out[k] = m[k]
 		}
-		out["steps"] = normalize(m["steps"], "")
+		if ev, ok := m["event"].(map[string]any); ok {
+			delete(ev["data"].(map[string]any), "ip")
+			out["event"] = ev
+		}
+		steps := normalize(m["steps"], "").([]any)
+		for _, s := range steps {
+			if op := s.(map[string]any); op["op"] == "RunComplete" {
+				// On a run that completes in one go the TS SDK saves "null"
+				// as the body (the caller gets the real one); this SDK saves
+				// the real one.
+				delete(op["data"].(map[string]any), "body")
+			}
+		}
+		out["steps"] = steps
 		return out
+	case strings.HasPrefix(path, "/v1/realtime/publish/tee"):
+		s, _ := v.(string)
+		for _, block := range strings.Split(s, "\n\n") {
+			if ev, data, _ := strings.Cut(block, "\n"); ev == "event: inngest.response" {
+				var r struct {
+					Status   string `json:"status"`
+					Response struct {
+						Body       string `json:"body"`
+						StatusCode int    `json:"statusCode"`
+					} `json:"response"`
+				}
+				json.Unmarshal([]byte(strings.TrimPrefix(data, "data: ")), &r)
+				return r
+			}
+		}
+		return s
 	case strings.HasPrefix(path, "/fn/register"):
 		m, _ := v.(map[string]any)
 		return map[string]any{"appName": m["appName"], "url": stripDeployID(m["url"].(string)), "deployId": m["deployId"],
@@ -368,6 +427,7 @@ func outboundView(path string, v any) any {
 
 type recorded struct {
 	method, path string
+	header       http.Header
 	body         []byte
 }
 
@@ -396,7 +456,7 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.got = append(f.got, recorded{r.Method, r.URL.RequestURI(), body})
+	f.got = append(f.got, recorded{r.Method, r.URL.RequestURI(), r.Header, body})
 	for i, o := range f.pending {
 		if o.Method == r.Method && o.Path == r.URL.RequestURI() {
 			f.pending = append(f.pending[:i], f.pending[i+1:]...)

@@ -2,8 +2,10 @@ package sdk_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/cairn-dev/cairn/sdk"
@@ -228,4 +230,44 @@ func probeApp(opts sdk.ClientOpts) (*sdk.Client, error) {
 		}
 	}
 	return c, nil
+}
+
+// probeEndpoint is the capture's durable endpoint (/api/durable).
+func probeEndpoint(c *sdk.Client) http.Handler {
+	return c.Endpoint(sdk.EndpointOpts{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, q := r.Context(), r.URL.Query()
+		type user struct {
+			ID string `json:"id"`
+		}
+		u, err := step.Run(ctx, "fetch-user", func(context.Context) (user, error) {
+			if id := q.Get("user"); id != "" {
+				return user{id}, nil
+			}
+			return user{"anon"}, nil
+		})
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		if q.Get("sleep") != "" {
+			step.Sleep(ctx, "pause", 10*time.Second)
+		}
+		greeting, err := step.Run(ctx, "compute-greeting", func(context.Context) (string, error) {
+			if q.Get("fail") != "" {
+				return "", errors.New("greeting service down")
+			}
+			return "hello " + u.ID, nil
+		})
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		body, _ := json.Marshal(struct {
+			User     user   `json:"user"`
+			Greeting string `json:"greeting"`
+		}{u, greeting})
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("X-Probe", "1")
+		w.Write(body)
+	}))
 }
