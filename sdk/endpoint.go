@@ -71,7 +71,11 @@ func (c *Client) startEndpoint(w http.ResponseWriter, r *http.Request, opts Endp
 		retries = *opts.Retries
 	}
 	ip, _, _ := net.SplitHostPort(r.RemoteAddr)
-	cp := &endpointCheckpointer{c: c, runID: c.newRunID(), retries: retries, event: map[string]any{
+	var sse *eventStream
+	if strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
+		sse = startEventStream(w)
+	}
+	cp := &endpointCheckpointer{sse: sse,c: c, runID: c.newRunID(), retries: retries, event: map[string]any{
 		"name": "inngest/http.request",
 		"data": map[string]any{
 			"content_type": r.Header.Get("Content-Type"), "domain": requestOrigin(r), "ip": ip,
@@ -79,6 +83,7 @@ func (c *Client) startEndpoint(w http.ResponseWriter, r *http.Request, opts Endp
 			"body": string(body), "fn": opts.ID,
 		},
 	}}
+	sse.send("inngest.metadata", map[string]string{"runId": cp.runID})
 	run := &state.Run{RunID: cp.runID, AppID: c.appID, Target: state.DiscoveryStep, Sender: c, Checkpointer: cp}
 	resp, stopped := runHandler(h, r, body, run)
 	ctx := r.Context()
@@ -86,6 +91,10 @@ func (c *Client) startEndpoint(w http.ResponseWriter, r *http.Request, opts Endp
 		// Done in one go: save the response as the run's result, then answer.
 		if err := cp.Checkpoint(ctx, []state.Op{resp.complete()}); err != nil {
 			c.log.Warn("sdk: durable endpoint: saving the run's response", "run_id", cp.runID, "err", err)
+		}
+		if sse != nil {
+			sse.send("inngest.response", resp.succeeded())
+			return
 		}
 		resp.writeTo(w)
 		return
@@ -97,8 +106,16 @@ func (c *Client) startEndpoint(w http.ResponseWriter, r *http.Request, opts Endp
 		}
 	}
 	if run.CheckpointErr != nil {
-		http.Error(w, "durable endpoint: the server did not take the run: "+run.CheckpointErr.Error(), http.StatusServiceUnavailable)
+		msg := "durable endpoint: the server did not take the run: " + run.CheckpointErr.Error()
+		if sse != nil {
+			sse.send("inngest.response", map[string]string{"status": "failed", "error": msg})
+			return
+		}
+		http.Error(w, msg, http.StatusServiceUnavailable)
 		return
+	}
+	if sse != nil {
+		return // the stream already told the caller where the run goes on (redirect_info)
 	}
 	if opts.TokenResponse {
 		w.Header().Set("Content-Type", "application/json")
@@ -167,8 +184,7 @@ func (c *Client) verifyReentry(r *http.Request, body []byte) (signing.Key, bool)
 // the TS SDK does, so the caller gets it byte for byte.
 func (c *Client) tee(ctx context.Context, runID string, resp *bufferedResponse) error {
 	meta, _ := json.Marshal(map[string]string{"runId": runID})
-	ev, _ := json.Marshal(map[string]any{"status": "succeeded", "response": map[string]any{
-		"body": resp.body.String(), "statusCode": resp.code(), "headers": resp.flatHeaders()}})
+	ev, _ := json.Marshal(resp.succeeded())
 	stream := fmt.Sprintf("event: inngest.metadata\ndata: %s\n\nevent: inngest.response\ndata: %s\n\n", meta, ev)
 	status, out, err := c.do(ctx, http.MethodPost, c.apiURL("/v1/realtime/publish/tee")+"?channel="+url.QueryEscape(runID), []byte(stream))
 	if err == nil && status/100 != 2 {
@@ -196,9 +212,10 @@ type endpointCheckpointer struct {
 	runID   string
 	event   map[string]any
 	retries int
+	sse     *eventStream // the caller's event stream, if it asked for one
 	// From the server once the run exists.
-	created            bool
-	fnID, appID, token string
+	created                           bool
+	fnID, appID, token, realtimeToken string
 }
 
 func (e *endpointCheckpointer) Checkpoint(ctx context.Context, ops []state.Op) error {
@@ -206,34 +223,80 @@ func (e *endpointCheckpointer) Checkpoint(ctx context.Context, ops []state.Op) e
 	if !e.created {
 		body, _ := json.Marshal(map[string]any{"run_id": e.runID, "event": e.event, "steps": ops, "ts": ts,
 			"request_version": 2, "retries": e.retries})
-		return e.c.retry(ctx, "creating a durable endpoint's run", func() (bool, error) {
+		err := e.c.retry(ctx, "creating a durable endpoint's run", func() (bool, error) {
 			status, out, err := e.c.do(ctx, http.MethodPost, e.c.apiURL("/v1/checkpoint"), body)
 			if err != nil || status/100 != 2 {
 				return status/100 != 4, firstErr(err, apiError("checkpoint", status, out))
 			}
 			var r struct {
 				Data struct {
-					FnID  string `json:"fn_id"`
-					AppID string `json:"app_id"`
-					Token string `json:"token"`
+					FnID          string `json:"fn_id"`
+					AppID         string `json:"app_id"`
+					Token         string `json:"token"`
+					RealtimeToken string `json:"realtime_token"`
 				} `json:"data"`
 			}
 			if err := json.Unmarshal(out, &r); err != nil {
 				return false, fmt.Errorf("sdk: the server's answer to /v1/checkpoint: %w", err)
 			}
-			e.created, e.fnID, e.appID, e.token = true, r.Data.FnID, r.Data.AppID, r.Data.Token
+			e.created, e.fnID, e.appID, e.token, e.realtimeToken = true, r.Data.FnID, r.Data.AppID, r.Data.Token, r.Data.RealtimeToken
 			return false, nil
 		})
+		if err == nil {
+			e.committed(ops)
+			e.sse.send("inngest.redirect_info", map[string]string{"runId": e.runID,
+				"url": e.c.apiURL("/v1/realtime/sse") + "?token=" + url.QueryEscape(e.realtimeToken)})
+		}
+		return err
 	}
 	body, _ := json.Marshal(map[string]any{"fn_id": e.fnID, "app_id": e.appID, "run_id": e.runID, "steps": ops, "ts": ts})
 	target := e.c.apiURL("/v1/checkpoint/" + url.PathEscape(e.runID) + "/steps")
-	return e.c.retry(ctx, "checkpointing a durable endpoint", func() (bool, error) {
+	err := e.c.retry(ctx, "checkpointing a durable endpoint", func() (bool, error) {
 		status, out, err := e.c.do(ctx, http.MethodPost, target, body)
 		if err != nil || status/100 != 2 {
 			return status/100 != 4, firstErr(err, apiError("checkpoint", status, out))
 		}
 		return false, nil
 	})
+	if err == nil {
+		e.committed(ops)
+	}
+	return err
+}
+
+// committed tells the caller's event stream about steps now saved.
+func (e *endpointCheckpointer) committed(ops []state.Op) {
+	for _, op := range ops {
+		if op.Op == state.OpStepRun {
+			e.sse.send("inngest.commit", map[string]string{"hashedStepId": op.ID})
+		}
+	}
+}
+
+// eventStream is a caller's text/event-stream answer (protocol note §9.2
+// step 7): the run's id, a commit per saved step, where the run goes on,
+// and the response.
+type eventStream struct {
+	w http.ResponseWriter
+}
+
+func startEventStream(w http.ResponseWriter) *eventStream {
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	return &eventStream{w: w}
+}
+
+// send writes one event; a nil stream (the caller asked for none) drops it.
+func (s *eventStream) send(event string, data any) {
+	if s == nil {
+		return
+	}
+	b, _ := json.Marshal(data)
+	fmt.Fprintf(s.w, "event: %s\ndata: %s\n\n", event, b)
+	if f, ok := s.w.(http.Flusher); ok {
+		f.Flush()
+	}
 }
 
 // bufferedResponse holds a handler's response until the run's fate is known.
@@ -284,6 +347,12 @@ func (b *bufferedResponse) complete() state.Op {
 	inner, _ := json.Marshal(b.body.String())
 	data, _ := json.Marshal(map[string]any{"status": b.code(), "headers": b.flatHeaders(), "body": string(inner), "version": 2})
 	return state.Op{ID: state.CompleteID, Op: state.OpRunComplete, Opts: map[string]any{}, Data: data}
+}
+
+// succeeded is the response as an inngest.response event carries it.
+func (b *bufferedResponse) succeeded() map[string]any {
+	return map[string]any{"status": "succeeded", "response": map[string]any{
+		"body": b.body.String(), "statusCode": b.code(), "headers": b.flatHeaders()}}
 }
 
 func (b *bufferedResponse) writeTo(w http.ResponseWriter) {
