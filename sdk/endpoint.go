@@ -75,7 +75,7 @@ func (c *Client) startEndpoint(w http.ResponseWriter, r *http.Request, opts Endp
 	if strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
 		sse = startEventStream(w)
 	}
-	cp := &endpointCheckpointer{sse: sse,c: c, runID: c.newRunID(), retries: retries, event: map[string]any{
+	cp := &endpointCheckpointer{sse: sse, c: c, runID: c.newRunID(), retries: retries, event: map[string]any{
 		"name": "inngest/http.request",
 		"data": map[string]any{
 			"content_type": r.Header.Get("Content-Type"), "domain": requestOrigin(r), "ip": ip,
