@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cairn-dev/cairn/sdk/internal/errs"
 	"github.com/cairn-dev/cairn/sdk/internal/state"
 )
 
@@ -118,7 +119,7 @@ func (c *Client) retry(ctx context.Context, what string, try func() (again bool,
 // staleDispatch answers a call whose checkpoint was refused as stale: the
 // server ignores it, but it must not be retried.
 func staleDispatch(runID string) answer {
-	b, _ := json.Marshal(errorBody{Name: "StaleDispatchError", Message: fmt.Sprintf("Stale dispatch: checkpoint returned 409 (run %s)", runID), Serialized: true})
+	b := errs.Named("StaleDispatchError", fmt.Sprintf("Stale dispatch: checkpoint returned 409 (run %s)", runID))
 	return answer{status: 400, headers: map[string]string{"X-Inngest-No-Retry": "true"}, body: b}
 }
 

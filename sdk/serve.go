@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cairn-dev/cairn/sdk/internal/errs"
 	"github.com/cairn-dev/cairn/sdk/internal/state"
 	"github.com/cairn-dev/cairn/sdk/jcs"
 	"github.com/cairn-dev/cairn/sdk/signing"
@@ -475,12 +476,12 @@ func outcome(run *state.Run, result any, err error) answer {
 // functionError answers a function that returned an error: retried (500)
 // unless it is non-retriable, a step's final error, or the last attempt (400).
 func functionError(run *state.Run, err error) answer {
-	noRetry, at := retryOf(err)
+	noRetry, at := errs.Retry(err)
 	var se *StepError
 	if errors.As(err, &se) || run.LastAttempt() {
 		noRetry = true
 	}
-	a := answer{status: 500, headers: map[string]string{"X-Inngest-No-Retry": strconv.FormatBool(noRetry)}, body: SerializeError(err)}
+	a := answer{status: 500, headers: map[string]string{"X-Inngest-No-Retry": strconv.FormatBool(noRetry)}, body: errs.Serialize(err)}
 	if noRetry {
 		a.status = 400
 	} else if !at.IsZero() {

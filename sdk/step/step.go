@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cairn-dev/cairn/sdk"
+	"github.com/cairn-dev/cairn/sdk/internal/errs"
 	"github.com/cairn-dev/cairn/sdk/internal/state"
 )
 
@@ -61,8 +62,8 @@ func run[T any](ctx context.Context, id string, opts map[string]any, fn func(ctx
 	v, err := fn(ctx)
 	op.Timing = &state.Timing{Start: start.UnixNano(), Duration: int64(time.Since(start))}
 	if err != nil {
-		body, noRetry, at := sdk.ErrorFromStep(err)
-		op.Error = body
+		noRetry, at := errs.Retry(err)
+		op.Error = errs.Serialize(err)
 		op.Op = state.OpStepError
 		if noRetry || r.LastAttempt() {
 			op.Op, noRetry = state.OpStepFailed, true
@@ -72,7 +73,7 @@ func run[T any](ctx context.Context, id string, opts map[string]any, fn func(ctx
 	}
 	data, merr := json.Marshal(v)
 	if merr != nil {
-		op.Op, op.Error = state.OpStepFailed, sdk.SerializeError(fmt.Errorf("encoding the step's result: %w", merr))
+		op.Op, op.Error = state.OpStepFailed, errs.Serialize(fmt.Errorf("encoding the step's result: %w", merr))
 		r.NoRetry = true
 		r.Executed(ctx, op, true)
 	}
@@ -92,7 +93,7 @@ func decodeResult[T any](raw json.RawMessage) (T, error) {
 		_, hasType := m["type"]
 		switch {
 		case hasErr && len(m) == 1:
-			return zero, sdk.NewStepError(m["error"])
+			return zero, errs.FromStored(m["error"])
 		case hasData && (len(m) == 1 || len(m) == 2 && hasType):
 			raw = m["data"]
 		}
