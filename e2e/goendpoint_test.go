@@ -68,6 +68,9 @@ func (a *goEndpointApp) handler(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), 500)
 		return
 	}
+	if q.Get("panic") != "" {
+		panic("handler failed")
+	}
 	if d, err := time.ParseDuration(q.Get("sleep")); err == nil {
 		step.Sleep(ctx, "pause", d)
 	}
@@ -184,6 +187,23 @@ func testGoDurableEndpoint(t *testing.T, opts ...func(*server.Config)) {
 		}
 		if r.Status != "completed" || errored != 2 {
 			t.Fatalf("run %s %s: %d step.errored entries, want 2", r.ID, r.Status, errored)
+		}
+	})
+
+	// A handler that panics is retried on the engine (re-entries), then
+	// fails; the caller gets the error and no finished step runs again.
+	t.Run("HandlerPanics", func(t *testing.T) {
+		c.t = t
+		k := fmt.Sprintf("panic-%d", time.Now().UnixNano())
+		got := callEndpoint(t, "GET", base+"?user=5&panic=1&k="+k, "")
+		if got.status != 500 || !strings.Contains(got.body, "handler failed") || got.redirected == "" {
+			t.Fatalf("caller got %d %q (redirected %q)", got.status, got.body, got.redirected)
+		}
+		if r := finished(t, "GET", k); r.Status != "failed" || !strings.Contains(string(r.Error), "handler failed") {
+			t.Fatalf("run %s %s %s", r.ID, r.Status, r.Error)
+		}
+		if n := app.executions(k); n["fetch-user"] != 1 {
+			t.Fatalf("executions %v: fetch-user ran again", n)
 		}
 	})
 

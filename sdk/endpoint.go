@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cairn-dev/cairn/sdk/internal/errs"
 	"github.com/cairn-dev/cairn/sdk/internal/state"
 	"github.com/cairn-dev/cairn/sdk/jcs"
 	"github.com/cairn-dev/cairn/sdk/signing"
@@ -85,8 +86,14 @@ func (c *Client) startEndpoint(w http.ResponseWriter, r *http.Request, opts Endp
 	}}
 	sse.send("inngest.metadata", map[string]string{"runId": cp.runID})
 	run := &state.Run{RunID: cp.runID, AppID: c.appID, Target: state.DiscoveryStep, Sender: c, Checkpointer: cp}
-	resp, stopped := runHandler(h, r, body, run)
+	resp, stopped, err := runHandler(h, r, body, run)
 	ctx := r.Context()
+	if err != nil {
+		// The handler panicked: the server retries it, as it retries a step.
+		op := state.Op{ID: state.CompleteID, Op: state.OpStepError, Opts: map[string]any{}, Error: errs.Serialize(err)}
+		run.Add(op)
+		stopped = true
+	}
 	if !stopped {
 		// Done in one go: save the response as the run's result, then answer.
 		if err := cp.Checkpoint(ctx, []state.Op{resp.complete()}); err != nil {
@@ -149,9 +156,9 @@ func (c *Client) reenter(w http.ResponseWriter, r *http.Request, h http.Handler)
 		Target:           firstOf(r.Header.Get("X-Inngest-Step-Id"), state.DiscoveryStep),
 		DisableImmediate: r.Header.Get("X-Inngest-Force-Step-Plan") == "true",
 	}
-	resp, stopped := runHandler(h, r, body, run)
-	if stopped {
-		c.write(w, key, outcome(run, nil, nil))
+	resp, stopped, err := runHandler(h, r, body, run)
+	if stopped || err != nil {
+		c.write(w, key, outcome(run, nil, err))
 		return
 	}
 	// The exact response, for the server to serve to the caller; then the
@@ -194,15 +201,15 @@ func (c *Client) tee(ctx context.Context, runID string, resp *bufferedResponse) 
 }
 
 // runHandler runs h for one call, with its response buffered. stopped is
-// true when a step stopped it.
-func runHandler(h http.Handler, r *http.Request, body []byte, run *state.Run) (*bufferedResponse, bool) {
+// true when a step stopped it; err is its panic.
+func runHandler(h http.Handler, r *http.Request, body []byte, run *state.Run) (*bufferedResponse, bool, error) {
 	req := r.Clone(state.With(r.Context(), run))
 	req.Body = io.NopCloser(bytes.NewReader(body))
 	req.Header.Del("X-Run-Id")
 	req.Header.Del(signing.Header)
 	resp := &bufferedResponse{header: http.Header{}}
-	_, _, stopped := state.Call(func() (any, error) { h.ServeHTTP(resp, req); return nil, nil })
-	return resp, stopped
+	_, err, stopped := state.Call(func() (any, error) { h.ServeHTTP(resp, req); return nil, nil })
+	return resp, stopped, err
 }
 
 // endpointCheckpointer saves a durable endpoint's steps on the server: the

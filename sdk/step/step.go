@@ -59,7 +59,7 @@ func run[T any](ctx context.Context, id string, opts map[string]any, fn func(ctx
 		op.Opts[k] = v
 	}
 	start := time.Now()
-	v, err := fn(ctx)
+	v, err := state.Safely(func() (T, error) { return fn(ctx) })
 	op.Timing = &state.Timing{Start: start.UnixNano(), Duration: int64(time.Since(start))}
 	if err != nil {
 		noRetry, at := errs.Retry(err)

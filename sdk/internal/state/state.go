@@ -9,6 +9,7 @@ import (
 	"crypto/sha1"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"time"
 )
@@ -191,9 +192,12 @@ func (r *Run) Decide(s Step, runnable bool) Action {
 
 // Report records an op and stops this branch of the code.
 func (r *Run) Report(op Op) {
-	r.ops = append(r.ops, op)
+	r.Add(op)
 	panic(interrupt{})
 }
+
+// Add records an op for the answer, without stopping anything.
+func (r *Run) Add(op Op) { r.ops = append(r.ops, op) }
 
 // Found records a step a targeted call reached that was not its target, and stops.
 func (r *Run) Found(op Op) {
@@ -269,18 +273,42 @@ func (r *Run) branch(b func() error) (err error, stopped bool) {
 type interrupt struct{}
 
 // Call runs fn, catching the unwinding of a stopped call. stopped is true
-// when the code did not return on its own.
+// when the code did not return on its own. A panic of the code is its
+// error, as a throw is in the TS SDK.
 func Call(fn func() (any, error)) (result any, err error, stopped bool) {
 	defer func() {
 		if v := recover(); v != nil {
-			if _, ok := v.(interrupt); !ok {
-				panic(v)
+			if _, ok := v.(interrupt); ok {
+				stopped = true
+				return
 			}
-			stopped = true
+			err = Panicked(v)
 		}
 	}()
 	result, err = fn()
 	return result, err, false
+}
+
+// Safely runs a step's code, turning its panic into its error. The SDK's
+// own unwinding passes through.
+func Safely[T any](fn func() (T, error)) (v T, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			if _, ok := p.(interrupt); ok {
+				panic(p)
+			}
+			err = Panicked(p)
+		}
+	}()
+	return fn()
+}
+
+// Panicked is the error of code that panicked with v.
+func Panicked(v any) error {
+	if err, ok := v.(error); ok {
+		return fmt.Errorf("panic: %w", err)
+	}
+	return fmt.Errorf("panic: %v", v)
 }
 
 // Outcome is what a call found, for the sdk package to answer with.
