@@ -4,14 +4,19 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -1174,4 +1179,173 @@ func testGoCron(t *testing.T, c client, _ *goApp, clock *cronClock) {
 	if runs := c.runsOf("goapp-cron-fn"); len(runs) != 1 {
 		t.Fatalf("cron fired %d times for one scheduled time", len(runs))
 	}
+}
+
+// TestSeedExample builds examples/seed and runs it as its own process, as
+// a user would, configured only by the INNGEST_* variables: the seed
+// function gives the TS app's result, sync-systems registers its throttle,
+// and SIGTERM stops the app gracefully. In dev mode, then in production
+// mode with keys (the app then refuses unsigned calls).
+func TestSeedExample(t *testing.T) {
+	bin := buildExample(t, "seed")
+	t.Run("dev", func(t *testing.T) { testSeedExample(t, bin) })
+	t.Run("production", func(t *testing.T) { testSeedExample(t, bin, production) })
+}
+
+// buildExample builds examples/<name> into the test's temp dir.
+func buildExample(t *testing.T, name string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), name)
+	out, err := exec.Command("go", "build", "-o", bin, "../examples/"+name).CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build examples/%s: %v\n%s", name, err, out)
+	}
+	return bin
+}
+
+// exampleProc is an example app running as a child process.
+type exampleProc struct {
+	URL  string
+	cmd  *exec.Cmd
+	logf *os.File
+	done chan error
+}
+
+// startExample runs an example binary on a free port, pointed at the Cairn
+// at cairnURL, in production mode with the test keys when prod is set. The
+// environment holds no other INNGEST_* variable.
+func startExample(t *testing.T, bin, cairnURL string, prod bool) *exampleProc {
+	t.Helper()
+	port := freePort(t)
+	env := []string{}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "INNGEST_") && !strings.HasPrefix(kv, "PORT=") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, fmt.Sprintf("PORT=%d", port), "INNGEST_BASE_URL="+cairnURL)
+	if prod {
+		env = append(env, "INNGEST_DEV=0", "INNGEST_SIGNING_KEY="+prodSigningKey, "INNGEST_EVENT_KEY="+prodEventKey)
+	} else {
+		env = append(env, "INNGEST_DEV=1")
+	}
+	logf, err := os.Create(filepath.Join(t.TempDir(), filepath.Base(bin)+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin)
+	cmd.Env, cmd.Stdout, cmd.Stderr = env, logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &exampleProc{URL: fmt.Sprintf("http://127.0.0.1:%d/api/inngest", port), cmd: cmd, logf: logf, done: make(chan error, 1)}
+	go func() { p.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("%s log:\n%s", filepath.Base(bin), tail(p.log(), 4000))
+		}
+		logf.Close()
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(p.URL)
+		if err == nil {
+			resp.Body.Close()
+			if resp.Header.Get("X-Inngest-Sdk") == "" {
+				t.Fatalf("GET %s: no X-Inngest-Sdk header", p.URL)
+			}
+			return p
+		}
+		select {
+		case err := <-p.done:
+			t.Fatalf("%s exited: %v\n%s", bin, err, p.log())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not listen on %s", bin, p.URL)
+		}
+	}
+}
+
+func (p *exampleProc) log() string {
+	b, _ := os.ReadFile(p.logf.Name())
+	return string(b)
+}
+
+// stop sends SIGTERM and checks that the app shuts down cleanly.
+func (p *exampleProc) stop(t *testing.T) {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		p.done <- err // for the cleanup
+		if err != nil {
+			t.Fatalf("after SIGTERM: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the app did not stop after SIGTERM")
+	}
+	if !strings.Contains(p.log(), "shutting down") {
+		t.Errorf("the app did not log its shutdown:\n%s", p.log())
+	}
+}
+
+func testSeedExample(t *testing.T, bin string, opts ...func(*server.Config)) {
+	srv, c := startCairn(t, opts...)
+	prod := c.bearer != ""
+	app := startExample(t, bin, srv.URL(), prod)
+	srv.Syncer.Add(app.URL)
+	c.waitSynced("seed-go", 60*time.Second)
+
+	if prod {
+		resp, err := http.Post(app.URL+"?fnId=seed-go-import-contacts&stepId=step", "application/json", strings.NewReader(`{}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 401 {
+			t.Errorf("an unsigned call: %d, want 401", resp.StatusCode)
+		}
+	}
+
+	// The TS app's import-contacts gives the same for the same csv (TestTSApp).
+	r := c.waitRun(c.send("contacts/csv.uploaded", obj{"csv": "email,name\nA@x.io, Ann\nb@x.io,Bob\na@x.io,Ann again"}), 60*time.Second)
+	mustOutput(t, r, `{"results":{"imported":2,"emails":["a@x.io","b@x.io"]}}`)
+	if r.FunctionID != "seed-go-import-contacts" || len(r.Steps) != 3 {
+		t.Errorf("run of %s with %d memoized steps, want seed-go-import-contacts with 3", r.FunctionID, len(r.Steps))
+	}
+	var completed []string
+	for _, h := range c.history(r.ID) {
+		if h.Type == "step.completed" {
+			completed = append(completed, h.Name)
+		}
+	}
+	if strings.Join(completed, ",") != "parse-csv,normalize-raw-csv,input-contacts" {
+		t.Errorf("history step.completed entries: %v", completed)
+	}
+	// Without a csv, the default one.
+	mustOutput(t, c.waitRun(c.send("contacts/csv.uploaded", obj{}), 60*time.Second),
+		`{"results":{"imported":2,"emails":["ann@example.com","bob@example.com"]}}`)
+
+	mustOutput(t, c.waitRun(c.send("contacts/sync.requested", obj{"account": "acme", "emails": []string{"A@x.io", " a@x.io", "b@x.io"}}), 60*time.Second),
+		`{"contacts":2,"systems":[{"system":"crm","synced":2},{"system":"mailing-list","synced":2}]}`)
+	var fns struct {
+		Data []functionInfo `json:"data"`
+	}
+	c.do("GET", "/v1/functions", nil, &fns)
+	found := false
+	for _, f := range fns.Data {
+		if f.ID == "seed-go-sync-systems" {
+			found = true
+			if flow := strings.Join(f.Flow, ","); flow != "throttle 2/10s by event.data.account" {
+				t.Errorf("sync-systems flow %q", flow)
+			}
+		}
+	}
+	if !found {
+		t.Error("seed-go-sync-systems is not registered")
+	}
+	app.stop(t)
 }
