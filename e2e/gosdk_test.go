@@ -1349,3 +1349,94 @@ func testSeedExample(t *testing.T, bin string, opts ...func(*server.Config)) {
 	}
 	app.stop(t)
 }
+
+// TestApprovalAndFanoutExamples runs examples/approval and examples/fanout
+// as processes against one Cairn in dev mode, as their doc comments say.
+func TestApprovalAndFanoutExamples(t *testing.T) {
+	approvalBin, fanoutBin := buildExample(t, "approval"), buildExample(t, "fanout")
+	srv, c := startCairn(t)
+	approval := startExample(t, approvalBin, srv.URL(), false)
+	fanout := startExample(t, fanoutBin, srv.URL(), false)
+	srv.Syncer.Add(approval.URL)
+	srv.Syncer.Add(fanout.URL)
+	c.waitSynced("approval", 60*time.Second)
+	c.waitSynced("fanout", 60*time.Second)
+
+	var wg sync.WaitGroup
+	for _, tc := range []struct {
+		name string
+		run  func(t *testing.T, c client)
+	}{
+		{"ApprovalPaid", func(t *testing.T, c client) {
+			ev := c.send("expense/submitted", obj{"id": "exp-1", "amount": 250, "submitter": "ann"})
+			c.waitHistory(c.runOf(ev), "step.waiting.event")
+			c.send("expense/decided", obj{"expense_id": "exp-other", "approved": false, "by": "eve"})
+			c.send("expense/decided", obj{"expense_id": "exp-1", "approved": true, "by": "bob"})
+			mustOutput(t, c.waitRun(ev, 30*time.Second), `{"status":"paid","by":"bob"}`)
+		}},
+		{"ApprovalRejected", func(t *testing.T, c client) {
+			ev := c.send("expense/submitted", obj{"id": "exp-2", "amount": 500})
+			c.waitHistory(c.runOf(ev), "step.waiting.event")
+			c.send("expense/decided", obj{"expense_id": "exp-2", "approved": false, "by": "bob", "reason": "no receipt"})
+			mustOutput(t, c.waitRun(ev, 30*time.Second), `{"status":"rejected","by":"bob","reason":"no receipt"}`)
+		}},
+		{"ApprovalEscalated", func(t *testing.T, c client) {
+			mustOutput(t, c.waitRun(c.send("expense/submitted", obj{"id": "exp-3", "amount": 900, "window": "1s"}), 30*time.Second),
+				`{"status":"escalated"}`)
+		}},
+		{"ApprovalAuto", func(t *testing.T, c client) {
+			mustOutput(t, c.waitRun(c.send("expense/submitted", obj{"id": "exp-4", "amount": 20}), 30*time.Second),
+				`{"status":"auto-approved"}`)
+		}},
+		{"FanOutFanIn", func(t *testing.T, c client) {
+			files := []string{"a.csv", "bb.csv", "ccc.csv"}
+			mustOutput(t, c.waitRun(c.send("import/requested", obj{"import_id": "imp-1", "files": files}), 30*time.Second), `{"queued":3}`)
+			// Every file is processed once, and the summaries (one batch,
+			// or more if a file straggled) account for all of them.
+			deadline := time.Now().Add(60 * time.Second)
+			for {
+				var seen []string
+				rows := 0
+				for _, r := range c.runsOf("fanout-summarize-import") {
+					var s struct {
+						Files []string `json:"files"`
+						Rows  int      `json:"rows"`
+					}
+					if r.Status == "completed" && json.Unmarshal(r.Output, &s) == nil {
+						seen, rows = append(seen, s.Files...), rows+s.Rows
+					}
+				}
+				slices.Sort(seen)
+				if slices.Equal(seen, files) && rows == 60 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("summaries saw files %v, %d rows; want %v, 60 rows", seen, rows, files)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			done := 0
+			for _, r := range c.runsOf("fanout-process-file") {
+				if r.Status == "completed" {
+					done++
+				}
+			}
+			if done != 3 {
+				t.Errorf("%d process-file runs completed, want 3", done)
+			}
+		}},
+	} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t.Run(tc.name, func(t *testing.T) {
+				c := c
+				c.t = t
+				tc.run(t, c)
+			})
+		}()
+	}
+	wg.Wait()
+	approval.stop(t)
+	fanout.stop(t)
+}
