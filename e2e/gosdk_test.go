@@ -59,22 +59,22 @@ type goApp struct {
 	retryAt     map[string]int64          // run id → unix ms the step asked to be retried at
 	inflight    map[string]int            // concurrency key → step bodies running
 	maxInflight map[string]int
-	gates       map[string]*gate
+	gates       map[string]*goGate
 	order       []string // labels of prioritized runs, in the order their step started
 }
 
-// gate holds a step body until the test opens it.
-type gate struct {
+// goGate holds a step body until the test opens it.
+type goGate struct {
 	enter, open     sync.Once
 	entered, opened chan struct{}
 }
 
-func (a *goApp) gate(name string) *gate {
+func (a *goApp) gate(name string) *goGate {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	g := a.gates[name]
 	if g == nil {
-		g = &gate{entered: make(chan struct{}), opened: make(chan struct{})}
+		g = &goGate{entered: make(chan struct{}), opened: make(chan struct{})}
 		a.gates[name] = g
 	}
 	return g
@@ -122,15 +122,15 @@ func (a *goApp) executions(runID string) map[string]int {
 	return maps.Clone(a.execs[runID])
 }
 
-// timeout reads a duration an event names, or def.
-func timeout(s string, def time.Duration) time.Duration {
+// goTimeout reads a duration an event names, or def.
+func goTimeout(s string, def time.Duration) time.Duration {
 	if d, err := time.ParseDuration(s); err == nil {
 		return d
 	}
 	return def
 }
 
-type obj = map[string]any
+type jsonObj = map[string]any
 
 // startGoApp serves the Go test app (id "goapp") on httptest, pointed at
 // the Cairn at cairnURL, in production mode (signed) when prod is set.
@@ -147,7 +147,7 @@ func startGoApp(t *testing.T, cairnURL string, prod bool) *goApp {
 		t.Fatal(err)
 	}
 	a := &goApp{client: client, execs: map[string]map[string]int{}, attempts: map[string][]int{},
-		retryAt: map[string]int64{}, inflight: map[string]int{}, maxInflight: map[string]int{}, gates: map[string]*gate{}}
+		retryAt: map[string]int64{}, inflight: map[string]int{}, maxInflight: map[string]int{}, gates: map[string]*goGate{}}
 	a.register(t)
 	mux := http.NewServeMux()
 	mux.Handle("/api/inngest", client.Serve())
@@ -169,8 +169,8 @@ func startGoApp(t *testing.T, cairnURL string, prod bool) *goApp {
 	return a
 }
 
-// fn registers a function of the test app or fails the test.
-func fn[E, R any](t *testing.T, a *goApp, opts sdk.FunctionOpts, on sdk.Trigger, h func(context.Context, sdk.Input[E]) (R, error)) *sdk.Function {
+// goFn registers a function of the test app or fails the test.
+func goFn[E, R any](t *testing.T, a *goApp, opts sdk.FunctionOpts, on sdk.Trigger, h func(context.Context, sdk.Input[E]) (R, error)) *sdk.Function {
 	t.Helper()
 	f, err := sdk.CreateFunction(a.client, opts, on, h)
 	if err != nil {
@@ -181,11 +181,11 @@ func fn[E, R any](t *testing.T, a *goApp, opts sdk.FunctionOpts, on sdk.Trigger,
 
 func (a *goApp) register(t *testing.T) {
 	ev := sdk.EventTrigger
-	type in = sdk.Input[goData]
+	type input = sdk.Input[goData]
 
 	// --- step tools ---
 
-	fn(t, a, sdk.FunctionOpts{ID: "retry"}, ev("go/retry"), func(ctx context.Context, in in) (obj, error) {
+	goFn(t, a, sdk.FunctionOpts{ID: "retry"}, ev("go/retry"), func(ctx context.Context, in input) (jsonObj, error) {
 		if _, err := step.Run(ctx, "before", func(context.Context) (string, error) {
 			a.exec(in.RunID, "before")
 			return "ok", nil
@@ -211,10 +211,10 @@ func (a *goApp) register(t *testing.T) {
 		}); err != nil {
 			return nil, err
 		}
-		return obj{"flaky": flaky}, nil
+		return jsonObj{"flaky": flaky}, nil
 	})
 
-	fn(t, a, sdk.FunctionOpts{ID: "non-retriable"}, ev("go/nonretriable"), func(ctx context.Context, in in) (obj, error) {
+	goFn(t, a, sdk.FunctionOpts{ID: "non-retriable"}, ev("go/nonretriable"), func(ctx context.Context, in input) (jsonObj, error) {
 		first, err := step.Run(ctx, "first", func(context.Context) (int, error) {
 			a.exec(in.RunID, "first")
 			return 1, nil
@@ -228,10 +228,10 @@ func (a *goApp) register(t *testing.T) {
 		}); err != nil {
 			return nil, err
 		}
-		return obj{"first": first}, nil // never reached
+		return jsonObj{"first": first}, nil // never reached
 	})
 
-	fn(t, a, sdk.FunctionOpts{ID: "retry-after"}, ev("go/retryafter"), func(ctx context.Context, in in) (obj, error) {
+	goFn(t, a, sdk.FunctionOpts{ID: "retry-after"}, ev("go/retryafter"), func(ctx context.Context, in input) (jsonObj, error) {
 		ran, err := step.Run(ctx, "not-yet", func(context.Context) (int64, error) {
 			if a.exec(in.RunID, "not-yet") == 1 {
 				a.mu.Lock()
@@ -245,12 +245,12 @@ func (a *goApp) register(t *testing.T) {
 		if err != nil {
 			return nil, err
 		}
-		return obj{"ran": ran}, nil
+		return jsonObj{"ran": ran}, nil
 	})
 
 	// A step that keeps failing uses its one retry, then the function
 	// catches its *sdk.StepError and carries on.
-	fn(t, a, sdk.FunctionOpts{ID: "caught-error", Retries: sdk.Retries(1)}, ev("go/caught"), func(ctx context.Context, in in) (obj, error) {
+	goFn(t, a, sdk.FunctionOpts{ID: "caught-error", Retries: sdk.Retries(1)}, ev("go/caught"), func(ctx context.Context, in input) (jsonObj, error) {
 		_, err := step.Run(ctx, "breaks", func(context.Context) (string, error) {
 			a.exec(in.RunID, "breaks")
 			return "", errors.New("service down")
@@ -266,15 +266,15 @@ func (a *goApp) register(t *testing.T) {
 		if err != nil {
 			return nil, err
 		}
-		return obj{"caught": se.Name, "message": se.Message, "then": then}, nil
+		return jsonObj{"caught": se.Name, "message": se.Message, "then": then}, nil
 	})
 
-	fn(t, a, sdk.FunctionOpts{ID: "fn-throws", Retries: sdk.Retries(1)}, ev("go/fnthrow"), func(ctx context.Context, in in) (string, error) {
+	goFn(t, a, sdk.FunctionOpts{ID: "fn-throws", Retries: sdk.Retries(1)}, ev("go/fnthrow"), func(ctx context.Context, in input) (string, error) {
 		a.exec(in.RunID, "fn-throws")
 		return "", errors.New("function level boom")
 	})
 
-	fn(t, a, sdk.FunctionOpts{ID: "sleeper"}, ev("go/sleep"), func(ctx context.Context, in in) (int64, error) {
+	goFn(t, a, sdk.FunctionOpts{ID: "sleeper"}, ev("go/sleep"), func(ctx context.Context, in input) (int64, error) {
 		if _, err := step.Run(ctx, "before", func(context.Context) (string, error) {
 			a.exec(in.RunID, "before")
 			return "before", nil
@@ -290,7 +290,7 @@ func (a *goApp) register(t *testing.T) {
 		})
 	})
 
-	fn(t, a, sdk.FunctionOpts{ID: "sleep-until"}, ev("go/sleepuntil"), func(ctx context.Context, in in) (int64, error) {
+	goFn(t, a, sdk.FunctionOpts{ID: "sleep-until"}, ev("go/sleepuntil"), func(ctx context.Context, in input) (int64, error) {
 		until, err := time.Parse(time.RFC3339Nano, in.Event.Data.Until)
 		if err != nil {
 			return 0, sdk.NonRetriable(err)
@@ -301,35 +301,35 @@ func (a *goApp) register(t *testing.T) {
 		return step.Run(ctx, "woke", func(context.Context) (int64, error) { return time.Now().UnixMilli(), nil })
 	})
 
-	fn(t, a, sdk.FunctionOpts{ID: "waiter"}, ev("go/wait"), func(ctx context.Context, in in) (obj, error) {
+	goFn(t, a, sdk.FunctionOpts{ID: "waiter"}, ev("go/wait"), func(ctx context.Context, in input) (jsonObj, error) {
 		reply, err := step.WaitForEvent[goData](ctx, "wait-for-reply", step.WaitForEventOpts{
-			Event: "go/reply", Timeout: timeout(in.Event.Data.Timeout, 20*time.Second),
+			Event: "go/reply", Timeout: goTimeout(in.Event.Data.Timeout, 20*time.Second),
 			If: "async.data.key == event.data.key",
 		})
 		if errors.Is(err, step.ErrEventNotReceived) {
-			return obj{"got": nil}, nil
+			return jsonObj{"got": nil}, nil
 		}
 		if err != nil {
 			return nil, err
 		}
-		return obj{"got": reply.Data.Value}, nil
+		return jsonObj{"got": reply.Data.Value}, nil
 	})
 
-	fn(t, a, sdk.FunctionOpts{ID: "signal-waiter"}, ev("go/signal"), func(ctx context.Context, in in) (obj, error) {
+	goFn(t, a, sdk.FunctionOpts{ID: "signal-waiter"}, ev("go/signal"), func(ctx context.Context, in input) (jsonObj, error) {
 		sig, err := step.WaitForSignal[map[string]any](ctx, "wait-for-signal", step.WaitForSignalOpts{
-			Signal: "go-sig-" + in.Event.Data.Key, Timeout: timeout(in.Event.Data.Timeout, 20*time.Second),
+			Signal: "go-sig-" + in.Event.Data.Key, Timeout: goTimeout(in.Event.Data.Timeout, 20*time.Second),
 		})
 		if errors.Is(err, step.ErrSignalNotReceived) {
-			return obj{"sig": nil}, nil
+			return jsonObj{"sig": nil}, nil
 		}
 		if err != nil {
 			return nil, err
 		}
-		return obj{"sig": sig}, nil
+		return jsonObj{"sig": sig}, nil
 	})
 
-	fn(t, a, sdk.FunctionOpts{ID: "signaller"}, ev("go/signal.send"), func(ctx context.Context, in in) (obj, error) {
-		resumed, err := step.SendSignal(ctx, "notify", "go-sig-"+in.Event.Data.Key, obj{"from": "signaller"})
+	goFn(t, a, sdk.FunctionOpts{ID: "signaller"}, ev("go/signal.send"), func(ctx context.Context, in input) (jsonObj, error) {
+		resumed, err := step.SendSignal(ctx, "notify", "go-sig-"+in.Event.Data.Key, jsonObj{"from": "signaller"})
 		if err != nil {
 			return nil, err
 		}
@@ -337,47 +337,47 @@ func (a *goApp) register(t *testing.T) {
 		if err != nil {
 			return nil, err
 		}
-		return obj{"resumed": resumed, "nobody": nobody}, nil
+		return jsonObj{"resumed": resumed, "nobody": nobody}, nil
 	})
 
-	child := fn(t, a, sdk.FunctionOpts{ID: "child", Retries: sdk.Retries(0)}, nil, func(ctx context.Context, in in) (obj, error) {
+	child := goFn(t, a, sdk.FunctionOpts{ID: "child", Retries: sdk.Retries(0)}, nil, func(ctx context.Context, in input) (jsonObj, error) {
 		if in.Event.Data.Fail {
 			return nil, sdk.NonRetriable(errors.New("child failed"))
 		}
-		return step.Run(ctx, "double", func(context.Context) (obj, error) {
-			return obj{"doubled": in.Event.Data.N * 2}, nil
+		return step.Run(ctx, "double", func(context.Context) (jsonObj, error) {
+			return jsonObj{"doubled": in.Event.Data.N * 2}, nil
 		})
 	})
 
-	fn(t, a, sdk.FunctionOpts{ID: "invoker"}, ev("go/invoke"), func(ctx context.Context, in in) (obj, error) {
+	goFn(t, a, sdk.FunctionOpts{ID: "invoker"}, ev("go/invoke"), func(ctx context.Context, in input) (jsonObj, error) {
 		r, err := step.Invoke[map[string]int](ctx, "call-child", step.InvokeOpts{
-			Function: child, Data: obj{"n": in.Event.Data.N, "fail": in.Event.Data.Fail}, Timeout: 30 * time.Second,
+			Function: child, Data: jsonObj{"n": in.Event.Data.N, "fail": in.Event.Data.Fail}, Timeout: 30 * time.Second,
 		})
 		var se *sdk.StepError
 		if errors.As(err, &se) {
-			return obj{"error": se.Message}, nil
+			return jsonObj{"error": se.Message}, nil
 		}
 		if err != nil {
 			return nil, err
 		}
-		return obj{"ok": r}, nil
+		return jsonObj{"ok": r}, nil
 	})
 
-	fn(t, a, sdk.FunctionOpts{ID: "fan-out"}, ev("go/fanout"), func(ctx context.Context, in in) (obj, error) {
+	goFn(t, a, sdk.FunctionOpts{ID: "fan-out"}, ev("go/fanout"), func(ctx context.Context, in input) (jsonObj, error) {
 		ids, err := step.SendEvent(ctx, "fan",
-			sdk.Event[obj]{Name: "go/fanout.item", Data: obj{"i": 1, "batch": in.Event.Data.Batch}},
-			sdk.Event[obj]{Name: "go/fanout.item", Data: obj{"i": 2, "batch": in.Event.Data.Batch}})
+			sdk.Event[jsonObj]{Name: "go/fanout.item", Data: jsonObj{"i": 1, "batch": in.Event.Data.Batch}},
+			sdk.Event[jsonObj]{Name: "go/fanout.item", Data: jsonObj{"i": 2, "batch": in.Event.Data.Batch}})
 		if err != nil {
 			return nil, err
 		}
-		return obj{"ids": ids}, nil
+		return jsonObj{"ids": ids}, nil
 	})
 
-	fn(t, a, sdk.FunctionOpts{ID: "fan-item"}, ev("go/fanout.item"), func(ctx context.Context, in in) (int, error) {
+	goFn(t, a, sdk.FunctionOpts{ID: "fan-item"}, ev("go/fanout.item"), func(ctx context.Context, in input) (int, error) {
 		return step.Run(ctx, "item", func(context.Context) (int, error) { return in.Event.Data.I, nil })
 	})
 
-	fn(t, a, sdk.FunctionOpts{ID: "parallel"}, ev("go/parallel"), func(ctx context.Context, in in) (obj, error) {
+	goFn(t, a, sdk.FunctionOpts{ID: "parallel"}, ev("go/parallel"), func(ctx context.Context, in input) (jsonObj, error) {
 		var x, y string
 		provision := func(id, v string, into *string) func(context.Context) error {
 			return func(ctx context.Context) (err error) {
@@ -398,12 +398,12 @@ func (a *goApp) register(t *testing.T) {
 		if err != nil {
 			return nil, err
 		}
-		return obj{"combined": combined}, nil
+		return jsonObj{"combined": combined}, nil
 	})
 
 	// The reply is sent by the run itself, in parallel with the wait: the
 	// engine registers the wait before it runs the send.
-	fn(t, a, sdk.FunctionOpts{ID: "race-waiter"}, ev("go/race"), func(ctx context.Context, in in) (obj, error) {
+	goFn(t, a, sdk.FunctionOpts{ID: "race-waiter"}, ev("go/race"), func(ctx context.Context, in input) (jsonObj, error) {
 		var reply sdk.Event[goData]
 		err := step.Parallel(ctx,
 			func(ctx context.Context) (err error) {
@@ -413,23 +413,39 @@ func (a *goApp) register(t *testing.T) {
 				return err
 			},
 			func(ctx context.Context) error {
-				_, err := step.SendEvent(ctx, "send-own-reply", sdk.Event[obj]{Name: "go/race.reply", Data: obj{"key": in.Event.Data.Key}})
+				_, err := step.SendEvent(ctx, "send-own-reply", sdk.Event[jsonObj]{Name: "go/race.reply", Data: jsonObj{"key": in.Event.Data.Key}})
 				return err
 			})
 		if errors.Is(err, step.ErrEventNotReceived) {
-			return obj{"got": nil}, nil
+			return jsonObj{"got": nil}, nil
 		}
 		if err != nil {
 			return nil, err
 		}
-		return obj{"got": reply.Data.Key}, nil
+		return jsonObj{"got": reply.Data.Key}, nil
+	})
+
+	// One step id used in a loop: each use is its own step (id, id:1, ...).
+	goFn(t, a, sdk.FunctionOpts{ID: "loop"}, ev("go/loop"), func(ctx context.Context, in input) ([]int, error) {
+		out := []int{}
+		for i := range 3 {
+			v, err := step.Run(ctx, "item", func(context.Context) (int, error) {
+				a.exec(in.RunID, "item")
+				return 10 * i, nil
+			})
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, v)
+		}
+		return out, nil
 	})
 
 	// --- flow control ---
 
 	// work is a step that counts the bodies running per key, and holds at
 	// the event's gate if it names one.
-	work := func(ctx context.Context, in in) (string, error) {
+	work := func(ctx context.Context, in input) (string, error) {
 		return step.Run(ctx, "work", func(ctx context.Context) (string, error) {
 			d := in.Event.Data
 			a.mu.Lock()
@@ -451,25 +467,25 @@ func (a *goApp) register(t *testing.T) {
 		})
 	}
 
-	fn(t, a, sdk.FunctionOpts{ID: "conc", Concurrency: []sdk.Concurrency{{Limit: 1, Key: "event.data.key"}}}, ev("go/conc"), work)
+	goFn(t, a, sdk.FunctionOpts{ID: "conc", Concurrency: []sdk.Concurrency{{Limit: 1, Key: "event.data.key"}}}, ev("go/conc"), work)
 
-	fn(t, a, sdk.FunctionOpts{ID: "throttled", Throttle: &sdk.Throttle{Limit: 2, Period: 4 * time.Second, Key: "event.data.key"}},
-		ev("go/throttle"), func(ctx context.Context, in in) (string, error) {
+	goFn(t, a, sdk.FunctionOpts{ID: "throttled", Throttle: &sdk.Throttle{Limit: 2, Period: 4 * time.Second, Key: "event.data.key"}},
+		ev("go/throttle"), func(ctx context.Context, in input) (string, error) {
 			return step.Run(ctx, "go", func(context.Context) (string, error) { return in.Event.Data.Key, nil })
 		})
 
-	fn(t, a, sdk.FunctionOpts{ID: "rate-limited", RateLimit: &sdk.RateLimit{Limit: 1, Period: time.Minute, Key: "event.data.key"}},
-		ev("go/ratelimit"), func(ctx context.Context, in in) (string, error) {
+	goFn(t, a, sdk.FunctionOpts{ID: "rate-limited", RateLimit: &sdk.RateLimit{Limit: 1, Period: time.Minute, Key: "event.data.key"}},
+		ev("go/ratelimit"), func(ctx context.Context, in input) (string, error) {
 			return step.Run(ctx, "go", func(context.Context) (string, error) { return in.Event.Data.Key, nil })
 		})
 
-	fn(t, a, sdk.FunctionOpts{ID: "debounced", Debounce: &sdk.Debounce{Period: 2 * time.Second, Key: "event.data.key"}},
-		ev("go/debounce"), func(ctx context.Context, in in) (int, error) {
+	goFn(t, a, sdk.FunctionOpts{ID: "debounced", Debounce: &sdk.Debounce{Period: 2 * time.Second, Key: "event.data.key"}},
+		ev("go/debounce"), func(ctx context.Context, in input) (int, error) {
 			return step.Run(ctx, "go", func(context.Context) (int, error) { return in.Event.Data.N, nil })
 		})
 
-	fn(t, a, sdk.FunctionOpts{ID: "batched", BatchEvents: &sdk.BatchEvents{MaxSize: 3, Timeout: 10 * time.Second}},
-		ev("go/batch"), func(ctx context.Context, in in) ([]int, error) {
+	goFn(t, a, sdk.FunctionOpts{ID: "batched", BatchEvents: &sdk.BatchEvents{MaxSize: 3, Timeout: 10 * time.Second}},
+		ev("go/batch"), func(ctx context.Context, in input) ([]int, error) {
 			return step.Run(ctx, "go", func(context.Context) ([]int, error) {
 				ns := []int{}
 				for _, e := range in.Events {
@@ -479,12 +495,12 @@ func (a *goApp) register(t *testing.T) {
 			})
 		})
 
-	fn(t, a, sdk.FunctionOpts{ID: "prioritized", Concurrency: []sdk.Concurrency{{Limit: 1}},
+	goFn(t, a, sdk.FunctionOpts{ID: "prioritized", Concurrency: []sdk.Concurrency{{Limit: 1}},
 		Priority: &sdk.Priority{Run: "event.data.label == 'vip' ? 600 : 0"}}, ev("go/priority"), work)
 
 	for _, mode := range []string{"skip", "cancel"} {
-		fn(t, a, sdk.FunctionOpts{ID: "singleton-" + mode, Singleton: &sdk.Singleton{Key: "event.data.key", Mode: mode}},
-			ev("go/singleton."+mode), func(ctx context.Context, in in) (string, error) {
+		goFn(t, a, sdk.FunctionOpts{ID: "singleton-" + mode, Singleton: &sdk.Singleton{Key: "event.data.key", Mode: mode}},
+			ev("go/singleton."+mode), func(ctx context.Context, in input) (string, error) {
 				if err := step.Sleep(ctx, "hold", time.Second); err != nil {
 					return "", err
 				}
@@ -492,8 +508,8 @@ func (a *goApp) register(t *testing.T) {
 			})
 	}
 
-	fn(t, a, sdk.FunctionOpts{ID: "cancellable", CancelOn: []sdk.Cancel{{Event: "go/cancel.it", If: "async.data.key == event.data.key"}}},
-		ev("go/cancellable"), func(ctx context.Context, in in) (string, error) {
+	goFn(t, a, sdk.FunctionOpts{ID: "cancellable", CancelOn: []sdk.Cancel{{Event: "go/cancel.it", If: "async.data.key == event.data.key"}}},
+		ev("go/cancellable"), func(ctx context.Context, in input) (string, error) {
 			if _, err := step.Run(ctx, "first", func(context.Context) (int, error) { return a.exec(in.RunID, "first"), nil }); err != nil {
 				return "", err
 			}
@@ -506,8 +522,8 @@ func (a *goApp) register(t *testing.T) {
 			return "not cancelled", nil
 		})
 
-	fn(t, a, sdk.FunctionOpts{ID: "times-out", Timeouts: &sdk.Timeouts{Finish: time.Second}},
-		ev("go/timeout"), func(ctx context.Context, in in) (string, error) {
+	goFn(t, a, sdk.FunctionOpts{ID: "times-out", Timeouts: &sdk.Timeouts{Finish: time.Second}},
+		ev("go/timeout"), func(ctx context.Context, in input) (string, error) {
 			if _, err := step.Run(ctx, "first", func(context.Context) (int, error) { return a.exec(in.RunID, "first"), nil }); err != nil {
 				return "", err
 			}
@@ -520,26 +536,26 @@ func (a *goApp) register(t *testing.T) {
 			return "finished", nil
 		})
 
-	fn(t, a, sdk.FunctionOpts{ID: "start-timeout", Concurrency: []sdk.Concurrency{{Limit: 1}}, Timeouts: &sdk.Timeouts{Start: time.Second}},
+	goFn(t, a, sdk.FunctionOpts{ID: "start-timeout", Concurrency: []sdk.Concurrency{{Limit: 1}}, Timeouts: &sdk.Timeouts{Start: time.Second}},
 		ev("go/timeout.start"), work)
 
-	fn(t, a, sdk.FunctionOpts{ID: "idempotent", Idempotency: "event.data.key"}, ev("go/idem"), func(ctx context.Context, in in) (string, error) {
+	goFn(t, a, sdk.FunctionOpts{ID: "idempotent", Idempotency: "event.data.key"}, ev("go/idem"), func(ctx context.Context, in input) (string, error) {
 		return step.Run(ctx, "once", func(context.Context) (string, error) { return in.Event.Data.Key, nil })
 	})
 
-	fn(t, a, sdk.FunctionOpts{ID: "filtered"}, ev("go/filtered", "event.data.plan != 'free'"), func(ctx context.Context, in in) (string, error) {
+	goFn(t, a, sdk.FunctionOpts{ID: "filtered"}, ev("go/filtered", "event.data.plan != 'free'"), func(ctx context.Context, in input) (string, error) {
 		return step.Run(ctx, "paid", func(context.Context) (string, error) { return in.Event.Data.Plan, nil })
 	})
 
-	fn(t, a, sdk.FunctionOpts{
+	goFn(t, a, sdk.FunctionOpts{
 		ID: "fails-with-handler", Retries: sdk.Retries(0),
 		OnFailure: func(ctx context.Context, in sdk.Input[sdk.FailureData]) (any, error) {
-			return step.Run(ctx, "report", func(context.Context) (obj, error) {
+			return step.Run(ctx, "report", func(context.Context) (jsonObj, error) {
 				d := in.Event.Data
-				return obj{"fn": d.FunctionID, "run": d.RunID, "msg": d.Error.Message, "event": d.Event.Name}, nil
+				return jsonObj{"fn": d.FunctionID, "run": d.RunID, "msg": d.Error.Message, "event": d.Event.Name}, nil
 			})
 		},
-	}, ev("go/fail.handled"), func(ctx context.Context, in in) (string, error) {
+	}, ev("go/fail.handled"), func(ctx context.Context, in input) (string, error) {
 		return step.Run(ctx, "doomed", func(context.Context) (string, error) {
 			return "", sdk.NonRetriable(errors.New("doomed on purpose"))
 		})
@@ -548,7 +564,7 @@ func (a *goApp) register(t *testing.T) {
 	type cronData struct {
 		ScheduledAt string `json:"scheduledAt"`
 	}
-	fn(t, a, sdk.FunctionOpts{ID: "cron-fn"}, sdk.CronTrigger("TZ=Europe/Paris 0 3 * * *"),
+	goFn(t, a, sdk.FunctionOpts{ID: "cron-fn"}, sdk.CronTrigger("TZ=Europe/Paris 0 3 * * *"),
 		func(ctx context.Context, in sdk.Input[cronData]) (string, error) {
 			return step.Run(ctx, "tick", func(context.Context) (string, error) { return in.Event.Data.ScheduledAt, nil })
 		})
@@ -573,7 +589,7 @@ func (c *cronClock) set(t time.Time) {
 	c.mu.Unlock()
 }
 
-var paris, _ = time.LoadLocation("Europe/Paris")
+var parisTZ, _ = time.LoadLocation("Europe/Paris")
 
 func TestGoSDK(t *testing.T) { inModes(t, testGoSDK) }
 
@@ -584,7 +600,7 @@ type goTest struct {
 }
 
 func testGoSDK(t *testing.T, opts ...func(*server.Config)) {
-	clock := &cronClock{now: time.Date(2026, 3, 10, 2, 59, 0, 0, paris)}
+	clock := &cronClock{now: time.Date(2026, 3, 10, 2, 59, 0, 0, parisTZ)}
 	opts = append(opts, func(cfg *server.Config) { cfg.CronClock, cfg.CronTick = clock.Now, 50*time.Millisecond })
 	srv, c := startCairn(t, opts...)
 	app := startGoApp(t, srv.URL(), c.bearer != "")
@@ -626,6 +642,8 @@ var goSDKTests = []goTest{
 	{"InvokeError", testGoInvokeError},
 	{"SendEventFansOut", testGoSendEvent},
 	{"Parallel", testGoParallel},
+	{"RepeatedStepIDs", testGoLoop},
+	{"ClientSend", testGoClientSend},
 	{"ParallelWaitAndOwnReply", testGoParallelWait},
 	{"ConcurrencyPerKey", testGoConcurrency},
 	{"Throttle", testGoThrottle},
@@ -820,7 +838,7 @@ func testGoSleep(t *testing.T, c client, app *goApp, _ *cronClock) {
 
 func testGoSleepUntil(t *testing.T, c client, _ *goApp, _ *cronClock) {
 	until := time.Now().Add(1500 * time.Millisecond).UTC()
-	r := c.waitRun(c.send("go/sleepuntil", obj{"until": until.Format(time.RFC3339Nano)}), 60*time.Second)
+	r := c.waitRun(c.send("go/sleepuntil", jsonObj{"until": until.Format(time.RFC3339Nano)}), 60*time.Second)
 	if r.Status != "completed" {
 		t.Fatalf("status %s error %s", r.Status, r.Error)
 	}
@@ -836,15 +854,15 @@ func testGoSleepUntil(t *testing.T, c client, _ *goApp, _ *cronClock) {
 }
 
 func testGoWaitForEventMatches(t *testing.T, c client, _ *goApp, _ *cronClock) {
-	ev := c.send("go/wait", obj{"key": "k1"})
+	ev := c.send("go/wait", jsonObj{"key": "k1"})
 	c.waitHistory(c.runOf(ev), "step.waiting.event")
-	c.send("go/reply", obj{"key": "other", "value": "not me"})
-	c.send("go/reply", obj{"key": "k1", "value": "hello"})
+	c.send("go/reply", jsonObj{"key": "other", "value": "not me"})
+	c.send("go/reply", jsonObj{"key": "k1", "value": "hello"})
 	mustOutput(t, c.waitRun(ev, 30*time.Second), `{"got":"hello"}`)
 }
 
 func testGoWaitForEventTimesOut(t *testing.T, c client, _ *goApp, _ *cronClock) {
-	r := c.waitRun(c.send("go/wait", obj{"key": "k2", "timeout": "1s"}), 30*time.Second)
+	r := c.waitRun(c.send("go/wait", jsonObj{"key": "k2", "timeout": "1s"}), 30*time.Second)
 	mustOutput(t, r, `{"got":null}`)
 	if n := c.historyCounts(r.ID)["step.wait.timeout"]; n != 1 {
 		t.Errorf("history has %d step.wait.timeout entries, want 1", n)
@@ -857,10 +875,10 @@ func testGoWaitForSignal(t *testing.T, c client, app *goApp, _ *cronClock) {
 	if _, err := app.client.SendSignal(ctx, "go-sig-nobody", nil); !errors.Is(err, sdk.ErrNoSignalWaiter) {
 		t.Fatalf("a signal nobody waits for: %v, want sdk.ErrNoSignalWaiter", err)
 	}
-	ev := c.send("go/signal", obj{"key": "s1"})
+	ev := c.send("go/signal", jsonObj{"key": "s1"})
 	runID := c.runOf(ev)
 	c.waitHistory(runID, "step.waiting.signal")
-	got, err := app.client.SendSignal(ctx, "go-sig-s1", obj{"ok": true})
+	got, err := app.client.SendSignal(ctx, "go-sig-s1", jsonObj{"ok": true})
 	if err != nil || got != runID {
 		t.Fatalf("SendSignal: run %q, %v; want run %s", got, err, runID)
 	}
@@ -868,32 +886,32 @@ func testGoWaitForSignal(t *testing.T, c client, app *goApp, _ *cronClock) {
 }
 
 func testGoWaitForSignalTimesOut(t *testing.T, c client, _ *goApp, _ *cronClock) {
-	mustOutput(t, c.waitRun(c.send("go/signal", obj{"key": "s2", "timeout": "1s"}), 30*time.Second), `{"sig":null}`)
+	mustOutput(t, c.waitRun(c.send("go/signal", jsonObj{"key": "s2", "timeout": "1s"}), 30*time.Second), `{"sig":null}`)
 }
 
 // step.SendSignal resumes another run, and says so; a signal nobody
 // waits for is not an error.
 func testGoSendSignalStep(t *testing.T, c client, _ *goApp, _ *cronClock) {
-	waiter := c.send("go/signal", obj{"key": "s3"})
+	waiter := c.send("go/signal", jsonObj{"key": "s3"})
 	waiterRun := c.runOf(waiter)
 	c.waitHistory(waiterRun, "step.waiting.signal")
-	mustOutput(t, c.waitRun(c.send("go/signal.send", obj{"key": "s3"}), 30*time.Second),
+	mustOutput(t, c.waitRun(c.send("go/signal.send", jsonObj{"key": "s3"}), 30*time.Second),
 		`{"resumed":"`+waiterRun+`","nobody":""}`)
 	mustOutput(t, c.waitRun(waiter, 30*time.Second), `{"sig":{"signal":"go-sig-s3","data":{"from":"signaller"}}}`)
 }
 
 func testGoInvokeResult(t *testing.T, c client, _ *goApp, _ *cronClock) {
-	mustOutput(t, c.waitRun(c.send("go/invoke", obj{"n": 21}), 30*time.Second), `{"ok":{"doubled":42}}`)
+	mustOutput(t, c.waitRun(c.send("go/invoke", jsonObj{"n": 21}), 30*time.Second), `{"ok":{"doubled":42}}`)
 }
 
 func testGoInvokeError(t *testing.T, c client, _ *goApp, _ *cronClock) {
-	mustOutput(t, c.waitRun(c.send("go/invoke", obj{"n": 1, "fail": true}), 30*time.Second), `{"error":"child failed"}`)
+	mustOutput(t, c.waitRun(c.send("go/invoke", jsonObj{"n": 1, "fail": true}), 30*time.Second), `{"error":"child failed"}`)
 }
 
 // step.SendEvent returns the ids of the events it sent; each starts a run
 // of the per-item function.
 func testGoSendEvent(t *testing.T, c client, _ *goApp, _ *cronClock) {
-	r := c.waitRun(c.send("go/fanout", obj{"batch": "fan-1"}), 30*time.Second)
+	r := c.waitRun(c.send("go/fanout", jsonObj{"batch": "fan-1"}), 30*time.Second)
 	var out struct {
 		IDs []string `json:"ids"`
 	}
@@ -920,19 +938,40 @@ func testGoParallel(t *testing.T, c client, app *goApp, _ *cronClock) {
 	}
 }
 
+func testGoLoop(t *testing.T, c client, app *goApp, _ *cronClock) {
+	r := c.waitRun(c.send("go/loop", nil), 30*time.Second)
+	mustOutput(t, r, "[0,10,20]")
+	if ex := app.executions(r.ID); ex["item"] != 3 || len(r.Steps) != 3 {
+		t.Errorf("executions %v, %d memoized steps: want 3 of each", ex, len(r.Steps))
+	}
+}
+
+// client.Send sends events (with the event key in production mode) and
+// returns their ids, in order.
+func testGoClientSend(t *testing.T, c client, app *goApp, _ *cronClock) {
+	ids, err := app.client.Send(context.Background(),
+		sdk.Event[goData]{Name: "go/filtered", Data: goData{Plan: "team"}},
+		sdk.Event[jsonObj]{Name: "go/filtered", Data: jsonObj{"plan": "enterprise"}})
+	if err != nil || len(ids) != 2 {
+		t.Fatalf("Send: %v %v", ids, err)
+	}
+	mustOutput(t, c.waitRun(ids[0], 30*time.Second), `"team"`)
+	mustOutput(t, c.waitRun(ids[1], 30*time.Second), `"enterprise"`)
+}
+
 func testGoParallelWait(t *testing.T, c client, _ *goApp, _ *cronClock) {
-	mustOutput(t, c.waitRun(c.send("go/race", obj{"key": "race-1"}), 30*time.Second), `{"got":"race-1"}`)
+	mustOutput(t, c.waitRun(c.send("go/race", jsonObj{"key": "race-1"}), 30*time.Second), `{"got":"race-1"}`)
 }
 
 // Concurrency 1 per key: while a run of key a holds its slot, the other
 // runs of a wait and the runs of b go on, one at a time.
 func testGoConcurrency(t *testing.T, c client, app *goApp, _ *cronClock) {
-	a1 := c.send("go/conc", obj{"key": "ca", "gate": "conc-a1"})
+	a1 := c.send("go/conc", jsonObj{"key": "ca", "gate": "conc-a1"})
 	app.waitEntered(t, "conc-a1")
-	a2 := c.send("go/conc", obj{"key": "ca"})
-	a3 := c.send("go/conc", obj{"key": "ca"})
-	b1 := c.send("go/conc", obj{"key": "cb"})
-	b2 := c.send("go/conc", obj{"key": "cb"})
+	a2 := c.send("go/conc", jsonObj{"key": "ca"})
+	a3 := c.send("go/conc", jsonObj{"key": "ca"})
+	b1 := c.send("go/conc", jsonObj{"key": "cb"})
+	b2 := c.send("go/conc", jsonObj{"key": "cb"})
 	c.waitHistory(c.runOf(a2), "call.waiting")
 	c.waitHistory(c.runOf(a3), "call.waiting")
 	for _, ev := range []string{b1, b2} {
@@ -954,7 +993,7 @@ func testGoConcurrency(t *testing.T, c client, app *goApp, _ *cronClock) {
 func testGoThrottle(t *testing.T, c client, _ *goApp, _ *cronClock) {
 	var evs []string
 	for _, k := range []string{"t1", "t1", "t1", "t2"} {
-		evs = append(evs, c.send("go/throttle", obj{"key": k}))
+		evs = append(evs, c.send("go/throttle", jsonObj{"key": k}))
 	}
 	throttled := map[string]int{}
 	for i, ev := range evs {
@@ -970,9 +1009,9 @@ func testGoThrottle(t *testing.T, c client, _ *goApp, _ *cronClock) {
 
 func testGoRateLimit(t *testing.T, c client, _ *goApp, _ *cronClock) {
 	evs := []string{
-		c.send("go/ratelimit", obj{"key": "r1"}),
-		c.send("go/ratelimit", obj{"key": "r1"}),
-		c.send("go/ratelimit", obj{"key": "r2"}),
+		c.send("go/ratelimit", jsonObj{"key": "r1"}),
+		c.send("go/ratelimit", jsonObj{"key": "r1"}),
+		c.send("go/ratelimit", jsonObj{"key": "r2"}),
 	}
 	var statuses []string
 	for _, ev := range evs {
@@ -989,7 +1028,7 @@ func testGoRateLimit(t *testing.T, c client, _ *goApp, _ *cronClock) {
 func testGoDebounce(t *testing.T, c client, _ *goApp, _ *cronClock) {
 	var evs []string
 	for n := 1; n <= 3; n++ {
-		evs = append(evs, c.send("go/debounce", obj{"key": "d1", "n": n}))
+		evs = append(evs, c.send("go/debounce", jsonObj{"key": "d1", "n": n}))
 	}
 	r := c.waitRun(evs[2], 60*time.Second)
 	mustOutput(t, r, "3")
@@ -1004,7 +1043,7 @@ func testGoDebounce(t *testing.T, c client, _ *goApp, _ *cronClock) {
 func testGoBatch(t *testing.T, c client, _ *goApp, _ *cronClock) {
 	var evs []string
 	for n := 1; n <= 3; n++ {
-		evs = append(evs, c.send("go/batch", obj{"n": n}))
+		evs = append(evs, c.send("go/batch", jsonObj{"n": n}))
 	}
 	r := c.waitRun(evs[0], 60*time.Second)
 	mustOutput(t, r, "[1,2,3]")
@@ -1016,11 +1055,11 @@ func testGoBatch(t *testing.T, c client, _ *goApp, _ *cronClock) {
 // Concurrency 1 with a priority: of two runs waiting for the slot, the
 // vip one (sent last) starts first.
 func testGoPriority(t *testing.T, c client, app *goApp, _ *cronClock) {
-	blocker := c.send("go/priority", obj{"label": "blocker", "gate": "prio-block"})
+	blocker := c.send("go/priority", jsonObj{"label": "blocker", "gate": "prio-block"})
 	app.waitEntered(t, "prio-block")
-	normal := c.send("go/priority", obj{"label": "normal"})
+	normal := c.send("go/priority", jsonObj{"label": "normal"})
 	c.waitHistory(c.runOf(normal), "call.waiting")
-	vip := c.send("go/priority", obj{"label": "vip"})
+	vip := c.send("go/priority", jsonObj{"label": "vip"})
 	c.waitHistory(c.runOf(vip), "call.waiting")
 	app.release("prio-block")
 	for _, ev := range []string{blocker, normal, vip} {
@@ -1037,9 +1076,9 @@ func testGoPriority(t *testing.T, c client, app *goApp, _ *cronClock) {
 }
 
 func testGoSingletonSkip(t *testing.T, c client, _ *goApp, _ *cronClock) {
-	first := c.send("go/singleton.skip", obj{"key": "s1", "label": "first"})
+	first := c.send("go/singleton.skip", jsonObj{"key": "s1", "label": "first"})
 	c.waitHistory(c.runOf(first), "step.sleeping")
-	second := c.send("go/singleton.skip", obj{"key": "s1", "label": "second"})
+	second := c.send("go/singleton.skip", jsonObj{"key": "s1", "label": "second"})
 	if r := c.waitRun(second, 30*time.Second); r.Status != "skipped" {
 		t.Fatalf("second singleton run: %s", r.Status)
 	}
@@ -1047,9 +1086,9 @@ func testGoSingletonSkip(t *testing.T, c client, _ *goApp, _ *cronClock) {
 }
 
 func testGoSingletonCancel(t *testing.T, c client, _ *goApp, _ *cronClock) {
-	first := c.send("go/singleton.cancel", obj{"key": "s1", "label": "first"})
+	first := c.send("go/singleton.cancel", jsonObj{"key": "s1", "label": "first"})
 	c.waitHistory(c.runOf(first), "step.sleeping")
-	second := c.send("go/singleton.cancel", obj{"key": "s1", "label": "second"})
+	second := c.send("go/singleton.cancel", jsonObj{"key": "s1", "label": "second"})
 	if r := c.waitRun(first, 30*time.Second); r.Status != "cancelled" {
 		t.Fatalf("first singleton run: %s, want cancelled by the second", r.Status)
 	}
@@ -1057,11 +1096,11 @@ func testGoSingletonCancel(t *testing.T, c client, _ *goApp, _ *cronClock) {
 }
 
 func testGoCancelOn(t *testing.T, c client, app *goApp, _ *cronClock) {
-	ev := c.send("go/cancellable", obj{"key": "c1"})
+	ev := c.send("go/cancellable", jsonObj{"key": "c1"})
 	runID := c.runOf(ev)
 	c.waitHistory(runID, "step.sleeping")
-	c.send("go/cancel.it", obj{"key": "someone-else"})
-	c.send("go/cancel.it", obj{"key": "c1"})
+	c.send("go/cancel.it", jsonObj{"key": "someone-else"})
+	c.send("go/cancel.it", jsonObj{"key": "c1"})
 	r := c.waitRun(ev, 30*time.Second)
 	if r.Status != "cancelled" {
 		t.Fatalf("status %s", r.Status)
@@ -1093,9 +1132,9 @@ func testGoFinishTimeout(t *testing.T, c client, app *goApp, _ *cronClock) {
 // A run that waits for a concurrency slot longer than timeouts.start is
 // cancelled; the run that held the slot is not.
 func testGoStartTimeout(t *testing.T, c client, app *goApp, _ *cronClock) {
-	blocker := c.send("go/timeout.start", obj{"key": "st", "gate": "start-block"})
+	blocker := c.send("go/timeout.start", jsonObj{"key": "st", "gate": "start-block"})
 	app.waitEntered(t, "start-block")
-	late := c.send("go/timeout.start", obj{"key": "st"})
+	late := c.send("go/timeout.start", jsonObj{"key": "st"})
 	r := c.waitRun(late, 30*time.Second)
 	if r.Status != "cancelled" || !strings.Contains(string(r.Error), "timeouts.start") {
 		t.Fatalf("late run: status %s error %s", r.Status, r.Error)
@@ -1105,9 +1144,9 @@ func testGoStartTimeout(t *testing.T, c client, app *goApp, _ *cronClock) {
 }
 
 func testGoIdempotency(t *testing.T, c client, _ *goApp, _ *cronClock) {
-	first := c.send("go/idem", obj{"key": "once-1"})
-	second := c.send("go/idem", obj{"key": "once-1"})
-	other := c.send("go/idem", obj{"key": "once-2"})
+	first := c.send("go/idem", jsonObj{"key": "once-1"})
+	second := c.send("go/idem", jsonObj{"key": "once-1"})
+	other := c.send("go/idem", jsonObj{"key": "once-2"})
 	mustOutput(t, c.waitRun(first, 30*time.Second), `"once-1"`)
 	mustOutput(t, c.waitRun(other, 30*time.Second), `"once-2"`)
 	var out struct {
@@ -1120,8 +1159,8 @@ func testGoIdempotency(t *testing.T, c client, _ *goApp, _ *cronClock) {
 }
 
 func testGoTriggerIf(t *testing.T, c client, _ *goApp, _ *cronClock) {
-	free := c.send("go/filtered", obj{"plan": "free"})
-	paid := c.send("go/filtered", obj{"plan": "pro"})
+	free := c.send("go/filtered", jsonObj{"plan": "free"})
+	paid := c.send("go/filtered", jsonObj{"plan": "pro"})
 	mustOutput(t, c.waitRun(paid, 30*time.Second), `"pro"`)
 	var out struct {
 		Data []run `json:"data"`
@@ -1162,7 +1201,7 @@ func testGoCron(t *testing.T, c client, _ *goApp, clock *cronClock) {
 	if runs := c.runsOf("goapp-cron-fn"); len(runs) != 0 {
 		t.Fatalf("cron fired early: %d runs", len(runs))
 	}
-	clock.set(time.Date(2026, 3, 10, 3, 0, 30, 0, paris))
+	clock.set(time.Date(2026, 3, 10, 3, 0, 30, 0, parisTZ))
 	deadline := time.Now().Add(30 * time.Second)
 	var runs []run
 	for time.Now().Before(deadline) {
@@ -1311,7 +1350,7 @@ func testSeedExample(t *testing.T, bin string, opts ...func(*server.Config)) {
 	}
 
 	// The TS app's import-contacts gives the same for the same csv (TestTSApp).
-	r := c.waitRun(c.send("contacts/csv.uploaded", obj{"csv": "email,name\nA@x.io, Ann\nb@x.io,Bob\na@x.io,Ann again"}), 60*time.Second)
+	r := c.waitRun(c.send("contacts/csv.uploaded", jsonObj{"csv": "email,name\nA@x.io, Ann\nb@x.io,Bob\na@x.io,Ann again"}), 60*time.Second)
 	mustOutput(t, r, `{"results":{"imported":2,"emails":["a@x.io","b@x.io"]}}`)
 	if r.FunctionID != "seed-go-import-contacts" || len(r.Steps) != 3 {
 		t.Errorf("run of %s with %d memoized steps, want seed-go-import-contacts with 3", r.FunctionID, len(r.Steps))
@@ -1326,10 +1365,10 @@ func testSeedExample(t *testing.T, bin string, opts ...func(*server.Config)) {
 		t.Errorf("history step.completed entries: %v", completed)
 	}
 	// Without a csv, the default one.
-	mustOutput(t, c.waitRun(c.send("contacts/csv.uploaded", obj{}), 60*time.Second),
+	mustOutput(t, c.waitRun(c.send("contacts/csv.uploaded", jsonObj{}), 60*time.Second),
 		`{"results":{"imported":2,"emails":["ann@example.com","bob@example.com"]}}`)
 
-	mustOutput(t, c.waitRun(c.send("contacts/sync.requested", obj{"account": "acme", "emails": []string{"A@x.io", " a@x.io", "b@x.io"}}), 60*time.Second),
+	mustOutput(t, c.waitRun(c.send("contacts/sync.requested", jsonObj{"account": "acme", "emails": []string{"A@x.io", " a@x.io", "b@x.io"}}), 60*time.Second),
 		`{"contacts":2,"systems":[{"system":"crm","synced":2},{"system":"mailing-list","synced":2}]}`)
 	var fns struct {
 		Data []functionInfo `json:"data"`
@@ -1368,29 +1407,29 @@ func TestApprovalAndFanoutExamples(t *testing.T) {
 		run  func(t *testing.T, c client)
 	}{
 		{"ApprovalPaid", func(t *testing.T, c client) {
-			ev := c.send("expense/submitted", obj{"id": "exp-1", "amount": 250, "submitter": "ann"})
+			ev := c.send("expense/submitted", jsonObj{"id": "exp-1", "amount": 250, "submitter": "ann"})
 			c.waitHistory(c.runOf(ev), "step.waiting.event")
-			c.send("expense/decided", obj{"expense_id": "exp-other", "approved": false, "by": "eve"})
-			c.send("expense/decided", obj{"expense_id": "exp-1", "approved": true, "by": "bob"})
+			c.send("expense/decided", jsonObj{"expense_id": "exp-other", "approved": false, "by": "eve"})
+			c.send("expense/decided", jsonObj{"expense_id": "exp-1", "approved": true, "by": "bob"})
 			mustOutput(t, c.waitRun(ev, 30*time.Second), `{"status":"paid","by":"bob"}`)
 		}},
 		{"ApprovalRejected", func(t *testing.T, c client) {
-			ev := c.send("expense/submitted", obj{"id": "exp-2", "amount": 500})
+			ev := c.send("expense/submitted", jsonObj{"id": "exp-2", "amount": 500})
 			c.waitHistory(c.runOf(ev), "step.waiting.event")
-			c.send("expense/decided", obj{"expense_id": "exp-2", "approved": false, "by": "bob", "reason": "no receipt"})
+			c.send("expense/decided", jsonObj{"expense_id": "exp-2", "approved": false, "by": "bob", "reason": "no receipt"})
 			mustOutput(t, c.waitRun(ev, 30*time.Second), `{"status":"rejected","by":"bob","reason":"no receipt"}`)
 		}},
 		{"ApprovalEscalated", func(t *testing.T, c client) {
-			mustOutput(t, c.waitRun(c.send("expense/submitted", obj{"id": "exp-3", "amount": 900, "window": "1s"}), 30*time.Second),
+			mustOutput(t, c.waitRun(c.send("expense/submitted", jsonObj{"id": "exp-3", "amount": 900, "window": "1s"}), 30*time.Second),
 				`{"status":"escalated"}`)
 		}},
 		{"ApprovalAuto", func(t *testing.T, c client) {
-			mustOutput(t, c.waitRun(c.send("expense/submitted", obj{"id": "exp-4", "amount": 20}), 30*time.Second),
+			mustOutput(t, c.waitRun(c.send("expense/submitted", jsonObj{"id": "exp-4", "amount": 20}), 30*time.Second),
 				`{"status":"auto-approved"}`)
 		}},
 		{"FanOutFanIn", func(t *testing.T, c client) {
 			files := []string{"a.csv", "bb.csv", "ccc.csv"}
-			mustOutput(t, c.waitRun(c.send("import/requested", obj{"import_id": "imp-1", "files": files}), 30*time.Second), `{"queued":3}`)
+			mustOutput(t, c.waitRun(c.send("import/requested", jsonObj{"import_id": "imp-1", "files": files}), 30*time.Second), `{"queued":3}`)
 			// Every file is processed once, and the summaries (one batch,
 			// or more if a file straggled) account for all of them.
 			deadline := time.Now().Add(60 * time.Second)
