@@ -23,9 +23,9 @@ import (
 	"github.com/cairn-dev/cairn/internal/clusterauth"
 	"github.com/cairn-dev/cairn/internal/discovery"
 	"github.com/cairn-dev/cairn/internal/hostpolicy"
-	"github.com/cairn-dev/cairn/sdk/signing"
 	"github.com/cairn-dev/cairn/pointintime"
 	"github.com/cairn-dev/cairn/raftnode"
+	"github.com/cairn-dev/cairn/sdk/signing"
 	"github.com/cairn-dev/cairn/ui"
 	"github.com/hashicorp/raft"
 )

@@ -18,8 +18,8 @@ import (
 
 	"github.com/cairn-dev/cairn/internal/discovery"
 	"github.com/cairn-dev/cairn/internal/hostpolicy"
-	"github.com/cairn-dev/cairn/sdk/signing"
 	"github.com/cairn-dev/cairn/raftnode"
+	"github.com/cairn-dev/cairn/sdk/signing"
 	"github.com/cairn-dev/cairn/server"
 	"github.com/hashicorp/raft"
 )
