@@ -491,7 +491,7 @@ func functionError(run *state.Run, err error) answer {
 }
 
 func retryAfter(at time.Time) string {
-	secs := int(time.Until(at).Round(time.Second) / time.Second)
+	secs := int((time.Until(at) + time.Second - 1) / time.Second) // up: never before at
 	if secs < 1 {
 		secs = 1
 	}
