@@ -20,6 +20,7 @@ import (
 
 	"github.com/cairn-dev/cairn/fsm"
 	"github.com/cairn-dev/cairn/internal/hostpolicy"
+	"github.com/cairn-dev/cairn/sdk/protocol"
 	"github.com/cairn-dev/cairn/sdk/signing"
 	"github.com/oklog/ulid/v2"
 	"github.com/prometheus/client_golang/prometheus"
@@ -707,11 +708,11 @@ func (e *Executor) buildRequest(ctx context.Context, c fsm.Call) (*http.Request,
 	if run.Endpoint != "" {
 		return e.reentry(ctx, run, fn, c)
 	}
-	body := callBody{
+	body := protocol.CallRequest{
 		Steps:   make(map[string]json.RawMessage, len(run.Stack)),
 		Version: run.Version,
-		Ctx: callCtx{RunID: run.ID, Attempt: c.Attempt, MaxAttempts: fn.MaxAttempts(),
-			DisableImmediateExecution: run.ForcePlan, Stack: callStack{Stack: run.Stack, Current: len(run.Stack)}},
+		Ctx: protocol.CallCtx{RunID: run.ID, Attempt: c.Attempt, MaxAttempts: fn.MaxAttempts(),
+			DisableImmediateExecution: run.ForcePlan, Stack: protocol.CallStack{Stack: run.Stack, Current: len(run.Stack)}},
 	}
 	if body.Ctx.Stack.Stack == nil {
 		body.Ctx.Stack.Stack = []string{}

@@ -12,34 +12,6 @@ import (
 	"github.com/cairn-dev/cairn/fsm"
 )
 
-// callBody is the request body of an execution call (protocol §4.1).
-type callBody struct {
-	Event   json.RawMessage            `json:"event"`
-	Events  []json.RawMessage          `json:"events"`
-	Steps   map[string]json.RawMessage `json:"steps"`
-	Ctx     callCtx                    `json:"ctx"`
-	Version int                        `json:"version"`
-	UseAPI  bool                       `json:"use_api"`
-}
-
-type callCtx struct {
-	RunID                     string    `json:"run_id"`
-	Attempt                   int       `json:"attempt"`
-	MaxAttempts               int       `json:"max_attempts"`
-	DisableImmediateExecution bool      `json:"disable_immediate_execution"`
-	UseAPI                    bool      `json:"use_api"`
-	Stack                     callStack `json:"stack"`
-	// FnID and QiID turn on async checkpointing in the SDK (protocol §9.1,
-	// fsm.FunctionUUID, fsm.QueueItemID); absent, it answers each step.
-	FnID string `json:"fn_id,omitempty"`
-	QiID string `json:"qi_id,omitempty"`
-}
-
-type callStack struct {
-	Stack   []string `json:"stack"`
-	Current int      `json:"current"`
-}
-
 // response is an app's answer, after unwrapping a streamed (201) reply.
 type response struct {
 	status int

@@ -1,11 +1,13 @@
 package fsm
 
+import "github.com/cairn-dev/cairn/sdk/protocol"
+
 // DefaultRetries is the number of retries when a function sets none: the
 // official server's default, so 5 attempts in all.
 const DefaultRetries = 4
 
 // DiscoveryCall is the call id of a discovery request (stepId=step).
-const DiscoveryCall = "step"
+const DiscoveryCall = protocol.DiscoveryStep
 
 // App is a synced app.
 type App struct {

@@ -3,6 +3,8 @@ package fsm
 import (
 	"strconv"
 	"strings"
+
+	"github.com/cairn-dev/cairn/sdk/protocol"
 )
 
 // The engine's vocabulary, in one place: run statuses, call types, the
@@ -56,22 +58,22 @@ var CallTypes = []string{CallHTTP, CallSleep, CallWait, CallSignal, CallInvoke, 
 // so they cannot disagree on a call type.
 func (c *Call) IsTimer() bool { return c.Type != CallHTTP }
 
-// Opcodes of a 206 answer (Op.Op, protocol §6.2).
+// Opcodes of a 206 answer (Op.Op, protocol §6.2), as the SDK names them.
 const (
-	OpStepRun        = "StepRun"
-	OpStep           = "Step" // older SDKs' StepRun
-	OpStepError      = "StepError"
-	OpStepFailed     = "StepFailed"
-	OpStepPlanned    = "StepPlanned"
-	OpSleep          = "Sleep"
-	OpWaitForEvent   = "WaitForEvent"
-	OpWaitForSignal  = "WaitForSignal"
-	OpInvokeFunction = "InvokeFunction"
-	OpRunComplete    = "RunComplete"
-	OpNone           = "None"
+	OpStepRun        = protocol.OpStepRun
+	OpStep           = protocol.OpStep
+	OpStepError      = protocol.OpStepError
+	OpStepFailed     = protocol.OpStepFailed
+	OpStepPlanned    = protocol.OpStepPlanned
+	OpSleep          = protocol.OpSleep
+	OpWaitForEvent   = protocol.OpWaitForEvent
+	OpWaitForSignal  = protocol.OpWaitForSignal
+	OpInvokeFunction = protocol.OpInvokeFunction
+	OpRunComplete    = protocol.OpRunComplete
+	OpNone           = protocol.OpNone
 	// OpDiscoveryRequest: a durable endpoint ran past its maxRuntime and
 	// hands the run to the engine (only in a checkpoint, endpoint.go).
-	OpDiscoveryRequest = "DiscoveryRequest"
+	OpDiscoveryRequest = protocol.OpDiscoveryRequest
 )
 
 // History entry types (HistoryEntry.Type).

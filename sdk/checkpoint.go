@@ -12,6 +12,7 @@ import (
 
 	"github.com/cairn-dev/cairn/sdk/internal/errs"
 	"github.com/cairn-dev/cairn/sdk/internal/state"
+	"github.com/cairn-dev/cairn/sdk/protocol"
 )
 
 // Async checkpointing (protocol note §9.1): when the server sends ctx.fn_id,
@@ -37,30 +38,19 @@ type asyncCheckpointer struct {
 	started   time.Time
 }
 
-type asyncCtx struct {
-	FnID         string `json:"fn_id"`
-	QiID         string `json:"qi_id"`
-	GenerationID int    `json:"generation_id"`
-}
-
 // newAsyncCheckpointer returns the checkpointer of a call that may run
 // several steps, or nil when the call must answer after one step.
-func (c *Client) newAsyncCheckpointer(r *http.Request, raw []byte, body *callBody, target string) *asyncCheckpointer {
-	if target != state.DiscoveryStep || body.Ctx.DisableImmediateExecution || body.Ctx.Attempt > 0 {
+func (c *Client) newAsyncCheckpointer(r *http.Request, body *protocol.CallRequest, target string) *asyncCheckpointer {
+	x := body.Ctx
+	if target != state.DiscoveryStep || x.DisableImmediateExecution || x.Attempt > 0 || x.FnID == "" {
 		return nil
 	}
-	var x struct {
-		Ctx asyncCtx `json:"ctx"`
-	}
-	if json.Unmarshal(raw, &x) != nil || x.Ctx.FnID == "" {
-		return nil
-	}
-	gen := x.Ctx.GenerationID
+	gen := x.GenerationID
 	if h, err := strconv.Atoi(r.Header.Get("X-Inngest-Generation-Id")); err == nil && gen == 0 {
 		gen = h
 	}
 	return &asyncCheckpointer{
-		c: c, runID: body.Ctx.RunID, fnID: x.Ctx.FnID, qiID: x.Ctx.QiID,
+		c: c, runID: x.RunID, fnID: x.FnID, qiID: x.QiID,
 		requestID: r.Header.Get("X-Request-Id"), genID: gen, started: time.Now(),
 	}
 }

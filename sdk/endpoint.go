@@ -17,6 +17,7 @@ import (
 	"github.com/cairn-dev/cairn/sdk/internal/errs"
 	"github.com/cairn-dev/cairn/sdk/internal/state"
 	"github.com/cairn-dev/cairn/sdk/jcs"
+	"github.com/cairn-dev/cairn/sdk/protocol"
 	"github.com/cairn-dev/cairn/sdk/signing"
 )
 
@@ -90,7 +91,7 @@ func (c *Client) startEndpoint(w http.ResponseWriter, r *http.Request, opts Endp
 	ctx := r.Context()
 	if err != nil {
 		// The handler panicked: the server retries it, as it retries a step.
-		op := state.Op{ID: state.CompleteID, Op: state.OpStepError, Opts: map[string]any{}, Error: errs.Serialize(err)}
+		op := state.Op{ID: state.CompleteID, Op: protocol.OpStepError, Opts: map[string]any{}, Error: errs.Serialize(err)}
 		run.Add(op)
 		stopped = true
 	}
@@ -146,7 +147,7 @@ func (c *Client) reenter(w http.ResponseWriter, r *http.Request, h http.Handler)
 		return
 	}
 	runID := r.Header.Get("X-Run-Id")
-	st := callBody{Ctx: callCtx{RunID: runID}}
+	st := protocol.CallRequest{Ctx: protocol.CallCtx{RunID: runID}}
 	if err := c.loadState(r.Context(), &st); err != nil {
 		c.write(w, key, internalError(err.Error()))
 		return
@@ -274,7 +275,7 @@ func (e *endpointCheckpointer) Checkpoint(ctx context.Context, ops []state.Op) e
 // committed tells the caller's event stream about steps now saved.
 func (e *endpointCheckpointer) committed(ops []state.Op) {
 	for _, op := range ops {
-		if op.Op == state.OpStepRun {
+		if op.Op == protocol.OpStepRun {
 			e.sse.send("inngest.commit", map[string]string{"hashedStepId": op.ID})
 		}
 	}
@@ -353,7 +354,7 @@ func (b *bufferedResponse) flatHeaders() map[string]string {
 func (b *bufferedResponse) complete() state.Op {
 	inner, _ := json.Marshal(b.body.String())
 	data, _ := json.Marshal(map[string]any{"status": b.code(), "headers": b.flatHeaders(), "body": string(inner), "version": 2})
-	return state.Op{ID: state.CompleteID, Op: state.OpRunComplete, Opts: map[string]any{}, Data: data}
+	return state.Op{ID: state.CompleteID, Op: protocol.OpRunComplete, Opts: map[string]any{}, Data: data}
 }
 
 // succeeded is the response as an inngest.response event carries it.

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cairn-dev/cairn/sdk/protocol"
 )
 
 // Trigger starts a function: an event or a cron schedule. Combine several
@@ -143,7 +145,7 @@ type Function struct {
 	client   *Client
 	opts     FunctionOpts
 	triggers []trigger
-	call     func(ctx context.Context, body *callBody) (any, error)
+	call     func(ctx context.Context, body *protocol.CallRequest) (any, error)
 }
 
 // ID is the function's id in its app, as given.
@@ -167,7 +169,7 @@ func CreateFunction[E, R any](c *Client, opts FunctionOpts, on Trigger, handler 
 		return nil, fmt.Errorf("sdk: function %q has %d triggers; the limit is 10", opts.ID, len(ts))
 	}
 	f := &Function{client: c, opts: opts, triggers: ts}
-	f.call = func(ctx context.Context, body *callBody) (any, error) {
+	f.call = func(ctx context.Context, body *protocol.CallRequest) (any, error) {
 		in, err := decodeInput[E](body)
 		if err != nil {
 			return nil, NonRetriable(err)
@@ -187,7 +189,7 @@ func CreateFunction[E, R any](c *Client, opts FunctionOpts, on Trigger, handler 
 			}},
 		}
 		onFailure := opts.OnFailure
-		failure.call = func(ctx context.Context, body *callBody) (any, error) {
+		failure.call = func(ctx context.Context, body *protocol.CallRequest) (any, error) {
 			in, err := decodeInput[FailureData](body)
 			if err != nil {
 				return nil, NonRetriable(err)
@@ -208,7 +210,7 @@ func (f *Function) name() string {
 	return f.opts.ID
 }
 
-func decodeInput[E any](body *callBody) (Input[E], error) {
+func decodeInput[E any](body *protocol.CallRequest) (Input[E], error) {
 	in := Input[E]{RunID: body.Ctx.RunID, Attempt: body.Ctx.Attempt}
 	if len(body.Event) > 0 {
 		if err := json.Unmarshal(body.Event, &in.Event); err != nil {

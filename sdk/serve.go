@@ -18,29 +18,12 @@ import (
 	"github.com/cairn-dev/cairn/sdk/internal/errs"
 	"github.com/cairn-dev/cairn/sdk/internal/state"
 	"github.com/cairn-dev/cairn/sdk/jcs"
+	"github.com/cairn-dev/cairn/sdk/protocol"
 	"github.com/cairn-dev/cairn/sdk/signing"
 )
 
 // maxCallBody bounds a call's body; the server trims bigger states (use_api).
 const maxCallBody = 64 << 20
-
-// callBody is a call request (protocol note §4.1).
-type callBody struct {
-	Event   json.RawMessage            `json:"event"`
-	Events  []json.RawMessage          `json:"events"`
-	Steps   map[string]json.RawMessage `json:"steps"`
-	Ctx     callCtx                    `json:"ctx"`
-	Version int                        `json:"version"`
-	UseAPI  bool                       `json:"use_api"`
-}
-
-type callCtx struct {
-	RunID                     string `json:"run_id"`
-	Attempt                   int    `json:"attempt"`
-	MaxAttempts               int    `json:"max_attempts"`
-	DisableImmediateExecution bool   `json:"disable_immediate_execution"`
-	UseAPI                    bool   `json:"use_api"`
-}
 
 // answer is the HTTP answer to one request from the server.
 type answer struct {
@@ -406,7 +389,7 @@ func (c *Client) call(ctx context.Context, r *http.Request, raw []byte) answer {
 	if f == nil {
 		return internalError(fmt.Sprintf("Function %q was not found in this app; is the app synced correctly?", fnID))
 	}
-	var body callBody
+	var body protocol.CallRequest
 	if err := json.Unmarshal(raw, &body); err != nil || body.Ctx.RunID == "" {
 		msg := "the call body is not a call request (no ctx.run_id)"
 		if err != nil {
@@ -429,7 +412,7 @@ func (c *Client) call(ctx context.Context, r *http.Request, raw []byte) answer {
 		Memo:             body.Steps,
 		Sender:           c,
 	}
-	if cp := c.newAsyncCheckpointer(r, raw, &body, stepID); cp != nil {
+	if cp := c.newAsyncCheckpointer(r, &body, stepID); cp != nil {
 		run.Checkpointer, run.Deadline = cp, cp.started.Add(maxRuntime)
 	}
 	result, err, _ := state.Call(func() (any, error) { return f.call(state.With(ctx, run), &body) })
@@ -445,7 +428,7 @@ func outcome(run *state.Run, result any, err error) answer {
 	case o.Executed:
 		a := answer{status: 206, headers: map[string]string{}}
 		a.body, _ = json.Marshal(o.Ops)
-		if o.Ops[0].Op != state.OpStepRun {
+		if o.Ops[0].Op != protocol.OpStepRun {
 			a.headers["X-Inngest-No-Retry"] = strconv.FormatBool(run.NoRetry)
 			if !run.RetryAt.IsZero() && !run.NoRetry {
 				a.headers["Retry-After"] = retryAfter(run.RetryAt)
@@ -467,7 +450,7 @@ func outcome(run *state.Run, result any, err error) answer {
 	}
 	if run.Checkpointer != nil {
 		// A checkpointing call ends the run with an op, as the TS SDK does.
-		b, _ = json.Marshal([]runComplete{{ID: state.CompleteID, Op: state.OpRunComplete, Data: b}})
+		b, _ = json.Marshal([]runComplete{{ID: state.CompleteID, Op: protocol.OpRunComplete, Data: b}})
 		return answer{status: 206, body: b}
 	}
 	return answer{status: 200, body: b}
@@ -526,7 +509,7 @@ func stepNotFound(target string, found []state.Op) answer {
 }
 
 // loadState fetches a trimmed call's events and steps from the server.
-func (c *Client) loadState(ctx context.Context, body *callBody) error {
+func (c *Client) loadState(ctx context.Context, body *protocol.CallRequest) error {
 	runID := url.PathEscape(body.Ctx.RunID)
 	status, raw, err := c.do(ctx, http.MethodGet, c.apiURL("/v0/runs/"+runID+"/batch"), nil)
 	if err != nil || status != 200 {

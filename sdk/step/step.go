@@ -19,6 +19,7 @@ import (
 	"github.com/cairn-dev/cairn/sdk"
 	"github.com/cairn-dev/cairn/sdk/internal/errs"
 	"github.com/cairn-dev/cairn/sdk/internal/state"
+	"github.com/cairn-dev/cairn/sdk/protocol"
 )
 
 // Run runs fn once per run and returns its result; later calls of the
@@ -46,15 +47,15 @@ func run[T any](ctx context.Context, id string, opts map[string]any, fn func(ctx
 	}
 	switch r.Decide(s, true) {
 	case state.Skip:
-		r.Found(s.Op(state.OpStepPlanned, name))
+		r.Found(s.Op(protocol.OpStepPlanned, name))
 	case state.Plan:
-		op := s.Op(state.OpStepPlanned, name)
+		op := s.Op(protocol.OpStepPlanned, name)
 		for k, v := range opts {
 			op.Opts[k] = v
 		}
 		r.Report(op)
 	}
-	op := s.Op(state.OpStepRun, name)
+	op := s.Op(protocol.OpStepRun, name)
 	for k, v := range opts {
 		op.Opts[k] = v
 	}
@@ -64,16 +65,16 @@ func run[T any](ctx context.Context, id string, opts map[string]any, fn func(ctx
 	if err != nil {
 		noRetry, at := errs.Retry(err)
 		op.Error = errs.Serialize(err)
-		op.Op = state.OpStepError
+		op.Op = protocol.OpStepError
 		if noRetry || r.LastAttempt() {
-			op.Op, noRetry = state.OpStepFailed, true
+			op.Op, noRetry = protocol.OpStepFailed, true
 		}
 		r.NoRetry, r.RetryAt = noRetry, at
 		r.Executed(ctx, op, true)
 	}
 	data, merr := json.Marshal(v)
 	if merr != nil {
-		op.Op, op.Error = state.OpStepFailed, errs.Serialize(fmt.Errorf("encoding the step's result: %w", merr))
+		op.Op, op.Error = protocol.OpStepFailed, errs.Serialize(fmt.Errorf("encoding the step's result: %w", merr))
 		r.NoRetry = true
 		r.Executed(ctx, op, true)
 	}
@@ -124,7 +125,7 @@ func sleep(ctx context.Context, id, until string) error {
 	if _, ok := r.Memoized(s); ok {
 		return nil
 	}
-	report(r, s.Op(state.OpSleep, until))
+	report(r, s.Op(protocol.OpSleep, until))
 	return nil
 }
 
@@ -170,7 +171,7 @@ func WaitForEvent[T any](ctx context.Context, id string, opts WaitForEventOpts) 
 		}
 		return e, nil
 	}
-	op := s.Op(state.OpWaitForEvent, opts.Event)
+	op := s.Op(protocol.OpWaitForEvent, opts.Event)
 	op.Opts["timeout"] = sdk.TimeString(opts.Timeout)
 	if opts.If != "" {
 		op.Opts["if"] = opts.If
@@ -215,7 +216,7 @@ func WaitForSignal[T any](ctx context.Context, id string, opts WaitForSignalOpts
 		}
 		return decodeResult[Signal[T]](raw)
 	}
-	op := s.Op(state.OpWaitForSignal, opts.Signal)
+	op := s.Op(protocol.OpWaitForSignal, opts.Signal)
 	op.Opts["signal"] = opts.Signal
 	op.Opts["timeout"] = sdk.TimeString(opts.Timeout)
 	if opts.Conflict != "" {
@@ -258,7 +259,7 @@ func Invoke[T any](ctx context.Context, id string, opts InvokeOpts) (T, error) {
 	if data == nil {
 		data = map[string]any{}
 	}
-	op := s.Op(state.OpInvoke, "")
+	op := s.Op(protocol.OpInvokeFunction, "")
 	op.Opts["function_id"] = target
 	op.Opts["payload"] = map[string]any{"data": data}
 	if opts.Timeout > 0 {

@@ -12,24 +12,12 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/cairn-dev/cairn/sdk/protocol"
 )
 
-// Opcodes on the wire (protocol note §6). Named once, here.
-const (
-	OpStepRun       = "StepRun"
-	OpStepError     = "StepError"
-	OpStepFailed    = "StepFailed"
-	OpStepPlanned   = "StepPlanned"
-	OpSleep         = "Sleep"
-	OpWaitForEvent  = "WaitForEvent"
-	OpWaitForSignal = "WaitForSignal"
-	OpInvoke        = "InvokeFunction"
-	OpRunComplete   = "RunComplete"
-)
-
-// DiscoveryStep is the stepId of a call that asks "what next?" rather than
-// naming a planned step.
-const DiscoveryStep = "step"
+// DiscoveryStep is the stepId of a call that asks "what next?".
+const DiscoveryStep = protocol.DiscoveryStep
 
 // CompleteID is sha1("complete"): the op id of RunComplete.
 var CompleteID = Hash("complete")

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cairn-dev/cairn/sdk/protocol"
 )
 
 // TestHashesMatchTheCapture checks step ids hash as the official SDK hashed
@@ -58,13 +60,13 @@ func TestParallelPlansEveryBranch(t *testing.T) {
 				if r.Decide(s, true) != Plan {
 					t.Error("a parallel step in a discovery call must be planned")
 				}
-				r.Report(s.Op(OpStepPlanned, "a"))
+				r.Report(s.Op(protocol.OpStepPlanned, "a"))
 				return nil
 			},
 			func() error {
 				s := r.Next("b")
 				reached = append(reached, "b")
-				r.Report(s.Op(OpStepPlanned, "b"))
+				r.Report(s.Op(protocol.OpStepPlanned, "b"))
 				return nil
 			},
 		})
