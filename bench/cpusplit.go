@@ -286,3 +286,31 @@ func pbFields(b []byte, f func(num, wt int, v uint64, data []byte) error) error 
 	}
 	return nil
 }
+
+// noteBenchCPU closes the scenario's CPU window of the bench process and
+// puts its figures per step into res: the whole process, the load
+// generator, the proxies and, when the app runs in the bench, the app.
+func noteBenchCPU(e *env, res *Result, steps int) {
+	sh, err := e.split.end()
+	if steps == 0 {
+		return
+	}
+	per := func(d time.Duration) float64 { return d.Seconds() * 1000 / float64(steps) }
+	res.BenchCPUMsPerStep = per(sh.Total)
+	if err != nil {
+		res.Notes = append(res.Notes, "the bench process's CPU is not split by part: "+err.Error())
+		if e.appInBench {
+			res.AppCPUMsPerStep = res.BenchCPUMsPerStep
+			res.AppCPUSource = "the whole bench process (app + load generator): no CPU profile"
+		}
+		return
+	}
+	res.LoadGenCPUMsPerStep = per(sh.Part(partBench))
+	res.ProxyCPUMsPerStep = per(sh.Part(partProxy))
+	res.BenchUnlabelled = sh.Unlabelled()
+	res.BenchProfileSamples = sh.Samples
+	if e.appInBench {
+		res.AppCPUMsPerStep = per(sh.Part(partApp))
+		res.AppCPUSource = e.appCPU
+	}
+}

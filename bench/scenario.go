@@ -29,12 +29,16 @@ type env struct {
 	hops    *hopMeter
 	sleeper *sleeper     // Go app only
 	flow    *flowTracker // Go app only
-	crypto  *cryptoMeter // Go app in production mode only
+	crypto  *cryptoMeter // raw app in production mode only
 	keys    *prodKeys    // production mode: the node's keys
 	opts    *options
-	ckpt    *ckptMeter // Go app only: checkpoint POSTs, handler time
-	appPid  int        // the process whose CPU is the app's
-	appCPU  string     // what that CPU covers
+	ckpt    *ckptMeter // checkpoint POSTs; Go apps: handler time
+	split   *cpuSplit  // the bench process's CPU, by part
+	// The app's CPU: a child's (appPid), or with appInBench the app's share
+	// of the bench process's.
+	appPid     int
+	appInBench bool
+	appCPU     string // what the app's CPU covers
 }
 
 // sent is one accepted event.
@@ -271,6 +275,9 @@ func takeBaseline(ctx context.Context, e *env) (baseline, error) {
 	b.at, b.ticks = p.t, p.ticks
 	if e.appPid > 0 {
 		b.appTick, _ = proc.CPUTicks(e.appPid)
+	}
+	if e.split != nil {
+		e.split.begin()
 	}
 	return b, nil
 }
@@ -540,6 +547,9 @@ func fillFigures(ctx context.Context, e *env, res *Result, base baseline, finish
 			res.AppCPUMsPerStep = float64(t-base.appTick) / proc.ClockTicks() * 1000 / float64(steps)
 			res.AppCPUSource = e.appCPU
 		}
+	}
+	if e.split != nil {
+		noteBenchCPU(e, res, steps)
 	}
 	if e.ckpt != nil {
 		posts, handler := e.ckpt.take()
