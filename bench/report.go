@@ -486,6 +486,10 @@ func printFlowTable(w io.Writer, rs []*Result) {
 	row("same-key overlaps (bug if > 0 with a limit)", func(_ *Result, f *FlowResult) string { return fmt.Sprint(f.Overlaps) })
 	row("Cairn CPU", func(r *Result, _ *FlowResult) string { return fmt.Sprintf("%.2f s", r.CPUSec) })
 	row("Cairn CPU per step", func(r *Result, _ *FlowResult) string { return fmt.Sprintf("%.3f ms", r.CPUSecPerStep*1000) })
+	row("app CPU per step (share of the bench process)", func(r *Result, _ *FlowResult) string {
+		return fmt.Sprintf("%.3f ms", r.AppCPUMsPerStep)
+	})
+	row("load generator CPU per step", func(r *Result, _ *FlowResult) string { return fmt.Sprintf("%.3f ms", r.LoadGenCPUMsPerStep) })
 	row("CPU per step vs none (mean of none passes)", func(_ *Result, f *FlowResult) string {
 		if f.CPUPerStepVsNone == 0 {
 			return "-"
