@@ -289,11 +289,12 @@ func pbFields(b []byte, f func(num, wt int, v uint64, data []byte) error) error 
 
 // noteBenchCPU closes the scenario's CPU window of the bench process and
 // puts its figures per step into res: the whole process, the load
-// generator, the proxies and, when the app runs in the bench, the app.
-func noteBenchCPU(e *env, res *Result, steps int) {
+// generator, the proxies and, when the app runs in the bench, the app. It
+// returns the process's CPU over the window.
+func noteBenchCPU(e *env, res *Result, steps int) time.Duration {
 	sh, err := e.split.end()
 	if steps == 0 {
-		return
+		return sh.Total
 	}
 	per := func(d time.Duration) float64 { return d.Seconds() * 1000 / float64(steps) }
 	res.BenchCPUMsPerStep = per(sh.Total)
@@ -303,7 +304,7 @@ func noteBenchCPU(e *env, res *Result, steps int) {
 			res.AppCPUMsPerStep = res.BenchCPUMsPerStep
 			res.AppCPUSource = "the whole bench process (app + load generator): no CPU profile"
 		}
-		return
+		return sh.Total
 	}
 	res.LoadGenCPUMsPerStep = per(sh.Part(partBench))
 	res.ProxyCPUMsPerStep = per(sh.Part(partProxy))
@@ -313,4 +314,5 @@ func noteBenchCPU(e *env, res *Result, steps int) {
 		res.AppCPUMsPerStep = per(sh.Part(partApp))
 		res.AppCPUSource = e.appCPU
 	}
+	return sh.Total
 }

@@ -52,13 +52,18 @@ type Result struct {
 	Steps      int     `json:"steps"`
 	WallSec    float64 `json:"wall_sec"`
 
-	RunsPerSec  float64 `json:"runs_per_sec"`
-	StepsPerSec float64 `json:"steps_per_sec"`
-	LatencyMs   Pct     `json:"event_to_completion_ms"`
-	AcceptMs    Pct     `json:"event_accept_ms"`
-	HopMs       Pct     `json:"step_hop_overhead_ms"`
-	CallsPerRun float64 `json:"app_calls_per_run"`
-	AppCalls    int64   `json:"app_calls_seen"`
+	// SendSec is first send → last event accepted; EventsPerSec the events
+	// accepted per second over it. A burst's senders wait for each answer
+	// (a Raft commit), so -senders / accept latency bounds this rate.
+	SendSec      float64 `json:"send_sec,omitempty"`
+	EventsPerSec float64 `json:"events_accepted_per_sec,omitempty"`
+	RunsPerSec   float64 `json:"runs_per_sec"`
+	StepsPerSec  float64 `json:"steps_per_sec"`
+	LatencyMs    Pct     `json:"event_to_completion_ms"`
+	AcceptMs     Pct     `json:"event_accept_ms"`
+	HopMs        Pct     `json:"step_hop_overhead_ms"`
+	CallsPerRun  float64 `json:"app_calls_per_run"`
+	AppCalls     int64   `json:"app_calls_seen"`
 	// Async checkpointing: the Go app's checkpoint POSTs (every try), and
 	// the HTTP requests per run (app calls + checkpoint POSTs).
 	CheckpointPosts   int64   `json:"checkpoint_posts"`
@@ -79,6 +84,11 @@ type Result struct {
 	ProxyCPUMsPerStep   float64 `json:"proxy_cpu_ms_per_step,omitempty"`
 	BenchUnlabelled     float64 `json:"bench_cpu_unlabelled_share"`
 	BenchProfileSamples int     `json:"bench_cpu_profile_samples"`
+	// The machine's CPU over the same window, in % of all its cores: busy
+	// (every process), and what processes other than Cairn, the bench and
+	// the TS app took (other jobs on a shared box).
+	MachineBusyPct float64 `json:"machine_cpu_busy_pct"`
+	OtherCPUPct    float64 `json:"other_processes_cpu_pct"`
 
 	CPUSec        float64 `json:"cairn_cpu_sec"`
 	CPUSecPerStep float64 `json:"cairn_cpu_sec_per_step"`
@@ -224,6 +234,9 @@ func printReport(w io.Writer, rep *Report) {
 		row("event→completion p50 / p99", func(r *Result) string { return pctCell(r.LatencyMs, " ms") })
 		row("event→completion max", func(r *Result) string { return fmt.Sprintf("%s ms", num(r.LatencyMs.Max)) })
 		row("event accept (POST /e) p50 / p99", func(r *Result) string { return pctCell(r.AcceptMs, " ms") })
+		row("events accepted/s (first send → last accepted)", func(r *Result) string {
+			return fmt.Sprintf("%s (%.2f s)", num(r.EventsPerSec), r.SendSec)
+		})
 		row("step hop overhead p50 / p99 (app side)", func(r *Result) string { return pctCell(r.HopMs, " ms") })
 		row("step hops measured", func(r *Result) string { return fmt.Sprint(r.HopMs.N) })
 		row("app calls per run", func(r *Result) string { return num(r.CallsPerRun) })
@@ -236,6 +249,9 @@ func printReport(w io.Writer, rep *Report) {
 		row("bench process CPU per step (getrusage)", func(r *Result) string { return fmt.Sprintf("%.3f ms", r.BenchCPUMsPerStep) })
 		row("projected steps/s per core: Cairn / app", func(r *Result) string {
 			return perCore(r.CPUSecPerStep*1000) + " / " + perCore(r.AppCPUMsPerStep)
+		})
+		row(fmt.Sprintf("machine CPU busy: all / other processes (%% of %d cores)", rep.CPUs), func(r *Result) string {
+			return fmt.Sprintf("%.0f%% / %.0f%%", r.MachineBusyPct, r.OtherCPUPct)
 		})
 		row(fmt.Sprintf("projected steps/s, all parts on %d cores", rep.CPUs), func(r *Result) string {
 			return perCore((r.CPUSecPerStep*1000 + r.AppCPUMsPerStep + r.LoadGenCPUMsPerStep + r.ProxyCPUMsPerStep) / float64(rep.CPUs))
