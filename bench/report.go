@@ -245,7 +245,12 @@ func printReport(w io.Writer, rep *Report) {
 		row("Cairn CPU", func(r *Result) string { return fmt.Sprintf("%.2f s", r.CPUSec) })
 		row("Cairn CPU per step", func(r *Result) string { return fmt.Sprintf("%.3f ms", r.CPUSecPerStep*1000) })
 		row("app CPU per step (go/raw: SDK app/raw handler)", func(r *Result) string { return fmt.Sprintf("%.3f ms", r.AppCPUMsPerStep) })
-		row("load generator CPU per step (bench)", func(r *Result) string { return fmt.Sprintf("%.3f ms", r.LoadGenCPUMsPerStep) })
+		row("load generator CPU per step (ts: + proxies)", func(r *Result) string {
+			if r.ProxyCPUMsPerStep > 0 {
+				return fmt.Sprintf("%.3f + %.3f ms", r.LoadGenCPUMsPerStep, r.ProxyCPUMsPerStep)
+			}
+			return fmt.Sprintf("%.3f ms", r.LoadGenCPUMsPerStep)
+		})
 		row("bench process CPU per step (getrusage)", func(r *Result) string { return fmt.Sprintf("%.3f ms", r.BenchCPUMsPerStep) })
 		row("projected steps/s per core: Cairn / app", func(r *Result) string {
 			return perCore(r.CPUSecPerStep*1000) + " / " + perCore(r.AppCPUMsPerStep)
