@@ -81,10 +81,10 @@ func parseFlags() (*options, error) {
 	flag.StringVar(&o.app, "app", "both", "app modes, comma separated: go (the Go SDK app, in the bench process), raw (a hand-written\n"+
 		"protocol handler in the bench process: measures the SDK's own cost by difference), ts (e2e/tsapp, the TS SDK);\n"+
 		"both = go,ts")
-	flag.IntVar(&o.n, "n", 0, "burst: events to send (default 2000 for go, 200 for ts)")
+	flag.IntVar(&o.n, "n", 0, "burst: events to send (default 2000 for go and raw, 200 for ts)")
 	flag.IntVar(&o.senders, "senders", 4, "burst: concurrent event senders")
 	flag.Float64Var(&o.rate, "rate", 5, "steady: events per second")
-	flag.DurationVar(&o.duration, "duration", 0, "steady: how long to send (default 10s for go, 20s for ts)")
+	flag.DurationVar(&o.duration, "duration", 0, "steady: how long to send (default 10s for go and raw, 20s for ts)")
 	flag.StringVar(&scen, "scenarios", "burst,steady", "scenarios to run, comma separated: burst, steady, sleep, flow, fair, pit (sleep, flow and fair: Go app only;\n"+
 		"pit rebuilds the state at past log indexes from the log the scenarios before it wrote: burst,pit)")
 	flag.DurationVar(&o.timeout, "timeout", 5*time.Minute, "overall time limit; everything is stopped when it runs out\n"+

@@ -330,28 +330,40 @@ func (c SDKComparison) MarshalJSON() ([]byte, error) {
 }
 
 // compareSDK pairs the Go SDK app's and the raw handler's results of the
-// same security, archive and checkpointing modes and scenario.
+// same security, archive and checkpointing modes and scenario: the n-th of
+// one app with the n-th of the other (flow repeats its passes).
 func compareSDK(rs []*Result) []SDKComparison {
+	key := func(r *Result) string {
+		return strings.Join([]string{r.Mode, r.Archive, r.Checkpointing, r.Scenario}, "\x00")
+	}
+	raws := map[string][]*Result{}
+	for _, r := range rs {
+		if r.App == appRaw && r.Sleep == nil && r.Steps > 0 {
+			raws[key(r)] = append(raws[key(r)], r)
+		}
+	}
+	seen := map[string]int{}
 	var out []SDKComparison
 	for _, g := range rs {
 		if g.App != appSDK || g.Sleep != nil || g.Steps == 0 {
 			continue
 		}
-		for _, r := range rs {
-			if r.App != appRaw || r.Mode != g.Mode || r.Archive != g.Archive || r.Checkpointing != g.Checkpointing ||
-				r.Scenario != g.Scenario || r.Steps == 0 {
-				continue
-			}
-			out = append(out, SDKComparison{Mode: g.Mode, Archive: g.Archive, Checkpointing: g.Checkpointing, Scenario: g.Scenario,
-				SDKStepsPerSec: g.StepsPerSec, RawStepsPerSec: r.StepsPerSec,
-				SDKCairnCPUMsPerStep: g.CPUSecPerStep * 1000, RawCairnCPUMsPerStep: r.CPUSecPerStep * 1000,
-				SDKAppCPUMsPerStep: g.AppCPUMsPerStep, RawAppCPUMsPerStep: r.AppCPUMsPerStep,
-				SDKBenchCPUMsPerStep: g.BenchCPUMsPerStep, RawBenchCPUMsPerStep: r.BenchCPUMsPerStep,
-				SDKCallsPerRun: g.CallsPerRun, RawCallsPerRun: r.CallsPerRun,
-				SDKHandlerMsPerStep: g.HandlerMsPerStep, RawHandlerMsPerStep: r.HandlerMsPerStep,
-				SDKExtraCPUMsPerStep:      g.AppCPUMsPerStep - r.AppCPUMsPerStep,
-				SDKExtraBenchCPUMsPerStep: g.BenchCPUMsPerStep - r.BenchCPUMsPerStep})
+		k := key(g)
+		i := seen[k]
+		seen[k]++
+		if i >= len(raws[k]) {
+			continue
 		}
+		r := raws[k][i]
+		out = append(out, SDKComparison{Mode: g.Mode, Archive: g.Archive, Checkpointing: g.Checkpointing, Scenario: g.Scenario,
+			SDKStepsPerSec: g.StepsPerSec, RawStepsPerSec: r.StepsPerSec,
+			SDKCairnCPUMsPerStep: g.CPUSecPerStep * 1000, RawCairnCPUMsPerStep: r.CPUSecPerStep * 1000,
+			SDKAppCPUMsPerStep: g.AppCPUMsPerStep, RawAppCPUMsPerStep: r.AppCPUMsPerStep,
+			SDKBenchCPUMsPerStep: g.BenchCPUMsPerStep, RawBenchCPUMsPerStep: r.BenchCPUMsPerStep,
+			SDKCallsPerRun: g.CallsPerRun, RawCallsPerRun: r.CallsPerRun,
+			SDKHandlerMsPerStep: g.HandlerMsPerStep, RawHandlerMsPerStep: r.HandlerMsPerStep,
+			SDKExtraCPUMsPerStep:      g.AppCPUMsPerStep - r.AppCPUMsPerStep,
+			SDKExtraBenchCPUMsPerStep: g.BenchCPUMsPerStep - r.BenchCPUMsPerStep})
 	}
 	return out
 }

@@ -254,3 +254,15 @@ func TestSDKAppAsRaw(t *testing.T) {
 		t.Fatalf("sdk app: %d calls hop-metered", n)
 	}
 }
+
+// TestCompareSDK pairs repeated scenarios in order.
+func TestCompareSDK(t *testing.T) {
+	mk := func(app, scen string, sps float64) *Result {
+		return &Result{App: app, Mode: modeDev, Checkpointing: ckptOn, Scenario: scen, Steps: 3, StepsPerSec: sps}
+	}
+	cs := compareSDK([]*Result{mk(appSDK, "flow none", 1), mk(appSDK, "flow none", 2), mk(appSDK, "burst", 5),
+		mk(appRaw, "flow none", 3), mk(appRaw, "flow none", 4), mk("ts", "burst", 9)})
+	if len(cs) != 2 || cs[0].SDKStepsPerSec != 1 || cs[0].RawStepsPerSec != 3 || cs[1].SDKStepsPerSec != 2 || cs[1].RawStepsPerSec != 4 {
+		t.Fatalf("%+v", cs)
+	}
+}
