@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/sha1"
 	"encoding/hex"
@@ -23,7 +22,6 @@ import (
 	"time"
 
 	"github.com/cairn-dev/cairn/internal/proc"
-	"github.com/cairn-dev/cairn/sdk/signing"
 )
 
 // ---------------------------------------------------------------------------
@@ -92,15 +90,63 @@ func flush(w http.ResponseWriter) {
 }
 
 // ---------------------------------------------------------------------------
-// The Go app: a minimal SDK stand-in with a 3-step function (and a sleeper,
-// sleep.go)
+// The Go apps: app benchgo, served inside the bench process either by the
+// Go SDK (-app go, sdkapp.go) or by a hand-written protocol handler (-app
+// raw, rawapp.go), with the same functions: benchgo-import-contacts (3
+// steps), benchgo-sleeper (sleep.go), benchgo-flow-none and
+// benchgo-flow-conc (flow.go).
 
 const (
 	goAppID   = "benchgo"
 	goFnID    = "benchgo-import-contacts"
 	benchSDK  = "cairn-bench:v0"
 	eventName = "contacts/csv.uploaded"
+
+	appSDK = "go"  // -app go: the Go SDK app
+	appRaw = "raw" // -app raw: the hand-written handler
 )
+
+// isGoApp says whether an app mode is served inside the bench process.
+func isGoApp(app string) bool { return app == appSDK || app == appRaw }
+
+// appMeters is what a Go app tells the scenarios about the calls it served.
+type appMeters struct {
+	hops    *hopMeter
+	sleeper *sleeper     // benchgo-sleeper (sleep scenario)
+	flow    *flowTracker // benchgo-flow-none and benchgo-flow-conc (flow scenario)
+	ckpt    ckptMeter    // async checkpointing: POSTs sent, handler time
+	syncErr atomic.Value // string: last register failure
+}
+
+func newAppMeters() *appMeters {
+	return &appMeters{hops: newHopMeter(), sleeper: newSleeper(), flow: newFlowTracker()}
+}
+
+// goApp is a running Go app.
+type goApp struct {
+	*appMeters
+	kind   string       // appSDK or appRaw
+	url    string       // serve URL, e.g. http://127.0.0.1:P/api/inngest
+	crypto *cryptoMeter // raw app in production mode: its verify + sign time
+	stop   func()
+}
+
+// goAppName says what a Go app mode is, for humans.
+func goAppName(kind string) string {
+	if kind == appRaw {
+		return "raw handler"
+	}
+	return "Go SDK app"
+}
+
+// startGoApp serves the Go app of kind on a free loopback port; with keys
+// in production mode.
+func startGoApp(kind, cairnURL string, keys *prodKeys) (*goApp, error) {
+	if kind == appRaw {
+		return startRawApp(cairnURL, keys)
+	}
+	return startSDKApp(cairnURL, keys)
+}
 
 type goStep struct {
 	name string
@@ -125,237 +171,6 @@ var goSteps = func() []goStep {
 }()
 
 var goFinal = []byte(`{"results":{"imported":2,"emails":["ann@example.com","bob@example.com"]}}`)
-
-type goApp struct {
-	url      string // serve URL, e.g. http://127.0.0.1:P/api/inngest
-	cairnURL string
-	hops     *hopMeter
-	sleeper  *sleeper     // the second function, benchgo-sleeper (sleep scenario)
-	flow     *flowTracker // benchgo-flow-none and benchgo-flow-conc (flow scenario)
-	syncErr  atomic.Value // string: last register failure
-	// Production mode: Cairn's key (verify its requests, sign our answers,
-	// Bearer on /fn/register), and the time that takes.
-	keys   signing.Keys
-	crypto cryptoMeter
-	ckpt   ckptMeter // async checkpointing: POSTs sent, handler time
-}
-
-func (a *goApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	arrived := time.Now()
-	if a.keys.Enabled() && (r.Method == http.MethodPost || r.Method == http.MethodPut) {
-		if !a.verifyRequest(w, r) {
-			return
-		}
-		w = &signedWriter{ResponseWriter: w, app: a}
-	}
-	switch r.Method {
-	case http.MethodPost:
-		a.call(w, r, arrived)
-	case http.MethodPut:
-		a.sync(w, r)
-	case http.MethodGet:
-		writeSDK(w, http.StatusOK, []byte(`{"function_count":4,"mode":"dev","sdk":"`+benchSDK+`"}`))
-	default:
-		writeSDK(w, http.StatusMethodNotAllowed, []byte(`{"message":"method not allowed"}`))
-	}
-}
-
-func writeSDK(w http.ResponseWriter, status int, body []byte) {
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("X-Inngest-SDK", benchSDK)
-	h.Set("X-Inngest-Req-Version", "2")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	signIfAsked(w, body)
-	w.WriteHeader(status)
-	_, _ = w.Write(body)
-	flush(w)
-}
-
-// callBody is the part of an execution request the app reads.
-type callBody struct {
-	Event struct {
-		ID   string `json:"id"`
-		Data struct {
-			Until string `json:"until"` // benchgo-sleeper: when to wake
-			K     string `json:"k"`     // flow functions: the concurrency key
-		} `json:"data"`
-	} `json:"event"`
-	Steps map[string]json.RawMessage `json:"steps"`
-	Ctx   struct {
-		RunID string `json:"run_id"`
-		// Async checkpointing (checkpointing.go): fn_id turns it on.
-		FnID                      string `json:"fn_id"`
-		QiID                      string `json:"qi_id"`
-		RequestID                 string `json:"request_id"`
-		GenerationID              int64  `json:"generation_id"`
-		Attempt                   int    `json:"attempt"`
-		DisableImmediateExecution bool   `json:"disable_immediate_execution"`
-		Stack                     struct {
-			Stack []string `json:"stack"`
-		} `json:"stack"`
-	} `json:"ctx"`
-}
-
-func (a *goApp) call(w http.ResponseWriter, r *http.Request, arrived time.Time) {
-	var body callBody
-	err := json.NewDecoder(r.Body).Decode(&body)
-	runID := body.Ctx.RunID
-	if runID == "" {
-		runID = r.Header.Get("X-Run-ID")
-	}
-	fn := r.URL.Query().Get("fnId")
-	if fn == sleepFnID && err == nil {
-		// Not hop-metered: its one "hop" is the sleep itself.
-		a.sleeper.call(w, runID, &body, arrived)
-		return
-	}
-	a.hops.arrived(runID, arrived)
-	if err != nil {
-		writeSDK(w, http.StatusInternalServerError, []byte(`{"type":"internal","name":"Error","message":"bad request body"}`))
-		a.hops.answered(runID, http.StatusInternalServerError, time.Now())
-		return
-	}
-	flowFn := fn == flowNoneFnID || fn == flowConcFnID
-	if fn != goFnID && !flowFn {
-		writeSDK(w, http.StatusInternalServerError, []byte(`{"type":"internal","name":"Error","message":"unknown-function-id"}`))
-		a.hops.answered(runID, http.StatusInternalServerError, time.Now())
-		return
-	}
-	if flowFn {
-		a.flow.enter(fn, body.Event.Data.K, runID, body.Event.ID, arrived)
-	}
-	var (
-		status  int
-		answer  []byte
-		noRetry bool
-		waited  time.Duration
-	)
-	if wantsCheckpointing(&body, r.URL.Query().Get("stepId")) {
-		status, answer, noRetry, waited = a.checkpointedSteps(r.Context(), &body, runID)
-	} else {
-		status, answer = threeSteps(&body)
-	}
-	a.ckpt.handlerNs.Add(int64(time.Since(arrived) - waited))
-	if flowFn {
-		// The call counts as in flight from its arrival until just before
-		// its answer is written: Cairn cannot have the result, hence cannot
-		// have freed the key's slot, before that.
-		a.flow.leave(fn, body.Event.Data.K, runID, arrived)
-	}
-	if noRetry {
-		w.Header().Set("X-Inngest-No-Retry", "true")
-	}
-	writeSDK(w, status, answer)
-	// A 206 [RunComplete] ends the run: no hop starts.
-	hopStatus := status
-	if status == http.StatusPartialContent && bytes.Contains(answer, []byte(`"RunComplete"`)) {
-		hopStatus = http.StatusOK
-	}
-	a.hops.answered(runID, hopStatus, time.Now())
-	if flowFn && hopStatus == http.StatusOK {
-		a.flow.answered(fn, runID, time.Now())
-	}
-}
-
-// threeSteps answers a call of the 3-step shape (benchgo-import-contacts and
-// the flow functions): a StepRun op for the first step not yet memoized in
-// steps / ctx.stack.stack (206), or 200 with the result once all are done.
-func threeSteps(body *callBody) (int, []byte) {
-	done := make(map[string]bool, len(body.Steps)+len(body.Ctx.Stack.Stack))
-	for id := range body.Steps {
-		done[id] = true
-	}
-	for _, id := range body.Ctx.Stack.Stack {
-		done[id] = true
-	}
-	for _, st := range goSteps {
-		if done[st.id] {
-			continue
-		}
-		op, _ := json.Marshal([]map[string]any{{
-			"id": st.id, "op": "StepRun", "name": st.name, "displayName": st.name, "data": st.data,
-		}})
-		return http.StatusPartialContent, op
-	}
-	return http.StatusOK, goFinal
-}
-
-// sync answers Cairn's PUT by registering the function (protocol §3.1).
-func (a *goApp) sync(w http.ResponseWriter, r *http.Request) {
-	_, _ = io.Copy(io.Discard, r.Body)
-	kind := r.Header.Get("X-Inngest-Server-Kind")
-	if kind == "" {
-		kind = "dev"
-	}
-	fnDef := func(id, name, event string) map[string]any {
-		stepURL := a.url + "?fnId=" + url.QueryEscape(id) + "&stepId=step"
-		return map[string]any{
-			"id": id, "name": name,
-			"triggers": []any{map[string]any{"event": event}},
-			"steps": map[string]any{"step": map[string]any{
-				"id": "step", "name": "step",
-				"runtime": map[string]any{"type": "http", "url": stepURL},
-			}},
-		}
-	}
-	reg := map[string]any{
-		"url": a.url, "deployType": "ping", "framework": "cairn-bench", "appName": goAppID,
-		"sdk": "go:" + benchSDK, "v": "0.1",
-		"functions": []any{
-			fnDef(goFnID, "import-contacts", eventName),
-			fnDef(sleepFnID, "sleeper", sleepEventName),
-			fnDef(flowNoneFnID, "flow-none", flowNoneEvent),
-			withConcurrency(fnDef(flowConcFnID, "flow-conc", flowConcEvent)),
-		},
-	}
-	b, _ := json.Marshal(reg)
-	req, _ := http.NewRequestWithContext(r.Context(), http.MethodPost, a.cairnURL+"/fn/register", bytes.NewReader(b))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-Inngest-SDK", benchSDK)
-	req.Header.Set("X-Inngest-Expected-Server-Kind", kind)
-	req.Header.Set("X-Inngest-Sync-Kind", "out_of_band")
-	if a.keys.Enabled() {
-		req.Header.Set("Authorization", "Bearer "+a.keys.Primary.Bearer())
-	}
-	var res struct {
-		OK       bool   `json:"ok"`
-		Modified bool   `json:"modified"`
-		Error    string `json:"error"`
-		Message  string `json:"message"`
-	}
-	w.Header().Set("X-Inngest-Sync-Kind", "out_of_band")
-	w.Header().Set("X-Inngest-Expected-Server-Kind", kind)
-	if err := doJSON(req, &res); err != nil {
-		a.syncErr.Store(err.Error())
-		msg, _ := json.Marshal(map[string]any{"message": err.Error(), "modified": false})
-		writeSDK(w, http.StatusInternalServerError, msg)
-		return
-	}
-	msg, _ := json.Marshal(map[string]any{"message": "Successfully registered", "modified": res.Modified})
-	writeSDK(w, http.StatusOK, msg)
-}
-
-// startGoApp serves the Go app on a free loopback port; with keys it acts as
-// an SDK in production mode.
-func startGoApp(cairnURL string, keys *prodKeys) (*goApp, func(), error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, nil, err
-	}
-	a := &goApp{url: fmt.Sprintf("http://%s/api/inngest", ln.Addr()), cairnURL: cairnURL, hops: newHopMeter(),
-		sleeper: newSleeper(), flow: newFlowTracker()}
-	if keys != nil {
-		a.keys = signing.Keys{Primary: keys.key}
-	}
-	srv := &http.Server{Handler: a, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	return a, func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	}, nil
-}
 
 // ---------------------------------------------------------------------------
 // The TS app (e2e/tsapp, real SDK), behind a timing proxy
@@ -417,14 +232,18 @@ func startProxy(target *url.URL, hops *hopMeter) (string, func(), error) {
 		flush(w)
 		hops.answered(run, sw.status, time.Now())
 	})
-	url, stop := serve(ln, h)
+	url, stop := serve(ln, h, partProxy)
 	return url, stop, nil
 }
 
-// serve serves h on ln and returns its base URL and how to stop it.
-func serve(ln net.Listener, h http.Handler) (string, func()) {
+// serve serves h on ln and returns its base URL and how to stop it. Its
+// goroutines carry the label of part (cpusplit.go).
+func serve(ln net.Listener, h http.Handler, part string) (string, func()) {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
+	go func() {
+		labelGoroutine(part)
+		_ = srv.Serve(ln)
+	}()
 	return "http://" + ln.Addr().String(), func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

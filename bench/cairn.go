@@ -197,8 +197,11 @@ func (n *cairnNode) postJSON(ctx context.Context, path string, body, out any) er
 	return doJSON(req, out)
 }
 
-func doJSON(req *http.Request, out any) error {
-	resp, err := httpc.Do(req)
+func doJSON(req *http.Request, out any) error { return doJSONWith(httpc, req, out) }
+
+// doJSONWith sends req with client c and decodes a 2xx answer into out.
+func doJSONWith(c *http.Client, req *http.Request, out any) error {
+	resp, err := c.Do(req)
 	if err != nil {
 		return err
 	}

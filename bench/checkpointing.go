@@ -85,12 +85,6 @@ func (m *ckptMeter) take() (posts int64, handler time.Duration) {
 	return m.posts.Swap(0), time.Duration(m.handlerNs.Swap(0))
 }
 
-// ckptClient posts checkpoints: many calls run at once in a burst.
-var ckptClient = &http.Client{
-	Transport: &http.Transport{Proxy: nil, MaxIdleConns: 512, MaxIdleConnsPerHost: 512, IdleConnTimeout: 90 * time.Second},
-	Timeout:   30 * time.Second,
-}
-
 // errStale is a checkpoint Cairn refused with 409: the call's claim is
 // superseded.
 var errStale = errors.New("checkpoint returned 409")
@@ -106,7 +100,7 @@ func wantsCheckpointing(body *callBody, stepParam string) bool {
 // checkpointedSteps runs the steps not yet memoized, checkpointing each
 // one, and returns the call's answer (status, body, no-retry header) and
 // the time spent waiting on Cairn.
-func (a *goApp) checkpointedSteps(ctx context.Context, body *callBody, runID string) (int, []byte, bool, time.Duration) {
+func (a *rawApp) checkpointedSteps(ctx context.Context, body *callBody, runID string) (int, []byte, bool, time.Duration) {
 	done := make(map[string]bool, len(body.Steps)+len(body.Ctx.Stack.Stack))
 	for id := range body.Steps {
 		done[id] = true
@@ -140,7 +134,7 @@ func (a *goApp) checkpointedSteps(ctx context.Context, body *callBody, runID str
 
 // postCheckpoint sends one finished step, as the SDK does: up to 5 tries
 // with a 100 ms base backoff; a 409 is final (errStale).
-func (a *goApp) postCheckpoint(ctx context.Context, body *callBody, runID string, op map[string]any) error {
+func (a *rawApp) postCheckpoint(ctx context.Context, body *callBody, runID string, op map[string]any) error {
 	payload, _ := json.Marshal(map[string]any{
 		"run_id": runID, "fn_id": body.Ctx.FnID, "qi_id": body.Ctx.QiID,
 		"request_id": body.Ctx.RequestID, "generation_id": body.Ctx.GenerationID,
@@ -166,7 +160,7 @@ func (a *goApp) postCheckpoint(ctx context.Context, body *callBody, runID string
 			req.Header.Set("Authorization", "Bearer "+a.keys.Primary.Bearer())
 		}
 		a.ckpt.posts.Add(1)
-		resp, err := ckptClient.Do(req)
+		resp, err := rawClient.Do(req)
 		if err != nil {
 			last = err
 			continue
@@ -242,7 +236,7 @@ func printCkptComparison(w io.Writer, cs []CkptComparison) {
 	fmt.Fprintln(tw, "\tsteps/s off\ton\tCairn CPU/step off\ton\tapp CPU/step off\ton\tGo handler/step off\ton\tp50 off\ton\tp99 off\ton\tHTTP req/run off\ton\t(calls + ckpt POSTs on)\t")
 	for _, c := range cs {
 		handler := func(ms float64) string {
-			if c.App != "go" {
+			if !isGoApp(c.App) {
 				return "-"
 			}
 			return fmt.Sprintf("%.3f ms", ms)
@@ -283,11 +277,11 @@ func startCkptCounter(cairnURL string, m *ckptMeter) (string, func(), error) {
 			IdleConnTimeout: 90 * time.Second},
 	}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/v1/checkpoint/") && strings.HasSuffix(r.URL.Path, "/async") {
+		if isCheckpoint(r) {
 			m.posts.Add(1)
 		}
 		rp.ServeHTTP(w, r)
 	})
-	url, stop := serve(ln, h)
+	url, stop := serve(ln, h, partProxy)
 	return url, stop, nil
 }

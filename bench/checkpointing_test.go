@@ -10,7 +10,7 @@ import (
 	"testing"
 )
 
-// callGoApp posts a discovery call for the 3-step function to a Go app
+// callGoApp posts a discovery call for the 3-step function to the raw app
 // whose Cairn answers checkpoints with status, and returns the answer and
 // the checkpoints it received.
 func callGoApp(t *testing.T, status int, fnID string) (*http.Response, []byte, int64) {
@@ -29,7 +29,7 @@ func callGoApp(t *testing.T, status int, fnID string) (*http.Response, []byte, i
 		_, _ = io.WriteString(w, `{}`)
 	}))
 	defer cairn.Close()
-	a := &goApp{cairnURL: cairn.URL, hops: newHopMeter(), flow: newFlowTracker(), sleeper: newSleeper()}
+	a := &rawApp{appMeters: newAppMeters(), cairnURL: cairn.URL}
 	body := `{"event":{"id":"e1","data":{}},"steps":{},"ctx":{"run_id":"run1","fn_id":"` + fnID +
 		`","qi_id":"run1:1:1","attempt":0,"stack":{"stack":[]}}}`
 	req := httptest.NewRequest(http.MethodPost, "/api/inngest?fnId="+goFnID+"&stepId=step", strings.NewReader(body))

@@ -1,16 +1,18 @@
 package main
 
 // The fair scenario: how long an unrelated function waits while another
-// app hangs on many calls. A second app (benchhang, served by the bench)
-// gets -fair-hang-n events whose calls each hang until the scenario ends
-// (at most -fair-hang); once its calls are in flight, the steady scenario
-// sends -fair-rate events/s for -fair-duration to benchgo-import-contacts,
-// and its event→completion latency is the figure. Then the hanging calls
-// are answered and their runs awaited, so that later scenarios start clean.
+// app hangs on many calls. A second app (benchhang, a Go SDK app served by
+// the bench) gets -fair-hang-n events whose calls each hang until the
+// scenario ends (at most -fair-hang); once its calls are in flight, the
+// steady scenario sends -fair-rate events/s for -fair-duration to
+// benchgo-import-contacts, and its event→completion latency is the figure.
+// Then the hanging calls are answered and their runs awaited, so that later
+// scenarios start clean.
 
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -18,7 +20,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cairn-dev/cairn/sdk/signing"
+	"github.com/cairn-dev/cairn/sdk"
 )
 
 const (
@@ -39,10 +41,11 @@ type FairResult struct {
 	HangFinished  int     `json:"hanging_runs_finished"`
 }
 
-// hangApp answers every call only when released (or after hang).
+// hangApp is app benchhang, written with the Go SDK: its one function,
+// benchhang-hang, returns only when released (or after hang).
 type hangApp struct {
 	url     string
-	keys    *prodKeys // production mode: answers are signed
+	client  *sdk.Client
 	hang    time.Duration
 	release chan struct{}
 	once    sync.Once
@@ -52,16 +55,12 @@ type hangApp struct {
 	first   time.Time // the first answer
 }
 
-func (a *hangApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		writeSDK(w, http.StatusOK, []byte(`{"function_count":1,"mode":"dev","sdk":"`+benchSDK+`"}`))
-		return
-	}
+func (a *hangApp) hangFn(ctx context.Context, _ sdk.Input[json.RawMessage]) (string, error) {
 	a.add(1)
 	select {
 	case <-a.release:
 	case <-time.After(a.hang):
-	case <-r.Context().Done():
+	case <-ctx.Done():
 	}
 	a.add(-1)
 	a.mu.Lock()
@@ -69,11 +68,7 @@ func (a *hangApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.first = time.Now()
 	}
 	a.mu.Unlock()
-	body := []byte(`"released"`)
-	if a.keys != nil {
-		w.Header().Set(signing.Header, a.keys.key.Sign(body, time.Now()))
-	}
-	writeSDK(w, http.StatusOK, body)
+	return "released", nil
 }
 
 func (a *hangApp) add(d int) {
@@ -91,35 +86,34 @@ func (a *hangApp) counts() (held, most int) {
 
 func (a *hangApp) releaseAll() { a.once.Do(func() { close(a.release) }) }
 
-func startHangApp(hang time.Duration, keys *prodKeys) (*hangApp, func(), error) {
+func startHangApp(cairnURL string, hang time.Duration, keys *prodKeys) (*hangApp, func(), error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, nil, err
 	}
-	a := &hangApp{url: fmt.Sprintf("http://%s/api/inngest", ln.Addr()), keys: keys, hang: hang, release: make(chan struct{})}
-	srv := &http.Server{Handler: a, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
+	origin := "http://" + ln.Addr().String()
+	a := &hangApp{url: origin + servePath, hang: hang, release: make(chan struct{})}
+	if a.client, err = newSDKClient(hangAppID, cairnURL, origin, keys, nil); err == nil {
+		var f *sdk.Function
+		f, err = sdk.CreateFunction(a.client, sdk.FunctionOpts{ID: "hang"}, sdk.EventTrigger(hangEvent), a.hangFn)
+		if err == nil && f.FullID() != hangFnID {
+			err = fmt.Errorf("hang app: function id %q, want %q", f.FullID(), hangFnID)
+		}
+	}
+	if err != nil {
+		ln.Close()
+		return nil, nil, err
+	}
+	_, stop := serve(ln, a.client.Serve(), partApp)
 	return a, func() {
 		a.releaseAll()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
+		stop()
 	}, nil
 }
 
-// register syncs the hanging app with Cairn directly (POST /fn/register).
-func (a *hangApp) register(ctx context.Context, c *cairnNode) error {
-	reg := map[string]any{
-		"url": a.url, "deployType": "ping", "framework": "cairn-bench", "appName": hangAppID,
-		"sdk": "go:" + benchSDK, "v": "0.1",
-		"functions": []any{map[string]any{
-			"id": hangFnID, "name": "hang", "triggers": []any{map[string]any{"event": hangEvent}},
-			"steps": map[string]any{"step": map[string]any{"id": "step", "name": "step",
-				"runtime": map[string]any{"type": "http", "url": a.url + "?fnId=" + hangFnID + "&stepId=step"}}},
-		}},
-	}
-	return c.postJSON(ctx, "/fn/register", reg, nil)
-}
+// register syncs the hanging app with Cairn directly (POST /fn/register:
+// nothing pings it).
+func (a *hangApp) register(ctx context.Context) error { return a.client.Register(ctx, a.url) }
 
 // postHangEvents sends n events to the hanging function, hangBatch a POST.
 func postHangEvents(ctx context.Context, c *cairnNode, n int) ([]string, error) {
@@ -150,12 +144,12 @@ func runFair(ctx context.Context, e *env) *Result {
 	fail := func(err error) *Result {
 		return &Result{App: e.app, Scenario: "fair", Fair: fr, Error: err.Error()}
 	}
-	app, stop, err := startHangApp(o.fairHang, e.keys)
+	app, stop, err := startHangApp(e.cairn.url, o.fairHang, e.keys)
 	if err != nil {
 		return fail(err)
 	}
 	defer stop()
-	if err := app.register(ctx, e.cairn); err != nil {
+	if err := app.register(ctx); err != nil {
 		return fail(fmt.Errorf("registering %s: %w", hangAppID, err))
 	}
 	logf("%s: fair: %d events to %s, whose calls hang (at most %s)", e.app, o.fairHangN, hangFnID, o.fairHang)

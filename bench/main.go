@@ -1,10 +1,13 @@
 // Command bench measures Cairn end to end: it builds bin/cairn, runs
 // `cairn dev` as a subprocess on free loopback ports with a fresh data dir,
-// drives it with a Go stand-in app and/or the real TS SDK app (e2e/tsapp),
-// and reports throughput, latency, engine overhead per step hop, and the
-// CPU, memory and log bytes the Cairn process spends per step.
+// drives it with the Go SDK app (sdk/, served inside the bench), a
+// hand-written protocol handler (the raw app, to isolate the SDK's own
+// cost) and/or the real TS SDK app (e2e/tsapp), and reports throughput,
+// latency, engine overhead per step hop, the CPU, memory and log bytes the
+// Cairn process spends per step, and the app's and the load generator's
+// CPU per step.
 //
-//	go run ./bench [-app go|ts|both] [-n N] [-rate R] [-duration D] [-json FILE]
+//	go run ./bench [-app go|raw|ts|both|LIST] [-n N] [-rate R] [-duration D] [-json FILE]
 //
 // See bench/README.md for what each figure means. It is not part of go test.
 package main
@@ -27,7 +30,8 @@ import (
 )
 
 type options struct {
-	app       string
+	app       string   // -app as given
+	apps      []string // the app modes to run, in order: go, raw, ts
 	n         int
 	senders   int
 	rate      float64
@@ -74,11 +78,13 @@ type options struct {
 func parseFlags() (*options, error) {
 	o := &options{security: securityModes{modeDev}, archive: archiveModes{archiveOn}, ckpt: ckptModes{ckptOn}}
 	var scen string
-	flag.StringVar(&o.app, "app", "both", "app mode: go (built-in Go stand-in app), ts (e2e/tsapp, real SDK) or both")
-	flag.IntVar(&o.n, "n", 0, "burst: events to send (default 2000 for go, 200 for ts)")
+	flag.StringVar(&o.app, "app", "both", "app modes, comma separated: go (the Go SDK app, in the bench process), raw (a hand-written\n"+
+		"protocol handler in the bench process: measures the SDK's own cost by difference), ts (e2e/tsapp, the TS SDK);\n"+
+		"both = go,ts")
+	flag.IntVar(&o.n, "n", 0, "burst: events to send (default 2000 for go and raw, 200 for ts)")
 	flag.IntVar(&o.senders, "senders", 4, "burst: concurrent event senders")
 	flag.Float64Var(&o.rate, "rate", 5, "steady: events per second")
-	flag.DurationVar(&o.duration, "duration", 0, "steady: how long to send (default 10s for go, 20s for ts)")
+	flag.DurationVar(&o.duration, "duration", 0, "steady: how long to send (default 10s for go and raw, 20s for ts)")
 	flag.StringVar(&scen, "scenarios", "burst,steady", "scenarios to run, comma separated: burst, steady, sleep, flow, fair, pit (sleep, flow and fair: Go app only;\n"+
 		"pit rebuilds the state at past log indexes from the log the scenarios before it wrote: burst,pit)")
 	flag.DurationVar(&o.timeout, "timeout", 5*time.Minute, "overall time limit; everything is stopped when it runs out\n"+
@@ -126,11 +132,22 @@ func parseFlags() (*options, error) {
 	if flag.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %v", flag.Args())
 	}
-	switch o.app {
-	case "go", "ts", "both":
-	default:
-		return nil, fmt.Errorf("-app must be go, ts or both, not %q", o.app)
+	for _, a := range strings.Split(o.app, ",") {
+		switch a = strings.TrimSpace(a); a {
+		case "":
+		case "both":
+			o.apps = append(o.apps, appSDK, "ts")
+		case appSDK, appRaw, "ts":
+			o.apps = append(o.apps, a)
+		default:
+			return nil, fmt.Errorf("-app: want go, raw, ts or both (or a list), not %q", a)
+		}
 	}
+	slices.Sort(o.apps) // go, raw, ts: the Go apps back to back
+	if o.apps = slices.Compact(o.apps); len(o.apps) == 0 {
+		return nil, errors.New("-app: no app selected")
+	}
+	goApps := slices.ContainsFunc(o.apps, isGoApp)
 	for _, s := range strings.Split(scen, ",") {
 		s = strings.TrimSpace(s)
 		switch s {
@@ -150,8 +167,8 @@ func parseFlags() (*options, error) {
 	timeoutSet := false
 	flag.Visit(func(f *flag.Flag) { timeoutSet = timeoutSet || f.Name == "timeout" })
 	if slices.Contains(o.scenarios, "flow") {
-		if o.app == "ts" {
-			return nil, errors.New("the flow scenario needs the Go app: -app go")
+		if !goApps {
+			return nil, errors.New("the flow scenario needs a Go app: -app go (or raw)")
 		}
 		if o.flowN < 1 || o.flowKeys < 1 || o.flowBatch < 1 {
 			return nil, errors.New("-flow-n, -flow-keys and -flow-batch must be >= 1")
@@ -173,16 +190,16 @@ func parseFlags() (*options, error) {
 		}
 	}
 	if slices.Contains(o.scenarios, "fair") {
-		if o.app == "ts" {
-			return nil, errors.New("the fair scenario needs the Go app: -app go")
+		if !goApps {
+			return nil, errors.New("the fair scenario needs a Go app: -app go (or raw)")
 		}
 		if o.fairHangN < 1 || o.fairHang <= 0 || o.fairRate <= 0 || o.fairDuration <= 0 {
 			return nil, errors.New("-fair-hang-n must be >= 1, -fair-hang, -fair-rate and -fair-duration > 0")
 		}
 	}
 	if slices.Contains(o.scenarios, "sleep") {
-		if o.app == "ts" {
-			return nil, errors.New("the sleep scenario needs the Go app: -app go")
+		if !goApps {
+			return nil, errors.New("the sleep scenario needs a Go app: -app go (or raw)")
 		}
 		if o.sleepers < 1 || o.sleepBatch < 1 || o.sleepLead < 0 || o.sleepSpread < 0 || o.sleepIdle < 0 {
 			return nil, errors.New("-sleepers and -sleep-batch must be >= 1, -sleep-lead, -sleep-spread and -sleep-idle >= 0")
@@ -212,6 +229,10 @@ func main() {
 func run(o *options) (code int) {
 	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 	defer cancel()
+	// Everything the bench starts from here is the load generator's, unless
+	// it says otherwise (the apps' servers, the proxies): cpusplit.go.
+	labelGoroutine(partBench)
+	clearSDKEnv()
 
 	// First Ctrl-C: stop gracefully (the report is still printed). Second:
 	// kill every subprocess and leave.
@@ -272,11 +293,7 @@ func run(o *options) (code int) {
 		}
 	}()
 
-	modes := []string{o.app}
-	if o.app == "both" {
-		modes = []string{"go", "ts"}
-	}
-	for _, mr := range modeRuns(modes, o.security, o.archive, o.ckpt) {
+	for _, mr := range modeRuns(o.apps, o.security, o.archive, o.ckpt) {
 		m := mr.name
 		if ctx.Err() != nil {
 			rep.Errors = append(rep.Errors, fmt.Sprintf("%s: skipped: %v", m, ctx.Err()))
@@ -293,8 +310,8 @@ func run(o *options) (code int) {
 		keys, err := mr.keys()
 		switch {
 		case err != nil:
-		case mr.app == "go":
-			rs, err = runGoMode(ctx, o, bin, dir, keys, append(cairnArgs(o, mr.archive), ckptArgs(mr.ckpt)...))
+		case isGoApp(mr.app):
+			rs, err = runGoMode(ctx, o, mr.app, bin, dir, keys, append(cairnArgs(o, mr.archive), ckptArgs(mr.ckpt)...))
 		default:
 			rs, err = runTSMode(ctx, o, bin, root, dir, keys, append(cairnArgs(o, mr.archive), ckptArgs(mr.ckpt)...))
 		}
@@ -315,6 +332,7 @@ func run(o *options) (code int) {
 	rep.Comparison = compareModes(rep.Results)
 	rep.ArchiveComparison = compareArchive(rep.Results)
 	rep.CkptComparison = compareCkpt(rep.Results)
+	rep.SDKComparison = compareSDK(rep.Results)
 	printReport(os.Stdout, rep)
 	if o.jsonPath != "" {
 		if err := writeJSON(o.jsonPath, rep); err != nil {
@@ -328,21 +346,37 @@ func run(o *options) (code int) {
 	return 0
 }
 
+// clearSDKEnv unsets the INNGEST_* variables: the Go SDK reads them for
+// what its ClientOpts leave empty, and the bench configures its apps alone
+// (the TS app gets its own explicitly).
+func clearSDKEnv() {
+	var cleared []string
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "INNGEST_") {
+			os.Unsetenv(k)
+			cleared = append(cleared, k)
+		}
+	}
+	if len(cleared) > 0 {
+		logf("ignoring %s: the bench configures its apps itself", strings.Join(cleared, ", "))
+	}
+}
+
 func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
 }
 
-func runGoMode(ctx context.Context, o *options, bin, dir string, keys *prodKeys, extra []string) ([]*Result, error) {
+func runGoMode(ctx context.Context, o *options, kind, bin, dir string, keys *prodKeys, extra []string) ([]*Result, error) {
 	port, err := pickCairnPort()
 	if err != nil {
 		return nil, err
 	}
-	app, stopApp, err := startGoApp(fmt.Sprintf("http://127.0.0.1:%d", port), keys)
+	app, err := startGoApp(kind, fmt.Sprintf("http://127.0.0.1:%d", port), keys)
 	if err != nil {
 		return nil, err
 	}
-	defer stopApp()
-	logf("go: starting cairn (%s) on 127.0.0.1:%d (data %s), app at %s", securityName(keys), port, dir, app.url)
+	defer app.stop()
+	logf("%s: starting cairn (%s) on 127.0.0.1:%d (data %s), %s at %s", kind, securityName(keys), port, dir, goAppName(kind), app.url)
 	c, err := startCairn(ctx, bin, dir, port, o.logLevel, []string{app.url}, keys, extra)
 	if err != nil {
 		return nil, err
@@ -361,11 +395,9 @@ func runGoMode(ctx context.Context, o *options, bin, dir string, keys *prodKeys,
 	if d == 0 {
 		d = 10 * time.Second
 	}
-	e := &env{app: "go", cairn: c, hops: app.hops, sleeper: app.sleeper, flow: app.flow, keys: keys, opts: o,
-		ckpt: &app.ckpt, appPid: os.Getpid(), appCPU: "bench process (Go app handlers + event senders + status polls)"}
-	if keys != nil {
-		e.crypto = &app.crypto
-	}
+	e := &env{app: kind, cairn: c, hops: app.hops, sleeper: app.sleeper, flow: app.flow, keys: keys, opts: o,
+		ckpt: &app.ckpt, crypto: app.crypto, appInBench: true,
+		appCPU: goAppName(kind) + ": its share of the bench process's CPU (getrusage × CPU-profile samples labelled app)"}
 	return runScenarios(ctx, e, n, d)
 }
 
@@ -436,7 +468,7 @@ func runTSMode(ctx context.Context, o *options, bin, root, dir string, keys *pro
 	if d == 0 {
 		d = 20 * time.Second
 	}
-	e := &env{app: "ts", cairn: c, hops: hops, opts: o, appPid: ts.Pid(), appCPU: "node child (tsapp)", ckpt: &ckpt}
+	e := &env{app: "ts", cairn: c, hops: hops, opts: o, appPid: ts.Pid(), appCPU: "node child (tsapp): utime+stime", ckpt: &ckpt}
 	rs, err := runScenarios(ctx, e, n, d)
 	if !o.tsProxy {
 		for _, r := range rs {
@@ -453,6 +485,8 @@ func runTSMode(ctx context.Context, o *options, bin, root, dir string, keys *pro
 func runScenarios(ctx context.Context, e *env, n int, d time.Duration) ([]*Result, error) {
 	e.sampler = startSampler(e.cairn.proc.Pid(), 50*time.Millisecond)
 	defer e.sampler.close()
+	e.split = &cpuSplit{}
+	defer e.split.abort()
 	if e.opts.warmup > 0 {
 		logf("%s: warm-up with %d events", e.app, e.opts.warmup)
 		w := runBurst(ctx, e, e.opts.warmup, 1)
@@ -501,7 +535,7 @@ func runScenarios(ctx context.Context, e *env, n int, d time.Duration) ([]*Resul
 			}
 			r = runSleep(ctx, e)
 		case "fair":
-			if e.app != "go" {
+			if !isGoApp(e.app) {
 				logf("%s: the fair scenario needs the Go app; skipped", e.app)
 				continue
 			}

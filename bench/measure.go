@@ -6,10 +6,12 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -156,4 +158,29 @@ func diskUsage(dir string) dirUsage {
 		return nil
 	})
 	return u
+}
+
+// machineCPU reads the first line of /proc/stat: the ticks (ClockTicks)
+// all CPUs spent busy (user, nice, system, irq, softirq, steal) and in all.
+func machineCPU() (busy, total uint64, err error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, 0, errors.New("unexpected /proc/stat")
+	}
+	for i, s := range f[1:9] { // user nice system idle iowait irq softirq steal
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return 0, 0, err
+		}
+		total += v
+		if i != 3 && i != 4 {
+			busy += v
+		}
+	}
+	return busy, total, nil
 }

@@ -52,24 +52,43 @@ type Result struct {
 	Steps      int     `json:"steps"`
 	WallSec    float64 `json:"wall_sec"`
 
-	RunsPerSec  float64 `json:"runs_per_sec"`
-	StepsPerSec float64 `json:"steps_per_sec"`
-	LatencyMs   Pct     `json:"event_to_completion_ms"`
-	AcceptMs    Pct     `json:"event_accept_ms"`
-	HopMs       Pct     `json:"step_hop_overhead_ms"`
-	CallsPerRun float64 `json:"app_calls_per_run"`
-	AppCalls    int64   `json:"app_calls_seen"`
+	// SendSec is first send → last event accepted; EventsPerSec the events
+	// accepted per second over it. A burst's senders wait for each answer
+	// (a Raft commit), so -senders / accept latency bounds this rate.
+	SendSec      float64 `json:"send_sec,omitempty"`
+	EventsPerSec float64 `json:"events_accepted_per_sec,omitempty"`
+	RunsPerSec   float64 `json:"runs_per_sec"`
+	StepsPerSec  float64 `json:"steps_per_sec"`
+	LatencyMs    Pct     `json:"event_to_completion_ms"`
+	AcceptMs     Pct     `json:"event_accept_ms"`
+	HopMs        Pct     `json:"step_hop_overhead_ms"`
+	CallsPerRun  float64 `json:"app_calls_per_run"`
+	AppCalls     int64   `json:"app_calls_seen"`
 	// Async checkpointing: the Go app's checkpoint POSTs (every try), and
 	// the HTTP requests per run (app calls + checkpoint POSTs).
 	CheckpointPosts   int64   `json:"checkpoint_posts"`
 	CheckpointsPerRun float64 `json:"checkpoint_posts_per_run"`
 	RequestsPerRun    float64 `json:"http_requests_per_run"`
 	// The app's CPU per step (AppCPUSource says what it covers), and for
-	// the Go app its 3-step handlers' time per step, checkpoint waits
+	// the Go apps their 3-step handlers' time per step, checkpoint waits
 	// excluded.
 	AppCPUMsPerStep  float64 `json:"app_cpu_ms_per_step"`
 	AppCPUSource     string  `json:"app_cpu_source,omitempty"`
 	HandlerMsPerStep float64 `json:"go_handler_ms_per_step,omitempty"`
+	// The bench process's CPU per step (getrusage) and its parts
+	// (cpusplit.go): the load generator (event senders, status polls,
+	// /proc samplers), the TS app's proxies; the Go apps' part is
+	// AppCPUMsPerStep. Unlabelled CPU (GC workers) is spread over the parts.
+	BenchCPUMsPerStep   float64 `json:"bench_process_cpu_ms_per_step"`
+	LoadGenCPUMsPerStep float64 `json:"load_generator_cpu_ms_per_step"`
+	ProxyCPUMsPerStep   float64 `json:"proxy_cpu_ms_per_step,omitempty"`
+	BenchUnlabelled     float64 `json:"bench_cpu_unlabelled_share"`
+	BenchProfileSamples int     `json:"bench_cpu_profile_samples"`
+	// The machine's CPU over the same window, in % of all its cores: busy
+	// (every process), and what processes other than Cairn, the bench and
+	// the TS app took (other jobs on a shared box).
+	MachineBusyPct float64 `json:"machine_cpu_busy_pct"`
+	OtherCPUPct    float64 `json:"other_processes_cpu_pct"`
 
 	CPUSec        float64 `json:"cairn_cpu_sec"`
 	CPUSecPerStep float64 `json:"cairn_cpu_sec_per_step"`
@@ -124,6 +143,7 @@ type Report struct {
 	Comparison        []Comparison        `json:"dev_vs_production,omitempty"`       // -production=both
 	ArchiveComparison []ArchiveComparison `json:"archive_off_vs_on,omitempty"`       // -archive=both
 	CkptComparison    []CkptComparison    `json:"checkpointing_off_vs_on,omitempty"` // -checkpointing=both
+	SDKComparison     []SDKComparison     `json:"go_sdk_vs_raw,omitempty"`           // -app go,raw
 }
 
 func mib(b int64) string {
@@ -135,6 +155,14 @@ func pctCell(p Pct, unit string) string {
 		return "-"
 	}
 	return fmt.Sprintf("%s / %s", num(p.P50), num(p.P99)+unit)
+}
+
+// perCore is the steps/s one core gives at ms of CPU per step.
+func perCore(ms float64) string {
+	if ms <= 0 || math.IsInf(ms, 0) || math.IsNaN(ms) {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f", 1000/ms)
 }
 
 func num(f float64) string {
@@ -206,14 +234,33 @@ func printReport(w io.Writer, rep *Report) {
 		row("event→completion p50 / p99", func(r *Result) string { return pctCell(r.LatencyMs, " ms") })
 		row("event→completion max", func(r *Result) string { return fmt.Sprintf("%s ms", num(r.LatencyMs.Max)) })
 		row("event accept (POST /e) p50 / p99", func(r *Result) string { return pctCell(r.AcceptMs, " ms") })
+		row("events accepted/s (first send → last accepted)", func(r *Result) string {
+			return fmt.Sprintf("%s (%.2f s)", num(r.EventsPerSec), r.SendSec)
+		})
 		row("step hop overhead p50 / p99 (app side)", func(r *Result) string { return pctCell(r.HopMs, " ms") })
 		row("step hops measured", func(r *Result) string { return fmt.Sprint(r.HopMs.N) })
 		row("app calls per run", func(r *Result) string { return num(r.CallsPerRun) })
 		row("checkpoint POSTs per run (app → Cairn)", func(r *Result) string { return num(r.CheckpointsPerRun) })
 		row("HTTP requests per run (calls + ckpt)", func(r *Result) string { return num(r.RequestsPerRun) })
-		row("app CPU per step (see app_cpu_source)", func(r *Result) string { return fmt.Sprintf("%.3f ms", r.AppCPUMsPerStep) })
 		row("Cairn CPU", func(r *Result) string { return fmt.Sprintf("%.2f s", r.CPUSec) })
 		row("Cairn CPU per step", func(r *Result) string { return fmt.Sprintf("%.3f ms", r.CPUSecPerStep*1000) })
+		row("app CPU per step (go/raw: SDK app/raw handler)", func(r *Result) string { return fmt.Sprintf("%.3f ms", r.AppCPUMsPerStep) })
+		row("load generator CPU per step (ts: + proxies)", func(r *Result) string {
+			if r.ProxyCPUMsPerStep > 0 {
+				return fmt.Sprintf("%.3f + %.3f ms", r.LoadGenCPUMsPerStep, r.ProxyCPUMsPerStep)
+			}
+			return fmt.Sprintf("%.3f ms", r.LoadGenCPUMsPerStep)
+		})
+		row("bench process CPU per step (getrusage)", func(r *Result) string { return fmt.Sprintf("%.3f ms", r.BenchCPUMsPerStep) })
+		row("projected steps/s per core: Cairn / app", func(r *Result) string {
+			return perCore(r.CPUSecPerStep*1000) + " / " + perCore(r.AppCPUMsPerStep)
+		})
+		row(fmt.Sprintf("machine CPU busy: all / other processes (%% of %d cores)", rep.CPUs), func(r *Result) string {
+			return fmt.Sprintf("%.0f%% / %.0f%%", r.MachineBusyPct, r.OtherCPUPct)
+		})
+		row(fmt.Sprintf("projected steps/s, all parts on %d cores", rep.CPUs), func(r *Result) string {
+			return perCore((r.CPUSecPerStep*1000 + r.AppCPUMsPerStep + r.LoadGenCPUMsPerStep + r.ProxyCPUMsPerStep) / float64(rep.CPUs))
+		})
 		row("Cairn idle CPU (before scenarios)", func(r *Result) string { return fmt.Sprintf("%.1f%% of a core", r.IdleCPUPct) })
 		row("Cairn CPU in the 2 s after", func(r *Result) string { return fmt.Sprintf("%.1f%% of a core", r.AfterCPUPct) })
 		row("Cairn peak RSS (VmHWM)", func(r *Result) string { return fmt.Sprintf("%.1f MiB", r.PeakRSSMiB) })
@@ -239,6 +286,9 @@ func printReport(w io.Writer, rep *Report) {
 	}
 	if len(rep.CkptComparison) > 0 {
 		printCkptComparison(w, rep.CkptComparison)
+	}
+	if len(rep.SDKComparison) > 0 {
+		printSDKComparison(w, rep.SDKComparison)
 	}
 	for _, r := range rep.Results {
 		if r.Error == "" && len(r.Notes) == 0 {
@@ -270,7 +320,11 @@ func printReport(w io.Writer, rep *Report) {
 	}
 	if len(rs) > 0 {
 		fmt.Fprintln(w, "\nlatency = run ended_at − created_at (Cairn's ms stamps); hop = app answered a 206 → next call for that run arrived;")
-		fmt.Fprintln(w, "CPU, RSS and log growth are of the cairn process / data dir over first send → last completion. See bench/README.md.")
+		fmt.Fprintln(w, "Cairn CPU, RSS and log growth are of the cairn process / data dir over first send → last completion.")
+		fmt.Fprintln(w, "apps: go = the Go SDK app (sdk/), raw = a hand-written protocol handler, both inside the bench process; ts = e2e/tsapp (node).")
+		fmt.Fprintln(w, "app / load generator CPU: the bench process's CPU (getrusage, first send → figures read) shared out by CPU-profile")
+		fmt.Fprintln(w, "samples labelled by goroutine (GC workers spread pro rata); ts: the node child's utime+stime. projected steps/s =")
+		fmt.Fprintln(w, "1 / CPU per step (per core), or cores / the sum of all parts' CPU per step. See bench/README.md.")
 	}
 }
 
@@ -453,6 +507,10 @@ func printFlowTable(w io.Writer, rs []*Result) {
 	row("same-key overlaps (bug if > 0 with a limit)", func(_ *Result, f *FlowResult) string { return fmt.Sprint(f.Overlaps) })
 	row("Cairn CPU", func(r *Result, _ *FlowResult) string { return fmt.Sprintf("%.2f s", r.CPUSec) })
 	row("Cairn CPU per step", func(r *Result, _ *FlowResult) string { return fmt.Sprintf("%.3f ms", r.CPUSecPerStep*1000) })
+	row("app CPU per step (share of the bench process)", func(r *Result, _ *FlowResult) string {
+		return fmt.Sprintf("%.3f ms", r.AppCPUMsPerStep)
+	})
+	row("load generator CPU per step", func(r *Result, _ *FlowResult) string { return fmt.Sprintf("%.3f ms", r.LoadGenCPUMsPerStep) })
 	row("CPU per step vs none (mean of none passes)", func(_ *Result, f *FlowResult) string {
 		if f.CPUPerStepVsNone == 0 {
 			return "-"

@@ -29,12 +29,16 @@ type env struct {
 	hops    *hopMeter
 	sleeper *sleeper     // Go app only
 	flow    *flowTracker // Go app only
-	crypto  *cryptoMeter // Go app in production mode only
+	crypto  *cryptoMeter // raw app in production mode only
 	keys    *prodKeys    // production mode: the node's keys
 	opts    *options
-	ckpt    *ckptMeter // Go app only: checkpoint POSTs, handler time
-	appPid  int        // the process whose CPU is the app's
-	appCPU  string     // what that CPU covers
+	ckpt    *ckptMeter // checkpoint POSTs; Go apps: handler time
+	split   *cpuSplit  // the bench process's CPU, by part
+	// The app's CPU: a child's (appPid), or with appInBench the app's share
+	// of the bench process's.
+	appPid     int
+	appInBench bool
+	appCPU     string // what the app's CPU covers
 }
 
 // sent is one accepted event.
@@ -252,6 +256,9 @@ type baseline struct {
 	logFrom int64
 	hwmOK   bool
 	appTick uint64
+	// The whole machine's CPU ticks (busy, all), for what other processes
+	// took meanwhile.
+	machineBusy, machineTotal uint64
 }
 
 func takeBaseline(ctx context.Context, e *env) (baseline, error) {
@@ -271,6 +278,10 @@ func takeBaseline(ctx context.Context, e *env) (baseline, error) {
 	b.at, b.ticks = p.t, p.ticks
 	if e.appPid > 0 {
 		b.appTick, _ = proc.CPUTicks(e.appPid)
+	}
+	b.machineBusy, b.machineTotal, _ = machineCPU()
+	if e.split != nil {
+		e.split.begin()
 	}
 	return b, nil
 }
@@ -402,15 +413,21 @@ func finishResult(ctx context.Context, e *env, res *Result, base baseline, tr *t
 		res.Error = "no event was accepted"
 		return
 	}
-	first := sends[0].at
+	first, last := sends[0].at, sends[0].at
 	accept := make([]float64, 0, len(sends))
 	for _, s := range sends {
 		if s.at.Before(first) {
 			first = s.at
 		}
+		if end := s.at.Add(time.Duration(s.acceptMs * float64(time.Millisecond))); end.After(last) {
+			last = end
+		}
 		accept = append(accept, s.acceptMs)
 	}
 	res.AcceptMs = percentiles(accept)
+	if d := last.Sub(first).Seconds(); d > 0 {
+		res.SendSec, res.EventsPerSec = d, float64(len(sends))/d
+	}
 	fillFigures(ctx, e, res, base, finished, first, now)
 
 	if werr != nil {
@@ -534,12 +551,30 @@ func fillFigures(ctx context.Context, e *env, res *Result, base baseline, finish
 	res.HopMs = percentiles(hop)
 	res.AppCalls = appCalls
 
-	// The app's side: its CPU, checkpoint POSTs, HTTP requests per run.
-	if e.appPid > 0 && steps > 0 {
+	// The app's side: its CPU, checkpoint POSTs, HTTP requests per run;
+	// and the machine: what every process used over the same window (the
+	// baseline → now), and what was left for others.
+	mBusy, mTotal, mErr := machineCPU()
+	cairnNow := e.sampler.sample()
+	var appSec, benchSec float64
+	if e.appPid > 0 {
 		if t, err := proc.CPUTicks(e.appPid); err == nil && t >= base.appTick {
-			res.AppCPUMsPerStep = float64(t-base.appTick) / proc.ClockTicks() * 1000 / float64(steps)
-			res.AppCPUSource = e.appCPU
+			appSec = float64(t-base.appTick) / proc.ClockTicks()
+			if steps > 0 {
+				res.AppCPUMsPerStep = appSec * 1000 / float64(steps)
+				res.AppCPUSource = e.appCPU
+			}
 		}
+	}
+	if e.split != nil {
+		benchSec = noteBenchCPU(e, res, steps).Seconds()
+	}
+	if mErr == nil && base.machineTotal > 0 && mTotal > base.machineTotal && cairnNow.ticks >= base.ticks {
+		all := float64(mTotal - base.machineTotal)
+		res.MachineBusyPct = float64(mBusy-base.machineBusy) / all * 100
+		cairnSec := float64(cairnNow.ticks-base.ticks) / proc.ClockTicks()
+		wall := all / proc.ClockTicks() // CPU-seconds the machine had
+		res.OtherCPUPct = max(0, res.MachineBusyPct-(cairnSec+benchSec+appSec)/wall*100)
 	}
 	if e.ckpt != nil {
 		posts, handler := e.ckpt.take()

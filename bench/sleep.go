@@ -45,8 +45,9 @@ type sleepRun struct {
 	wokeCalls  int32 // calls with it (more than 1: re-sent)
 }
 
-// sleeper answers benchgo-sleeper: the first call (no "nap" memoized) with
-// one Sleep op until event.data.until, the call after the sleep with 200.
+// sleeper follows benchgo-sleeper's calls, as the Go app answers them: the
+// first call (no "nap" memoized) with one Sleep op until event.data.until,
+// the call after the sleep with the run's result.
 type sleeper struct {
 	mu   sync.Mutex
 	runs map[string]*sleepRun // run id ->
@@ -72,27 +73,14 @@ func (s *sleeper) reset() {
 	}
 }
 
-func (s *sleeper) call(w http.ResponseWriter, runID string, body *callBody, arrived time.Time) {
-	untilStr := body.Event.Data.Until
-	until, err := time.Parse(time.RFC3339Nano, untilStr)
-	if err != nil || runID == "" || strings.ContainsAny(untilStr, `"\`) {
-		s.bad.Add(1)
-		s.lastErr.Store(fmt.Sprintf("run %q: unusable event.data.until %q", runID, untilStr))
-		w.Header().Set("X-Inngest-No-Retry", "true")
-		writeSDK(w, http.StatusBadRequest, []byte(`{"name":"Error","message":"event.data.until must be an RFC 3339 date"}`))
-		return
-	}
-	memo, slept := body.Steps[napID]
-	if !slept {
-		for _, id := range body.Ctx.Stack.Stack {
-			slept = slept || id == napID
-		}
-	}
-	at := arrived.UnixNano()
+// called notes a call of run (sleeping until untilMs) that arrived at at
+// (unix ns): slept says whether it carried the nap's memo, memo is that
+// memo (null is expected).
+func (s *sleeper) called(runID string, untilMs int64, slept bool, memo json.RawMessage, at int64) {
 	s.mu.Lock()
 	st := s.runs[runID]
 	if st == nil {
-		st = &sleepRun{untilMs: until.UnixMilli()}
+		st = &sleepRun{untilMs: untilMs}
 		s.runs[runID] = st
 	}
 	if !slept {
@@ -111,36 +99,36 @@ func (s *sleeper) call(w http.ResponseWriter, runID string, body *callBody, arri
 		}
 	}
 	s.mu.Unlock()
-
-	if !slept {
-		writeSDK(w, http.StatusPartialContent,
-			[]byte(`[{"id":"`+napID+`","op":"Sleep","name":"`+untilStr+`","displayName":"nap","opts":{}}]`))
-		now := time.Now().UnixNano()
-		s.mu.Lock()
-		first := st.answeredAt == 0
-		if first {
-			st.answeredAt = now
-		}
-		s.mu.Unlock()
-		if first {
-			s.registered.Add(1)
-		}
-		return
-	}
-	if v := bytes.TrimSpace(memo); len(v) > 0 && string(v) != "null" {
+	if v := bytes.TrimSpace(memo); slept && len(v) > 0 && string(v) != "null" {
 		s.notNull.Add(1)
 	}
-	writeSDK(w, http.StatusOK, []byte(`"woke"`))
-	now := time.Now().UnixNano()
+}
+
+// answered notes that the answer to a call of run was flushed at at (unix
+// ns): its Sleep op (slept false), or its result.
+func (s *sleeper) answered(runID string, slept bool, at int64) {
 	s.mu.Lock()
-	first := st.doneAt == 0
-	if first {
-		st.doneAt = now
+	st := s.runs[runID]
+	first := false
+	if st != nil && !slept && st.answeredAt == 0 {
+		st.answeredAt, first = at, true
+	}
+	if st != nil && slept && st.doneAt == 0 {
+		st.doneAt, first = at, true
 	}
 	s.mu.Unlock()
-	if first {
+	switch {
+	case first && !slept:
+		s.registered.Add(1)
+	case first:
 		s.done.Add(1)
 	}
+}
+
+// badCall notes a call without a run id or a usable until.
+func (s *sleeper) badCall(msg string) {
+	s.bad.Add(1)
+	s.lastErr.Store(msg)
 }
 
 // snapshot copies the runs seen so far.
