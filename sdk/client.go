@@ -59,8 +59,12 @@ type ClientOpts struct {
 	// the sync request came to.
 	ServeOrigin string
 	ServePath   string
-	HTTPClient  *http.Client
-	Logger      *slog.Logger
+	// HTTPClient makes the SDK's requests to the server; the default keeps
+	// enough idle connections for a busy app's concurrent checkpoints.
+	HTTPClient *http.Client
+	Logger     *slog.Logger
+	// IgnoreEnv reads no INNGEST_* variable: only these options count.
+	IgnoreEnv bool
 }
 
 // Client is an app: its configuration and its functions.
@@ -74,6 +78,8 @@ type Client struct {
 	servePath         string
 	http              *http.Client
 	log               *slog.Logger
+	inBandSync        bool             // INNGEST_ALLOW_IN_BAND_SYNC is not "false"
+	unauthedSync      bool             // INNGEST_ENABLE_UNAUTHED_SYNC is not "false"
 	now               func() time.Time // the clock signatures are checked against
 	newRunID          func() string    // names durable endpoint runs
 
@@ -87,20 +93,30 @@ func NewClient(opts ClientOpts) (*Client, error) {
 	if opts.AppID == "" {
 		return nil, errors.New("sdk: ClientOpts.AppID is required")
 	}
+	getenv := os.Getenv
+	if opts.IgnoreEnv {
+		getenv = func(string) string { return "" }
+	}
 	c := &Client{
 		appID: opts.AppID, appVersion: opts.AppVersion,
-		eventKey:    firstOf(opts.EventKey, os.Getenv("INNGEST_EVENT_KEY")),
-		env:         firstOf(opts.Env, os.Getenv("INNGEST_ENV")),
-		serveOrigin: firstOf(opts.ServeOrigin, os.Getenv("INNGEST_SERVE_ORIGIN")),
-		servePath:   firstOf(opts.ServePath, os.Getenv("INNGEST_SERVE_PATH")),
-		http:        opts.HTTPClient,
-		log:         opts.Logger,
-		fns:         map[string]*Function{},
-		now:         time.Now,
-		newRunID:    newULID,
+		eventKey:     firstOf(opts.EventKey, getenv("INNGEST_EVENT_KEY")),
+		env:          firstOf(opts.Env, getenv("INNGEST_ENV")),
+		serveOrigin:  firstOf(opts.ServeOrigin, getenv("INNGEST_SERVE_ORIGIN")),
+		servePath:    firstOf(opts.ServePath, getenv("INNGEST_SERVE_PATH")),
+		inBandSync:   getenv("INNGEST_ALLOW_IN_BAND_SYNC") != "false",
+		unauthedSync: getenv("INNGEST_ENABLE_UNAUTHED_SYNC") != "false",
+		http:         opts.HTTPClient,
+		log:          opts.Logger,
+		fns:          map[string]*Function{},
+		now:          time.Now,
+		newRunID:     newULID,
 	}
 	if c.http == nil {
-		c.http = &http.Client{Timeout: 30 * time.Second}
+		// http.DefaultTransport keeps 2 idle connections per host: a burst of
+		// checkpoints would open (and leave in TIME_WAIT) one per request.
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConns, t.MaxIdleConnsPerHost = 256, 256
+		c.http = &http.Client{Timeout: 30 * time.Second, Transport: t}
 	}
 	if c.log == nil {
 		c.log = slog.Default()
@@ -108,7 +124,7 @@ func NewClient(opts ClientOpts) (*Client, error) {
 	devURL := ""
 	if opts.Dev != nil {
 		c.dev = *opts.Dev
-	} else if v := os.Getenv("INNGEST_DEV"); v != "" {
+	} else if v := getenv("INNGEST_DEV"); v != "" {
 		if b, err := strconv.ParseBool(v); err == nil {
 			c.dev = b
 		} else if u, err := url.Parse(v); err == nil && u.Scheme != "" && u.Host != "" {
@@ -120,20 +136,20 @@ func NewClient(opts ClientOpts) (*Client, error) {
 	if c.dev {
 		def, defEvt = "http://localhost:8288/", "http://localhost:8288/"
 	}
-	base := os.Getenv("INNGEST_BASE_URL")
+	base := getenv("INNGEST_BASE_URL")
 	var err error
-	if c.apiBase, err = parseBase(firstOf(opts.BaseURL, os.Getenv("INNGEST_API_BASE_URL"), base, devURL, def)); err != nil {
+	if c.apiBase, err = parseBase(firstOf(opts.BaseURL, getenv("INNGEST_API_BASE_URL"), base, devURL, def)); err != nil {
 		return nil, err
 	}
-	if c.evtBase, err = parseBase(firstOf(opts.BaseURL, os.Getenv("INNGEST_EVENT_API_BASE_URL"), base, devURL, defEvt)); err != nil {
+	if c.evtBase, err = parseBase(firstOf(opts.BaseURL, getenv("INNGEST_EVENT_API_BASE_URL"), base, devURL, defEvt)); err != nil {
 		return nil, err
 	}
-	if k := firstOf(opts.SigningKey, os.Getenv("INNGEST_SIGNING_KEY")); k != "" {
+	if k := firstOf(opts.SigningKey, getenv("INNGEST_SIGNING_KEY")); k != "" {
 		if c.keys.Primary, err = signing.ParseKey(k); err != nil {
 			return nil, fmt.Errorf("sdk: INNGEST_SIGNING_KEY: %w", err)
 		}
 	}
-	if k := firstOf(opts.SigningKeyFallback, os.Getenv("INNGEST_SIGNING_KEY_FALLBACK")); k != "" {
+	if k := firstOf(opts.SigningKeyFallback, getenv("INNGEST_SIGNING_KEY_FALLBACK")); k != "" {
 		if c.keys.Fallback, err = signing.ParseKey(k); err != nil {
 			return nil, fmt.Errorf("sdk: INNGEST_SIGNING_KEY_FALLBACK: %w", err)
 		}

@@ -10,7 +10,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -63,7 +62,7 @@ func (c *Client) serve(w http.ResponseWriter, r *http.Request) {
 	case http.MethodGet:
 		c.write(w, key, c.introspect(verified))
 	case http.MethodPut:
-		if r.Header.Get("X-Inngest-Sync-Kind") == "in_band" && os.Getenv("INNGEST_ALLOW_IN_BAND_SYNC") != "false" {
+		if r.Header.Get("X-Inngest-Sync-Kind") == "in_band" && c.inBandSync {
 			if !verified {
 				c.unauthorized(w)
 				return
@@ -71,7 +70,7 @@ func (c *Client) serve(w http.ResponseWriter, r *http.Request) {
 			c.write(w, key, c.syncInBand(r, body))
 			return
 		}
-		if !verified && !c.dev && os.Getenv("INNGEST_ENABLE_UNAUTHED_SYNC") == "false" {
+		if !verified && !c.dev && !c.unauthedSync {
 			c.unauthorized(w)
 			return
 		}
