@@ -232,7 +232,6 @@ func run(o *options) (code int) {
 	// Everything the bench starts from here is the load generator's, unless
 	// it says otherwise (the apps' servers, the proxies): cpusplit.go.
 	labelGoroutine(partBench)
-	clearSDKEnv()
 
 	// First Ctrl-C: stop gracefully (the report is still printed). Second:
 	// kill every subprocess and leave.
@@ -344,22 +343,6 @@ func run(o *options) (code int) {
 		return 1
 	}
 	return 0
-}
-
-// clearSDKEnv unsets the INNGEST_* variables: the Go SDK reads them for
-// what its ClientOpts leave empty, and the bench configures its apps alone
-// (the TS app gets its own explicitly).
-func clearSDKEnv() {
-	var cleared []string
-	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "INNGEST_") {
-			os.Unsetenv(k)
-			cleared = append(cleared, k)
-		}
-	}
-	if len(cleared) > 0 {
-		logf("ignoring %s: the bench configures its apps itself", strings.Join(cleared, ", "))
-	}
 }
 
 func logf(format string, args ...any) {

@@ -192,14 +192,14 @@ type sdkApp struct {
 	handler http.Handler // the SDK's client.Serve()
 }
 
-// newSDKClient makes a client configured by the bench alone (main clears
-// the INNGEST_* variables the SDK would read for the fields left empty):
+// newSDKClient makes a client configured by the bench alone (IgnoreEnv:
+// no INNGEST_* variable counts):
 // dev mode without keys, production mode with the node's signing key and
 // event key. m, when set, counts the SDK's checkpoint POSTs.
 func newSDKClient(appID, cairnURL, origin string, keys *prodKeys, m *ckptMeter) (*sdk.Client, error) {
 	dev := keys == nil
 	opts := sdk.ClientOpts{
-		AppID: appID, Dev: &dev, BaseURL: cairnURL, ServeOrigin: origin, ServePath: servePath,
+		AppID: appID, Dev: &dev, BaseURL: cairnURL, ServeOrigin: origin, ServePath: servePath, IgnoreEnv: true,
 		// The app's own transport: its connections are the app's
 		// (cpusplit.go), never shared with the load generator.
 		HTTPClient: &http.Client{Timeout: 30 * time.Second, Transport: &ckptTransport{
