@@ -45,20 +45,17 @@ func run[T any](ctx context.Context, id string, opts map[string]any, fn func(ctx
 	if t, ok := opts["type"].(string); ok {
 		name = t[len("step."):] // the TS SDK names these ops after the tool
 	}
-	switch r.Decide(s, true) {
-	case state.Skip:
-		r.Found(s.Op(protocol.OpStepPlanned, name))
-	case state.Plan:
-		op := s.Op(protocol.OpStepPlanned, name)
-		for k, v := range opts {
-			op.Opts[k] = v
-		}
-		r.Report(op)
-	}
-	op := s.Op(protocol.OpStepRun, name)
+	op := s.Op(protocol.OpStepPlanned, name)
 	for k, v := range opts {
 		op.Opts[k] = v
 	}
+	switch r.Decide(s, true) {
+	case state.Skip:
+		r.Found(op)
+	case state.Plan:
+		r.Report(op)
+	}
+	op.Op = protocol.OpStepRun
 	start := time.Now()
 	v, err := state.Safely(func() (T, error) { return fn(ctx) })
 	op.Timing = &state.Timing{Start: start.UnixNano(), Duration: int64(time.Since(start))}
