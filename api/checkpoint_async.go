@@ -66,12 +66,7 @@ func (s *Server) checkpointAsync(c echo.Context) error {
 		return errf(http.StatusBadRequest, "invalid_checkpoint", "steps: %v", err)
 	}
 	rec := &fsm.StepsCheckpointed{At: time.Now().UnixMilli(), RunID: runID, Call: call, Gen: gen, Steps: steps}
-	if run, err := s.fsm.Run(runID); err != nil {
-		return err
-	} else if run != nil && body.FnID != "" && body.FnID != fsm.FunctionUUID(run.FnID) {
-		return errf(http.StatusBadRequest, "invalid_checkpoint", "fn_id %q is not the function of run %s", body.FnID, runID)
-	}
-	res, refused, err := s.fsm.CheckpointRefusal(rec)
+	res, refused, err := s.fsm.CheckpointRefusal(rec, body.FnID)
 	if err != nil {
 		return err
 	}

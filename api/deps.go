@@ -52,7 +52,7 @@ type Projection interface {
 	SyncRefused(r *fsm.AppSynced) (string, error)
 	BulkCancelMatches(r *fsm.BulkCancel) (bool, error)
 	Refusal(cf *fsm.CallFinished, complete bool) (res fsm.Result, refused bool, err error)
-	CheckpointRefusal(r *fsm.StepsCheckpointed) (res fsm.Result, refused bool, err error)
+	CheckpointRefusal(r *fsm.StepsCheckpointed, fnUUID string) (res fsm.Result, refused bool, err error)
 	FunctionRuns(q fsm.RunQuery) ([]fsm.Run, error)
 	ResolveStep(runID, step string) (id string, ok bool, err error)
 	Replay(id string) (*fsm.Replay, error)

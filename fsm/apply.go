@@ -50,6 +50,9 @@ func (t *txn) applyRecord(r Record) Result {
 		return Result{Code: Ignored, Msg: fmt.Sprintf("record of unknown ignorable kind %d skipped", r.kind)}
 	case *LimitsSet:
 		t.put(keyLimits, &r.Limits)
+		if t.limitsSet != nil {
+			*t.limitsSet = true
+		}
 		return Result{Code: OK}
 	case *RunRerun:
 		return t.applyRunRerun(r)

@@ -85,10 +85,15 @@ func (t *txn) applyStepsCheckpointed(r *StepsCheckpointed) Result {
 // CheckpointRefusal reports, from the projection, whether a checkpoint
 // would be refused and how, so the API answers it without writing it to
 // the log. Apply decides again for checkpoints that race a new claim.
-func (f *FSM) CheckpointRefusal(r *StepsCheckpointed) (res Result, refused bool, err error) {
+// fnUUID, when given, is the ctx.fn_id the SDK echoed: it must name the
+// run's function.
+func (f *FSM) CheckpointRefusal(r *StepsCheckpointed, fnUUID string) (res Result, refused bool, err error) {
 	run, err := f.Run(r.RunID)
 	if err != nil || run == nil {
 		return Result{Code: NotFound, ID: r.RunID, Msg: "no such run"}, err == nil, err
+	}
+	if fnUUID != "" && fnUUID != FunctionUUID(run.FnID) {
+		return Result{Code: Rejected, ID: r.RunID, Msg: fmt.Sprintf("fn_id %q is not the function of run %s", fnUUID, r.RunID)}, true, nil
 	}
 	if run.Done() {
 		return Result{Code: Stale, ID: r.RunID, Msg: "run is " + run.Status}, true, nil

@@ -150,20 +150,20 @@ func TestStepsCheckpointedNeedsFormat3(t *testing.T) {
 func TestCheckpointRefusal(t *testing.T) {
 	h := newHarness(t)
 	run := h.startRun(3)
-	if _, refused, _ := h.f.CheckpointRefusal(checkpoint(run, 0, t0, stepRun("s1", `1`))); !refused {
+	if _, refused, _ := h.f.CheckpointRefusal(checkpoint(run, 0, t0, stepRun("s1", `1`)), ""); !refused {
 		t.Fatal("a checkpoint of an unclaimed call passed")
 	}
 	gen := h.claim(run, fsm.DiscoveryCall, t0+10)
-	if res, refused, err := h.f.CheckpointRefusal(checkpoint(run, gen, t0+11, stepRun("s1", `1`))); refused || err != nil {
+	if res, refused, err := h.f.CheckpointRefusal(checkpoint(run, gen, t0+11, stepRun("s1", `1`)), ""); refused || err != nil {
 		t.Fatalf("a good checkpoint refused: %+v %v", res, err)
 	}
-	if res, _, _ := h.f.CheckpointRefusal(checkpoint(run, gen-1, t0+11, stepRun("s1", `1`))); res.Code != fsm.Stale {
+	if res, _, _ := h.f.CheckpointRefusal(checkpoint(run, gen-1, t0+11, stepRun("s1", `1`)), ""); res.Code != fsm.Stale {
 		t.Fatalf("old generation: %+v", res)
 	}
-	if res, _, _ := h.f.CheckpointRefusal(checkpoint(run, gen, t0+11, fsm.Op{ID: "x", Op: fsm.OpSleep})); res.Code != fsm.Rejected {
+	if res, _, _ := h.f.CheckpointRefusal(checkpoint(run, gen, t0+11, fsm.Op{ID: "x", Op: fsm.OpSleep}), ""); res.Code != fsm.Rejected {
 		t.Fatalf("sleep: %+v", res)
 	}
-	if res, refused, _ := h.f.CheckpointRefusal(checkpoint("01NOPE", 1, t0, stepRun("s1", `1`))); !refused || res.Code != fsm.NotFound {
+	if res, refused, _ := h.f.CheckpointRefusal(checkpoint("01NOPE", 1, t0, stepRun("s1", `1`)), ""); !refused || res.Code != fsm.NotFound {
 		t.Fatalf("unknown run: %+v", res)
 	}
 }

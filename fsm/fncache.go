@@ -37,3 +37,33 @@ func (c *fnCache) reset() {
 	c.gen++
 	c.m = nil
 }
+
+// limitsCache keeps the run limits (m/limits) in memory: the API reads
+// them for every checkpoint and Apply for every claim, and only LimitsSet
+// changes them. Like fnCache, a reading taken before a reset is not kept.
+type limitsCache struct {
+	mu  sync.Mutex
+	gen uint64
+	v   *Limits
+}
+
+func (c *limitsCache) get() (*Limits, uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.v, c.gen
+}
+
+func (c *limitsCache) put(l Limits, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen == c.gen {
+		c.v = &l
+	}
+}
+
+func (c *limitsCache) reset() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	c.v = nil
+}

@@ -54,6 +54,7 @@ type FSM struct {
 	// last took it (math.MaxInt64: none). See TakeDueHint.
 	hint atomic.Int64
 	fns  fnCache
+	lims limitsCache
 }
 
 // appliedState is persisted under keyApplied in the same batch as the writes
@@ -174,7 +175,8 @@ func (f *FSM) ApplyEntries(entries []Entry) [][]Result {
 	out := make([][]Result, len(entries))
 	st := f.applied
 	minDue := int64(math.MaxInt64)
-	synced := new(bool) // an app synced in this batch: bypass the function cache
+	synced := new(bool)    // an app synced in this batch: bypass the function cache
+	limitsSet := new(bool) // the run limits changed in this batch: bypass their cache
 	parts := map[string]int{}
 	for i, e := range entries {
 		if e.Index <= st.Index {
@@ -188,7 +190,8 @@ func (f *FSM) ApplyEntries(entries []Entry) [][]Result {
 		if err != nil {
 			panic(fmt.Sprintf("fsm: entry %d: %v", e.Index, err))
 		}
-		tx := &txn{b: b, index: e.Index, minDue: math.MaxInt64, fns: &f.fns, synced: synced, parts: parts}
+		tx := &txn{b: b, index: e.Index, minDue: math.MaxInt64, fns: &f.fns, synced: synced,
+			lims: &f.lims, limitsSet: limitsSet, parts: parts}
 		res := make([]Result, len(recs))
 		for j, r := range recs {
 			res[j] = tx.apply(r)
@@ -207,6 +210,9 @@ func (f *FSM) ApplyEntries(entries []Entry) [][]Result {
 	f.applied = st
 	if *synced {
 		f.fns.reset()
+	}
+	if *limitsSet {
+		f.lims.reset()
 	}
 	for {
 		h := f.hint.Load()

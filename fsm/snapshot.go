@@ -134,6 +134,7 @@ func (f *FSM) Restore(r io.Reader) error {
 	f.applied = st
 	f.hint.Store(0)
 	f.fns.reset()
+	f.lims.reset()
 	f.notify()
 	return nil
 }

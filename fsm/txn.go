@@ -21,7 +21,10 @@ type txn struct {
 	minDue int64
 	fns    *fnCache
 	synced *bool // set once the batch syncs an app
-	at     int64 // the At of the record being applied
+	lims   *limitsCache
+	// limitsSet is set once the batch records new run limits.
+	limitsSet *bool
+	at        int64 // the At of the record being applied
 	// by is the By of the record being applied: the history entries it
 	// writes name it (not the claims its LeaseNext makes: those are the
 	// engine's).
@@ -165,8 +168,19 @@ func (t *txn) size(k []byte) int64 {
 
 // limits returns the run limits recorded by the last LimitsSet.
 func (t *txn) limits() Limits {
+	useCache := t.lims != nil && !*t.limitsSet
+	var gen uint64
+	if useCache {
+		var cached *Limits
+		if cached, gen = t.lims.get(); cached != nil {
+			return *cached
+		}
+	}
 	var l Limits // none before the first LimitsSet, as the releases before it
 	t.get(keyLimits, &l)
+	if useCache {
+		t.lims.put(l, gen)
+	}
 	return l
 }
 

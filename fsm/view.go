@@ -506,8 +506,15 @@ func (f *FSM) Refusal(cf *CallFinished, complete bool) (res Result, refused bool
 // Limits returns the run limits Apply enforces now: those of the last
 // LimitsSet, or none (a log written before limits existed).
 func (f *FSM) Limits() (Limits, error) {
+	cached, gen := f.lims.get()
+	if cached != nil {
+		return *cached, nil
+	}
 	var l Limits // none before the first LimitsSet
 	_, err := f.get(keyLimits, &l)
+	if err == nil {
+		f.lims.put(l, gen)
+	}
 	return l, err
 }
 
