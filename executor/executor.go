@@ -598,12 +598,13 @@ func (e *Executor) claimAndDispatch(ctx context.Context, due []fsm.Call) {
 // dispatch makes one app call and proposes its outcome. It returns the
 // calls that the outcome leased to this executor. c.Due is the lease end.
 func (e *Executor) dispatch(ctx context.Context, c fsm.Call) []fsm.Call {
-	log := e.log.With("run_id", c.RunID, "call", c.ID, "attempt", c.Attempt)
+	// The call's logger is made only when something is logged: most calls log nothing.
+	log := func() *slog.Logger { return e.log.With("run_id", c.RunID, "call", c.ID, "attempt", c.Attempt) }
 	req, err := e.buildRequest(ctx, c)
 	var rec *fsm.CallFinished
 	start := time.Now()
 	if err != nil {
-		log.Error("cannot build app request", "err", err)
+		log().Error("cannot build app request", "err", err)
 		rec = &fsm.CallFinished{Err: err.Error()}
 	} else {
 		rec = e.send(req)
@@ -619,17 +620,17 @@ func (e *Executor) dispatch(ctx context.Context, c fsm.Call) []fsm.Call {
 	if ctx.Err() != nil {
 		// Shutting down mid-call: the answer is unknown, not a failure.
 		// Leave the claim; the next leader (or boot) re-sends it.
-		log.Info("call interrupted; it will be re-sent", "err", ctx.Err())
+		log().Info("call interrupted; it will be re-sent", "err", ctx.Err())
 		return nil
 	}
 	if rec.Err != "" {
-		log.Warn("app call failed", "status", rec.Status, "err", rec.Err)
+		log().Warn("app call failed", "status", rec.Status, "err", rec.Err)
 	}
 	// An answer already refused (its run was cancelled meanwhile, say) is
 	// not written: it may be as large as the step output limit. This
 	// node's projection holds its own claim, so what it lacks is gone.
 	if res, refused, err := e.fsm.Refusal(rec, true); err == nil && refused {
-		log.Info("app answer not recorded: "+res.Msg, "code", res.Code)
+		log().Info("app answer not recorded: "+res.Msg, "code", res.Code)
 		return nil
 	}
 	// The answer is worth recording until the claim's lease ends; after
@@ -647,11 +648,11 @@ func (e *Executor) dispatch(ctx context.Context, c fsm.Call) []fsm.Call {
 		}
 	}
 	if err != nil {
-		log.Warn("could not record app answer; the call will be re-sent after its lease", "err", err)
+		log().Warn("could not record app answer; the call will be re-sent after its lease", "err", err)
 		return nil
 	}
 	if res[0].Code != fsm.OK {
-		log.Info("app answer not accepted", "code", res[0].Code, "msg", res[0].Msg)
+		log().Info("app answer not accepted", "code", res[0].Code, "msg", res[0].Msg)
 	}
 	return res[0].Claimed
 }
@@ -659,15 +660,15 @@ func (e *Executor) dispatch(ctx context.Context, c fsm.Call) []fsm.Call {
 // screen keeps values over the step output limit out of the log: the
 // answer is recorded with a small OutputTooLarge error in their place
 // (fsm.ScreenAnswer), which fails the step, or the run for its result.
-func (e *Executor) screen(rec *fsm.CallFinished, log *slog.Logger) {
+func (e *Executor) screen(rec *fsm.CallFinished, log func() *slog.Logger) {
 	l, err := e.fsm.Limits()
 	if err != nil {
-		log.Error("reading the run limits; screening with the defaults", "err", err)
+		log().Error("reading the run limits; screening with the defaults", "err", err)
 		l = fsm.DefaultLimits
 	}
 	if fsm.ScreenAnswer(rec, l) {
 		mScreened.Inc()
-		log.Warn("app answer over the step output limit; recorded as an error", "limit", fsm.SizeText(l.StepOutputBytes))
+		log().Warn("app answer over the step output limit; recorded as an error", "limit", fsm.SizeText(l.StepOutputBytes))
 	}
 }
 
