@@ -77,6 +77,7 @@ func (e *Executor) reentry(ctx context.Context, run *fsm.Run, fn *fsm.Function, 
 		req.Header.Set("X-Inngest-Force-Step-Plan", "true")
 	}
 	req.Header.Set("User-Agent", "cairn")
+	replayable(req)
 	return req, nil
 }
 

@@ -164,13 +164,7 @@ func New(cfg Config, f *fsm.FSM, p Proposer) *Executor {
 		cfg.ServerKind = "dev"
 	}
 	if cfg.Client == nil {
-		cfg.Client = &http.Client{Transport: &http.Transport{
-			DialContext:  cfg.AppHosts.Dialer(&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}),
-			MaxIdleConns: cfg.MaxInflight, MaxIdleConnsPerHost: cfg.MaxInflight, IdleConnTimeout: 90 * time.Second,
-		},
-			// A redirect is the app's answer, not an address to call: an
-			// app could otherwise aim Cairn's calls at any URL.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		cfg.Client = appClient(cfg.AppHosts, cfg.MaxInflight)
 	}
 	calls, stop := context.WithCancel(context.Background())
 	return &Executor{cfg: cfg, fsm: f, prop: p, log: cfg.Logger.With("component", "executor"),
@@ -768,6 +762,7 @@ func (e *Executor) buildRequest(ctx context.Context, c fsm.Call) (*http.Request,
 	req.Header.Set("X-Inngest-Req-Version", strconv.Itoa(run.Version))
 	req.Header.Set("X-Inngest-Server-Kind", e.cfg.ServerKind)
 	req.Header.Set("User-Agent", "cairn")
+	replayable(req)
 	if sig != "" {
 		req.Header.Set(signing.Header, sig)
 	}
@@ -843,3 +838,29 @@ func (q *queueCursor) stopped(key []byte, due, now int64) {
 	}
 	q.key, q.due = key, due
 }
+
+// appIdleTimeout is how long a connection to an app stays pooled. Apps'
+// servers commonly drop idle connections at 5 s (Node's keepAliveTimeout):
+// one kept longer may be closing just as a call goes out on it.
+const appIdleTimeout = 4 * time.Second
+
+// appClient is the HTTP client of app calls: connections kept for the
+// calls in flight, dialled only where hosts allows (nil: anywhere).
+func appClient(hosts *hostpolicy.Policy, inflight int) *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		DialContext:  hosts.Dialer(&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}),
+		MaxIdleConns: inflight, MaxIdleConnsPerHost: inflight, IdleConnTimeout: appIdleTimeout,
+	},
+		// A redirect is the app's answer, not an address to call: an
+		// app could otherwise aim Cairn's calls at any URL.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+// replayable lets the HTTP transport send a call again, on a new
+// connection, when the pooled one it tried was closed by the app before
+// it answered (an EOF that says nothing about the call). A call may be
+// sent twice anyway (its claim's generation fences the answers), so this
+// is safe; the empty header value marks the request without sending
+// anything to the app.
+func replayable(req *http.Request) { req.Header["Idempotency-Key"] = nil }
+
