@@ -201,18 +201,38 @@ func CompileCondition(src string) (*Program, error) {
 // Vars builds the variables from raw event JSON (nil leaves one unset, as
 // an empty map).
 func Vars(event, async []byte) (map[string]any, error) {
-	vars := map[string]any{"event": map[string]any{}, "async": map[string]any{}}
-	for name, raw := range map[string][]byte{"event": event, "async": async} {
-		if len(raw) == 0 {
-			continue
-		}
-		var v any
-		if err := json.Unmarshal(raw, &v); err != nil {
-			return nil, fmt.Errorf("%s is not JSON: %w", name, err)
-		}
-		vars[name] = v
+	ev, err := Decode(event)
+	if err != nil {
+		return nil, fmt.Errorf("event is not JSON: %w", err)
 	}
-	return vars, nil
+	as, err := Decode(async)
+	if err != nil {
+		return nil, fmt.Errorf("async is not JSON: %w", err)
+	}
+	return VarsOf(ev, as), nil
+}
+
+// Decode reads raw event JSON into the value expressions see (nil for no
+// event). Decode an event once and evaluate every expression that reads it
+// over the value (VarsOf): it is only read, never changed.
+func Decode(raw []byte) (any, error) {
+	if len(raw) == 0 {
+		return nil, nil
+	}
+	var v any
+	err := json.Unmarshal(raw, &v)
+	return v, err
+}
+
+// VarsOf builds the variables from decoded events (nil: an empty map).
+func VarsOf(event, async any) map[string]any {
+	if event == nil {
+		event = map[string]any{}
+	}
+	if async == nil {
+		async = map[string]any{}
+	}
+	return map[string]any{"event": event, "async": async}
 }
 
 // Eval evaluates the program to a Go value.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"unsafe"
 
 	"github.com/cairn-dev/cairn/expr"
 )
@@ -53,7 +54,7 @@ func (t *txn) acceptEvent(at int64, id, name string, js []byte) Result {
 	}
 	for _, fnID := range t.triggered(name) {
 		fn := t.functionOrNil(fnID)
-		if fn == nil || !triggerMatches(fn, name, js) {
+		if fn == nil || !t.triggerMatches(fn, name, js) {
 			continue
 		}
 		if run := t.admit(fn, at, eventRef{id, name, js}); run != nil {
@@ -76,12 +77,9 @@ func (t *txn) triggered(name string) []string {
 
 // triggerMatches reports whether one of fn's triggers on name accepts the
 // event. A condition that fails to evaluate does not match.
-func triggerMatches(fn *Function, name string, js []byte) bool {
+func (t *txn) triggerMatches(fn *Function, name string, js []byte) bool {
 	for _, trg := range fn.Triggers {
-		if trg.Event != name {
-			continue
-		}
-		if ok, err := expr.Match(trg.Expression, js, nil); err == nil && ok {
+		if trg.Event == name && t.match(trg.Expression, js, nil) {
 			return true
 		}
 	}
@@ -95,7 +93,7 @@ func triggerMatches(fn *Function, name string, js []byte) bool {
 func (t *txn) startRun(fn *Function, at int64, evs []eventRef, corr string, due int64, waiting string) *Run {
 	first := evs[0]
 	if fn.Idempotency != "" {
-		key, err := evalKey(fn.Idempotency, first.JSON)
+		key, err := t.evalKey(fn.Idempotency, first.JSON)
 		if err == nil {
 			var prev idempotency
 			if t.get(keyFnIdem(fn.ID, key), &prev) && at-prev.At < IdempotencyWindowMs {
@@ -149,22 +147,80 @@ type cancelEntry struct {
 	Expires int64  `msgpack:"exp,omitempty"` // 0: until the run ends
 }
 
-// evalKey evaluates a key expression (idempotency, and later concurrency
-// keys) to a string.
-func evalKey(src string, js []byte) (string, error) {
-	p, err := expr.Compile(src)
-	if err != nil {
-		return "", err
-	}
-	vars, err := expr.Vars(js, nil)
-	if err != nil {
-		return "", err
-	}
-	v, err := p.Eval(vars)
+// evalKey evaluates a key expression (idempotency, flow-control keys) to a
+// string.
+func (t *txn) evalKey(src string, js []byte) (string, error) {
+	v, err := t.eval(src, js)
 	if err != nil {
 		return "", err
 	}
 	return fmt.Sprint(v), nil
+}
+
+// eval evaluates an expression over one event.
+func (t *txn) eval(src string, js []byte) (any, error) {
+	p, err := expr.Compile(src)
+	if err != nil {
+		return nil, err
+	}
+	ev, err := t.event(js)
+	if err != nil {
+		return nil, err
+	}
+	return p.Eval(expr.VarsOf(ev, nil))
+}
+
+// match evaluates a condition over the run's event and a new one (async);
+// an empty one matches, one that fails to evaluate does not.
+func (t *txn) match(src string, event, async []byte) bool {
+	if src == "" {
+		return true
+	}
+	p, err := expr.Compile(src)
+	if err != nil {
+		return false
+	}
+	ev, err := t.event(event)
+	if err != nil {
+		return false
+	}
+	as, err := t.event(async)
+	if err != nil {
+		return false
+	}
+	ok, err := p.Bool(expr.VarsOf(ev, as))
+	return err == nil && ok
+}
+
+// event decodes an event's JSON for expressions once per entry, however
+// many expressions read it (trigger conditions, flow keys, batch
+// conditions, waits, cancels): the same bytes give the same decoded value.
+func (t *txn) event(js []byte) (any, error) {
+	if len(js) == 0 {
+		return nil, nil
+	}
+	k := docKey{unsafe.SliceData(js), len(js)}
+	if d, ok := t.docs[k]; ok {
+		return d.v, d.err
+	}
+	v, err := expr.Decode(js)
+	if t.docs == nil {
+		t.docs = map[docKey]decoded{}
+	}
+	t.docs[k] = decoded{v, err}
+	return v, err
+}
+
+// docKey names an event's bytes by where they are: Apply never changes an
+// event's bytes, so the same place holds the same event.
+type docKey struct {
+	p *byte
+	n int
+}
+
+type decoded struct {
+	v   any
+	err error
 }
 
 // runEvent returns the JSON of a run's triggering event (the CEL `event`).
@@ -193,7 +249,7 @@ func (t *txn) matchWaits(at int64, name string, js []byte) {
 			t.del(keyWait(name, r.run, r.call))
 			continue
 		}
-		if ok, err := expr.Match(c.If, t.runEvent(run), js); err != nil || !ok {
+		if !t.match(c.If, t.runEvent(run), js) {
 			continue
 		}
 		t.resume(run, c, at, js, HistEventReceived)
@@ -222,7 +278,7 @@ func (t *txn) matchCancels(at int64, name string, js []byte) {
 			t.del(r.key)
 			continue
 		}
-		if ok, err := expr.Match(r.entry.If, t.runEvent(run), js); err != nil || !ok {
+		if !t.match(r.entry.If, t.runEvent(run), js) {
 			continue
 		}
 		t.finish(run, StatusCancelled, at, nil, errJSON("RunCancelled", "cancelled by event "+name))

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"math"
 	"strings"
-
-	"github.com/cairn-dev/cairn/expr"
 )
 
 // Flow control. Every admission decision is taken here, in Apply, from the
@@ -32,12 +30,12 @@ type eventRef struct {
 // returns the run it started, joined or skipped (nil if none).
 func (t *txn) admit(fn *Function, at int64, ev eventRef) *Run {
 	if b := fn.Batch; b != nil {
-		if ok, err := expr.Match(b.If, ev.JSON, nil); err == nil && ok {
+		if t.match(b.If, ev.JSON, nil) {
 			return t.addToBatch(fn, at, ev)
 		}
 	}
 	if rl := fn.RateLimit; rl != nil {
-		key := flowKey(rl.Key, ev.JSON)
+		key := t.flowKey(rl.Key, ev.JSON)
 		// A rate limit lets Limit runs through at once, then one per
 		// Period/Limit: no waiting, the rest are skipped.
 		if _, ok := t.gcra(keyRate("rl", fn.ID, key), at, rl.Limit, rl.PeriodMs, rl.Limit-1, false); !ok {
@@ -45,7 +43,7 @@ func (t *txn) admit(fn *Function, at int64, ev eventRef) *Run {
 		}
 	}
 	if s := fn.Singleton; s != nil {
-		key := flowKey(s.Key, ev.JSON)
+		key := t.flowKey(s.Key, ev.JSON)
 		if holder := string(t.getRaw(keySingleton(fn.ID, key))); holder != "" {
 			if other := t.run(holder); other != nil && !other.Done() {
 				if s.Mode != "cancel" {
@@ -63,11 +61,11 @@ func (t *txn) admit(fn *Function, at int64, ev eventRef) *Run {
 
 // flowKey evaluates a key expression on the event ("" without one). An
 // expression that fails to evaluate puts the event under the key "".
-func flowKey(src string, js []byte) string {
+func (t *txn) flowKey(src string, js []byte) string {
 	if src == "" {
 		return ""
 	}
-	k, err := evalKey(src, js)
+	k, err := t.evalKey(src, js)
 	if err != nil {
 		return ""
 	}
@@ -135,7 +133,7 @@ type debounceState struct {
 // creates that pending run.
 func (t *txn) debounce(fn *Function, at int64, ev eventRef) *Run {
 	d := fn.Debounce
-	k := keyDebounce(fn.ID, flowKey(d.Key, ev.JSON))
+	k := keyDebounce(fn.ID, t.flowKey(d.Key, ev.JSON))
 	due := at + d.PeriodMs
 	var st debounceState
 	if t.get(k, &st) {
@@ -169,7 +167,7 @@ type batchState struct {
 // starts at once, a partial one when its timeout ends.
 func (t *txn) addToBatch(fn *Function, at int64, ev eventRef) *Run {
 	b := fn.Batch
-	k := keyBatch(fn.ID, flowKey(b.Key, ev.JSON))
+	k := keyBatch(fn.ID, t.flowKey(b.Key, ev.JSON))
 	var st batchState
 	if t.get(k, &st) {
 		if run := t.run(st.RunID); run != nil && !run.Done() && run.StartedAt == 0 {
@@ -218,29 +216,25 @@ func (t *txn) setupFlow(fn *Function, run *Run, at, due int64, js []byte) int64 
 		var key string
 		switch c.Scope {
 		case "env", "account":
-			key = c.Scope + sep + flowKey(c.Key, js)
+			key = c.Scope + sep + t.flowKey(c.Key, js)
 		default:
-			key = "fn" + sep + fn.ID + sep + fmt.Sprint(i) + sep + flowKey(c.Key, js)
+			key = "fn" + sep + fn.ID + sep + fmt.Sprint(i) + sep + t.flowKey(c.Key, js)
 		}
 		run.ConcKeys = append(run.ConcKeys, key)
 		run.ConcLimits = append(run.ConcLimits, c.Limit)
 	}
 	if fn.Priority != "" {
-		if p, err := expr.Compile(fn.Priority); err == nil {
-			if vars, err := expr.Vars(js, nil); err == nil {
-				if v, err := p.Eval(vars); err == nil {
-					run.Priority = min(max(toInt(v), -600), 600)
-				}
-			}
+		if v, err := t.eval(fn.Priority, js); err == nil {
+			run.Priority = min(max(toInt(v), -600), 600)
 		}
 	}
 	if s := fn.Singleton; s != nil {
-		k := keySingleton(fn.ID, flowKey(s.Key, js))
+		k := keySingleton(fn.ID, t.flowKey(s.Key, js))
 		t.putRaw(k, []byte(run.ID))
 		run.AdmitKeys = append(run.AdmitKeys, string(k))
 	}
 	if th := fn.Throttle; th != nil {
-		key := flowKey(th.Key, js)
+		key := t.flowKey(th.Key, js)
 		allowed, _ := t.gcra(keyRate("th", fn.ID, key), due, th.Limit, th.PeriodMs, th.Burst, true)
 		if allowed > due {
 			run.Waiting = fmt.Sprintf("throttled until %d (key %q)", allowed, key)

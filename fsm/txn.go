@@ -22,6 +22,8 @@ type txn struct {
 	fns    *fnCache
 	synced *bool // set once the batch syncs an app
 	lims   *limitsCache
+	// docs holds the events decoded for expressions in this entry (event).
+	docs map[docKey]decoded
 	// limitsSet is set once the batch records new run limits.
 	limitsSet *bool
 	at        int64 // the At of the record being applied
