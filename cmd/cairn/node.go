@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -167,6 +168,7 @@ func runNode(cmd string, args []string) error {
 			fmt.Fprint(fs.Output(), "Usage: cairn start [flags]\n\nRuns one node of a Cairn cluster. The first node of a new cluster needs\n--bootstrap (with --peers for a static three-node bootstrap).\n\nProduction mode: --signing-key and at least one --event-key are required.\nCairn signs every request to apps with the key; apps (INNGEST_DEV=0,\nINNGEST_SIGNING_KEY, INNGEST_EVENT_KEY, INNGEST_BASE_URL) and client commands\npresent it as a Bearer token; events need an event key. --insecure runs\nwithout keys, for throwaway local clusters only.\n\nFlags:\n")
 		}
 		fs.PrintDefaults()
+		fmt.Fprint(fs.Output(), "\nMemory: the Go collector runs at GOGC=400 under a soft limit of GOMEMLIMIT=1GiB\nunless those variables say otherwise (less GC CPU per step for some more heap).\n")
 	}
 	if listFlags {
 		return handleFlagList(fs)
@@ -196,6 +198,7 @@ func runNode(cmd string, args []string) error {
 	if err != nil {
 		return err
 	}
+	tuneGC()
 	// CAIRN_CPUPROFILE=FILE profiles the whole process until it shuts down
 	// (for bench runs).
 	if path := os.Getenv("CAIRN_CPUPROFILE"); path != "" {
@@ -413,4 +416,17 @@ func portTaken(err error, cfg server.Config) error {
 	}
 	return fmt.Errorf("the HTTP port %s is taken (by another cairn?): start with --port PORT (env CAIRN_PORT), or stop what holds it (%w)",
 		portOf(cfg.HTTPAddr), err)
+}
+
+// tuneGC trades heap for CPU: the collector's default (GOGC=100) spent
+// about a sixth of a node's CPU in a burst. At 400 a burst's Cairn CPU per
+// step fell by about 17% for about 30% more RSS; the soft limit keeps a
+// large heap from growing past it. GOGC and GOMEMLIMIT, when set, win.
+func tuneGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(1 << 30)
+	}
 }
