@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cairn-dev/cairn/fsm"
+	"github.com/hashicorp/raft"
 )
 
 // While a member runs an older release (its NodeSeen has no format), the
@@ -85,5 +86,59 @@ func TestFormat2MemberGetsNoActors(t *testing.T) {
 	s.Node.ClusterFormat(true)
 	if o := send(); o.By != "cli" {
 		t.Fatalf("an event proposed at format 3: %+v", o)
+	}
+}
+
+// Entries are compressed (format 4) only once every member reads them: a
+// member of format 3 gets them as they were.
+func TestEntriesCompressedOnlyAtFormat4(t *testing.T) {
+	s := startNode(t)
+	self, _ := s.FSM.Node("n1")
+	// lastEntryVersion sends a batch of events (one entry, compressible) and
+	// returns the version byte of the entry that holds them.
+	lastEntryVersion := func() byte {
+		t.Helper()
+		var batch []string
+		for i := 0; i < 20; i++ {
+			batch = append(batch, `{"name":"fmt/compress","data":{"account":"acme","plan":"enterprise"}}`)
+		}
+		if r := post(t, s.URL()+"/e/k", "["+strings.Join(batch, ",")+"]", nil); r.status != 200 {
+			t.Fatalf("send: %d %s", r.status, r.body)
+		}
+		src := s.Node.LogSource()
+		last, _ := src.LastIndex()
+		var version byte
+		src.Entries(last, last, func(l *raft.Log) error {
+			if len(l.Data) > 0 {
+				version = l.Data[0]
+			}
+			return nil
+		})
+		return version
+	}
+	old := *self
+	old.Format, old.At = 3, time.Now().UnixMilli()
+	if _, err := s.Node.Propose(context.Background(), &old); err != nil {
+		t.Fatal(err)
+	}
+	if v := s.Node.ClusterFormat(true); v != 3 {
+		t.Fatalf("cluster format %d, want 3", v)
+	}
+	if v := lastEntryVersion(); v != 1 {
+		t.Fatalf("an entry proposed at format 3 has version %d, want 1 (uncompressed)", v)
+	}
+	if _, err := s.Node.Propose(context.Background(), self); err != nil {
+		t.Fatal(err)
+	}
+	if v := s.Node.ClusterFormat(true); v != fsm.FormatVersion {
+		t.Fatalf("cluster format %d", v)
+	}
+	if v := lastEntryVersion(); v != 2 {
+		t.Fatalf("an entry proposed at format 4 has version %d, want 2 (compressed)", v)
+	}
+	// Both read back the same way: the events are there.
+	r := do(t, "GET", s.URL()+"/v1/log?from_index=1&limit=1000", nil, nil)
+	if n := strings.Count(string(r.body), "fmt/compress"); r.status != 200 || n < 40 {
+		t.Fatalf("log: %d, %d records of the 40 events", r.status, n)
 	}
 }

@@ -29,10 +29,13 @@ import (
 // nodes drop it without consequence, and it is how the cluster learns that
 // the members have been upgraded.
 //
+// Format 4 adds no record: it lets the leader compress entries (codec.go),
+// which members of format 3 could not read.
+//
 // A member's version is recorded by NodeSeen (the leader's own at term
 // start, a follower's when it joins or restarts); the cluster's is the
 // lowest among the members (ClusterFormat).
-const FormatVersion = 3
+const FormatVersion = 4
 
 // ErrFormat is returned for a record the cluster cannot read yet.
 var ErrFormat = errors.New("not every member of the cluster runs a release that reads this record")

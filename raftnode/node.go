@@ -353,6 +353,9 @@ func (n *Node) batchLoop() {
 			recs = append(recs, p.recs...)
 		}
 		data := fsm.JoinEntry(recs...)
+		if n.ClusterFormat(false) >= fsm.EntryCompressionFormat {
+			data = fsm.CompressEntry(data)
+		}
 		inflight <- struct{}{}
 		mEntries.Inc()
 		mRecords.Add(float64(len(recs)))
