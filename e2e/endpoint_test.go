@@ -218,28 +218,35 @@ func testDurableEndpoints(t *testing.T, opts ...func(*server.Config)) {
 		c.t = t
 		k := fmt.Sprintf("sse-async-%d", time.Now().UnixNano())
 		_, first := eventStream(t, base+"?user=45&sleep=1s&k="+k)
-		var info struct {
-			URL string `json:"url"`
-		}
-		for _, ev := range strings.Split(first, "\n\n") {
-			if data, ok := strings.CutPrefix(ev, "event: inngest.redirect_info\ndata: "); ok {
-				json.Unmarshal([]byte(data), &info)
-			}
-		}
-		if !strings.Contains(info.URL, "/v1/realtime/sse?token=") {
+		next := redirectInfoURL(first)
+		if !strings.Contains(next, "/v1/realtime/sse?token=") {
 			t.Fatalf("the SDK's stream has no redirect to Cairn: %q", first)
 		}
-		resp, rest := eventStream(t, info.URL)
+		resp, rest := eventStream(t, next)
 		if resp.StatusCode != 200 || !strings.Contains(rest, "event: inngest.commit") ||
 			!strings.Contains(rest, "event: inngest.response") || !strings.Contains(rest, `"status":"succeeded"`) ||
 			!strings.Contains(rest, `hello 45`) || !strings.Contains(rest, `"statusCode":200`) {
 			t.Fatalf("Cairn's stream: %d %q", resp.StatusCode, rest)
 		}
-		if bad, err := http.Get(strings.Replace(info.URL, "token=", "token=x", 1)); err != nil || bad.StatusCode != 401 {
+		if bad, err := http.Get(strings.Replace(next, "token=", "token=x", 1)); err != nil || bad.StatusCode != 401 {
 			t.Fatalf("a wrong token was not refused: %v %v", bad, err)
 		}
 		once(t, k, "fetch-user", "compute-greeting")
 	})
+}
+
+// redirectInfoURL is the URL of a stream's inngest.redirect_info event:
+// where the run goes on once it left the app ("" if none).
+func redirectInfoURL(stream string) string {
+	var info struct {
+		URL string `json:"url"`
+	}
+	for _, ev := range strings.Split(stream, "\n\n") {
+		if data, ok := strings.CutPrefix(ev, "event: inngest.redirect_info\ndata: "); ok {
+			json.Unmarshal([]byte(data), &info)
+		}
+	}
+	return info.URL
 }
 
 // eventStream GETs u as a client that wants an event stream and reads it

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -220,18 +219,11 @@ func testGoDurableEndpoint(t *testing.T, opts ...func(*server.Config)) {
 		// It went async: Cairn's stream at redirect_info's URL carries the rest.
 		k = fmt.Sprintf("sse-async-%d", time.Now().UnixNano())
 		_, first := eventStream(t, base+"?user=45&sleep=1s&k="+k)
-		var info struct {
-			URL string `json:"url"`
-		}
-		for _, ev := range strings.Split(first, "\n\n") {
-			if data, ok := strings.CutPrefix(ev, "event: inngest.redirect_info\ndata: "); ok {
-				json.Unmarshal([]byte(data), &info)
-			}
-		}
-		if !strings.Contains(info.URL, "/v1/realtime/sse?token=") {
+		next := redirectInfoURL(first)
+		if !strings.Contains(next, "/v1/realtime/sse?token=") {
 			t.Fatalf("no redirect to Cairn in %q", first)
 		}
-		resp, rest := eventStream(t, info.URL)
+		resp, rest := eventStream(t, next)
 		if resp.StatusCode != 200 || !strings.Contains(rest, "event: inngest.response") || !strings.Contains(rest, `hello 45`) {
 			t.Fatalf("Cairn's stream: %d %q", resp.StatusCode, rest)
 		}
