@@ -341,7 +341,9 @@ func mustULID(ms uint64, entropy []byte) ulid.ULID {
 // applyCallClaimed leases a queued call to the executor.
 //   - The run must be running and the call queued with generation r.Gen.
 //   - A call is claimable once due: a fresh call at its due time, a claimed
-//     one only after its lease ran out (its executor is presumed gone).
+//     one only after its lease ran out (its executor is presumed gone), or
+//     at once by a new boot of its node or by a claim that revokes it (the
+//     proposer found its claimant gone).
 //   - The claim bumps the generation: results of older claims become Stale.
 //   - A run's first claim counts its events against its state limit; a run
 //     over it fails (InngestErrStateOverflowed) and is not called.
@@ -354,8 +356,13 @@ func (t *txn) applyCallClaimed(r *CallClaimed) Result {
 		return Result{Code: Rejected, ID: r.RunID, Msg: "call is a timer"}
 	}
 	restarted := c.Claimed && c.Node == r.Node && c.Boot != r.Boot
-	if r.At < c.Due && !restarted {
+	revoked := c.Claimed && r.Revoke && r.At < c.Due
+	if r.At < c.Due && !restarted && !revoked {
 		return Result{Code: Stale, ID: r.RunID, Msg: "call not due"}
+	}
+	var detail string
+	if revoked && !restarted {
+		detail = "claim of " + c.Node + " revoked"
 	}
 	if run.StartedAt == 0 {
 		// A run's events are final once it starts (a debounce or a batch
@@ -394,7 +401,7 @@ func (t *txn) applyCallClaimed(r *CallClaimed) Result {
 		t.started(run)
 	}
 	run.Calls++
-	t.history(run, HistoryEntry{At: r.At, Type: HistCallClaimed, Call: c.ID, Attempt: c.Attempt})
+	t.history(run, HistoryEntry{At: r.At, Type: HistCallClaimed, Call: c.ID, Attempt: c.Attempt, Detail: detail})
 	return Result{Code: OK, ID: r.RunID, Gen: c.Gen}
 }
 

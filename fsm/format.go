@@ -50,6 +50,9 @@ func Downgrade(r Record, format int) error {
 	if i, ok := r.Kind().info(); ok && i.since > format {
 		return fmt.Errorf("%w: %s needs format %d, the cluster reads %d", ErrFormat, i.name, i.since, format)
 	}
+	if format < 4 {
+		downgradeTo3(r)
+	}
 	if format < 3 {
 		downgradeTo2(r)
 	}
@@ -57,6 +60,14 @@ func Downgrade(r Record, format int) error {
 		downgradeTo1(r)
 	}
 	return nil
+}
+
+// downgradeTo3 clears the fields of format 4: a claim's revocation of
+// another (below it, a claim waits out the lease it would revoke).
+func downgradeTo3(r Record) {
+	if r, ok := r.(*CallClaimed); ok {
+		r.Revoke = false
+	}
 }
 
 // downgradeTo2 clears the fields of format 3: who caused a record (By)

@@ -490,6 +490,52 @@ func TestCallClaimed(t *testing.T) {
 	}
 }
 
+// A claim that revokes another takes the call before the lease ends (the
+// proposer found the claimant gone), fenced by the generation it names: the
+// old claimant's answer is then stale, so one answer per claim counts.
+func TestCallClaimedRevoke(t *testing.T) {
+	h := newHarness(t)
+	run := h.startRun(3)
+	at := t0 + 100
+	gen := h.claim(run, fsm.DiscoveryCall, at) // n1/b1, lease 30 s
+	revoke := func(at int64, gen uint32) fsm.Result {
+		return h.apply1(&fsm.CallClaimed{At: at, RunID: run, Call: fsm.DiscoveryCall, Gen: gen,
+			LeaseUntil: at + 30_000, Node: "n2", Boot: "b9", Revoke: true})
+	}
+	if res := revoke(at+1, gen-1); res.Code != fsm.Stale {
+		t.Fatalf("revoking an older claim: %+v", res)
+	}
+	res := revoke(at+1, gen)
+	if res.Code != fsm.OK || res.Gen != gen+1 {
+		t.Fatalf("revoke: %+v", res)
+	}
+	if c := h.mustCall(run, fsm.DiscoveryCall); c.Node != "n2" || c.Boot != "b9" || c.Due != at+30_001 {
+		t.Fatalf("revoked call %+v", c)
+	}
+	hist, _ := h.f.History(run)
+	if last := hist[len(hist)-1]; last.Type != fsm.HistCallClaimed || last.Detail != "claim of n1 revoked" {
+		t.Fatalf("history entry of the revoke %+v", last)
+	}
+	// The old claimant's answer is fenced; the new one's counts.
+	if res := h.apply1(&fsm.CallFinished{At: at + 2, RunID: run, Call: fsm.DiscoveryCall, Gen: gen,
+		Status: 206, SDK: true, Ops: []fsm.Op{stepRun("s1", `1`)}}); res.Code != fsm.Stale {
+		t.Fatalf("the revoked claim's answer: %+v", res)
+	}
+	if res := h.apply1(&fsm.CallFinished{At: at + 3, RunID: run, Call: fsm.DiscoveryCall, Gen: gen + 1,
+		Status: 206, SDK: true, Ops: []fsm.Op{stepRun("s1", `2`)}}); res.Code != fsm.OK {
+		t.Fatalf("the new claim's answer: %+v", res)
+	}
+	if m := h.memo(run, "s1"); m != `{"data":2}` {
+		t.Fatalf("memo %s, want the revoking claim's answer", m)
+	}
+	// A revoke takes only a claimed call: a queued one waits until it is due.
+	c := h.mustCall(run, fsm.DiscoveryCall)
+	if res := h.apply1(&fsm.CallClaimed{At: c.Due - 1, RunID: run, Call: c.ID, Gen: c.Gen,
+		LeaseUntil: at + 60_000, Node: "n2", Boot: "b9", Revoke: true}); res.Code != fsm.Stale {
+		t.Fatalf("a revoke of an unclaimed call before it is due: %+v", res)
+	}
+}
+
 func TestStepRunMemoizes(t *testing.T) {
 	h := newHarness(t)
 	run := h.startRun(3)
@@ -1337,6 +1383,11 @@ func (g *gen) one() fsm.Record {
 			return nil
 		}
 		c := all[g.pick(len(all))]
+		if g.chance(0.05) {
+			// Another node takes the claim over before its lease ends.
+			return &fsm.CallClaimed{At: g.now, RunID: c.RunID, Call: c.ID, Gen: c.Gen, LeaseUntil: g.now + 20_000,
+				Node: []string{"n1", "n2"}[g.pick(2)], Boot: "b3", Revoke: true}
+		}
 		if g.chance(0.15) {
 			// Steps the SDK checkpoints mid-call, sometimes of an older
 			// claim or with an op that may not be checkpointed.

@@ -156,6 +156,12 @@ type CallClaimed struct {
 	// process is gone, so nothing of it is still in flight.
 	Node string `msgpack:"node"`
 	Boot string `msgpack:"boot"`
+	// Revoke takes over a claim before its lease ends (format 4): the
+	// proposer found the claiming process gone (it restarted, does not
+	// answer, or no longer has the call in hand). Gen still fences it: it
+	// revokes exactly the claim the proposer saw, and the old claimant's
+	// answer, if it ever comes, is stale. Absent: the lease is honoured.
+	Revoke bool `msgpack:"rv,omitempty"`
 }
 
 // LeaseNext asks that the app calls a record makes due at once be claimed

@@ -370,6 +370,12 @@ func (f *FSM) scanQueue(prefix, from []byte, now int64, limit int, skip SkipFunc
 // every claimed call (lq/): it runs once per leadership term, so the claims
 // carry no per-node index that every step would have to keep up.
 func (f *FSM) ClaimedBy(node string) ([]Call, error) {
+	return f.Claims(func(c *Call) bool { return c.Node == node })
+}
+
+// Claims lists the claimed calls for which keep is true, reading every
+// claimed call (lq/), as ClaimedBy does.
+func (f *FSM) Claims(keep func(*Call) bool) ([]Call, error) {
 	var keys [][2]string
 	var kerr error
 	err := f.scan(prefixLeaseQueue, prefixEnd(prefixLeaseQueue), false, func(k, _ []byte) bool {
@@ -390,7 +396,7 @@ func (f *FSM) ClaimedBy(node string) ([]Call, error) {
 		if err != nil {
 			return nil, err
 		}
-		if c != nil && c.Claimed && c.Node == node {
+		if c != nil && c.Claimed && keep(c) {
 			out = append(out, *c)
 		}
 	}
