@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 
+	"github.com/cairn-dev/cairn/executor"
 	"github.com/cairn-dev/cairn/fsm"
 	"github.com/labstack/echo/v4"
 )
@@ -126,4 +127,41 @@ func (s *Server) ForwardAnswer(ctx context.Context, rec *fsm.CallFinished) (fsm.
 		return fsm.Result{}, fmt.Errorf("leader %s: unexpected answer %q", addr, raw)
 	}
 	return fsm.Result{Code: out[0].Code, Msg: out[0].Msg}, nil
+}
+
+// getCalls answers what this node's executor has in hand: its boot and the
+// calls it is sending or holds claimed, and the leader this node follows.
+// A new leader asks it of the nodes that hold claims (executor.Config.Probe)
+// and takes over the calls of a process that is gone instead of waiting out
+// their leases. It is answered by this node itself, never forwarded.
+func (s *Server) getCalls(c echo.Context) error {
+	h := s.exec.Held()
+	_, h.Leader = s.node.Leader()
+	return c.JSON(http.StatusOK, h)
+}
+
+// PeerHeld asks the node at addr what its executor has in hand
+// (GET /v1/internal/calls).
+func (s *Server) PeerHeld(ctx context.Context, addr string) (executor.Held, error) {
+	var h executor.Held
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.peerScheme()+"://"+addr+pathCalls, nil)
+	if err != nil {
+		return h, err
+	}
+	resp, err := s.sendPeer(req)
+	if err != nil {
+		return h, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return h, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return h, fmt.Errorf("node %s answered %d: %s", addr, resp.StatusCode, bytes.TrimSpace(raw[:min(len(raw), 200)]))
+	}
+	if err := json.Unmarshal(raw, &h); err != nil {
+		return h, fmt.Errorf("node %s: %w", addr, err)
+	}
+	return h, nil
 }

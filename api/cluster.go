@@ -29,7 +29,7 @@ const forwardedHeader = "X-Cairn-Forwarded-By"
 // localOnly paths describe this node and are never forwarded.
 func localOnly(path string) bool {
 	switch path {
-	case "/health", "/metrics", "/v1/status", "/v1/cluster":
+	case "/health", "/metrics", "/v1/status", "/v1/cluster", pathCalls:
 		return true
 	}
 	return false

@@ -10,7 +10,8 @@ import (
 )
 
 // Some routes are for the nodes of the cluster: forwarded answers
-// (/v1/internal/answers) and membership (/v1/cluster/join, /remove). A node
+// (/v1/internal/answers), the calls a node has in hand
+// (/v1/internal/calls) and membership (/v1/cluster/join, /remove). A node
 // proves it is one with the cluster secret (package clusterauth) and, under
 // TLS, with a client certificate from the cluster CA. Without a secret
 // configured (dev mode) these routes are open, as they always were.
@@ -37,7 +38,7 @@ func (s *Server) nodeProof(c echo.Context) error {
 func (s *Server) isNode(c echo.Context) bool { return s.nodeProof(c) == nil }
 
 // nodeRoutes are the routes only nodes may call.
-var nodeRoutes = map[string]bool{pathJoin: true, pathRemove: true, pathAnswers: true}
+var nodeRoutes = map[string]bool{pathJoin: true, pathRemove: true, pathAnswers: true, pathCalls: true}
 
 // nodesOnly is the middleware that keeps node routes to nodes (to anyone
 // when no cluster secret is configured). It runs before forward, on the

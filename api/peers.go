@@ -19,6 +19,7 @@ const (
 	pathJoin    = "/v1/cluster/join"
 	pathRemove  = "/v1/cluster/remove"
 	pathAnswers = "/v1/internal/answers"
+	pathCalls   = "/v1/internal/calls"
 )
 
 // peerTransport is the transport to other nodes.
@@ -55,6 +56,12 @@ func (s *Server) toPeer(ctx context.Context, addr, path, contentType string, bod
 		req.Header[k] = v
 	}
 	req.Header.Set("Content-Type", contentType)
+	return s.sendPeer(req)
+}
+
+// sendPeer sends a request of this node's own to another node, with a
+// proof of the cluster secret.
+func (s *Server) sendPeer(req *http.Request) (*http.Response, error) {
 	if s.cfg.ClusterSecret != "" {
 		clusterauth.Sign(req, s.cfg.ClusterSecret, time.Now())
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/cairn-dev/cairn/executor"
 	"github.com/cairn-dev/cairn/fsm"
 	"github.com/cairn-dev/cairn/internal/certs"
 	"github.com/cairn-dev/cairn/internal/hostpolicy"
@@ -53,6 +54,9 @@ type Config struct {
 type Dispatcher interface {
 	LeaseNext() *fsm.LeaseNext
 	Adopt(calls []fsm.Call)
+	// Held is what the executor has in hand, for a leader that finds
+	// calls claimed by this node (GET /v1/internal/calls).
+	Held() executor.Held
 }
 
 // Server holds the API's dependencies.
@@ -101,6 +105,7 @@ func New(cfg Config, node Node, f Projection, exec Dispatcher, syncer *Syncer) *
 	e.POST(pathJoin, s.clusterJoin, s.needNodeOrSigningKey)
 	e.POST(pathRemove, s.clusterRemove, s.needNodeOrSigningKey)
 	e.POST(pathAnswers, s.postAnswers, s.needNode)
+	e.GET(pathCalls, s.getCalls, s.needNode)
 
 	// Cairn's own API.
 	v1 := e.Group("/v1", s.needSigningKey)

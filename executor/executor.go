@@ -51,6 +51,13 @@ type Config struct {
 	// dropped and their calls re-sent after the lease). It is called until
 	// ctx ends while it returns an error.
 	Forward func(ctx context.Context, rec *fsm.CallFinished) (fsm.Result, error)
+	// Probe asks a node what its executor has in hand (its Held), so that
+	// a new leader takes over at once the calls of a claimant that is gone
+	// instead of waiting out their leases (reclaim.go; nil: it waits).
+	// Revocable reports whether every member reads such a take-over
+	// (CallClaimed.Revoke, format 4; nil: they do).
+	Probe     func(ctx context.Context, node string) (Held, error)
+	Revocable func() bool
 	// Clock is what cron schedules are read against (default time.Now);
 	// tests move it. CronTick is how often they are checked (default 1s).
 	Clock    func() time.Time
@@ -218,6 +225,11 @@ func (e *Executor) Run(ctx context.Context) {
 	go func() {
 		defer wg.Done()
 		e.replayLoop(ctx)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		e.reclaimLoop(ctx)
 	}()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -559,8 +571,11 @@ func (e *Executor) claimAndDispatch(ctx context.Context, due []fsm.Call) {
 			recs = append(recs, &fsm.TimerFired{At: now.UnixMilli(), RunID: c.RunID, Call: c.ID, Gen: c.Gen,
 				Lease: e.leaseAfter(c)})
 		} else {
+			// A call still claimed by another node before its lease ends
+			// was found gone by reclaim: the claim revokes that one.
 			recs = append(recs, &fsm.CallClaimed{At: now.UnixMilli(), RunID: c.RunID, Call: c.ID, Gen: c.Gen,
-				LeaseUntil: now.Add(e.lease()).UnixMilli(), Node: e.cfg.NodeID, Boot: e.boot})
+				LeaseUntil: now.Add(e.lease()).UnixMilli(), Node: e.cfg.NodeID, Boot: e.boot,
+				Revoke: c.Claimed && c.Node != e.cfg.NodeID && now.UnixMilli() < c.Due})
 		}
 	}
 	results, err := e.prop.Propose(ctx, recs...)

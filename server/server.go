@@ -226,6 +226,22 @@ func Start(cfg Config) (*Server, error) {
 		Forward: func(ctx context.Context, rec *fsm.CallFinished) (fsm.Result, error) {
 			return handler.ForwardAnswer(ctx, rec)
 		},
+		// A new leader asks the nodes holding claims what they have in
+		// hand, and takes over the calls of a process that is gone.
+		Probe: func(ctx context.Context, id string) (executor.Held, error) {
+			n, err := f.Node(id)
+			if err != nil {
+				return executor.Held{}, err
+			}
+			if n == nil || n.HTTPAddr == "" {
+				return executor.Held{}, fmt.Errorf("node %s: no HTTP address recorded", id)
+			}
+			return handler.PeerHeld(ctx, n.HTTPAddr)
+		},
+		Revocable: func() bool {
+			rec := &fsm.CallClaimed{Revoke: true}
+			return fsm.Downgrade(rec, node.ClusterFormat(false)) == nil && rec.Revoke
+		},
 	}, f, node)
 	f.SetNotify(exec.Wake)
 	syncer := api.NewSyncer(api.SyncerConfig{Kind: cfg.ServerKind, URLs: cfg.AppURLs, Keys: cfg.Keys,
