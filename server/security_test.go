@@ -216,6 +216,29 @@ func TestSecureCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("only nodes learn what a node has in hand", func(t *testing.T) {
+		for _, client := range []*http.Client{testClient, nodeClient(t, "n4")} {
+			resp, err := client.Get(follower.srv.URL() + "/v1/internal/calls")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Fatalf("GET /v1/internal/calls without a proof: %d, want 401", resp.StatusCode)
+			}
+		}
+		// A leader's probe (mutual TLS, the cluster secret) is answered by
+		// the node itself, not forwarded.
+		seen, err := leader.srv.FSM.Node(follower.cfg.NodeID)
+		if err != nil || seen == nil {
+			t.Fatalf("%s not recorded: %v", follower.cfg.NodeID, err)
+		}
+		h, err := leader.srv.API.PeerHeld(context.Background(), seen.HTTPAddr)
+		if err != nil || h.Node != follower.cfg.NodeID || h.Boot == "" || h.Leader != leader.cfg.NodeID {
+			t.Fatalf("probe of %s: %+v %v", follower.cfg.NodeID, h, err)
+		}
+	})
+
 	t.Run("a node without the secret cannot join", func(t *testing.T) {
 		members, _ := leader.srv.Node.Members()
 		for _, secret := range []string{"", "not-the-cluster-secret"} {
