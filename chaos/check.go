@@ -93,6 +93,9 @@ type checkResult struct {
 	JournalOrphans  int      // journaled step runs of runs the server does not know
 	SampleHistories map[string][]histEntry
 
+	// In-flight runs at leader faults (resumeAfterFaults).
+	Resume []faultResume
+
 	Conv convergence
 	// PerNodeMissing: when nodes diverge, the acknowledged events (uid)
 	// each node's own projection does not know.
@@ -336,6 +339,8 @@ func (h *harness) check(ctx context.Context, ops []*opRec, faults []faultRec, is
 		return false
 	}
 
+	res.Resume = resumeAfterFaults(faults, runIDs, hists)
+
 	riskyRun := map[string]bool{}
 	for _, id := range runIDs {
 		hh := hists[id]
@@ -490,4 +495,67 @@ func shortErr(s string) string {
 		return s[:60]
 	}
 	return s
+}
+
+// faultResume is how the runs in flight on a leader when it was hit (killed,
+// paused, cut off) moved again: for each run whose call was out at the
+// fault (claimed at or before it, nothing else recorded for the run until
+// after it), the time from the fault to the run's next accepted result
+// (a step, or the run's end). A run that never moved again is Unresumed.
+type faultResume struct {
+	N         int
+	Kind      string
+	Node      string
+	Runs      durs
+	Unresumed []string
+}
+
+func (f faultResume) max() time.Duration { return f.Runs.max() }
+
+// resumeAfterFaults finds the runs in flight at each leader fault in the
+// run histories (record times are the proposers' clocks, on this machine).
+func resumeAfterFaults(faults []faultRec, runIDs []string, hists map[string][]histEntry) []faultResume {
+	var out []faultResume
+	for _, f := range faults {
+		if !f.WasLeader || f.Start == 0 {
+			continue
+		}
+		fr := faultResume{N: f.N, Kind: f.Kind, Node: f.Node}
+		for _, id := range runIDs {
+			hh := hists[id]
+			last := -1 // the run's last entry at or before the fault
+			for i, x := range hh {
+				if x.At > f.Start {
+					break
+				}
+				last = i
+			}
+			if last < 0 || hh[last].Type != "call.claimed" {
+				continue
+			}
+			moved := false
+			for _, y := range hh[last+1:] {
+				if strings.HasPrefix(y.Type, "call.") || strings.HasPrefix(y.Type, "result.") {
+					continue // a claim (a re-send), a refused answer: no progress
+				}
+				fr.Runs = append(fr.Runs, time.Duration(y.At-f.Start)*time.Millisecond)
+				moved = true
+				break
+			}
+			if !moved {
+				fr.Unresumed = append(fr.Unresumed, id)
+			}
+		}
+		out = append(out, fr)
+	}
+	return out
+}
+
+// resumeAll pools the in-flight runs of every leader fault.
+func resumeAll(rs []faultResume) (all durs, unresumed int) {
+	for _, r := range rs {
+		all = append(all, r.Runs...)
+		unresumed += len(r.Unresumed)
+	}
+	return all, unresumed
 }

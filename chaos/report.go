@@ -291,6 +291,9 @@ func (r *report) write() bool {
 			catch = append(catch, time.Duration(f.CatchUpMs)*time.Millisecond)
 		}
 	}
+	resume, unresumed := resumeAll(c.Resume)
+	p("| **in-flight runs resume after a leader fault** (fault → the next accepted result of a run whose call was out on that leader), p50 / p99 / max | %s (%d runs over %d leader faults; %d never moved again) |\n",
+		resume.triple(), len(resume), len(c.Resume), unresumed)
 	p("| healed node healthy (knows a leader), p50 / p99 / max | %s |\n", healthy.triple())
 	p("| healed node caught up with the leader's commit index, p50 / p99 / max | %s |\n", catch.triple())
 	p("| leadership terms observed (polling every 500 ms) | %d |\n", r.terms)
@@ -368,20 +371,30 @@ func (r *report) write() bool {
 	if np == 0 {
 		p("- none\n")
 	}
-	p("\n| # | kind | node | leader | at | failover | new leader | healthy | caught up | note |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	resumeOf := map[int]faultResume{}
+	for _, fr := range c.Resume {
+		resumeOf[fr.N] = fr
+	}
+	p("\n| # | kind | node | leader | at | failover | in-flight runs resume (max, runs) | new leader | healthy | caught up | note |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for i, f := range r.faults {
 		if i >= 15 && i < len(r.faults)-5 {
 			if i == 15 {
-				p("| ... | | | | | | | | | |\n")
+				p("| ... | | | | | | | | | | |\n")
 			}
 			continue
 		}
-		fo := ""
+		fo, rs := "", ""
 		if f.WasLeader {
 			fo = fmtDur(time.Duration(f.FailoverMs) * time.Millisecond)
+			if fr, ok := resumeOf[f.N]; ok {
+				rs = fmt.Sprintf("%s (%d)", fmtDur(fr.max()), len(fr.Runs))
+				if len(fr.Unresumed) > 0 {
+					rs += fmt.Sprintf(", %d never", len(fr.Unresumed))
+				}
+			}
 		}
-		p("| %d | %s | %s | %v | %s | %s | %s | %s | %s | %s |\n", f.N, f.Kind, f.Node, f.WasLeader,
-			time.UnixMilli(f.Start).Format("15:04:05"), fo, f.NewLeader, fmtDur(time.Duration(f.HealthyMs)*time.Millisecond),
+		p("| %d | %s | %s | %v | %s | %s | %s | %s | %s | %s | %s |\n", f.N, f.Kind, f.Node, f.WasLeader,
+			time.UnixMilli(f.Start).Format("15:04:05"), fo, rs, f.NewLeader, fmtDur(time.Duration(f.HealthyMs)*time.Millisecond),
 			fmtDur(time.Duration(f.CatchUpMs)*time.Millisecond), f.Note)
 	}
 	p("\n")
@@ -537,6 +550,9 @@ func (r *report) summary() string {
 		c := r.check
 		fmt.Fprintf(&b, "  duplicate app executions: %d (bound: %d claims open at fault times)\n", c.DupExecutions, c.ClaimsAtFaults)
 		fmt.Fprintf(&b, "  failover p50/p99/max: %s over %d leader faults\n", r.failover().triple(), len(r.failover()))
+		resume, unresumed := resumeAll(c.Resume)
+		fmt.Fprintf(&b, "  in-flight runs resume after a leader fault p50/max: %s / %s (%d runs over %d leader faults, %d never moved again)\n",
+			fmtDur(resume.pct(50)), fmtDur(resume.max()), len(resume), len(c.Resume), unresumed)
 	}
 	for _, x := range r.perf {
 		fmt.Fprintf(&b, "  %-24s %-6s %6.1f runs/s (%.1f to 99%%), run p50/p99 %s/%s, step hop p50/p99 %s/%s, ack p50/p99 %s/%s\n", x.Target, x.Phase, x.RunsPerSec, x.Runs99,
