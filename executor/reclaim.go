@@ -37,7 +37,7 @@ import (
 // answer, if it ever arrives, is stale.
 const (
 	probeEvery   = 250 * time.Millisecond
-	probeTimeout = 500 * time.Millisecond
+	probeTimeout = 300 * time.Millisecond
 	probeStrikes = 2
 )
 
@@ -155,21 +155,8 @@ func (e *Executor) reclaim(ctx context.Context, pending []fsm.Call, strikes map[
 	var revoke []fsm.Call
 	why := map[string]string{} // node → why its claims are taken over
 	for _, c := range live {
-		p, k := probes[c.Node], callKey(c.RunID, c.ID)
-		gone := ""
-		switch {
-		case p.err != nil:
-			gone = "the node does not answer: " + p.err.Error()
-		case p.held.Boot != c.Boot:
-			gone = "the node restarted"
-		case p.held.Leader == e.cfg.NodeID && p.held.has(c.RunID, c.ID):
-			delete(strikes, k) // in hand, and its answer will come here
-		default:
-			if strikes[k]++; strikes[k] >= probeStrikes {
-				gone = "the node no longer has the call in hand, or follows another leader"
-			}
-		}
-		if gone != "" && !e.skip(c.RunID, c.ID, c.Due) {
+		p := probes[c.Node]
+		if gone := e.gone(c, p.held, p.err, strikes); gone != "" && !e.skip(c.RunID, c.ID, c.Due) {
 			revoke = append(revoke, c)
 			why[c.Node] = gone
 		}
@@ -183,6 +170,27 @@ func (e *Executor) reclaim(ctx context.Context, pending []fsm.Call, strikes map[
 		e.Wake()
 	}
 	return live
+}
+
+// gone says why claim c is to be taken over now ("" if it is not), from
+// its claimant's answer to the probe (held) or the probe's error. strikes
+// counts, per call, the probes in a row that found the claimant alive but
+// the call not in hand or the node following another leader.
+func (e *Executor) gone(c fsm.Call, held Held, err error, strikes map[string]int) string {
+	k := callKey(c.RunID, c.ID)
+	switch {
+	case err != nil:
+		return "the node does not answer: " + err.Error()
+	case held.Boot != c.Boot:
+		return "the node restarted"
+	case held.Leader == e.cfg.NodeID && held.has(c.RunID, c.ID):
+		delete(strikes, k) // in hand, and its answer will come here
+		return ""
+	}
+	if strikes[k]++; strikes[k] >= probeStrikes {
+		return "the node no longer has the call in hand, or follows another leader"
+	}
+	return ""
 }
 
 type errString string
