@@ -55,7 +55,7 @@ type Config struct {
 	// a new leader takes over at once the calls of a claimant that is gone
 	// instead of waiting out their leases (reclaim.go; nil: it waits).
 	// Revocable reports whether every member reads such a take-over
-	// (CallClaimed.Revoke, format 4; nil: they do).
+	// (CallClaimed.Revoke, format 5; nil: they do).
 	Probe     func(ctx context.Context, node string) (Held, error)
 	Revocable func() bool
 	// Clock is what cron schedules are read against (default time.Now);
@@ -878,4 +878,3 @@ func appClient(hosts *hostpolicy.Policy, inflight int) *http.Client {
 // is safe; the empty header value marks the request without sending
 // anything to the app.
 func replayable(req *http.Request) { req.Header["Idempotency-Key"] = nil }
-

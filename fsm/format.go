@@ -30,12 +30,12 @@ import (
 // the members have been upgraded.
 //
 // Format 4 adds no record: it lets the leader compress entries (codec.go),
-// which members of format 3 could not read.
+// which members of format 3 could not read. Format 5 adds CallClaimed.Revoke.
 //
 // A member's version is recorded by NodeSeen (the leader's own at term
 // start, a follower's when it joins or restarts); the cluster's is the
 // lowest among the members (ClusterFormat).
-const FormatVersion = 4
+const FormatVersion = 5
 
 // ErrFormat is returned for a record the cluster cannot read yet.
 var ErrFormat = errors.New("not every member of the cluster runs a release that reads this record")
@@ -50,8 +50,8 @@ func Downgrade(r Record, format int) error {
 	if i, ok := r.Kind().info(); ok && i.since > format {
 		return fmt.Errorf("%w: %s needs format %d, the cluster reads %d", ErrFormat, i.name, i.since, format)
 	}
-	if format < 4 {
-		downgradeTo3(r)
+	if format < 5 {
+		downgradeTo4(r)
 	}
 	if format < 3 {
 		downgradeTo2(r)
@@ -62,9 +62,9 @@ func Downgrade(r Record, format int) error {
 	return nil
 }
 
-// downgradeTo3 clears the fields of format 4: a claim's revocation of
+// downgradeTo4 clears the fields of format 5: a claim's revocation of
 // another (below it, a claim waits out the lease it would revoke).
-func downgradeTo3(r Record) {
+func downgradeTo4(r Record) {
 	if r, ok := r.(*CallClaimed); ok {
 		r.Revoke = false
 	}

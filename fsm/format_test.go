@@ -159,10 +159,12 @@ func TestDowngrade(t *testing.T) {
 		cancel.By != "" || cancel.Reason != "why" || bulk.By != "" || sig.By != "" || removed.By != "cli" {
 		t.Fatalf("format 2: %+v %+v %+v %+v %+v %+v", s3, ev3, cancel, bulk, sig, removed)
 	}
-	// At format 3 a claim's revoke is cleared (it then waits out the lease).
-	cc := &fsm.CallClaimed{RunID: "r", Node: "n", Boot: "b", Revoke: true}
-	if err := fsm.Downgrade(cc, 3); err != nil || cc.Revoke || cc.Node != "n" {
-		t.Fatalf("format 3: %v %+v", err, cc)
+	// Below format 5 a claim's revoke is cleared (it then waits out the lease).
+	for _, format := range []int{3, 4} {
+		cc := &fsm.CallClaimed{RunID: "r", Node: "n", Boot: "b", Revoke: true}
+		if err := fsm.Downgrade(cc, format); err != nil || cc.Revoke || cc.Node != "n" {
+			t.Fatalf("format %d: %v %+v", format, err, cc)
+		}
 	}
 	// At the current format nothing changes.
 	s.Owner = "k1"

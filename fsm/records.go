@@ -156,7 +156,7 @@ type CallClaimed struct {
 	// process is gone, so nothing of it is still in flight.
 	Node string `msgpack:"node"`
 	Boot string `msgpack:"boot"`
-	// Revoke takes over a claim before its lease ends (format 4): the
+	// Revoke takes over a claim before its lease ends (format 5): the
 	// proposer found the claiming process gone (it restarted, does not
 	// answer, or no longer has the call in hand). Gen still fences it: it
 	// revokes exactly the claim the proposer saw, and the old claimant's
