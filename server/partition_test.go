@@ -20,34 +20,9 @@ func TestClusterPartitionedLeader(t *testing.T) {
 	app := protocolApp(t)
 	mesh := &faultnet.Mesh{}
 	t.Cleanup(mesh.Close)
-	var nodes []*testNode
-	for i := 1; i <= 3; i++ {
-		ip := fmt.Sprintf("127.0.0.%d", 60+i)
-		httpAddr, raftAddr := freeAddrOn(t, ip), freeAddrOn(t, ip)
-		px, err := mesh.Add(ip, raftAddr, httpAddr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		join := ""
-		if i > 1 {
-			join = nodes[0].srv.Addr()
-		}
-		n := startNode(t, fmt.Sprintf("n%d", i), join, func(c *Config) {
-			c.HTTPAddr, c.RaftAddr = httpAddr, raftAddr
-			c.RaftAdvertise, c.HTTPAdvertise = px[0], px[1]
-			// A call the cut-off leader had in flight and cannot forward is
-			// re-sent once its lease (call timeout + 10 s) runs out.
-			c.CallTimeout = 2 * time.Second
-		})
-		if i == 1 {
-			waitUntil(t, "n1 to lead", n.srv.Node.IsLeader)
-		}
-		nodes = append(nodes, n)
-	}
-	waitUntil(t, "three voters", func() bool {
-		m, err := nodes[0].srv.Node.Members()
-		return err == nil && len(m) == 3
-	})
+	// A call the cut-off leader had in flight and cannot forward is
+	// re-sent once its lease (call timeout + 10 s) runs out.
+	nodes := meshCluster(t, mesh, 60, 2*time.Second)
 	register(t, nodes[1], app.URL)
 	before, _ := sendEvent(t, nodes[2])
 	if before == "" {
@@ -118,4 +93,38 @@ func TestClusterPartitionedLeader(t *testing.T) {
 func freeAddrOn(t *testing.T, ip string) string {
 	t.Helper()
 	return testnet.FreeAddr(t, ip)
+}
+
+// meshCluster starts three nodes, n1 leading, each on its own loopback IP
+// (127.0.0.<base+i>) and reached by its peers through mesh's proxies, so
+// that one can be cut off; calls time out after callTimeout.
+func meshCluster(t *testing.T, mesh *faultnet.Mesh, base int, callTimeout time.Duration) []*testNode {
+	t.Helper()
+	var nodes []*testNode
+	for i := 1; i <= 3; i++ {
+		ip := fmt.Sprintf("127.0.0.%d", base+i)
+		httpAddr, raftAddr := freeAddrOn(t, ip), freeAddrOn(t, ip)
+		px, err := mesh.Add(ip, raftAddr, httpAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		join := ""
+		if i > 1 {
+			join = nodes[0].srv.Addr()
+		}
+		n := startNode(t, fmt.Sprintf("n%d", i), join, func(c *Config) {
+			c.HTTPAddr, c.RaftAddr = httpAddr, raftAddr
+			c.RaftAdvertise, c.HTTPAdvertise = px[0], px[1]
+			c.CallTimeout = callTimeout
+		})
+		if i == 1 {
+			waitUntil(t, "n1 to lead", n.srv.Node.IsLeader)
+		}
+		nodes = append(nodes, n)
+	}
+	waitUntil(t, "three voters", func() bool {
+		m, err := nodes[0].srv.Node.Members()
+		return err == nil && len(m) == 3
+	})
+	return nodes
 }

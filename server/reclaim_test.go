@@ -180,32 +180,7 @@ func TestCutOffLeaderLateAnswersAreFenced(t *testing.T) {
 	app := newHoldFirstApp(t)
 	mesh := &faultnet.Mesh{}
 	t.Cleanup(mesh.Close)
-	var nodes []*testNode
-	for i := 1; i <= 3; i++ {
-		ip := fmt.Sprintf("127.0.0.%d", 70+i)
-		httpAddr, raftAddr := freeAddrOn(t, ip), freeAddrOn(t, ip)
-		px, err := mesh.Add(ip, raftAddr, httpAddr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		join := ""
-		if i > 1 {
-			join = nodes[0].srv.Addr()
-		}
-		n := startNode(t, fmt.Sprintf("n%d", i), join, func(c *Config) {
-			c.HTTPAddr, c.RaftAddr = httpAddr, raftAddr
-			c.RaftAdvertise, c.HTTPAdvertise = px[0], px[1]
-			c.CallTimeout = 2 * time.Minute
-		})
-		if i == 1 {
-			waitUntil(t, "n1 to lead", n.srv.Node.IsLeader)
-		}
-		nodes = append(nodes, n)
-	}
-	waitUntil(t, "three voters", func() bool {
-		m, err := nodes[0].srv.Node.Members()
-		return err == nil && len(m) == 3
-	})
+	nodes := meshCluster(t, mesh, 70, 2*time.Minute)
 	register(t, nodes[1], app.srv.URL)
 	old := leaderOf(nodes)
 	var oldIdx int
