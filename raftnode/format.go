@@ -37,9 +37,18 @@ func (n *Node) ClusterFormat(fresh bool) int {
 	if err != nil {
 		return 1 // unknown: assume the oldest
 	}
-	ids := make([]string, len(members))
-	for i, m := range members {
-		ids[i] = m.ID
+	ids := make([]string, 0, len(members))
+	for _, m := range members {
+		// This node runs this release: until its NodeSeen is applied (the
+		// first moments of a term) it counts as what it is, not as the
+		// oldest, or a fresh node refuses newer records at start. A member
+		// whose record says otherwise (an older release) still counts.
+		if m.ID == n.cfg.NodeID {
+			if seen, err := n.fsm.Node(m.ID); err == nil && seen == nil {
+				continue
+			}
+		}
+		ids = append(ids, m.ID)
 	}
 	v, err := n.fsm.ClusterFormat(ids)
 	if err != nil {

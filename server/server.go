@@ -384,38 +384,8 @@ func (s *Server) serve() error {
 	return s.http.ServeTLS(s.ln, "", "")
 }
 
-// WaitReady waits until the cluster has a leader and every member's
-// release is recorded (NodeSeen). Until then the cluster's record format
-// reads as the oldest, and records of newer kinds (a durable endpoint's
-// first checkpoint, say) are refused.
-func (s *Server) WaitReady(ctx context.Context) error {
-	if err := s.Node.WaitLeader(ctx); err != nil {
-		return err
-	}
-	for {
-		if s.allMembersSeen() {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
-func (s *Server) allMembersSeen() bool {
-	members, err := s.Node.Members()
-	if err != nil {
-		return false
-	}
-	for _, m := range members {
-		if n, err := s.FSM.Node(m.ID); err != nil || n == nil {
-			return false
-		}
-	}
-	return true
-}
+// WaitReady waits until the cluster has a leader.
+func (s *Server) WaitReady(ctx context.Context) error { return s.Node.WaitLeader(ctx) }
 
 // Close shuts down gracefully: stop taking requests, let the app calls in
 // flight finish and record their answers (up to DrainTimeout; calls still
