@@ -2,7 +2,6 @@ package executor
 
 import (
 	"context"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -50,11 +49,20 @@ type Held struct {
 	// API fills it in.
 	Leader string      `json:"leader,omitempty"`
 	Calls  [][2]string `json:"calls"` // run id, call id
+
+	set map[[2]string]bool // Calls, indexed on first use by has
 }
 
-// has reports whether h lists the call.
+// has reports whether h lists the call. A leader may ask it of thousands
+// of claims every probe, so the list is indexed once.
 func (h *Held) has(run, call string) bool {
-	return slices.Contains(h.Calls, [2]string{run, call})
+	if h.set == nil {
+		h.set = make(map[[2]string]bool, len(h.Calls))
+		for _, c := range h.Calls {
+			h.set[c] = true
+		}
+	}
+	return h.set[[2]string{run, call}]
 }
 
 // Held returns the calls this executor has in hand, for a leader that
@@ -156,7 +164,7 @@ func (e *Executor) reclaim(ctx context.Context, pending []fsm.Call, strikes map[
 	why := map[string]string{} // node → why its claims are taken over
 	for _, c := range live {
 		p := probes[c.Node]
-		if gone := e.gone(c, p.held, p.err, strikes); gone != "" && !e.skip(c.RunID, c.ID, c.Due) {
+		if gone := e.gone(c, &p.held, p.err, strikes); gone != "" && !e.skip(c.RunID, c.ID, c.Due) {
 			revoke = append(revoke, c)
 			why[c.Node] = gone
 		}
@@ -176,7 +184,7 @@ func (e *Executor) reclaim(ctx context.Context, pending []fsm.Call, strikes map[
 // its claimant's answer to the probe (held) or the probe's error. strikes
 // counts, per call, the probes in a row that found the claimant alive but
 // the call not in hand or the node following another leader.
-func (e *Executor) gone(c fsm.Call, held Held, err error, strikes map[string]int) string {
+func (e *Executor) gone(c fsm.Call, held *Held, err error, strikes map[string]int) string {
 	k := callKey(c.RunID, c.ID)
 	switch {
 	case err != nil:

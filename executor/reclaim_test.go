@@ -38,7 +38,7 @@ func TestGoneClaims(t *testing.T) {
 		{held: otherLeader},
 		{held: inHand},
 	} {
-		if why := e.gone(c, tc.held, tc.err, strikes); (why != "") != tc.gone {
+		if why := e.gone(c, &tc.held, tc.err, strikes); (why != "") != tc.gone {
 			t.Fatalf("probe %d (%+v, %v): gone %q, want %v", i, tc.held, tc.err, why, tc.gone)
 		}
 	}
