@@ -92,7 +92,7 @@ type Executor struct {
 	fair     fair                 // the buffer of due calls and the shares
 	held     map[string]time.Time // run\0call refused recently: skip until then
 	claiming map[string]bool      // run\0call read from the queue, claim not yet decided
-	low      int64                // earliest due time the loop must re-read from
+	low      fsm.DueHints         // where the loop must re-read the queues from
 	term     *term                // set while Run is active
 	draining bool                 // shutting down: take no new calls
 	active   atomic.Int64         // goroutines running a call (see start)
@@ -175,7 +175,7 @@ func New(cfg Config, f *fsm.FSM, p Proposer) *Executor {
 	}
 	calls, stop := context.WithCancel(context.Background())
 	return &Executor{cfg: cfg, fsm: f, prop: p, log: cfg.Logger.With("component", "executor"),
-		wake: make(chan struct{}, 1), inflight: map[string]slot{}, held: map[string]time.Time{}, claiming: map[string]bool{}, low: math.MaxInt64, boot: ulid.Make().String(),
+		wake: make(chan struct{}, 1), inflight: map[string]slot{}, held: map[string]time.Time{}, claiming: map[string]bool{}, low: fsm.NoHints(), boot: ulid.Make().String(),
 		fair:  newFair(cfg.MaxInflightPerFunction, cfg.MaxInflightPerApp, bufferPerSlot*cfg.MaxInflight),
 		calls: calls, stopCalls: stop}
 }
@@ -233,31 +233,26 @@ func (e *Executor) Run(ctx context.Context) {
 	}()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	// The queue is read from a cursor, never from its head, which is full
+	// Each queue is read from a cursor, never from its head, which is full
 	// of deleted entries: where the last read stopped, or earlier when a
 	// hint says a call was queued before it. A full read runs now and then
 	// in case a hint was ever missed.
-	var q queueCursor
+	q := newQueueCursors()
 	lastFull := time.Now()
 	leaseCheck := lastFull // when to look for claims whose lease ran out
 	for {
 		now := time.Now()
 		if now.Sub(lastFull) > e.cfg.FullScanEvery {
-			q, lastFull = queueCursor{}, now
+			q.all, lastFull = true, now
 		}
-		q.lower(min(e.fsm.TakeDueHint(), e.takeLow()))
+		h := e.fsm.TakeDueHints()
+		h.Merge(e.takeLow())
+		q.apply(h, e.fsm.QueuedFunctions, e.log)
 		// Due calls go to the buffer first; pick then starts as many as
 		// there are free slots, fairly.
 		free, room := e.room()
-		if free > 0 && room > 0 && q.due <= now.UnixMilli() {
-			due, stop, stopDue, err := e.fsm.DueFrom(q.key, now.UnixMilli(), room, e.scanSkip())
-			if err != nil {
-				e.log.Error("reading due calls", "err", err)
-				stop, stopDue = q.key, now.Add(time.Second).UnixMilli()
-			}
-			q.stopped(stop, stopDue, now.UnixMilli())
-			e.buffer(due)
-			room -= len(due)
+		if free > 0 && room > 0 {
+			room -= e.readQueues(q, now.UnixMilli(), room)
 		}
 		if free > 0 && room > 0 && !now.Before(leaseCheck) {
 			expired, nextLease, err := e.fsm.ExpiredClaims(now.UnixMilli(), room, e.skip)
@@ -292,8 +287,8 @@ func (e *Executor) Run(ctx context.Context) {
 		// freed) is worth waiting for.
 		wait := time.Hour
 		if free, room = e.room(); free > 0 && room > 0 {
-			if q.due != math.MaxInt64 {
-				wait = min(max(time.Until(time.UnixMilli(q.due)), 0), wait)
+			if next := e.nextRead(q); next != math.MaxInt64 {
+				wait = min(max(time.Until(time.UnixMilli(next)), 0), wait)
 			}
 			wait = min(max(time.Until(leaseCheck), 0), wait)
 		}
@@ -306,6 +301,58 @@ func (e *Executor) Run(ctx context.Context) {
 		case <-timer.C:
 		}
 	}
+}
+
+// readQueues reads due calls into the buffer, at most room of them: the
+// timers first, then each function's app calls while its share of the
+// buffer has room. It returns how many it read.
+func (e *Executor) readQueues(q *queueCursors, now int64, room int) int {
+	read := 0
+	if q.timers.due <= now {
+		due, stop, stopDue, err := e.fsm.TimersFrom(q.timers.key, now, room, e.skip)
+		if err != nil {
+			e.log.Error("reading due timers", "err", err)
+			stop, stopDue = q.timers.key, now+1000
+		}
+		q.timers.stopped(stop, stopDue, now, fsm.TimerQueueKey)
+		e.buffer(due)
+		read += len(due)
+	}
+	for fn, c := range q.calls {
+		if read >= room {
+			break
+		}
+		if c.due > now {
+			continue
+		}
+		n := min(room-read, e.fnRoom(fn))
+		if n <= 0 {
+			continue
+		}
+		due, stop, stopDue, err := e.fsm.CallsFrom(fn, c.key, now, n, e.skip)
+		if err != nil {
+			e.log.Error("reading due calls", "function", fn, "err", err)
+			stop, stopDue = c.key, now+1000
+		}
+		c.stopped(stop, stopDue, now, func(t int64) []byte { return fsm.CallQueueKey(fn, t) })
+		e.buffer(due)
+		read += len(due)
+	}
+	q.tidy()
+	return read
+}
+
+// nextRead is when the loop must read a queue next (math.MaxInt64: not
+// before a hint): the earliest cursor of the timers and of the functions
+// whose share of the buffer has room.
+func (e *Executor) nextRead(q *queueCursors) int64 {
+	next := q.timers.due
+	for fn, c := range q.calls {
+		if c.due < next && e.fnRoom(fn) > 0 {
+			next = c.due
+		}
+	}
+	return next
 }
 
 // Drain stops taking new calls and waits, until ctx ends, for the calls in
@@ -381,24 +428,32 @@ func (e *Executor) holdOff(c fsm.Call) {
 	e.held[callKey(c.RunID, c.ID)] = time.Now().Add(time.Second)
 	e.mu.Unlock()
 	time.AfterFunc(time.Second, func() {
-		e.lower(c.Due) // its queue entry is still where it was
+		e.lower(c) // its queue entry is still where it was
 		e.Wake()
 	})
 }
 
-// lower asks the loop to read the queue from t at the latest: a call it
-// skipped (being claimed, held off) is still queued there.
-func (e *Executor) lower(t int64) {
+// lower asks the loop to read c's queue from c.Due at the latest: c was
+// skipped (being claimed, held off) and is still queued there.
+func (e *Executor) lower(c fsm.Call) {
+	o := owner{}
+	if !c.IsTimer() {
+		o = e.ownerOf(c.RunID)
+	}
 	e.mu.Lock()
-	e.low = min(e.low, t)
+	e.lowerLocked(c, o)
 	e.mu.Unlock()
 }
 
-func (e *Executor) takeLow() int64 {
+func (e *Executor) lowerLocked(c fsm.Call, o owner) {
+	e.low.Lower(c.IsTimer(), o.fn, c.Due)
+}
+
+func (e *Executor) takeLow() fsm.DueHints {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	l := e.low
-	e.low = math.MaxInt64
+	e.low = fsm.NoHints()
 	return l
 }
 
@@ -591,7 +646,7 @@ func (e *Executor) claimAndDispatch(ctx context.Context, due []fsm.Call) {
 			if err == nil && results[i].Code != fsm.OK {
 				e.holdOff(c)
 			} else if err != nil {
-				e.lower(c.Due) // still queued: read it again
+				e.lower(c) // still queued: read it again
 			}
 			e.release(c.RunID, c.ID)
 			if err == nil {
@@ -829,29 +884,78 @@ func (e *Executor) checkSignature(r *response) error {
 	return err
 }
 
-// queueCursor is where the executor's next read of the due queue starts:
-// key (nil: the head) holding a call due at due (math.MaxInt64: nothing
-// known to be queued; 0: unknown, read now).
+// queueCursor is where the executor's next read of one queue starts: key
+// (nil: the head) holding a call due at due (math.MaxInt64: nothing known
+// to be queued; 0: unknown, read now).
 type queueCursor struct {
 	key []byte
 	due int64
 }
 
 // lower moves the cursor back to t when a call was queued there.
-func (q *queueCursor) lower(t int64) {
+func (q *queueCursor) lower(t int64, pos func(int64) []byte) {
 	if t != math.MaxInt64 && t <= q.due {
-		q.key, q.due = fsm.QueueKey(t), t
+		q.key, q.due = pos(t), t
 	}
 }
 
 // stopped records where a read ended. Past the end, the cursor waits just
 // after now: anything queued later comes with a hint.
-func (q *queueCursor) stopped(key []byte, due, now int64) {
+func (q *queueCursor) stopped(key []byte, due, now int64, pos func(int64) []byte) {
 	if key == nil {
-		q.key, q.due = fsm.QueueKey(now+1), math.MaxInt64
+		q.key, q.due = pos(now+1), math.MaxInt64
 		return
 	}
 	q.key, q.due = key, due
+}
+
+// queueCursors are the cursors of the timer queue and of the queues of
+// the functions that may have calls queued.
+type queueCursors struct {
+	all    bool // read every queue from its head next
+	timers queueCursor
+	calls  map[string]*queueCursor // by function id
+}
+
+func newQueueCursors() *queueCursors {
+	return &queueCursors{all: true, calls: map[string]*queueCursor{}}
+}
+
+// apply moves the cursors back to where h says calls were queued. After a
+// full-read request every queue is read from its head; the functions with
+// a queue are listed by queued.
+func (q *queueCursors) apply(h fsm.DueHints, queued func() ([]string, error), log *slog.Logger) {
+	if h.All || q.all {
+		fns, err := queued()
+		if err != nil {
+			log.Error("listing queues", "err", err)
+		} else {
+			q.all = false
+			q.timers = queueCursor{}
+			for _, fn := range fns {
+				q.calls[fn] = &queueCursor{}
+			}
+		}
+	}
+	q.timers.lower(h.Timers, fsm.TimerQueueKey)
+	for fn, t := range h.Calls {
+		c := q.calls[fn]
+		if c == nil {
+			c = &queueCursor{due: math.MaxInt64}
+			q.calls[fn] = c
+		}
+		c.lower(t, func(t int64) []byte { return fsm.CallQueueKey(fn, t) })
+	}
+}
+
+// tidy forgets the cursors of functions with nothing queued: a call queued
+// later comes with a hint, which makes a cursor again.
+func (q *queueCursors) tidy() {
+	for fn, c := range q.calls {
+		if c.due == math.MaxInt64 {
+			delete(q.calls, fn)
+		}
+	}
 }
 
 // appIdleTimeout is how long a connection to an app stays pooled. Apps'

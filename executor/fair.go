@@ -1,7 +1,6 @@
 package executor
 
 import (
-	"math"
 	"slices"
 	"time"
 
@@ -19,11 +18,13 @@ import (
 // another's. Timers hold no share; they only take a slot while they fire.
 //
 // The buffer holds at most a share's worth of calls per function: the
-// calls beyond it stay in the queue, and the read of the queue goes on past
-// them (it does not walk them again and again). When that function's buffer
-// runs down to half, the read goes back to where they start (refill).
-// Calls waiting for a share leave their room in the buffer to the others,
-// so an app at its share, whatever its number of functions, cannot fill it.
+// calls beyond it stay in their function's own queue (fsm: qf/), which is
+// read again from where the last read stopped once that function's buffer
+// runs down to half (fnRoom). Each function's backlog is thus read in
+// chunks, and never read through to find a timer or another function's
+// call. Calls waiting for a share leave their room in the buffer to the
+// others, so an app at its share, whatever its number of functions, cannot
+// fill it.
 //
 // The fast path (LeaseNext: a record claims the calls it makes due in its
 // own log entry) keeps to the shares too: a lease carries the free slots
@@ -46,8 +47,6 @@ const (
 	leaseEach = 8
 	// ownerCacheMax bounds the run → function cache (dropped when full).
 	ownerCacheMax = 1 << 16
-	// none is a bucket's overflow when no call was left in the queue.
-	none = math.MaxInt64
 )
 
 // buffer adds calls read from the queue to the buffer.
@@ -69,35 +68,14 @@ func (e *Executor) buffer(calls []fsm.Call) {
 	e.mu.Unlock()
 }
 
-// scanSkip is skip for a read of the due queue into the buffer. It also
-// leaves in the queue the app calls of a function whose calls fill its
-// share of the buffer already, and notes where they start, so that the
-// queue is read from there again once that buffer runs low (refills).
-// Timers are never left out: they hold no share.
-func (e *Executor) scanSkip() fsm.SkipFunc {
-	added := map[string]int{} // calls let through by this read, per function
-	return func(run, call string, due int64) bool {
-		if e.skip(run, call, due) {
-			return true
-		}
-		o := e.ownerOf(run)
-		e.mu.Lock()
-		full := e.fair.bufferFull(o, added)
-		if !full {
-			added[o.fn]++
-		}
-		e.mu.Unlock()
-		if !full {
-			return false
-		}
-		if c, err := e.fsm.Call(run, call); err == nil && c != nil && c.IsTimer() {
-			return false
-		}
-		e.mu.Lock()
-		e.fair.overflowed(o, due)
-		e.mu.Unlock()
-		return true
-	}
+// fnRoom is how many calls a read of fn's queue may add to the buffer:
+// up to its share, once the calls of fn in the buffer have run down to
+// half of it (so that a long queue is read in chunks, not call by call).
+// Timers hold no share and are always read.
+func (e *Executor) fnRoom(fn string) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.fair.fnRoom(fn)
 }
 
 // pick takes out of the buffer the calls to start now, at most one per
@@ -117,7 +95,7 @@ func (e *Executor) pick(now int64) (claim, send []fsm.Call) {
 	take := func(c fsm.Call, s slot) bool {
 		k := callKey(c.RunID, c.ID)
 		if _, busy := e.inflight[k]; busy {
-			e.low = min(e.low, c.Due)
+			e.lowerLocked(c, s.o)
 			return false
 		}
 		e.occupyLocked(k, s)
@@ -158,10 +136,6 @@ func (e *Executor) pick(now int64) (claim, send []fsm.Call) {
 	}
 	for _, rc := range later {
 		f.push(rc)
-	}
-	if low := f.refills(); low != none {
-		e.low = min(e.low, low)
-		e.Wake()
 	}
 	mBuffered.Set(float64(len(f.queued)))
 	return claim, send
@@ -229,14 +203,13 @@ type slot struct {
 
 // bucket counts the calls of one function or one app.
 type bucket struct {
-	inflight int   // holding a slot
-	ready    int   // in the buffer
-	leased   int   // of those, already leased to us, waiting for the share
-	overflow int64 // functions: earliest due time of a call left in the queue because the buffer held the share (none)
+	inflight int // holding a slot
+	ready    int // in the buffer
+	leased   int // of those, already leased to us, waiting for the share
 }
 
 func (b *bucket) empty() bool {
-	return b.inflight == 0 && b.ready == 0 && b.overflow == none
+	return b.inflight == 0 && b.ready == 0
 }
 
 // readyCall is a call in the buffer.
@@ -269,7 +242,7 @@ func newFair(fnShare, appShare, maxBuffered int) fair {
 func bucketOf(m map[string]*bucket, id string) *bucket {
 	b := m[id]
 	if b == nil {
-		b = &bucket{overflow: none}
+		b = &bucket{}
 		m[id] = b
 	}
 	return b
@@ -315,22 +288,15 @@ func (f *fair) room() int {
 	return f.max - n
 }
 
-// bufferFull tells a read of the queue whether the calls of o's function
-// already fill its share of the buffer, counting added (the calls this
-// read let through so far, per function).
-func (f *fair) bufferFull(o owner, added map[string]int) bool {
-	n := added[o.fn]
-	if b := f.fns[o.fn]; b != nil {
-		n += b.ready
+func (f *fair) fnRoom(fn string) int {
+	b := f.fns[fn]
+	if b == nil {
+		return f.fnShare
 	}
-	return n >= f.fnShare
-}
-
-// overflowed notes that a call of o due at due was left in the queue
-// because its function's buffer was full.
-func (f *fair) overflowed(o owner, due int64) {
-	b := bucketOf(f.fns, o.fn)
-	b.overflow = min(b.overflow, due)
+	if b.ready > f.fnShare/2 {
+		return 0
+	}
+	return f.fnShare - b.ready
 }
 
 // push adds a call to the buffer (once).
@@ -398,23 +364,6 @@ func (f *fair) unready(rc readyCall) {
 	tidy(f.apps, rc.o.app)
 }
 
-// refills returns the earliest due time the queue must be read from again
-// (none if nowhere): where the calls left out of a function's buffer
-// start, once that buffer has run down to half its share.
-func (f *fair) refills() int64 {
-	low := int64(none)
-	for id, b := range f.fns {
-		if b.overflow != none && b.ready <= f.fnShare/2 {
-			low = min(low, b.overflow)
-			b.overflow = none
-		}
-		if b.empty() {
-			delete(f.fns, id)
-		}
-	}
-	return low
-}
-
 // takeLeased removes the leased calls from the buffer and returns them.
 func (f *fair) takeLeased() []readyCall {
 	if f.leased == 0 {
@@ -450,7 +399,7 @@ func (f *fair) clear() {
 	f.ring, f.turn, f.timers, f.leased = nil, 0, nil, 0
 	for _, m := range []map[string]*bucket{f.fns, f.apps} {
 		for id, b := range m {
-			b.ready, b.leased, b.overflow = 0, 0, none
+			b.ready, b.leased = 0, 0
 			if b.empty() {
 				delete(m, id)
 			}

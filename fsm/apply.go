@@ -769,30 +769,41 @@ func (t *txn) putCall(c *Call) {
 		t.unqueue(old)
 	}
 	t.put(keyCall(c.RunID, c.ID), c)
-	switch {
-	case c.Blocked != "":
+	if c.Blocked != "" {
 		t.putRaw(keyConcWait(c.Blocked, c.Due, c.RunID, c.ID), nil)
 		return
-	case c.Claimed:
-	default:
-		t.minDue = min(t.minDue, c.Due)
+	}
+	fn := t.queueFn(c)
+	if !c.Claimed {
+		t.due.Lower(c.IsTimer(), fn, c.Due)
 		if !c.IsTimer() {
 			cp := *c
 			t.fresh = append(t.fresh, &cp)
 		}
 	}
-	t.putRaw(keyCallQueue(c), nil)
+	t.putRaw(keyCallQueue(c, fn), nil)
+}
+
+// queueFn is the function whose queue holds c while it waits unclaimed
+// (its run's; "" for timers and claimed calls, which need none).
+func (t *txn) queueFn(c *Call) string {
+	if c.Claimed || c.IsTimer() {
+		return ""
+	}
+	if run := t.run(c.RunID); run != nil {
+		return run.FnID
+	}
+	return ""
 }
 
 // unqueue removes a call and its queue entries, to put it back changed.
 func (t *txn) unqueue(c *Call) {
 	t.del(keyCall(c.RunID, c.ID))
-	switch {
-	case c.Blocked != "":
+	if c.Blocked != "" {
 		t.del(keyConcWait(c.Blocked, c.Due, c.RunID, c.ID))
 		return
 	}
-	t.del(keyCallQueue(c))
+	t.del(keyCallQueue(c, t.queueFn(c)))
 }
 
 // delCall ends a call: out of the queues and indexes, its concurrency

@@ -6,14 +6,15 @@ import (
 	"github.com/cockroachdb/pebble"
 )
 
-// QueueEntries lists the raw entries of both queues (q/ and lq/) that
-// belong to runID, as "due/call", so tests can see entries that no call
-// backs any more (Due hides those).
+// QueueEntries lists the raw entries of every queue (qt/, qf/ and lq/) that
+// belong to runID, as "<queue>due/call", so tests can see entries that no
+// call backs any more (Due hides those).
 func QueueEntries(f *FSM, runID string) []string {
 	var out []string
-	for _, p := range [][]byte{prefixQueue, prefixLeaseQueue} {
+	fns, _ := f.QueuedFunctions()
+	for _, p := range append([][]byte{prefixTimerQueue, prefixLeaseQueue}, prefixesOf(fns)...) {
 		f.scanStored(p, prefixEnd(p), false, func(it *pebble.Iterator) bool {
-			if due, run, call, ok := parseQueueKey(it.Key()); ok && run == runID {
+			if due, run, call, ok := parseQueueKey(p, it.Key()); ok && run == runID {
 				out = append(out, string(p)+itoa(due)+"/"+call)
 			}
 			return true

@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
-	"math"
 	"sync"
-	"sync/atomic"
 
 	"github.com/cockroachdb/pebble"
 	"github.com/cockroachdb/pebble/vfs"
@@ -50,11 +48,12 @@ type FSM struct {
 	mu      sync.Mutex // serializes Apply with Restore
 	applied appliedState
 	notify  func()
-	// hint is the earliest due time among calls queued since the executor
-	// last took it (math.MaxInt64: none). See TakeDueHint.
-	hint atomic.Int64
-	fns  fnCache
-	lims limitsCache
+	// hints say where calls were queued since the executor last took
+	// them (TakeDueHints).
+	hintMu sync.Mutex
+	hints  DueHints
+	fns    fnCache
+	lims   limitsCache
 }
 
 // appliedState is persisted under keyApplied in the same batch as the writes
@@ -97,10 +96,15 @@ func Open(dir string, o Options) (*FSM, error) {
 		db.Close()
 		return nil, fmt.Errorf("fsm: open %s: %w", dir, err)
 	}
-	f := &FSM{db: db, fs: o.FS, dir: dir, memTable: o.MemTableSize, logger: o.Logger, notify: func() {}} // hint 0: scan everything first
+	f := &FSM{db: db, fs: o.FS, dir: dir, memTable: o.MemTableSize, logger: o.Logger, notify: func() {},
+		hints: DueHints{All: true}} // read every queue first
 	if err := indexRuns(db); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("fsm: open %s: index runs: %w", dir, err)
+	}
+	if err := splitQueues(db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("fsm: open %s: split queues: %w", dir, err)
 	}
 	if f.applied, err = readApplied(db); err != nil {
 		db.Close()
@@ -174,7 +178,7 @@ func (f *FSM) ApplyEntries(entries []Entry) [][]Result {
 	defer b.Close()
 	out := make([][]Result, len(entries))
 	st := f.applied
-	minDue := int64(math.MaxInt64)
+	due := NoHints()
 	synced := new(bool)    // an app synced in this batch: bypass the function cache
 	limitsSet := new(bool) // the run limits changed in this batch: bypass their cache
 	parts := map[string]int{}
@@ -190,14 +194,13 @@ func (f *FSM) ApplyEntries(entries []Entry) [][]Result {
 		if err != nil {
 			panic(fmt.Sprintf("fsm: entry %d: %v", e.Index, err))
 		}
-		tx := &txn{b: b, index: e.Index, minDue: math.MaxInt64, fns: &f.fns, synced: synced,
+		tx := &txn{b: b, index: e.Index, due: &due, fns: &f.fns, synced: synced,
 			lims: &f.lims, limitsSet: limitsSet, parts: parts}
 		res := make([]Result, len(recs))
 		for j, r := range recs {
 			res[j] = tx.apply(r)
 		}
 		out[i] = res
-		minDue = min(minDue, tx.minDue)
 		st = appliedState{Index: e.Index, Digest: chain(st.Digest, e.Index, e.Data)}
 	}
 	if st.Index == f.applied.Index {
@@ -214,21 +217,10 @@ func (f *FSM) ApplyEntries(entries []Entry) [][]Result {
 	if *limitsSet {
 		f.lims.reset()
 	}
-	for {
-		h := f.hint.Load()
-		if minDue >= h || f.hint.CompareAndSwap(h, minDue) {
-			break
-		}
-	}
+	f.addHints(due)
 	f.notify()
 	return out
 }
-
-// TakeDueHint returns the earliest due time of the calls queued since the
-// last call (math.MaxInt64 if none; 0 after opening or a restore, meaning
-// "anything may be due") and resets it. The executor uses it to read the
-// queue only from where something changed, instead of from its head.
-func (f *FSM) TakeDueHint() int64 { return f.hint.Swap(math.MaxInt64) }
 
 func chain(prev, index uint64, data []byte) uint64 {
 	h := fnv.New64a()

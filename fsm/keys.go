@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"bytes"
 	"encoding/binary"
 	"strconv"
 	"strings"
@@ -21,7 +22,8 @@ import (
 //	r/<run>                        Run
 //	s/<run>\0<step>                memoized step value (raw JSON)
 //	c/<run>\0<call>                Call
-//	q/<due ms, 8 bytes BE>/<run>\0<call>   unclaimed calls and timers by due time (empty value)
+//	qt/<due ms, 8 bytes BE>/<run>\0<call>  unclaimed timers by due time (empty value)
+//	qf/<fn>\0<due ms, 8 bytes BE>/<run>\0<call> unclaimed app calls of a function by due time (empty value)
 //	lq/<lease end, 8 bytes BE>/<run>\0<call> claimed calls by lease end (empty value)
 //	h/<run>\0<seq, 8 bytes BE>     HistoryEntry
 //	pw/<event>\0<run>\0<call>      waitForEvent pauses by event name
@@ -43,6 +45,7 @@ import (
 //	db/<fn>\0<key>                 pending debounced run (debounceState)
 //	bt/<fn>\0<key>                 open batch run (batchState)
 //	sl/<fn>\0<key>                 singleton holder: the run id
+//	m/queues-split                 the projection's queues are qt/ and qf/ (queues.go)
 //	vp/<key>\0<n, 4 bytes BE>       part n of the large value at <key> (parts.go)
 const sep = "\x00"
 
@@ -127,29 +130,31 @@ func keyConcWait(key string, sort int64, run, call string) []byte {
 	return append(k, run+sep+call...)
 }
 
-// Two queues ordered by due time, same layout: q/ holds calls waiting to be
-// claimed (and timers), lq/ claimed calls by lease end. They are apart
+// The queues, ordered by due time. Unclaimed timers wait in qt/ and
+// unclaimed app calls in qf/, one queue per function, so that a backlog of
+// one function's calls is never read through to find a timer or another
+// function's call. lq/ holds claimed calls by lease end. It is apart
 // because every step moves a claim: the dead entries it leaves behind in
-// lq/ must not slow down the frequent reads of q/.
+// lq/ must not slow down the frequent reads of the others.
 var (
-	prefixQueue      = []byte("q/")
+	prefixTimerQueue = []byte("qt/")
+	prefixFnQueues   = []byte("qf/")
 	prefixLeaseQueue = []byte("lq/")
 )
 
-func keyQueue(due int64, run, call string) []byte { return queueKey(prefixQueue, due, run, call) }
+// prefixFnQueue is the queue of function fn's unclaimed app calls.
+func prefixFnQueue(fn string) []byte { return []byte("qf/" + fn + sep) }
 
 func queueKey(prefix []byte, due int64, run, call string) []byte {
 	k := binary.BigEndian.AppendUint64(append([]byte(nil), prefix...), uint64(due))
 	return append(append(k, '/'), run+sep+call...)
 }
 
-// parseQueueKey splits a key of either queue into due time, run and call.
-func parseQueueKey(k []byte) (due int64, run, call string, ok bool) {
-	n := len(prefixQueue)
-	if len(k) > 0 && k[0] == 'l' {
-		n = len(prefixLeaseQueue)
-	}
-	if len(k) < n+9 {
+// parseQueueKey splits a key of the queue at prefix into due time, run and
+// call.
+func parseQueueKey(prefix, k []byte) (due int64, run, call string, ok bool) {
+	n := len(prefix)
+	if len(k) < n+9 || !bytes.HasPrefix(k, prefix) {
 		return 0, "", "", false
 	}
 	due = int64(binary.BigEndian.Uint64(k[n:]))
@@ -157,12 +162,16 @@ func parseQueueKey(k []byte) (due int64, run, call string, ok bool) {
 	return due, run, call, ok
 }
 
-// keyCallQueue is a call's entry: in lq/ while claimed, else in q/.
-func keyCallQueue(c *Call) []byte {
-	if c.Claimed {
+// keyCallQueue is a call's entry: in lq/ while claimed, else in qt/ for a
+// timer or in its function's qf/ queue (fn: its run's function).
+func keyCallQueue(c *Call, fn string) []byte {
+	switch {
+	case c.Claimed:
 		return queueKey(prefixLeaseQueue, c.Due, c.RunID, c.ID)
+	case c.IsTimer():
+		return queueKey(prefixTimerQueue, c.Due, c.RunID, c.ID)
 	}
-	return keyQueue(c.Due, c.RunID, c.ID)
+	return queueKey(prefixFnQueue(fn), c.Due, c.RunID, c.ID)
 }
 
 // prefixEnd returns the smallest key greater than every key with prefix p.

@@ -79,8 +79,8 @@ func TestLargeValuesAreStoredInParts(t *testing.T) {
 	}
 	write(t, f, parts, func(tx *txn) { tx.putRaw(k, big) })
 	write(t, f, parts, func(tx *txn) { tx.del(k) })
-	if got := stored(t, f); len(got) != 1 || got[string(keyRunsIndexed)] == 0 {
-		t.Fatalf("after delete, stored: %v (want only the runs-indexed mark)", got)
+	if got := stored(t, f); len(got) != 2 || got[string(keyRunsIndexed)] == 0 || got[string(keyQueuesSplit)] == 0 {
+		t.Fatalf("after delete, stored: %v (want only the marks of opening)", got)
 	}
 }
 

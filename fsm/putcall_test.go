@@ -1,7 +1,6 @@
 package fsm
 
 import (
-	"math"
 	"testing"
 
 	"github.com/cockroachdb/pebble"
@@ -16,7 +15,8 @@ func TestPutCallReplacesQueueEntry(t *testing.T) {
 	}
 	defer f.Close()
 	b := f.db.NewIndexedBatch()
-	tx := &txn{b: b, minDue: math.MaxInt64, parts: map[string]int{}}
+	due := NoHints()
+	tx := &txn{b: b, due: &due, parts: map[string]int{}}
 	tx.putCall(&Call{RunID: "r1", ID: "zz", Type: CallSleep, Due: 10})
 	tx.putCall(&Call{RunID: "r1", ID: "zz", Type: CallSleep, Due: 20})
 	tx.putCall(&Call{RunID: "r1", ID: "zz", Type: CallHTTP, Due: 30, Claimed: true})

@@ -131,8 +131,11 @@ func (f *FSM) Restore(r io.Reader) error {
 	if err := indexRuns(f.db); err != nil {
 		panic(fmt.Sprintf("fsm: restore: index runs: %v", err))
 	}
+	if err := splitQueues(f.db); err != nil {
+		panic(fmt.Sprintf("fsm: restore: split queues: %v", err))
+	}
 	f.applied = st
-	f.hint.Store(0)
+	f.addHints(DueHints{All: true})
 	f.fns.reset()
 	f.lims.reset()
 	f.notify()

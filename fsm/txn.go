@@ -17,8 +17,8 @@ type txn struct {
 	// fresh lists the app calls queued by the record being applied, for
 	// LeaseNext to claim.
 	fresh []*Call
-	// minDue is the earliest due time of the calls queued by this batch.
-	minDue int64
+	// due gathers where the batch queued calls (for the executor).
+	due    *DueHints
 	fns    *fnCache
 	synced *bool // set once the batch syncs an app
 	lims   *limitsCache

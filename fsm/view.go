@@ -277,25 +277,6 @@ func (f *FSM) Call(runID, callID string) (*Call, error) {
 	return c, err
 }
 
-// Due returns up to limit queued calls due at or before now, earliest
-// first, and the due time of the next call after them (0 if none).
-//
-// It includes claimed calls whose lease has run out (see ExpiredClaims).
-func (f *FSM) Due(now int64, limit int, skip SkipFunc) (due []Call, next int64, err error) {
-	due, _, next, err = f.DueFrom(nil, now, limit, skip)
-	if err != nil {
-		return nil, 0, err
-	}
-	expired, nextLease, err := f.ExpiredClaims(now, limit-len(due), skip)
-	if err != nil {
-		return nil, 0, err
-	}
-	if nextLease != 0 && (next == 0 || nextLease < next) {
-		next = nextLease
-	}
-	return append(due, expired...), next, nil
-}
-
 // ExpiredClaims returns up to limit claimed calls whose lease ended at or
 // before now (their claimant is presumed gone), and the next lease end after
 // them (0 if none).
@@ -309,23 +290,6 @@ func (f *FSM) ExpiredClaims(now int64, limit int, skip SkipFunc) ([]Call, int64,
 // the call stays queued.
 type SkipFunc func(runID, callID string, due int64) bool
 
-// QueueKey is the position in the due queue of the first call due at t.
-func QueueKey(t int64) []byte {
-	return binary.BigEndian.AppendUint64(append([]byte(nil), prefixQueue...), uint64(max(t, 0)))
-}
-
-// DueFrom is Due for a scan that starts at a queue position (nil: the
-// head). It also returns where it stopped: the position and due time of the
-// first call it did not return because it is not due yet or the limit was
-// reached (nil and 0 when it reached the end).
-//
-// The queue's head is a graveyard of deleted entries (every claim moves its
-// call), which an iterator must step over one by one; a caller that resumes
-// where the last scan stopped never walks them twice.
-func (f *FSM) DueFrom(from []byte, now int64, limit int, skip SkipFunc) (due []Call, stop []byte, stopDue int64, err error) {
-	return f.scanQueue(prefixQueue, from, now, limit, skip)
-}
-
 func (f *FSM) scanQueue(prefix, from []byte, now int64, limit int, skip SkipFunc) (due []Call, stop []byte, stopDue int64, err error) {
 	var keys [][2]string
 	lower := from
@@ -337,7 +301,7 @@ func (f *FSM) scanQueue(prefix, from []byte, now int64, limit int, skip SkipFunc
 	}
 	var kerr error
 	err = f.scan(lower, prefixEnd(prefix), false, func(k, _ []byte) bool {
-		at, run, call, ok := parseQueueKey(k)
+		at, run, call, ok := parseQueueKey(prefix, k)
 		if !ok {
 			kerr = errRow(k, errBadKey)
 			return false
@@ -379,7 +343,7 @@ func (f *FSM) Claims(keep func(*Call) bool) ([]Call, error) {
 	var keys [][2]string
 	var kerr error
 	err := f.scan(prefixLeaseQueue, prefixEnd(prefixLeaseQueue), false, func(k, _ []byte) bool {
-		_, run, call, ok := parseQueueKey(k)
+		_, run, call, ok := parseQueueKey(prefixLeaseQueue, k)
 		if !ok {
 			kerr = errRow(k, errBadKey)
 			return false

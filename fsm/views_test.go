@@ -23,7 +23,9 @@ func TestViewsFailOnUndecodableRows(t *testing.T) {
 		{keyHistory("x", 1), func(f *FSM) error { _, err := f.History("x"); return err }},
 		{keyCronFn("x"), func(f *FSM) error { _, err := f.CronFunctions(); return err }},
 		{keyCall("x", "c"), func(f *FSM) error { _, err := f.Call("x", "c"); return err }},
-		{[]byte("q/short"), func(f *FSM) error { _, _, err := f.Due(1<<62, 10, nil); return err }},
+		{[]byte("qt/short"), func(f *FSM) error { _, _, err := f.Due(1<<62, 10, nil); return err }},
+		{[]byte("qf/x\x00short"), func(f *FSM) error { _, _, err := f.Due(1<<62, 10, nil); return err }},
+		{[]byte("qf/short"), func(f *FSM) error { _, err := f.QueuedFunctions(); return err }},
 		{[]byte("lq/short"), func(f *FSM) error { _, err := f.ClaimedBy("n"); return err }},
 		{[]byte("cr/x\x00short"), func(f *FSM) error { _, err := f.LastCronFired("x"); return err }},
 	}
