@@ -61,6 +61,7 @@ type options struct {
 	sleepIdle        time.Duration
 	sleepCheck       int
 	sleepMeasureOnly bool
+	sleepProbe       time.Duration
 
 	// flow scenario
 	flowN      int
@@ -122,6 +123,8 @@ func parseFlags() (*options, error) {
 	var flowPasses string
 	flag.StringVar(&flowPasses, "flow-passes", "none,conc,conc,none,conc-few", "flow: passes to run, in order (repeats allowed): none, conc (-flow-n keys), conc-few (-flow-keys keys);\n"+
 		"CPU per step vs none divides by the mean of the none passes")
+	flag.DurationVar(&o.sleepProbe, "sleep-probe", 100*time.Millisecond, "sleep: during the wake-up, send one event of benchgo-import-contacts this often\n"+
+		"and report those new runs' latency (0: none)")
 	flag.BoolVar(&o.sleepMeasureOnly, "sleep-measure-only", false, "sleep: stop once every run sleeps (RSS, disk, idle CPU); do not wait for the wake-up")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "Usage: go run ./bench [flags]\n\n"+

@@ -442,6 +442,12 @@ func printSleepTable(w io.Writer, rs []*Result) {
 		return fmt.Sprintf("%.2f s / %.2f s", s.AllWokeSec, s.AllDoneSec)
 	})
 	wake("wake-up runs/s (until → last answered)", func(_ *Result, s *SleepResult) string { return num(s.WakeRunsPerSec) })
+	wake("new runs during the wake-up: event → end p50 / p99", func(_ *Result, s *SleepResult) string {
+		if s.ProbeMs.N == 0 {
+			return "-"
+		}
+		return pctCell(s.ProbeMs, fmt.Sprintf(" ms (%d runs, %d not completed)", s.ProbeMs.N, s.ProbeUnfinish))
+	})
 	wake("Cairn CPU during wake-up", func(_ *Result, s *SleepResult) string { return fmt.Sprintf("%.1f s", s.WakeCPUSec) })
 	wake("Cairn peak RSS during wake-up (VmHWM)", func(_ *Result, s *SleepResult) string {
 		return fmt.Sprintf("%.1f MiB", s.WakePeakRSSMiB)

@@ -198,8 +198,12 @@ type SleepResult struct {
 	WakeRunsPerSec  float64 `json:"wake_runs_per_sec"`
 	WakeCPUSec      float64 `json:"wake_cairn_cpu_sec"`
 	WakePeakRSSMiB  float64 `json:"wake_peak_rss_mib"`
-	EndRSSMiB       float64 `json:"end_rss_mib"`
-	ExtraWokeCalls  int     `json:"extra_post_sleep_calls"`
+	// New runs of benchgo-import-contacts sent during the wake-up (one
+	// every -sleep-probe), from event to run end (Cairn's stamps).
+	ProbeMs        Pct     `json:"wake_new_run_latency_ms"`
+	ProbeUnfinish  int     `json:"wake_new_runs_unfinished"`
+	EndRSSMiB      float64 `json:"end_rss_mib"`
+	ExtraWokeCalls int     `json:"extra_post_sleep_calls"`
 
 	// Cairn's own view, from GET /v1/runs/<id>/history of a sample.
 	Checked          int     `json:"history_checked"`
@@ -412,6 +416,7 @@ func runSleep(ctx context.Context, e *env) *Result {
 		case <-time.After(d):
 		}
 	}
+	probes := startProbes(ctx, e, o.sleepProbe)
 	var lastProg int64 = -1
 	lastProgress, lastLog = time.Now(), time.Now()
 	for {
@@ -441,6 +446,7 @@ func runSleep(ctx context.Context, e *env) *Result {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+	probes.finish(ctx, e, sr)
 	logf("%s: sleep: all %d runs woke and answered; reading Cairn's history of up to %d", e.app, sl.done.Load(), o.sleepCheck)
 	settle(ctx, e.cairn, 15*time.Second)
 	finishSleep(ctx, e, res, base, sl, start, snd)
@@ -835,4 +841,77 @@ func isClosed(c <-chan struct{}) bool {
 	default:
 		return false
 	}
+}
+
+// probes are new events sent while the sleepers wake up: a sleeper storm
+// must not starve new work. Each starts a run of benchgo-import-contacts
+// (three steps), another function than the sleepers'.
+type probes struct {
+	stop chan struct{}
+	done chan struct{}
+	ids  []string
+	errs int
+}
+
+// startProbes sends one event every interval until finish (none if
+// interval is 0).
+func startProbes(ctx context.Context, e *env, interval time.Duration) *probes {
+	p := &probes{stop: make(chan struct{}), done: make(chan struct{})}
+	if interval <= 0 {
+		close(p.done)
+		return p
+	}
+	go func() {
+		defer close(p.done)
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-p.stop:
+				return
+			case <-tick.C:
+			}
+			if s, err := sendEvent(ctx, e.cairn); err != nil {
+				p.errs++
+			} else {
+				p.ids = append(p.ids, s.id)
+			}
+		}
+	}()
+	return p
+}
+
+// finish stops the probes, waits (up to a minute) for their runs to end
+// and records their latency.
+func (p *probes) finish(ctx context.Context, e *env, sr *SleepResult) {
+	close(p.stop)
+	<-p.done
+	if len(p.ids) == 0 {
+		return
+	}
+	tr := newTracker(e.cairn)
+	for _, id := range p.ids {
+		tr.add(id)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for len(tr.pendingIDs()) > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
+		if err := tr.pollEvents(ctx, tr.pendingIDs()); err != nil {
+			logf("%s: sleep: polling the new runs: %v", e.app, err)
+		}
+		if len(tr.pendingIDs()) > 0 {
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	var lat []float64
+	for _, r := range tr.finished {
+		if r.Status == "completed" {
+			lat = append(lat, float64(r.EndedAt-r.CreatedAt))
+		}
+	}
+	sr.ProbeMs = percentiles(lat)
+	sr.ProbeUnfinish = len(p.ids) - len(lat) + p.errs
 }

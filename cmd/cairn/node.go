@@ -7,6 +7,8 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
+	httppprof "net/http/pprof"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -212,6 +214,16 @@ func runNode(cmd string, args []string) error {
 		defer func() {
 			pprof.StopCPUProfile()
 			f.Close()
+		}()
+	}
+	// CAIRN_PPROF_ADDR=HOST:PORT serves net/http/pprof there, to profile
+	// one phase of a running node (never on the API's port: it is not
+	// authenticated).
+	if addr := os.Getenv("CAIRN_PPROF_ADDR"); addr != "" {
+		go func() {
+			if err := http.ListenAndServe(addr, pprofMux()); err != nil {
+				logger.Error("pprof listener", "addr", addr, "err", err)
+			}
 		}()
 	}
 	slog.SetDefault(logger)
@@ -429,4 +441,11 @@ func tuneGC() {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(1 << 30)
 	}
+}
+
+func pprofMux() *http.ServeMux {
+	m := http.NewServeMux()
+	m.HandleFunc("/debug/pprof/", httppprof.Index)
+	m.HandleFunc("/debug/pprof/profile", httppprof.Profile)
+	return m
 }
