@@ -384,7 +384,7 @@ func (t *txn) applyCallClaimed(r *CallClaimed) Result {
 			// Waiters are served oldest run first (less its priority), so a
 			// run that has started finishes before newer ones take its key.
 			c.Blocked, c.Due = full, run.CreatedAt-run.Priority*1000
-			t.putCall(c)
+			t.addCall(c)
 			run.Waiting = "concurrency limit reached"
 			t.history(run, HistoryEntry{At: r.At, Type: HistCallWaiting, Call: c.ID, Detail: "concurrency limit reached"})
 			return Result{Code: Rejected, ID: r.RunID, Msg: "concurrency limit reached"}
@@ -394,7 +394,7 @@ func (t *txn) applyCallClaimed(r *CallClaimed) Result {
 	c.Gen++
 	c.Claimed, c.Node, c.Boot = true, r.Node, r.Boot
 	c.Due = r.LeaseUntil
-	t.putCall(c)
+	t.addCall(c)
 	if run.StartedAt == 0 {
 		run.StartedAt = r.At
 		t.startTimeouts(run, r.At)
@@ -510,7 +510,7 @@ func (t *txn) processOps(run *Run, c *Call, fn *Function, r *CallFinished) {
 			if planOpt(op.Opts, "parallelMode") == "race" {
 				run.Race = true
 			}
-			t.putCall(&Call{RunID: run.ID, ID: op.ID, Type: CallHTTP, Due: r.At})
+			t.addCall(&Call{RunID: run.ID, ID: op.ID, Type: CallHTTP, Due: r.At})
 			h.Type, h.Detail = HistStepPlanned, op.ID
 		case OpSleep:
 			if t.has(keyStep(run.ID, op.ID)) || t.has(keyCall(run.ID, op.ID)) {
@@ -521,7 +521,7 @@ func (t *txn) processOps(run *Run, c *Call, fn *Function, r *CallFinished) {
 				t.finish(run, StatusFailed, r.At, nil, errJSON("InvalidSleep", err.Error()))
 				return
 			}
-			t.putCall(&Call{RunID: run.ID, ID: op.ID, Type: CallSleep, Due: until})
+			t.addCall(&Call{RunID: run.ID, ID: op.ID, Type: CallSleep, Due: until})
 			h.Type, h.Detail = HistStepSleeping, fmt.Sprintf("%s until %d", op.ID, until)
 		case OpWaitForEvent, OpWaitForSignal:
 			if t.has(keyStep(run.ID, op.ID)) || t.has(keyCall(run.ID, op.ID)) {
@@ -593,7 +593,7 @@ func (t *txn) afterStep(run *Run, at int64, memoized, empty bool) {
 			run.ForcePlan, run.Race = false, false
 		}
 		if !t.has(keyCall(run.ID, DiscoveryCall)) {
-			t.putCall(&Call{RunID: run.ID, ID: DiscoveryCall, Type: CallHTTP, Due: at})
+			t.addCall(&Call{RunID: run.ID, ID: DiscoveryCall, Type: CallHTTP, Due: at})
 		}
 	}
 }
@@ -614,7 +614,7 @@ func (t *txn) reschedule(c *Call, r *CallFinished) {
 	c.Attempt++
 	c.Claimed, c.Node, c.Boot = false, "", ""
 	c.Due = retryAt(r.At, c.Attempt, r.Jitter, r.RetryAt)
-	t.putCall(c)
+	t.addCall(c)
 }
 
 // Backoff: 1 s doubling per attempt, capped at 10 minutes, with ±25 %
@@ -768,6 +768,12 @@ func (t *txn) putCall(c *Call) {
 	if old := (&Call{}); t.get(keyCall(c.RunID, c.ID), old) {
 		t.unqueue(old)
 	}
+	t.addCall(c)
+}
+
+// addCall is putCall for a call with nothing stored under its id: a new
+// one, or one just taken out (unqueue, delCall) to be put back changed.
+func (t *txn) addCall(c *Call) {
 	t.put(keyCall(c.RunID, c.ID), c)
 	if c.Blocked != "" {
 		t.putRaw(keyConcWait(c.Blocked, c.Due, c.RunID, c.ID), nil)

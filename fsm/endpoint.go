@@ -218,7 +218,7 @@ func (t *txn) checkpoint(run *Run, fn *Function, at int64, jitter uint32, ops []
 	if handover && !run.Done() {
 		t.history(run, HistoryEntry{At: at, Type: HistEndpointAsync, Detail: "maxRuntime"})
 		if !t.has(keyCall(run.ID, DiscoveryCall)) {
-			t.putCall(&Call{RunID: run.ID, ID: DiscoveryCall, Type: CallHTTP, Due: at})
+			t.addCall(&Call{RunID: run.ID, ID: DiscoveryCall, Type: CallHTTP, Due: at})
 		}
 	}
 }

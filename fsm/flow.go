@@ -205,7 +205,7 @@ func (t *txn) moveCall(runID, callID string, due int64) {
 	}
 	t.unqueue(c)
 	c.Due = due
-	t.putCall(c)
+	t.addCall(c)
 }
 
 // setupFlow fills a new run's flow-control fields: concurrency keys and
@@ -350,7 +350,7 @@ func (t *txn) wakeWaiter(key string) {
 	t.unqueue(c)
 	c.Blocked = ""
 	c.Due = t.at
-	t.putCall(c)
+	t.addCall(c)
 	if run := t.run(runID); run != nil && strings.HasPrefix(run.Waiting, "concurrency") {
 		run.Waiting = ""
 	}
