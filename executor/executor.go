@@ -89,6 +89,7 @@ type Executor struct {
 
 	mu       sync.Mutex
 	inflight map[string]slot      // run\0call being claimed or called by this node
+	firing   int                  // of those, timers being fired: they hold no slot
 	fair     fair                 // the buffer of due calls and the shares
 	held     map[string]time.Time // run\0call refused recently: skip until then
 	claiming map[string]bool      // run\0call read from the queue, claim not yet decided
@@ -251,8 +252,8 @@ func (e *Executor) Run(ctx context.Context) {
 		// Due calls go to the buffer first; pick then starts as many as
 		// there are free slots, fairly.
 		free, room := e.room()
-		if free > 0 && room > 0 {
-			room -= e.readQueues(q, now.UnixMilli(), room)
+		if room > 0 {
+			room -= e.readQueues(q, now.UnixMilli(), room, free > 0)
 		}
 		if free > 0 && room > 0 && !now.Before(leaseCheck) {
 			expired, nextLease, err := e.fsm.ExpiredClaims(now.UnixMilli(), room, e.skip)
@@ -286,11 +287,13 @@ func (e *Executor) Run(ctx context.Context) {
 		// With no free slot (or a full buffer) only a wake-up (a slot
 		// freed) is worth waiting for.
 		wait := time.Hour
-		if free, room = e.room(); free > 0 && room > 0 {
-			if next := e.nextRead(q); next != math.MaxInt64 {
+		if free, room = e.room(); room > 0 {
+			if next := e.nextRead(q, free > 0); next != math.MaxInt64 {
 				wait = min(max(time.Until(time.UnixMilli(next)), 0), wait)
 			}
-			wait = min(max(time.Until(leaseCheck), 0), wait)
+			if free > 0 {
+				wait = min(max(time.Until(leaseCheck), 0), wait)
+			}
 		}
 		wait = min(wait, max(time.Until(lastFull.Add(e.cfg.FullScanEvery)), 0))
 		timer.Reset(wait)
@@ -304,12 +307,22 @@ func (e *Executor) Run(ctx context.Context) {
 }
 
 // readQueues reads due calls into the buffer, at most room of them: the
-// timers first, then each function's app calls while its share of the
-// buffer has room. It returns how many it read.
-func (e *Executor) readQueues(q *queueCursors, now int64, room int) int {
+// timers first (up to half the room when app calls are due), then, if
+// calls may start (slots are free), each function's app calls while its
+// share of the buffer has room. It returns how many it read.
+func (e *Executor) readQueues(q *queueCursors, now int64, room int, calls bool) int {
 	read := 0
 	if q.timers.due <= now {
-		due, stop, stopDue, err := e.fsm.TimersFrom(q.timers.key, now, room, e.skip)
+		// Timers leave half the room to app calls that are due too: a
+		// storm of timers must not keep new runs out of the buffer.
+		n := room
+		for fn, c := range q.calls {
+			if c.due <= now && e.fnRoom(fn) > 0 {
+				n = (room + 1) / 2
+				break
+			}
+		}
+		due, stop, stopDue, err := e.fsm.TimersFrom(q.timers.key, now, n, e.skip)
 		if err != nil {
 			e.log.Error("reading due timers", "err", err)
 			stop, stopDue = q.timers.key, now+1000
@@ -317,6 +330,9 @@ func (e *Executor) readQueues(q *queueCursors, now int64, room int) int {
 		q.timers.stopped(stop, stopDue, now, fsm.TimerQueueKey)
 		e.buffer(due)
 		read += len(due)
+	}
+	if !calls {
+		return read
 	}
 	for fn, c := range q.calls {
 		if read >= room {
@@ -343,10 +359,13 @@ func (e *Executor) readQueues(q *queueCursors, now int64, room int) int {
 }
 
 // nextRead is when the loop must read a queue next (math.MaxInt64: not
-// before a hint): the earliest cursor of the timers and of the functions
-// whose share of the buffer has room.
-func (e *Executor) nextRead(q *queueCursors) int64 {
+// before a hint): the earliest cursor of the timers and, if calls may
+// start, of the functions whose share of the buffer has room.
+func (e *Executor) nextRead(q *queueCursors, calls bool) int64 {
 	next := q.timers.due
+	if !calls {
+		return next
+	}
 	for fn, c := range q.calls {
 		if c.due < next && e.fnRoom(fn) > 0 {
 			next = c.due
@@ -392,7 +411,7 @@ func (e *Executor) freeLocked() int {
 	if e.draining {
 		return 0
 	}
-	return e.cfg.MaxInflight - len(e.inflight)
+	return e.cfg.MaxInflight - (len(e.inflight) - e.firing)
 }
 
 // takeOver re-sends at once the calls that an earlier boot of this node had
@@ -506,6 +525,9 @@ func (e *Executor) occupyLocked(k string, s slot) {
 	if s.shared {
 		e.fair.take(s.o)
 	}
+	if s.timer {
+		e.firing++
+	}
 	mInflight.Set(float64(len(e.inflight)))
 }
 
@@ -517,6 +539,9 @@ func (e *Executor) release(run, call string) {
 		delete(e.inflight, k)
 		if s.shared {
 			e.fair.give(s.o)
+		}
+		if s.timer {
+			e.firing--
 		}
 	}
 	n := len(e.inflight)
@@ -543,7 +568,7 @@ func (e *Executor) leaseAfter(c fsm.Call) *fsm.LeaseNext {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	s, ok := e.inflight[callKey(c.RunID, c.ID)]
-	if !ok {
+	if !ok || s.timer { // a timer frees no slot
 		return e.leaseLocked(nil)
 	}
 	return e.leaseLocked(&s)

@@ -15,7 +15,8 @@ import (
 // Config.MaxInflightPerApp, and the due calls read from the queue wait in
 // a buffer, one list per function, served in turn (round-robin) rather
 // than in due order: a flood of one function's calls does not delay
-// another's. Timers hold no share; they only take a slot while they fire.
+// another's. Timers hold neither a share nor a slot: firing one is a
+// record, not an app call (at most a buffer's worth are fired at once).
 //
 // The buffer holds at most a share's worth of calls per function: the
 // calls beyond it stay in their function's own queue (fsm: qf/), which is
@@ -78,8 +79,9 @@ func (e *Executor) fnRoom(fn string) int {
 	return e.fair.fnRoom(fn)
 }
 
-// pick takes out of the buffer the calls to start now, at most one per
-// free slot: due timers first, then one app call per function in turn,
+// pick takes out of the buffer the calls to start now: every due timer
+// (they hold no slot), then, at most one per free slot, one app call per
+// function in turn,
 // passing over functions and apps that hold their share. It marks them in
 // flight. claim lists the calls to claim (and timers to fire), send the
 // calls still leased to us.
@@ -99,11 +101,15 @@ func (e *Executor) pick(now int64) (claim, send []fsm.Call) {
 			return false
 		}
 		e.occupyLocked(k, s)
-		free--
+		if !s.timer {
+			free--
+		}
 		return true
 	}
-	for free > 0 && len(f.timers) > 0 {
-		if c := f.popTimer(); take(c, slot{}) {
+	// Timers hold no slot: firing one is a record, not an app call, so a
+	// storm of them neither waits for app calls nor keeps them waiting.
+	for len(f.timers) > 0 && !e.draining && e.firing < f.max {
+		if c := f.popTimer(); take(c, slot{timer: true}) {
 			e.claiming[callKey(c.RunID, c.ID)] = true
 			claim = append(claim, c)
 		}
@@ -199,6 +205,7 @@ type owner struct{ fn, app string }
 type slot struct {
 	o      owner
 	shared bool
+	timer  bool // a timer being fired: it holds none of the MaxInflight slots
 }
 
 // bucket counts the calls of one function or one app.
