@@ -1,12 +1,17 @@
 package server
 
 import (
+	"crypto/sha1"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"sync"
 	"testing"
+
+	"github.com/cairn-dev/cairn/fsm"
 )
 
 // hangApp is an app whose every call waits until release is closed, then
@@ -146,4 +151,88 @@ func TestHangingAppLeavesSlotsToOthers(t *testing.T) {
 	if hang.most[""] > perApp || hang.most["hang-a"] > perFn || hang.most["hang-b"] > perFn {
 		t.Fatalf("most calls held at once: %v, want at most %d per function and %d for the app", hang.most, perFn, perApp)
 	}
+}
+
+// A timer holds no call slot: a sleep ends on time while another app's
+// hanging calls hold every slot, and the run's next call then waits for a
+// slot like any other.
+func TestTimerFiresWhileEverySlotIsHeld(t *testing.T) {
+	const slots = 2
+	hang := newHangApp(t)
+	napID := sha1.Sum([]byte("nap"))
+	nap := hex.EncodeToString(napID[:])
+	sleeper := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Steps map[string]json.RawMessage `json:"steps"`
+		}
+		json.NewDecoder(r.Body).Decode(&body)
+		w.Header().Set("X-Inngest-SDK", "cairn-test:v0")
+		w.Header().Set("Content-Type", "application/json")
+		if _, ok := body.Steps[nap]; ok {
+			io.WriteString(w, `"rested"`)
+			return
+		}
+		w.WriteHeader(206)
+		fmt.Fprintf(w, `[{"id":%q,"op":"Sleep","name":"nap","displayName":"nap","opts":{"duration":"4s"}}]`, nap)
+	}))
+	t.Cleanup(sleeper.Close)
+	n := startNode(t, "solo", "", func(c *Config) {
+		c.MaxInflight, c.MaxInflightPerFunction, c.MaxInflightPerApp = slots, slots, slots
+	})
+	var once sync.Once
+	releaseAll := func() { once.Do(func() { close(hang.release) }) }
+	t.Cleanup(releaseAll)
+	waitUntil(t, "leadership", n.srv.Node.IsLeader)
+	registerApp(t, n, "hang", hang.URL, "h/go", "hang-a")
+	registerApp(t, n, "sleepy", sleeper.URL, "s/go", "sleeper")
+
+	code, raw := post(n.srv.URL()+"/e/key", map[string]any{"name": "s/go", "data": map[string]any{}})
+	var accepted struct {
+		IDs []string `json:"ids"`
+	}
+	if json.Unmarshal(raw, &accepted); code != 200 || len(accepted.IDs) != 1 {
+		t.Fatalf("sleeper event: %d %s", code, raw)
+	}
+	var runID string
+	history := func() map[string]bool {
+		var runs struct {
+			Data []struct {
+				ID string `json:"id"`
+			} `json:"data"`
+		}
+		if get(n.srv.URL()+"/v1/events/"+accepted.IDs[0]+"/runs", &runs); len(runs.Data) == 1 {
+			runID = runs.Data[0].ID
+		}
+		var h struct {
+			Data []struct {
+				Type string `json:"type"`
+			} `json:"data"`
+		}
+		get(n.srv.URL()+"/v1/runs/"+runID+"/history", &h)
+		seen := map[string]bool{}
+		for _, e := range h.Data {
+			seen[e.Type] = true
+		}
+		return seen
+	}
+	waitUntil(t, "the run to sleep", func() bool { return history()[fsm.HistStepSleeping] })
+
+	for range 2 * slots {
+		if code, raw := post(n.srv.URL()+"/e/key", map[string]any{"name": "h/go", "data": map[string]any{}}); code != 200 {
+			t.Fatalf("hang event: %d %s", code, raw)
+		}
+	}
+	waitUntil(t, "the hanging app to hold every slot", func() bool { return hang.holding("") == slots })
+	if history()[fsm.HistStepWoke] {
+		t.Fatal("the sleep ended before the hanging app held every slot: the test proves nothing (4 s were not enough to flood two slots)")
+	}
+	waitUntil(t, "the sleep to end", func() bool { return history()[fsm.HistStepWoke] })
+	if held := hang.holding(""); held != slots {
+		t.Fatalf("the hanging app holds %d calls when the sleep ends, want all %d slots", held, slots)
+	}
+	releaseAll()
+	waitUntil(t, "the sleeper to complete", func() bool {
+		st := eventRunStatuses(n, accepted.IDs[0])
+		return len(st) == 1 && st[0] == "completed"
+	})
 }
