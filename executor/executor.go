@@ -607,8 +607,15 @@ func (e *Executor) Adopt(calls []fsm.Call) {
 		k := callKey(c.RunID, c.ID)
 		e.mu.Lock()
 		if e.fair.queued[k] {
-			e.mu.Unlock()
-			continue
+			// The buffer holds this call already: this very claim (adopted
+			// twice), or a copy read from the queue before the claim, whose
+			// own claim would be refused as stale and leave this one
+			// unsent for a whole lease. The claim replaces the copy.
+			if old, _ := e.fair.find(k); old.leased && old.c.Gen >= c.Gen {
+				e.mu.Unlock()
+				continue
+			}
+			e.fair.remove(k)
 		}
 		// A call leased to us is claimed already: nobody reads it from the
 		// queue again before its lease ends. If its key is still in flight

@@ -331,6 +331,53 @@ func (f *fair) push(rc readyCall) {
 	}
 }
 
+// find returns the buffered call with key k.
+func (f *fair) find(k string) (readyCall, bool) {
+	for _, c := range f.timers {
+		if callKey(c.RunID, c.ID) == k {
+			return readyCall{c: c}, true
+		}
+	}
+	for _, list := range f.lists {
+		for _, rc := range list {
+			if callKey(rc.c.RunID, rc.c.ID) == k {
+				return rc, true
+			}
+		}
+	}
+	return readyCall{}, false
+}
+
+// remove takes the call with key k out of the buffer.
+func (f *fair) remove(k string) {
+	for i, c := range f.timers {
+		if callKey(c.RunID, c.ID) == k {
+			f.timers = slices.Delete(f.timers, i, i+1)
+			delete(f.queued, k)
+			return
+		}
+	}
+	for idx, fn := range f.ring {
+		list := f.lists[fn]
+		for i, rc := range list {
+			if callKey(rc.c.RunID, rc.c.ID) != k {
+				continue
+			}
+			if len(list) == 1 {
+				delete(f.lists, fn)
+				f.ring = slices.Delete(f.ring, idx, idx+1)
+				if f.turn > idx {
+					f.turn--
+				}
+			} else {
+				f.lists[fn] = slices.Delete(list, i, i+1)
+			}
+			f.unready(rc)
+			return
+		}
+	}
+}
+
 // popTimer takes the first timer out of the buffer.
 func (f *fair) popTimer() fsm.Call {
 	c := f.timers[0]

@@ -1,8 +1,10 @@
 package executor
 
 import (
+	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/cairn-dev/cairn/fsm"
@@ -108,4 +110,32 @@ func hasRoom(l *fsm.LeaseNext, fn string, n int) bool {
 		}
 	}
 	return false
+}
+
+// A call leased to us replaces a copy of it that the buffer read from the
+// queue before the claim: that copy's own claim would be refused as stale,
+// and the lease would then stall until it ran out.
+func TestAdoptReplacesAnUnclaimedCopy(t *testing.T) {
+	e := fairExec(t, 1, 1, 1)
+	e.term = &term{ctx: context.Background(), wg: &sync.WaitGroup{}}
+	queue(e, "a", "x", 1)
+	e.mu.Lock()
+	e.occupyLocked(callKey("other", "step"), slot{}) // no free slot: adopted calls wait in the buffer
+	e.mu.Unlock()
+	leased := fsm.Call{RunID: "a-run0", ID: "step", Type: fsm.CallHTTP, Gen: 1, Claimed: true, Node: "n1", Boot: e.boot, Due: 1 << 62}
+	for range 2 { // adopting the same claim twice keeps one copy
+		e.Adopt([]fsm.Call{leased})
+	}
+	k := callKey("a-run0", "step")
+	e.mu.Lock()
+	got, ok := e.fair.find(k)
+	n, ready := len(e.fair.queued), e.fair.fns["a"].ready
+	e.mu.Unlock()
+	if !ok || !got.leased || got.c.Gen != 1 || n != 1 || ready != 1 {
+		t.Fatalf("buffer holds %+v (found %v), %d calls, %d ready of a; want only the leased claim", got, ok, n, ready)
+	}
+	e.release("other", "step")
+	if _, send := e.pick(0); len(send) != 1 || send[0].Gen != 1 {
+		t.Fatalf("sent %v, want the leased claim", send)
+	}
 }
