@@ -761,7 +761,7 @@ func (t *txn) history(run *Run, h HistoryEntry) {
 }
 
 // putCall stores a call and queues it: blocked on a concurrency key (cw/),
-// claimed (lq/ and the claimant's lease index) or waiting to be (q/). A
+// claimed (lq/) or waiting to be (qt/ for a timer, its function's qf/). A
 // call stored already leaves its old queue entry first, since the entry's
 // key holds the due time and an entry left behind would never be deleted.
 func (t *txn) putCall(c *Call) {

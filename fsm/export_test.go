@@ -1,7 +1,9 @@
 package fsm
 
 import (
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/cockroachdb/pebble"
 )
@@ -24,3 +26,59 @@ func QueueEntries(f *FSM, runID string) []string {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// Due returns up to limit calls due at or before now from every queue,
+// claims whose lease ran out included (see ExpiredClaims), earliest first,
+// and the due time of the next call after them (0 if none): the tests'
+// view of all the queues (the executor reads them one by one).
+func (f *FSM) Due(now int64, limit int, skip SkipFunc) (due []Call, next int64, err error) {
+	fns, err := f.QueuedFunctions()
+	if err != nil {
+		return nil, 0, err
+	}
+	later := func(d int64) {
+		if d != 0 && (next == 0 || d < next) {
+			next = d
+		}
+	}
+	read := func(prefix []byte) error {
+		got, _, stopDue, err := f.scanQueue(prefix, nil, now, limit, skip)
+		due = append(due, got...)
+		later(stopDue)
+		return err
+	}
+	for _, p := range append([][]byte{prefixTimerQueue, prefixLeaseQueue}, prefixesOf(fns)...) {
+		if err := read(p); err != nil {
+			return nil, 0, err
+		}
+	}
+	slices.SortFunc(due, func(a, b Call) int {
+		if a.Due != b.Due {
+			return cmpInt(a.Due, b.Due)
+		}
+		return strings.Compare(a.RunID+sep+a.ID, b.RunID+sep+b.ID)
+	})
+	if len(due) > limit {
+		later(due[limit].Due)
+		due = due[:limit]
+	}
+	return due, next, nil
+}
+
+func prefixesOf(fns []string) [][]byte {
+	out := make([][]byte, len(fns))
+	for i, fn := range fns {
+		out[i] = prefixFnQueue(fn)
+	}
+	return out
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}

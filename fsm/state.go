@@ -119,7 +119,7 @@ type Call struct {
 	Signal string `msgpack:"sig,omitempty"`
 	Corr   string `msgpack:"corr,omitempty"`
 	// Slots: this claimed call holds its run's concurrency slots.
-	// Blocked: the concurrency key it waits for (then it is in cw/, not q/).
+	// Blocked: the concurrency key it waits for (then it is in cw/, not in a due queue).
 	Slots   bool   `msgpack:"slots,omitempty"`
 	Blocked string `msgpack:"blk,omitempty"`
 }
