@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/vmihailenco/msgpack/v5"
+	"github.com/vmihailenco/msgpack/v5/msgpcode"
 )
 
 // Hand-written msgpack codecs for the rows read and written on every step:
@@ -77,14 +78,16 @@ func count(set ...bool) int {
 }
 
 // readRow reads a map, calling field for each key; field returns false for
-// a key it does not know, which is skipped (a row of a newer release).
-func readRow(d *msgpack.Decoder, field func(k string) (bool, error)) error {
+// a key it does not know, which is skipped (a row of a newer release). The
+// key is only valid during the call (switch on string(k) copies nothing).
+func readRow(d *msgpack.Decoder, field func(k []byte) (bool, error)) error {
 	n, err := d.DecodeMapLen()
 	if err != nil || n < 0 {
 		return err
 	}
+	var buf [32]byte
 	for range n {
-		k, err := d.DecodeString()
+		k, err := readKey(d, &buf)
 		if err != nil {
 			return err
 		}
@@ -99,6 +102,24 @@ func readRow(d *msgpack.Decoder, field func(k string) (bool, error)) error {
 		}
 	}
 	return nil
+}
+
+// readKey reads a map key into buf when it is a short string (every key
+// these rows have), without allocating one string per field.
+func readKey(d *msgpack.Decoder, buf *[32]byte) ([]byte, error) {
+	c, err := d.PeekCode()
+	if err != nil {
+		return nil, err
+	}
+	if c >= msgpcode.FixedStrLow && c <= msgpcode.FixedStrHigh {
+		n := int(c & msgpcode.FixedStrMask)
+		if err := d.ReadFull(buf[:1]); err != nil { // the code itself
+			return nil, err
+		}
+		return buf[:n], d.ReadFull(buf[:n])
+	}
+	s, err := d.DecodeString()
+	return []byte(s), err
 }
 
 func readStrs(d *msgpack.Decoder) ([]string, error) {
@@ -188,9 +209,9 @@ func (r *Run) EncodeMsgpack(e *msgpack.Encoder) error {
 
 func (r *Run) DecodeMsgpack(d *msgpack.Decoder) error {
 	*r = Run{}
-	return readRow(d, func(k string) (bool, error) {
+	return readRow(d, func(k []byte) (bool, error) {
 		var err error
-		switch k {
+		switch string(k) {
 		case "id":
 			r.ID, err = d.DecodeString()
 		case "fn":
@@ -295,9 +316,9 @@ func (c *Call) EncodeMsgpack(e *msgpack.Encoder) error {
 
 func (c *Call) DecodeMsgpack(d *msgpack.Decoder) error {
 	*c = Call{}
-	return readRow(d, func(k string) (bool, error) {
+	return readRow(d, func(k []byte) (bool, error) {
 		var err error
-		switch k {
+		switch string(k) {
 		case "run":
 			c.RunID, err = d.DecodeString()
 		case "id":
@@ -367,9 +388,9 @@ func (h *HistoryEntry) EncodeMsgpack(e *msgpack.Encoder) error {
 
 func (h *HistoryEntry) DecodeMsgpack(d *msgpack.Decoder) error {
 	*h = HistoryEntry{}
-	return readRow(d, func(k string) (bool, error) {
+	return readRow(d, func(k []byte) (bool, error) {
 		var err error
-		switch k {
+		switch string(k) {
 		case "seq":
 			h.Seq, err = d.DecodeUint64()
 		case "idx":
