@@ -115,3 +115,19 @@ func must(err error, what string, k []byte) {
 		panic(fmt.Sprintf("fsm: %s %q: %v", what, k, err))
 	}
 }
+
+// wholeValue returns the value at it's position, joining its parts if it is
+// stored in parts (read through a clone, so it stays where it is).
+func wholeValue(it *pebble.Iterator) ([]byte, error) {
+	v := it.Value()
+	size, n, ok := parseHeader(v)
+	if !ok {
+		return v, nil
+	}
+	parts, err := it.Clone(pebble.CloneOptions{}) // same state as it
+	if err != nil {
+		return nil, err
+	}
+	defer parts.Close()
+	return joinParts(parts, it.Key(), size, n)
+}

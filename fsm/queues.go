@@ -196,17 +196,9 @@ func readWhole(db *pebble.DB, k []byte, v any) (bool, error) {
 	if !it.First() {
 		return false, it.Error()
 	}
-	raw := it.Value()
-	if size, n, ok := parseHeader(raw); ok {
-		parts, err := it.Clone(pebble.CloneOptions{})
-		if err != nil {
-			return false, err
-		}
-		raw, err = joinParts(parts, k, size, n)
-		parts.Close()
-		if err != nil {
-			return false, err
-		}
+	raw, err := wholeValue(it)
+	if err != nil {
+		return false, err
 	}
 	if err := msgpack.Unmarshal(raw, v); err != nil {
 		return false, errRow(k, err)

@@ -352,17 +352,9 @@ func indexRuns(db *pebble.DB) error {
 	}
 	defer it.Close()
 	for ok := it.First(); ok; ok = it.Next() {
-		v := it.Value()
-		if size, n, ok := parseHeader(v); ok {
-			parts, err := it.Clone(pebble.CloneOptions{})
-			if err != nil {
-				return err
-			}
-			v, err = joinParts(parts, it.Key(), size, n)
-			parts.Close()
-			if err != nil {
-				return err
-			}
+		v, err := wholeValue(it)
+		if err != nil {
+			return err
 		}
 		var r struct {
 			ID        string `msgpack:"id"`

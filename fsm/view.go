@@ -72,17 +72,9 @@ var errBadKey = errors.New("malformed key")
 func (f *FSM) scan(lower, upper []byte, reverse bool, fn func(k, v []byte) bool) error {
 	var perr error
 	err := f.scanStored(lower, upper, reverse, func(it *pebble.Iterator) bool {
-		v := it.Value()
-		if size, n, ok := parseHeader(v); ok {
-			var parts *pebble.Iterator
-			if parts, perr = it.Clone(pebble.CloneOptions{}); perr != nil { // same state as it
-				return false
-			}
-			v, perr = joinParts(parts, it.Key(), size, n)
-			parts.Close()
-			if perr != nil {
-				return false
-			}
+		var v []byte
+		if v, perr = wholeValue(it); perr != nil {
+			return false
 		}
 		return fn(it.Key(), v)
 	})

@@ -31,8 +31,15 @@ func protocolApp(t *testing.T) *httptest.Server { return protocolAppWith(t, nil)
 // protocolAppWith calls inStep (if not nil) each time step "a" runs, before
 // answering.
 func protocolAppWith(t *testing.T, inStep func()) *httptest.Server {
-	stepA := sha1.Sum([]byte("a"))
-	idA := hex.EncodeToString(stepA[:])
+	return oneStepApp(t, "a", `{"op":"StepRun","name":"a","displayName":"a","data":1}`, `"done"`, inStep)
+}
+
+// oneStepApp is an app whose function has one step, named step: a call
+// without it memoized is answered 206 with op (its "id" is added) after
+// calling inStep (if not nil), a call with it 200 with the result done.
+func oneStepApp(t *testing.T, step, op, done string, inStep func()) *httptest.Server {
+	sum := sha1.Sum([]byte(step))
+	id := hex.EncodeToString(sum[:])
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var body struct {
 			Steps map[string]json.RawMessage `json:"steps"`
@@ -40,16 +47,16 @@ func protocolAppWith(t *testing.T, inStep func()) *httptest.Server {
 		json.NewDecoder(r.Body).Decode(&body)
 		w.Header().Set("X-Inngest-SDK", "cairn-test:v0")
 		w.Header().Set("Content-Type", "application/json")
-		if _, ok := body.Steps[idA]; !ok {
+		if _, ok := body.Steps[id]; !ok {
 			if inStep != nil {
 				inStep()
 			}
 			w.WriteHeader(206)
-			fmt.Fprintf(w, `[{"id":%q,"op":"StepRun","name":"a","displayName":"a","data":1}]`, idA)
+			fmt.Fprintf(w, `[{"id":%q,%s]`, id, op[1:])
 			return
 		}
 		w.WriteHeader(200)
-		io.WriteString(w, `"done"`)
+		io.WriteString(w, done)
 	}))
 	t.Cleanup(srv.Close)
 	return srv

@@ -1,10 +1,7 @@
 package server
 
 import (
-	"crypto/sha1"
-	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -159,23 +156,7 @@ func TestHangingAppLeavesSlotsToOthers(t *testing.T) {
 func TestTimerFiresWhileEverySlotIsHeld(t *testing.T) {
 	const slots = 2
 	hang := newHangApp(t)
-	napID := sha1.Sum([]byte("nap"))
-	nap := hex.EncodeToString(napID[:])
-	sleeper := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var body struct {
-			Steps map[string]json.RawMessage `json:"steps"`
-		}
-		json.NewDecoder(r.Body).Decode(&body)
-		w.Header().Set("X-Inngest-SDK", "cairn-test:v0")
-		w.Header().Set("Content-Type", "application/json")
-		if _, ok := body.Steps[nap]; ok {
-			io.WriteString(w, `"rested"`)
-			return
-		}
-		w.WriteHeader(206)
-		fmt.Fprintf(w, `[{"id":%q,"op":"Sleep","name":"nap","displayName":"nap","opts":{"duration":"4s"}}]`, nap)
-	}))
-	t.Cleanup(sleeper.Close)
+	sleeper := oneStepApp(t, "nap", `{"op":"Sleep","name":"nap","displayName":"nap","opts":{"duration":"4s"}}`, `"rested"`, nil)
 	n := startNode(t, "solo", "", func(c *Config) {
 		c.MaxInflight, c.MaxInflightPerFunction, c.MaxInflightPerApp = slots, slots, slots
 	})
