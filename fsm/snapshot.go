@@ -138,6 +138,7 @@ func (f *FSM) Restore(r io.Reader) error {
 	f.addHints(DueHints{All: true})
 	f.fns.reset()
 	f.lims.reset()
+	f.runs.reset()
 	f.notify()
 	return nil
 }

@@ -34,6 +34,9 @@ type txn struct {
 	// leased counts the calls claimed by LeaseNext in this entry: in all
 	// (""), per function ("f" + id) and per app ("a" + id).
 	leased map[string]int
+	// written holds, for the whole batch, the encoding of every run
+	// written (nil: not to be cached), for the FSM's run cache.
+	written map[string][]byte
 	// parts holds, for the whole batch, the part count of every value read
 	// that is stored in parts, so that replacing or deleting it also drops
 	// its parts (Apply reads what it rewrites).
@@ -97,6 +100,12 @@ func (t *txn) flushRuns() {
 		}
 		if cr.raw == nil || !bytes.Equal(raw, cr.raw) {
 			t.putRaw(keyRun(id), raw)
+			if t.written != nil {
+				if cr.run.Done() || partsOf(len(raw)) > 0 {
+					raw = nil // not worth caching
+				}
+				t.written[id] = raw
+			}
 		}
 	}
 	clear(t.runs)

@@ -109,6 +109,9 @@ func (f *FSM) scanStored(lower, upper []byte, reverse bool, fn func(it *pebble.I
 // Run returns a run, or nil if there is none with that id.
 func (f *FSM) Run(id string) (*Run, error) {
 	r := &Run{}
+	if ok, err := f.runs.get(id, r); ok {
+		return r, err
+	}
 	ok, err := f.get(keyRun(id), r)
 	if !ok {
 		return nil, err
