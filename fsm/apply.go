@@ -774,9 +774,7 @@ func (t *txn) putCall(c *Call) {
 // addCall is putCall for a call with nothing stored under its id: a new
 // one, or one just taken out (unqueue, delCall) to be put back changed.
 func (t *txn) addCall(c *Call) {
-	k := keyCall(c.RunID, c.ID)
-	raw := mustEncode(k, c)
-	t.putRaw(k, raw)
+	t.put(keyCall(c.RunID, c.ID), c)
 	if c.Blocked != "" {
 		t.putRaw(keyConcWait(c.Blocked, c.Due, c.RunID, c.ID), nil)
 		return
@@ -789,17 +787,8 @@ func (t *txn) addCall(c *Call) {
 			t.fresh = append(t.fresh, &cp)
 		}
 	}
-	// The queue entry carries the call too (unless it is large), so that
-	// the executor's read of a queue is one scan, not a read per call.
-	if len(raw) > maxQueuedCopy {
-		raw = nil
-	}
-	t.putRaw(keyCallQueue(c, fn), raw)
+	t.putRaw(keyCallQueue(c, fn), nil)
 }
-
-// maxQueuedCopy bounds the call encodings queue entries carry: far below
-// a part (parts.go), since an entry is deleted without being read.
-const maxQueuedCopy = 1 << 10
 
 // queueFn is the function whose queue holds c while it waits unclaimed
 // (its run's; "" for timers and claimed calls, which need none).

@@ -25,27 +25,3 @@ func TestRunCacheMatchesTheStore(t *testing.T) {
 		}
 	}
 }
-
-// The calls a queue read returns come from the copies queue entries carry:
-// after every entry of a random log, each is the call stored under its id.
-func TestQueuedCopiesMatchTheCalls(t *testing.T) {
-	g := &gen{t: t, rng: rand.New(rand.NewSource(9)), h: newHarness(t), now: t0, reuseSteps: true}
-	seen := 0
-	for range 400 {
-		g.h.apply(g.next()...)
-		due, _, err := g.h.f.Due(1<<62, 1<<20, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, c := range due {
-			stored, err := g.h.f.Call(c.RunID, c.ID)
-			if err != nil || stored == nil || !reflect.DeepEqual(*stored, c) {
-				t.Fatalf("entry %d: queue holds %+v; stored %+v, %v", g.h.idx, c, stored, err)
-			}
-			seen++
-		}
-	}
-	if seen < 1000 {
-		t.Fatalf("only %d queued calls checked", seen)
-	}
-}

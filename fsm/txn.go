@@ -195,15 +195,12 @@ func (t *txn) limits() Limits {
 	return l
 }
 
-func (t *txn) put(k []byte, v any) { t.putRaw(k, mustEncode(k, v)) }
-
-// mustEncode encodes the value to be stored at k.
-func mustEncode(k []byte, v any) []byte {
+func (t *txn) put(k []byte, v any) {
 	raw, err := msgpack.Marshal(v)
 	if err != nil {
 		panic(fmt.Sprintf("fsm: encode %q: %v", k, err))
 	}
-	return raw
+	t.putRaw(k, raw)
 }
 
 func (t *txn) putRaw(k, v []byte) {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -287,7 +286,7 @@ func (f *FSM) ExpiredClaims(now int64, limit int, skip SkipFunc) ([]Call, int64,
 type SkipFunc func(runID, callID string, due int64) bool
 
 func (f *FSM) scanQueue(prefix, from []byte, now int64, limit int, skip SkipFunc) (due []Call, stop []byte, stopDue int64, err error) {
-	var missing []int // entries without a copy of their call: their place in due
+	var keys [][2]string
 	lower := from
 	if lower == nil {
 		lower = prefix
@@ -296,47 +295,32 @@ func (f *FSM) scanQueue(prefix, from []byte, now int64, limit int, skip SkipFunc
 		return nil, nil, 0, nil
 	}
 	var kerr error
-	n := 0
-	err = f.scan(lower, prefixEnd(prefix), false, func(k, v []byte) bool {
+	err = f.scan(lower, prefixEnd(prefix), false, func(k, _ []byte) bool {
 		at, run, call, ok := parseQueueKey(prefix, k)
 		if !ok {
 			kerr = errRow(k, errBadKey)
 			return false
 		}
-		if at > now || n >= limit {
+		if at > now || len(keys) >= limit {
 			stop, stopDue = append([]byte(nil), k...), at
 			return false
 		}
-		if skip != nil && skip(run, call, at) {
-			return true
+		if skip == nil || !skip(run, call, at) {
+			keys = append(keys, [2]string{run, call})
 		}
-		n++
-		c := Call{RunID: run, ID: call}
-		if len(v) == 0 { // written before entries carried their call, or a large call
-			missing = append(missing, len(due))
-		} else if kerr = decodeRow(k, v, &c); kerr != nil {
-			return false
-		}
-		due = append(due, c)
 		return true
 	})
 	if err = errors.Join(err, kerr); err != nil {
 		return nil, nil, 0, err
 	}
-	gone := 0
-	for _, i := range missing {
-		c, err := f.Call(due[i].RunID, due[i].ID)
+	for _, k := range keys {
+		c, err := f.Call(k[0], k[1])
 		if err != nil {
 			return nil, nil, 0, err
 		}
-		if c == nil {
-			due[i].RunID, gone = "", gone+1 // no call behind the entry: left out
-		} else {
-			due[i] = *c
+		if c != nil {
+			due = append(due, *c)
 		}
-	}
-	if gone > 0 {
-		due = slices.DeleteFunc(due, func(c Call) bool { return c.RunID == "" })
 	}
 	return due, stop, stopDue, nil
 }
