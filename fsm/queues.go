@@ -3,7 +3,6 @@ package fsm
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"math"
 	"strings"
 
@@ -137,34 +136,19 @@ var (
 )
 
 func splitQueues(db *pebble.DB) error {
-	if _, closer, err := db.Get(keyQueuesSplit); err == nil {
-		return closer.Close()
-	} else if !errors.Is(err, pebble.ErrNotFound) {
-		return err
-	}
-	b := db.NewBatch()
-	defer b.Close()
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefixOldQueue, UpperBound: prefixEnd(prefixOldQueue)})
-	if err != nil {
-		return err
-	}
-	defer it.Close()
-	for ok := it.First(); ok; ok = it.Next() {
+	return upgradeRows(db, keyQueuesSplit, prefixOldQueue, func(b *pebble.Batch, it *pebble.Iterator) error {
 		if err := b.Delete(it.Key(), nil); err != nil {
 			return err
 		}
 		due, run, call, ok := parseQueueKey(prefixOldQueue, it.Key())
 		if !ok {
-			continue // unreadable: dropped, as no reader could use it
+			return nil // unreadable: dropped, as no reader could use it
 		}
 		var c struct {
 			Type string `msgpack:"t"`
 		}
 		if found, err := readWhole(db, keyCall(run, call), &c); err != nil || !found {
-			if err != nil {
-				return err
-			}
-			continue // no call behind it: a reader would skip it anyway
+			return err // none found: no call behind it, a reader would skip it anyway
 		}
 		var r struct {
 			FnID string `msgpack:"fn"`
@@ -173,17 +157,8 @@ func splitQueues(db *pebble.DB) error {
 			return err
 		}
 		cl := Call{RunID: run, ID: call, Type: c.Type, Due: due}
-		if err := b.Set(keyCallQueue(&cl, r.FnID), nil, nil); err != nil {
-			return err
-		}
-	}
-	if err := it.Error(); err != nil {
-		return err
-	}
-	if err := b.Set(keyQueuesSplit, []byte{1}, nil); err != nil {
-		return err
-	}
-	return b.Commit(pebble.NoSync) // no WAL: flushed with the rest, or redone
+		return b.Set(keyCallQueue(&cl, r.FnID), nil, nil)
+	})
 }
 
 // readWhole decodes the value at k, joining its parts if it has them.

@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -339,19 +338,7 @@ func (f *FSM) ResolveStep(runID, step string) (id string, ok bool, err error) {
 var keyRunsIndexed = []byte("m/runs-indexed")
 
 func indexRuns(db *pebble.DB) error {
-	if _, closer, err := db.Get(keyRunsIndexed); err == nil {
-		return closer.Close()
-	} else if !errors.Is(err, pebble.ErrNotFound) {
-		return err
-	}
-	b := db.NewBatch()
-	defer b.Close()
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte("r/"), UpperBound: prefixEnd([]byte("r/"))})
-	if err != nil {
-		return err
-	}
-	defer it.Close()
-	for ok := it.First(); ok; ok = it.Next() {
+	return upgradeRows(db, keyRunsIndexed, []byte("r/"), func(b *pebble.Batch, it *pebble.Iterator) error {
 		v, err := wholeValue(it)
 		if err != nil {
 			return err
@@ -364,15 +351,6 @@ func indexRuns(db *pebble.DB) error {
 		if err := msgpack.Unmarshal(v, &r); err != nil {
 			return errRow(it.Key(), err)
 		}
-		if err := b.Set(keyFnRun(r.FnID, r.CreatedAt, r.ID), nil, nil); err != nil {
-			return err
-		}
-	}
-	if err := it.Error(); err != nil {
-		return err
-	}
-	if err := b.Set(keyRunsIndexed, []byte{1}, nil); err != nil {
-		return err
-	}
-	return b.Commit(pebble.NoSync) // no WAL: flushed with the rest, or redone
+		return b.Set(keyFnRun(r.FnID, r.CreatedAt, r.ID), nil, nil)
+	})
 }
