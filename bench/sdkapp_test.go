@@ -228,7 +228,14 @@ func TestSDKAppAsRaw(t *testing.T) {
 		}
 	}
 	for _, a := range []*goApp{sdkApp, raw} {
-		if s := a.sleeper; s.registered.Load() != 1 || s.woke.Load() != 1 || s.done.Load() != 1 || s.notNull.Load() != 0 {
+		// An app notes an answer once it is flushed, which may be just
+		// after the client has read it: wait for the note, briefly.
+		s := a.sleeper
+		counted := func() bool { return s.registered.Load() == 1 && s.woke.Load() == 1 && s.done.Load() == 1 }
+		for deadline := time.Now().Add(5 * time.Second); !counted() && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
+		if !counted() || s.notNull.Load() != 0 {
 			t.Fatalf("%s sleeper tracker: registered %d woke %d done %d", a.kind, s.registered.Load(), s.woke.Load(), s.done.Load())
 		}
 	}
