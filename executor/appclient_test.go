@@ -7,36 +7,25 @@ import (
 	"net"
 	"net/http"
 	"testing"
+
+	"github.com/cairn-dev/cairn/internal/testnet"
 )
 
 // closingApp answers the first request on each connection and closes the
 // connection when a second one arrives, without answering it: an app
 // dropping an idle connection just as a call goes out on it.
 func closingApp(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer conn.Close()
-				r := bufio.NewReader(conn)
-				req, err := http.ReadRequest(r)
-				if err != nil {
-					return
-				}
-				io.Copy(io.Discard, req.Body)
-				conn.Write([]byte("HTTP/1.1 200 OK\r\nX-Inngest-Sdk: test\r\nContent-Length: 2\r\n\r\nok"))
-				http.ReadRequest(r) // the next call on this connection: dropped
-			}()
+	ln := testnet.Serve(t, func(conn net.Conn) {
+		defer conn.Close()
+		r := bufio.NewReader(conn)
+		req, err := http.ReadRequest(r)
+		if err != nil {
+			return
 		}
-	}()
+		io.Copy(io.Discard, req.Body)
+		conn.Write([]byte("HTTP/1.1 200 OK\r\nX-Inngest-Sdk: test\r\nContent-Length: 2\r\n\r\nok"))
+		http.ReadRequest(r) // the next call on this connection: dropped
+	})
 	return "http://" + ln.Addr().String() + "/api/inngest"
 }
 

@@ -123,12 +123,17 @@ func TestCodecRoundTripMinimalRecords(t *testing.T) {
 	}
 }
 
-func TestCodecRoundTripManyRecordsInOneEntry(t *testing.T) {
+// manyRecords is every sample record, then the same again in reverse order.
+func manyRecords() []fsm.Record {
 	recs := sampleRecords()
-	// The same kinds again in reverse order: order must be kept.
 	for i := len(recs) - 1; i >= 0; i-- {
 		recs = append(recs, recs[i])
 	}
+	return recs
+}
+
+func TestCodecRoundTripManyRecordsInOneEntry(t *testing.T) {
+	recs := manyRecords() // order must be kept
 	data, err := fsm.EncodeEntry(recs...)
 	if err != nil {
 		t.Fatal(err)
@@ -145,10 +150,7 @@ func TestCodecRoundTripManyRecordsInOneEntry(t *testing.T) {
 // A compressed entry (format 4) is smaller and decodes to the same
 // records; every damage to it is an error, never a panic.
 func TestCompressedEntryRoundTrip(t *testing.T) {
-	recs := sampleRecords()
-	for i := len(recs) - 1; i >= 0; i-- {
-		recs = append(recs, recs[i])
-	}
+	recs := manyRecords()
 	data, err := fsm.EncodeEntry(recs...)
 	if err != nil {
 		t.Fatal(err)

@@ -156,7 +156,7 @@ func TestHangingAppLeavesSlotsToOthers(t *testing.T) {
 func TestTimerFiresWhileEverySlotIsHeld(t *testing.T) {
 	const slots = 2
 	hang := newHangApp(t)
-	sleeper := oneStepApp(t, "nap", `{"op":"Sleep","name":"nap","displayName":"nap","opts":{"duration":"4s"}}`, `"rested"`, nil)
+	sleeper := oneStepApp(t, "nap", `{"op":"Sleep","name":"nap","displayName":"nap","opts":{"duration":"15s"}}`, `"rested"`, nil)
 	n := startNode(t, "solo", "", func(c *Config) {
 		c.MaxInflight, c.MaxInflightPerFunction, c.MaxInflightPerApp = slots, slots, slots
 	})
@@ -205,7 +205,7 @@ func TestTimerFiresWhileEverySlotIsHeld(t *testing.T) {
 	}
 	waitUntil(t, "the hanging app to hold every slot", func() bool { return hang.holding("") == slots })
 	if history()[fsm.HistStepWoke] {
-		t.Fatal("the sleep ended before the hanging app held every slot: the test proves nothing (4 s were not enough to flood two slots)")
+		t.Fatal("the sleep ended before the hanging app held every slot: the test proves nothing (15 s were not enough to flood two slots)")
 	}
 	waitUntil(t, "the sleep to end", func() bool { return history()[fsm.HistStepWoke] })
 	if held := hang.holding(""); held != slots {

@@ -8,25 +8,12 @@ import (
 	"time"
 
 	"github.com/cairn-dev/cairn/internal/peerdial"
+	"github.com/cairn-dev/cairn/internal/testnet"
 )
 
 // echoServer answers every line with the same line.
 func echoServer(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(c, c); c.Close() }()
-		}
-	}()
-	return ln.Addr().String()
+	return testnet.Serve(t, func(c net.Conn) { io.Copy(c, c); c.Close() }).Addr().String()
 }
 
 func dialFrom(t *testing.T, src, addr string) net.Conn {

@@ -42,10 +42,9 @@ func FreePort(t testing.TB) int {
 	return p
 }
 
-// HangUp listens on a loopback port and closes every connection it
-// accepts at once: an address that answers TCP and nothing else. It stops
-// when the test ends.
-func HangUp(t testing.TB) net.Listener {
+// Serve listens on a loopback port and hands every connection it accepts
+// to handle, in its own goroutine. It stops when the test ends.
+func Serve(t testing.TB, handle func(net.Conn)) net.Listener {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -58,8 +57,16 @@ func HangUp(t testing.TB) net.Listener {
 			if err != nil {
 				return
 			}
-			c.Close()
+			go handle(c)
 		}
 	}()
 	return ln
+}
+
+// HangUp listens on a loopback port and closes every connection it
+// accepts at once: an address that answers TCP and nothing else. It stops
+// when the test ends.
+func HangUp(t testing.TB) net.Listener {
+	t.Helper()
+	return Serve(t, func(c net.Conn) { c.Close() })
 }
