@@ -96,7 +96,8 @@ type Executor struct {
 	low      fsm.DueHints         // where the loop must re-read the queues from
 	term     *term                // set while Run is active
 	draining bool                 // shutting down: take no new calls
-	active   atomic.Int64         // goroutines running a call (see start)
+	active   atomic.Int64         // calls started and not yet returned (see start)
+	work     chan fsm.Call        // to an idle worker (see start)
 
 	// App calls outlive the leadership term that claimed them: a deposed
 	// node still gets the answer and forwards it. They end with Close.
@@ -176,7 +177,7 @@ func New(cfg Config, f *fsm.FSM, p Proposer) *Executor {
 	}
 	calls, stop := context.WithCancel(context.Background())
 	return &Executor{cfg: cfg, fsm: f, prop: p, log: cfg.Logger.With("component", "executor"),
-		wake: make(chan struct{}, 1), inflight: map[string]slot{}, held: map[string]time.Time{}, claiming: map[string]bool{}, low: fsm.NoHints(), boot: ulid.Make().String(),
+		wake: make(chan struct{}, 1), work: make(chan fsm.Call), inflight: map[string]slot{}, held: map[string]time.Time{}, claiming: map[string]bool{}, low: fsm.NoHints(), boot: ulid.Make().String(),
 		fair:  newFair(cfg.MaxInflightPerFunction, cfg.MaxInflightPerApp, bufferPerSlot*cfg.MaxInflight),
 		calls: calls, stopCalls: stop}
 }
@@ -634,18 +635,48 @@ func (e *Executor) Adopt(calls []fsm.Call) {
 	}
 }
 
-// start runs one claimed call (already marked in flight) in its own
-// goroutine, then dispatches the calls its answer leased to us.
+// start runs one claimed call (already marked in flight) on an idle
+// worker, or on a new one when none is idle, then dispatches the calls its
+// answer leased to us.
 func (e *Executor) start(c fsm.Call) {
 	e.callWG.Add(1)
 	e.active.Add(1)
-	go func() {
-		defer e.callWG.Done()
-		defer e.active.Add(-1) // after Adopt: Drain must not see a gap
-		next := e.dispatch(e.calls, c)
-		e.release(c.RunID, c.ID)
-		e.Adopt(next) // may be the same call again (a new generation)
-	}()
+	select {
+	case e.work <- c:
+	default:
+		go e.worker(c)
+	}
+}
+
+// workerIdle is how long a worker waits for its next call before it ends.
+// Workers outlive their call so that a busy executor reuses their stacks:
+// a goroutine per call grew a fresh stack through Pebble's read path for
+// every call (runtime.newstack was 2-4% of Cairn's CPU in a burst).
+const workerIdle = 10 * time.Second
+
+// worker runs calls until none comes for workerIdle, or Close.
+func (e *Executor) worker(c fsm.Call) {
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		e.runCall(c)
+		idle.Reset(workerIdle)
+		select {
+		case c = <-e.work:
+		case <-idle.C:
+			return
+		case <-e.calls.Done():
+			return
+		}
+	}
+}
+
+func (e *Executor) runCall(c fsm.Call) {
+	defer e.callWG.Done()
+	defer e.active.Add(-1) // after Adopt: Drain must not see a gap
+	next := e.dispatch(e.calls, c)
+	e.release(c.RunID, c.ID)
+	e.Adopt(next) // may be the same call again (a new generation)
 }
 
 // claimAndDispatch claims due calls (already marked in flight) in one proposal, then sends each claimed
