@@ -82,3 +82,26 @@ func cmpInt(a, b int64) int {
 	}
 	return 0
 }
+
+// ResetRowCache empties f's row cache, so that the next Apply reads every
+// row from Pebble.
+func ResetRowCache(f *FSM) { f.rows.reset() }
+
+// StoredCalls reads every call from the store, not from the row cache.
+func StoredCalls(f *FSM) ([]Call, error) {
+	var out []Call
+	p := []byte("c/")
+	err := f.scanStored(p, prefixEnd(p), false, func(it *pebble.Iterator) bool {
+		var c Call
+		v, err := wholeValue(it)
+		if err == nil {
+			err = decodeRow(it.Key(), v, &c)
+		}
+		if err != nil {
+			panic(err)
+		}
+		out = append(out, c)
+		return true
+	})
+	return out, err
+}

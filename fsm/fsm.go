@@ -54,7 +54,7 @@ type FSM struct {
 	hints  DueHints
 	fns    fnCache
 	lims   limitsCache
-	runs   runCache // the runs Apply wrote last, encoded (runcache.go)
+	rows   rowCache // the runs and calls Apply wrote last, encoded (rowcache.go)
 }
 
 // appliedState is persisted under keyApplied in the same batch as the writes
@@ -183,7 +183,7 @@ func (f *FSM) ApplyEntries(entries []Entry) [][]Result {
 	synced := new(bool)    // an app synced in this batch: bypass the function cache
 	limitsSet := new(bool) // the run limits changed in this batch: bypass their cache
 	parts := map[string]int{}
-	written := map[string][]byte{} // runs written, for the run cache
+	written := map[string][]byte{} // rows written, for the row cache
 	for i, e := range entries {
 		if e.Index <= st.Index {
 			continue
@@ -197,7 +197,7 @@ func (f *FSM) ApplyEntries(entries []Entry) [][]Result {
 			panic(fmt.Sprintf("fsm: entry %d: %v", e.Index, err))
 		}
 		tx := &txn{b: b, index: e.Index, due: &due, fns: &f.fns, synced: synced,
-			lims: &f.lims, limitsSet: limitsSet, parts: parts, written: written}
+			lims: &f.lims, limitsSet: limitsSet, parts: parts, written: written, rows: &f.rows}
 		res := make([]Result, len(recs))
 		for j, r := range recs {
 			res[j] = tx.apply(r)
@@ -209,11 +209,11 @@ func (f *FSM) ApplyEntries(entries []Entry) [][]Result {
 		return out
 	}
 	mustSet(b, keyApplied, st)
-	f.runs.drop(written)
+	f.rows.drop(written)
 	if err := b.Commit(pebble.NoSync); err != nil {
 		panic(fmt.Sprintf("fsm: commit: %v", err))
 	}
-	f.runs.put(written)
+	f.rows.put(written)
 	f.applied = st
 	if *synced {
 		f.fns.reset()

@@ -118,7 +118,7 @@ func (f *FSM) Restore(r io.Reader) error {
 	f.snaps.Wait() // snapshots being persisted read the old database
 	f.lockDB()
 	defer f.dbMu.Unlock()
-	f.runs.reset() // views now miss it and wait on dbMu for the new projection
+	f.rows.reset() // views now miss it and wait on dbMu for the new projection
 	if err := f.db.Close(); err != nil {
 		panic(fmt.Sprintf("fsm: restore: close: %v", err))
 	}

@@ -34,9 +34,11 @@ type txn struct {
 	// leased counts the calls claimed by LeaseNext in this entry: in all
 	// (""), per function ("f" + id) and per app ("a" + id).
 	leased map[string]int
-	// written holds, for the whole batch, the encoding of every run
-	// written (nil: not to be cached), for the FSM's run cache.
+	// written holds, for the whole batch, the encoding of every run and
+	// call written, by key (nil: deleted, or not to be cached), for the
+	// FSM's row cache (rowcache.go), which rows reads from.
 	written map[string][]byte
+	rows    *rowCache
 	// parts holds, for the whole batch, the part count of every value read
 	// that is stored in parts, so that replacing or deleting it also drops
 	// its parts (Apply reads what it rewrites).
@@ -99,12 +101,10 @@ func (t *txn) flushRuns() {
 			panic(fmt.Sprintf("fsm: encode %q: %v", keyRun(id), err))
 		}
 		if cr.raw == nil || !bytes.Equal(raw, cr.raw) {
-			t.putRaw(keyRun(id), raw)
-			if t.written != nil {
-				if cr.run.Done() || partsOf(len(raw)) > 0 {
-					raw = nil // not worth caching
-				}
-				t.written[id] = raw
+			k := keyRun(id)
+			t.putRaw(k, raw)
+			if cr.run.Done() {
+				t.noteWrite(k, nil) // not worth caching
 			}
 		}
 	}
@@ -113,6 +113,9 @@ func (t *txn) flushRuns() {
 }
 
 func (t *txn) getRaw(k []byte) []byte {
+	if raw, ok := t.cachedRaw(k); ok {
+		return raw
+	}
 	v, closer, err := t.b.Get(k)
 	if err == pebble.ErrNotFound {
 		return nil
@@ -204,6 +207,7 @@ func (t *txn) put(k []byte, v any) {
 }
 
 func (t *txn) putRaw(k, v []byte) {
+	t.noteWrite(k, v)
 	if n := setValue(t.b, k, v, t.parts[string(k)]); n > 0 {
 		t.parts[string(k)] = n
 	} else {
@@ -212,6 +216,7 @@ func (t *txn) putRaw(k, v []byte) {
 }
 
 func (t *txn) del(k []byte) {
+	t.noteWrite(k, nil)
 	deleteValue(t.b, k, t.parts[string(k)])
 	delete(t.parts, string(k))
 }

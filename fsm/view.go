@@ -109,14 +109,19 @@ func (f *FSM) scanStored(lower, upper []byte, reverse bool, fn func(it *pebble.I
 // Run returns a run, or nil if there is none with that id.
 func (f *FSM) Run(id string) (*Run, error) {
 	r := &Run{}
-	if ok, err := f.runs.get(id, r); ok {
-		return r, err
-	}
-	ok, err := f.get(keyRun(id), r)
+	ok, err := f.getRow(keyRun(id), r)
 	if !ok {
 		return nil, err
 	}
 	return r, err
+}
+
+// getRow is get for a run or a call: from the row cache when it holds it.
+func (f *FSM) getRow(k []byte, v any) (bool, error) {
+	if raw, ok := f.rows.get(k); ok {
+		return true, decodeRow(k, raw, v)
+	}
+	return f.get(k, v)
 }
 
 // Function returns a function, or nil. The result is shared: read only.
@@ -265,7 +270,7 @@ func (f *FSM) History(runID string) ([]HistoryEntry, error) {
 // Call returns a queued call, or nil.
 func (f *FSM) Call(runID, callID string) (*Call, error) {
 	c := &Call{}
-	ok, err := f.get(keyCall(runID, callID), c)
+	ok, err := f.getRow(keyCall(runID, callID), c)
 	if !ok {
 		return nil, err
 	}

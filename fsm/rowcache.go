@@ -1,0 +1,90 @@
+package fsm
+
+import "sync"
+
+// rowCache holds the stored encoding of the rows Apply wrote last (the runs
+// in flight and their calls), so that what reads them on every step (Apply
+// itself, the executor's request and refusal check, the checkpoint
+// pre-check) decodes them without a Pebble read, which costs a merged seek
+// through every memtable and level.
+//
+// Only Apply fills it: a view that missed it reads Pebble and leaves the
+// cache alone, so it can never put back a row older than the projection.
+// Apply drops the rows it writes before committing and puts them after, so
+// a view never sees a cached row older than the committed one either, and
+// Apply reads a row from the cache only when its batch has not written it.
+//
+// It is bounded (emptied when full) and skips finished runs, deleted rows
+// and rows stored in parts: the cache is for the runs in flight.
+type rowCache struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+const rowCacheMax = 1 << 15
+
+// cachedRow reports whether rows under k are kept in the row cache: runs
+// and calls.
+func cachedRow(k []byte) bool {
+	return len(k) > 2 && k[1] == '/' && (k[0] == 'r' || k[0] == 'c')
+}
+
+// get returns the cached encoding of the row at k. It is shared: read only.
+func (c *rowCache) get(k []byte) ([]byte, bool) {
+	c.mu.Lock()
+	raw, ok := c.m[string(k)]
+	c.mu.Unlock()
+	return raw, ok
+}
+
+// drop forgets the rows about to be written.
+func (c *rowCache) drop(written map[string][]byte) {
+	c.mu.Lock()
+	for k := range written {
+		delete(c.m, k)
+	}
+	c.mu.Unlock()
+}
+
+// put caches the rows just committed (nil: a row not to cache).
+func (c *rowCache) put(written map[string][]byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m)+len(written) > rowCacheMax {
+		c.m = make(map[string][]byte, len(written))
+	}
+	for k, raw := range written {
+		if raw != nil {
+			c.m[k] = raw
+		}
+	}
+}
+
+func (c *rowCache) reset() {
+	c.mu.Lock()
+	c.m = nil
+	c.mu.Unlock()
+}
+
+// noteWrite records, for the row cache, that the batch wrote v at k (nil:
+// deleted, or not to be cached).
+func (t *txn) noteWrite(k, v []byte) {
+	if t.written != nil && cachedRow(k) {
+		if v != nil && partsOf(len(v)) > 0 {
+			v = nil
+		}
+		t.written[string(k)] = v
+	}
+}
+
+// cachedRaw returns the row at k from the row cache when this batch has
+// not written it.
+func (t *txn) cachedRaw(k []byte) ([]byte, bool) {
+	if t.rows == nil || !cachedRow(k) {
+		return nil, false
+	}
+	if _, ok := t.written[string(k)]; ok {
+		return nil, false
+	}
+	return t.rows.get(k)
+}

@@ -1,0 +1,64 @@
+package fsm_test
+
+import (
+	"math/rand"
+	"reflect"
+	"testing"
+
+	"github.com/cairn-dev/cairn/fsm"
+)
+
+// The row cache changes no outcome: a random log applied with it and
+// without it (emptied before every entry, so Apply reads Pebble only)
+// gives the same results and the same projection. And Run and Call, which
+// answer from it, return after every entry the rows stored.
+func TestRowCacheMatchesTheStore(t *testing.T) {
+	g := &gen{t: t, rng: rand.New(rand.NewSource(5)), h: newHarness(t), now: t0, reuseSteps: true}
+	plain := newHarness(t)
+	hits := 0
+	seen := map[[2]string]bool{} // every call ever stored: true while it is
+	for range 400 {
+		recs := g.next()
+		got := g.h.apply(recs...)
+		fsm.ResetRowCache(plain.f)
+		if want := plain.apply(recs...); !reflect.DeepEqual(got, want) {
+			t.Fatalf("entry %d: results %+v with the row cache, %+v without", g.h.idx, got, want)
+		}
+		if a, b := g.h.digest(), plain.digest(); a != b {
+			t.Fatalf("entry %d: projection digest %s with the row cache, %s without", g.h.idx, a, b)
+		}
+		stored, err := g.h.f.RecentRuns(10000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range stored {
+			got, err := g.h.f.Run(want.ID)
+			if err != nil || got == nil || !reflect.DeepEqual(*got, want) {
+				t.Fatalf("entry %d: Run(%s) = %+v, %v; stored %+v", g.h.idx, want.ID, got, err, want)
+			}
+		}
+		calls, err := fsm.StoredCalls(g.h.f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k := range seen {
+			seen[k] = false
+		}
+		for _, want := range calls {
+			seen[[2]string{want.RunID, want.ID}] = true
+			got, err := g.h.f.Call(want.RunID, want.ID)
+			if err != nil || got == nil || !reflect.DeepEqual(*got, want) {
+				t.Fatalf("entry %d: Call(%s, %s) = %+v, %v; stored %+v", g.h.idx, want.RunID, want.ID, got, err, want)
+			}
+		}
+		for k, stored := range seen {
+			if got, err := g.h.f.Call(k[0], k[1]); !stored && (got != nil || err != nil) {
+				t.Fatalf("entry %d: Call(%s, %s) = %+v, %v; none is stored", g.h.idx, k[0], k[1], got, err)
+			}
+		}
+		hits += len(calls)
+	}
+	if hits == 0 {
+		t.Fatal("the log queued no call: the test compared nothing")
+	}
+}
