@@ -105,3 +105,11 @@ func StoredCalls(f *FSM) ([]Call, error) {
 	})
 	return out, err
 }
+
+// SetRowCacheGen sets the rows per generation of the row cache until the
+// test ends.
+func SetRowCacheGen(t interface{ Cleanup(func()) }, n int) {
+	old := rowCacheGen
+	rowCacheGen = n
+	t.Cleanup(func() { rowCacheGen = old })
+}

@@ -14,14 +14,17 @@ import "sync"
 // a view never sees a cached row older than the committed one either, and
 // Apply reads a row from the cache only when its batch has not written it.
 //
-// It is bounded (emptied when full) and skips finished runs, deleted rows
-// and rows stored in parts: the cache is for the runs in flight.
+// It is bounded: rows go into a current generation, and when that is full
+// it becomes the old one, replacing the one before, so the rows of runs
+// still moving stay while those of runs gone quiet age out. It skips
+// finished runs, deleted rows and rows stored in parts: the cache is for
+// the runs in flight.
 type rowCache struct {
-	mu sync.Mutex
-	m  map[string][]byte
+	mu       sync.Mutex
+	cur, old map[string][]byte
 }
 
-const rowCacheMax = 1 << 15
+var rowCacheGen = 1 << 15 // rows per generation (a variable for tests)
 
 // cachedRow reports whether rows under k are kept in the row cache: runs
 // and calls.
@@ -32,8 +35,11 @@ func cachedRow(k []byte) bool {
 // get returns the cached encoding of the row at k. It is shared: read only.
 func (c *rowCache) get(k []byte) ([]byte, bool) {
 	c.mu.Lock()
-	raw, ok := c.m[string(k)]
-	c.mu.Unlock()
+	defer c.mu.Unlock()
+	if raw, ok := c.cur[string(k)]; ok {
+		return raw, true
+	}
+	raw, ok := c.old[string(k)]
 	return raw, ok
 }
 
@@ -41,7 +47,8 @@ func (c *rowCache) get(k []byte) ([]byte, bool) {
 func (c *rowCache) drop(written map[string][]byte) {
 	c.mu.Lock()
 	for k := range written {
-		delete(c.m, k)
+		delete(c.cur, k)
+		delete(c.old, k)
 	}
 	c.mu.Unlock()
 }
@@ -50,19 +57,19 @@ func (c *rowCache) drop(written map[string][]byte) {
 func (c *rowCache) put(written map[string][]byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.m == nil || len(c.m)+len(written) > rowCacheMax {
-		c.m = make(map[string][]byte, len(written))
+	if c.cur == nil || len(c.cur)+len(written) > rowCacheGen {
+		c.old, c.cur = c.cur, make(map[string][]byte, rowCacheGen/4)
 	}
 	for k, raw := range written {
 		if raw != nil {
-			c.m[k] = raw
+			c.cur[k] = raw
 		}
 	}
 }
 
 func (c *rowCache) reset() {
 	c.mu.Lock()
-	c.m = nil
+	c.cur, c.old = nil, nil
 	c.mu.Unlock()
 }
 

@@ -13,6 +13,15 @@ import (
 // gives the same results and the same projection. And Run and Call, which
 // answer from it, return after every entry the rows stored.
 func TestRowCacheMatchesTheStore(t *testing.T) {
+	t.Run("default size", testRowCache)
+	// Generations of 4 rows: rows age out of the cache all the time.
+	t.Run("small", func(t *testing.T) {
+		fsm.SetRowCacheGen(t, 4)
+		testRowCache(t)
+	})
+}
+
+func testRowCache(t *testing.T) {
 	g := &gen{t: t, rng: rand.New(rand.NewSource(5)), h: newHarness(t), now: t0, reuseSteps: true}
 	plain := newHarness(t)
 	hits := 0
