@@ -589,10 +589,12 @@ func (t *txn) afterStep(run *Run, at int64, memoized, empty bool) {
 		// Nothing left in flight (or a race step finished): ask the app
 		// what comes next. This also covers answers that only repeated a
 		// step already memoized, which must not leave the run stalled.
+		// With nothing outstanding there is no discovery call either: no
+		// need to look for one.
 		if outstanding == 0 {
 			run.ForcePlan, run.Race = false, false
 		}
-		if !t.has(keyCall(run.ID, DiscoveryCall)) {
+		if outstanding == 0 || !t.has(keyCall(run.ID, DiscoveryCall)) {
 			t.addCall(&Call{RunID: run.ID, ID: DiscoveryCall, Type: CallHTTP, Due: at})
 		}
 	}

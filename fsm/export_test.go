@@ -113,3 +113,6 @@ func SetRowCacheGen(t interface{ Cleanup(func()) }, n int) {
 	rowCacheGen = n
 	t.Cleanup(func() { rowCacheGen = old })
 }
+
+// CallsAt is callsAt, the queue readers' batched read of calls.
+func CallsAt(f *FSM, keys [][2]string) ([]Call, error) { return f.callsAt(keys) }

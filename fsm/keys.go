@@ -67,7 +67,10 @@ func keyRun(id string) []byte           { return []byte("r/" + id) }
 func keyStep(run, step string) []byte   { return []byte("s/" + run + sep + step) }
 func keyCall(run, call string) []byte   { return []byte("c/" + run + sep + call) }
 func prefixCalls(run string) []byte     { return []byte("c/" + run + sep) }
-func prefixHistory(run string) []byte   { return []byte("h/" + run + sep) }
+
+var prefixAllCalls = []byte("c/")
+
+func prefixHistory(run string) []byte { return []byte("h/" + run + sep) }
 func keyHistory(run string, seq uint64) []byte {
 	return binary.BigEndian.AppendUint64(prefixHistory(run), seq)
 }

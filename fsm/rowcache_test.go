@@ -71,3 +71,44 @@ func testRowCache(t *testing.T) {
 		t.Fatal("the log queued no call: the test compared nothing")
 	}
 }
+
+// callsAt, the queues' batched read of calls (from the row cache, the rest
+// with one seeking iterator), returns what Call returns key by key, in the
+// order asked, without the keys that hold no call.
+func TestCallsAtReadsLikeCall(t *testing.T) {
+	rng := rand.New(rand.NewSource(7))
+	g := &gen{t: t, rng: rng, h: newHarness(t), now: t0}
+	for range 300 {
+		g.h.apply(g.next()...)
+	}
+	stored, err := fsm.StoredCalls(g.h.f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stored) < 10 {
+		t.Fatalf("the log left %d calls: too few to test", len(stored))
+	}
+	var keys [][2]string
+	for _, c := range stored {
+		keys = append(keys, [2]string{c.RunID, c.ID})
+		if rng.Intn(3) == 0 {
+			keys = append(keys, [2]string{c.RunID, c.ID + "-gone"}, [2]string{c.RunID + "0", c.ID})
+		}
+	}
+	rng.Shuffle(len(keys), func(i, j int) { keys[i], keys[j] = keys[j], keys[i] })
+	check := func(name string) {
+		var want []fsm.Call
+		for _, k := range keys {
+			if c := g.h.call(k[0], k[1]); c != nil {
+				want = append(want, *c)
+			}
+		}
+		got, err := fsm.CallsAt(g.h.f, keys)
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("%s: CallsAt = %d calls, %v; Call one by one: %d calls", name, len(got), err, len(want))
+		}
+	}
+	check("after the log")
+	fsm.ResetRowCache(g.h.f)
+	check("with the row cache empty")
+}

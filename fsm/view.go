@@ -1,12 +1,14 @@
 package fsm
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -318,16 +320,79 @@ func (f *FSM) scanQueue(prefix, from []byte, now int64, limit int, skip SkipFunc
 	if err = errors.Join(err, kerr); err != nil {
 		return nil, nil, 0, err
 	}
-	for _, k := range keys {
-		c, err := f.Call(k[0], k[1])
-		if err != nil {
-			return nil, nil, 0, err
-		}
-		if c != nil {
-			due = append(due, *c)
-		}
+	if due, err = f.callsAt(keys); err != nil {
+		return nil, nil, 0, err
 	}
 	return due, stop, stopDue, nil
+}
+
+// callsAt reads the calls at keys (run, call ids), in that order, leaving
+// out those no longer stored. Rows the row cache lacks are read with one
+// iterator seeking in key order: a point read each would build and tear
+// down a merged iterator over every memtable and level per call (in a
+// storm of timers, most of the executor's reading).
+func (f *FSM) callsAt(keys [][2]string) ([]Call, error) {
+	out := make([]Call, len(keys))
+	found := make([]bool, len(keys))
+	var miss [][]byte
+	var missAt []int
+	for i, rc := range keys {
+		k := keyCall(rc[0], rc[1])
+		if raw, ok := f.rows.get(k); ok {
+			if err := decodeRow(k, raw, &out[i]); err != nil {
+				return nil, err
+			}
+			found[i] = true
+			continue
+		}
+		miss, missAt = append(miss, k), append(missAt, i)
+	}
+	if len(miss) > 0 {
+		if err := f.seekCalls(miss, func(j int, v []byte) error {
+			found[missAt[j]] = true
+			return decodeRow(miss[j], v, &out[missAt[j]])
+		}); err != nil {
+			return nil, err
+		}
+	}
+	n := 0
+	for i := range out {
+		if found[i] {
+			out[n] = out[i]
+			n++
+		}
+	}
+	return out[:n], nil
+}
+
+// seekCalls reads the calls at keys with one iterator, in key order, and
+// hands each one stored to fn with its index in keys.
+func (f *FSM) seekCalls(keys [][]byte, fn func(j int, v []byte) error) error {
+	order := make([]int, len(keys))
+	for j := range order {
+		order[j] = j
+	}
+	slices.SortFunc(order, func(a, b int) int { return bytes.Compare(keys[a], keys[b]) })
+	f.dbMu.RLock()
+	defer f.dbMu.RUnlock()
+	it, err := f.db.NewIter(&pebble.IterOptions{LowerBound: prefixAllCalls, UpperBound: prefixEnd(prefixAllCalls)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for _, j := range order {
+		if !it.SeekGE(keys[j]) || !bytes.Equal(it.Key(), keys[j]) {
+			continue
+		}
+		v, err := wholeValue(it)
+		if err == nil {
+			err = fn(j, v)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return it.Error()
 }
 
 // ClaimedBy lists the calls whose current claim belongs to node. It reads
@@ -354,14 +419,14 @@ func (f *FSM) Claims(keep func(*Call) bool) ([]Call, error) {
 	if err = errors.Join(err, kerr); err != nil {
 		return nil, err
 	}
+	calls, err := f.callsAt(keys)
+	if err != nil {
+		return nil, err
+	}
 	var out []Call
-	for _, k := range keys {
-		c, err := f.Call(k[0], k[1])
-		if err != nil {
-			return nil, err
-		}
-		if c != nil && c.Claimed && keep(c) {
-			out = append(out, *c)
+	for i := range calls {
+		if calls[i].Claimed && keep(&calls[i]) {
+			out = append(out, calls[i])
 		}
 	}
 	return out, nil
