@@ -83,9 +83,12 @@ func cmpInt(a, b int64) int {
 	return 0
 }
 
-// ResetRowCache empties f's row cache, so that the next Apply reads every
-// row from Pebble.
+// ResetRowCache empties f's row cache.
 func ResetRowCache(f *FSM) { f.rows.reset() }
+
+// DisableRowCache makes f's Apply read every row from Pebble: no row
+// cache, no prefetch.
+func DisableRowCache(f *FSM) { f.rowCacheOff = true }
 
 // StoredCalls reads every call from the store, not from the row cache.
 func StoredCalls(f *FSM) ([]Call, error) {

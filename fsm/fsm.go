@@ -55,6 +55,8 @@ type FSM struct {
 	fns    fnCache
 	lims   limitsCache
 	rows   rowCache // the runs and calls Apply wrote last, encoded (rowcache.go)
+	// rowCacheOff: Apply reads every row from Pebble (for tests to compare).
+	rowCacheOff bool
 }
 
 // appliedState is persisted under keyApplied in the same batch as the writes
@@ -184,6 +186,25 @@ func (f *FSM) ApplyEntries(entries []Entry) [][]Result {
 	limitsSet := new(bool) // the run limits changed in this batch: bypass their cache
 	parts := map[string]int{}
 	written := map[string][]byte{} // rows written, for the row cache
+	rows := &f.rows
+	if f.rowCacheOff {
+		written, rows = nil, nil
+	}
+	decoded := make([][]Record, len(entries))
+	for i, e := range entries {
+		if e.Index <= st.Index || e.IndexOnly {
+			continue
+		}
+		recs, err := DecodeEntry(e.Data)
+		if err != nil {
+			panic(fmt.Sprintf("fsm: entry %d: %v", e.Index, err))
+		}
+		decoded[i] = recs
+	}
+	var pre map[string][]byte
+	if rows != nil {
+		pre = f.prefetch(decoded)
+	}
 	for i, e := range entries {
 		if e.Index <= st.Index {
 			continue
@@ -192,12 +213,9 @@ func (f *FSM) ApplyEntries(entries []Entry) [][]Result {
 			st.Index = e.Index
 			continue
 		}
-		recs, err := DecodeEntry(e.Data)
-		if err != nil {
-			panic(fmt.Sprintf("fsm: entry %d: %v", e.Index, err))
-		}
+		recs := decoded[i]
 		tx := &txn{b: b, index: e.Index, due: &due, fns: &f.fns, synced: synced,
-			lims: &f.lims, limitsSet: limitsSet, parts: parts, written: written, rows: &f.rows}
+			lims: &f.lims, limitsSet: limitsSet, parts: parts, written: written, rows: rows, pre: pre}
 		res := make([]Result, len(recs))
 		for j, r := range recs {
 			res[j] = tx.apply(r)

@@ -1,6 +1,11 @@
 package fsm
 
-import "sync"
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"sync"
+)
 
 // rowCache holds the stored encoding of the rows Apply wrote last (the runs
 // in flight and their calls), so that what reads them on every step (Apply
@@ -84,8 +89,8 @@ func (t *txn) noteWrite(k, v []byte) {
 	}
 }
 
-// cachedRaw returns the row at k from the row cache when this batch has
-// not written it.
+// cachedRaw returns the row at k (nil: none) from the row cache or the
+// batch's prefetch when this batch has not written it.
 func (t *txn) cachedRaw(k []byte) ([]byte, bool) {
 	if t.rows == nil || !cachedRow(k) {
 		return nil, false
@@ -93,5 +98,68 @@ func (t *txn) cachedRaw(k []byte) ([]byte, bool) {
 	if _, ok := t.written[string(k)]; ok {
 		return nil, false
 	}
-	return t.rows.get(k)
+	if raw, ok := t.rows.get(k); ok {
+		return raw, true
+	}
+	raw, ok := t.pre[string(k)]
+	return raw, ok
 }
+
+// prefetch reads, before a batch is applied, the runs and calls its step
+// records will read first and the row cache lacks (after a storm of
+// timers, the runs woken have long left it), with one iterator seeking in
+// key order: a point read each costs a merged seek through every memtable
+// and level. The result holds the committed rows (nil: none stored); a
+// row stored in parts is left out, for getRaw to note its parts.
+func (f *FSM) prefetch(entries [][]Record) map[string][]byte {
+	var keys [][]byte
+	want := func(k []byte) {
+		if _, ok := f.rows.get(k); !ok {
+			keys = append(keys, k)
+		}
+	}
+	for _, recs := range entries {
+		for _, r := range recs {
+			var run, call string
+			switch r := r.(type) {
+			case *TimerFired:
+				run, call = r.RunID, r.Call
+			case *CallClaimed:
+				run, call = r.RunID, r.Call
+			case *CallFinished:
+				run, call = r.RunID, r.Call
+			case *StepsCheckpointed:
+				run, call = r.RunID, r.Call
+			default:
+				continue
+			}
+			want(keyRun(run))
+			want(keyCall(run, call))
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	slices.SortFunc(keys, bytes.Compare)
+	pre := make(map[string][]byte, len(keys))
+	it, err := f.db.NewIter(nil)
+	if err != nil {
+		panic(fmt.Sprintf("fsm: prefetch: %v", err))
+	}
+	defer it.Close()
+	for _, k := range keys {
+		if !it.SeekGE(k) || !bytes.Equal(it.Key(), k) {
+			pre[string(k)] = nil
+			continue
+		}
+		if v := it.Value(); !isParts(v) {
+			pre[string(k)] = slices.Clone(v)
+		}
+	}
+	if err := it.Error(); err != nil {
+		panic(fmt.Sprintf("fsm: prefetch: %v", err))
+	}
+	return pre
+}
+
+func isParts(v []byte) bool { _, _, ok := parseHeader(v); return ok }

@@ -8,28 +8,40 @@ import (
 	"github.com/cairn-dev/cairn/fsm"
 )
 
-// The row cache changes no outcome: a random log applied with it and
-// without it (emptied before every entry, so Apply reads Pebble only)
-// gives the same results and the same projection. And Run and Call, which
-// answer from it, return after every entry the rows stored.
+// The row cache and the batch prefetch change no outcome: a random log
+// applied with them and without them (Apply reading Pebble only) gives the
+// same results and the same projection, and so does the log applied again
+// in random groups of entries (a batch's prefetch must not serve a row an
+// earlier entry of the batch wrote). And Run and Call, which answer from
+// the cache, return after every entry the rows stored.
 func TestRowCacheMatchesTheStore(t *testing.T) {
-	t.Run("default size", testRowCache)
+	t.Run("default size", func(t *testing.T) { testRowCache(t, false) })
 	// Generations of 4 rows: rows age out of the cache all the time.
 	t.Run("small", func(t *testing.T) {
 		fsm.SetRowCacheGen(t, 4)
-		testRowCache(t)
+		testRowCache(t, false)
 	})
+	// Emptied before every entry: the prefetch serves every step record.
+	t.Run("prefetch only", func(t *testing.T) { testRowCache(t, true) })
 }
 
-func testRowCache(t *testing.T) {
-	g := &gen{t: t, rng: rand.New(rand.NewSource(5)), h: newHarness(t), now: t0, reuseSteps: true}
+func testRowCache(t *testing.T, resetEach bool) {
+	rng := rand.New(rand.NewSource(5))
+	g := &gen{t: t, rng: rng, h: newHarness(t), now: t0, reuseSteps: true}
 	plain := newHarness(t)
+	fsm.DisableRowCache(plain.f)
+	var log []fsm.Entry
+	var results [][]fsm.Result
 	hits := 0
 	seen := map[[2]string]bool{} // every call ever stored: true while it is
 	for range 400 {
 		recs := g.next()
+		if resetEach {
+			fsm.ResetRowCache(g.h.f)
+		}
 		got := g.h.apply(recs...)
-		fsm.ResetRowCache(plain.f)
+		log = append(log, fsm.Entry{Index: g.h.idx, Data: encode(t, recs...)})
+		results = append(results, got)
 		if want := plain.apply(recs...); !reflect.DeepEqual(got, want) {
 			t.Fatalf("entry %d: results %+v with the row cache, %+v without", g.h.idx, got, want)
 		}
@@ -69,6 +81,19 @@ func testRowCache(t *testing.T) {
 	}
 	if hits == 0 {
 		t.Fatal("the log queued no call: the test compared nothing")
+	}
+	grouped := newHarness(t)
+	var again [][]fsm.Result
+	for i := 0; i < len(log); {
+		n := min(1+rng.Intn(20), len(log)-i)
+		again = append(again, grouped.f.ApplyEntries(log[i:i+n])...)
+		i += n
+	}
+	if !reflect.DeepEqual(again, results) {
+		t.Fatal("the log applied in groups gave other results")
+	}
+	if a, b := grouped.digest(), g.h.digest(); a != b {
+		t.Fatalf("the log applied in groups: digest %s, want %s", a, b)
 	}
 }
 

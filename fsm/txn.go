@@ -39,6 +39,7 @@ type txn struct {
 	// FSM's row cache (rowcache.go), which rows reads from.
 	written map[string][]byte
 	rows    *rowCache
+	pre     map[string][]byte // rows read before the batch (FSM.prefetch)
 	// parts holds, for the whole batch, the part count of every value read
 	// that is stored in parts, so that replacing or deleting it also drops
 	// its parts (Apply reads what it rewrites).
