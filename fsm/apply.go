@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/oklog/ulid/v2"
 )
@@ -702,12 +703,22 @@ func (t *txn) applyCancelRequested(r *CancelRequested) Result {
 // finish ends a run and drops its queued calls.
 func (t *txn) finish(run *Run, status string, at int64, output, errBody []byte) {
 	var calls []Call
-	t.scan(prefixCalls(run.ID), func(_, v []byte) bool {
-		var c Call
-		mustUnmarshal(v, &c)
-		calls = append(calls, c)
-		return true
-	})
+	if ids, ok := t.runCalls(run.ID); ok {
+		for _, id := range ids {
+			var c Call
+			if !t.get(keyCall(run.ID, id), &c) {
+				panic(fmt.Sprintf("fsm: run %s: prefetched call %q is not stored", run.ID, id))
+			}
+			calls = append(calls, c)
+		}
+	} else {
+		t.scan(prefixCalls(run.ID), func(_, v []byte) bool {
+			var c Call
+			mustUnmarshal(v, &c)
+			calls = append(calls, c)
+			return true
+		})
+	}
 	for i := range calls {
 		t.delCall(&calls[i])
 	}
@@ -834,6 +845,16 @@ func (t *txn) delCall(c *Call) {
 // countCalls counts a run's outstanding steps (run-level timeouts aside).
 func (t *txn) countCalls(runID string) int {
 	n := 0
+	if t.pre != nil {
+		if ids, ok := t.pre.calls[runID]; ok {
+			for id := range ids {
+				if !strings.HasPrefix(id, "$") {
+					n++
+				}
+			}
+			return n
+		}
+	}
 	p := prefixCalls(runID)
 	t.scan(p, func(k, _ []byte) bool {
 		if k[len(p)] != '$' {

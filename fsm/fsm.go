@@ -201,7 +201,7 @@ func (f *FSM) ApplyEntries(entries []Entry) [][]Result {
 		}
 		decoded[i] = recs
 	}
-	var pre map[string][]byte
+	var pre *prefetched
 	if rows != nil {
 		pre = f.prefetch(decoded)
 	}

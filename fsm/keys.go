@@ -70,6 +70,15 @@ func prefixCalls(run string) []byte     { return []byte("c/" + run + sep) }
 
 var prefixAllCalls = []byte("c/")
 
+// splitCallKey returns the run and call ids of a key made by keyCall.
+func splitCallKey(k []byte) (run, call string, ok bool) {
+	if !bytes.HasPrefix(k, prefixAllCalls) {
+		return "", "", false
+	}
+	run, call, ok = strings.Cut(string(k[len(prefixAllCalls):]), sep)
+	return run, call, ok
+}
+
 func prefixHistory(run string) []byte { return []byte("h/" + run + sep) }
 func keyHistory(run string, seq uint64) []byte {
 	return binary.BigEndian.AppendUint64(prefixHistory(run), seq)

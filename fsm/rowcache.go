@@ -78,14 +78,18 @@ func (c *rowCache) reset() {
 	c.mu.Unlock()
 }
 
-// noteWrite records, for the row cache, that the batch wrote v at k (nil:
-// deleted, or not to be cached).
-func (t *txn) noteWrite(k, v []byte) {
-	if t.written != nil && cachedRow(k) {
-		if v != nil && partsOf(len(v)) > 0 {
-			v = nil
-		}
-		t.written[string(k)] = v
+// noteWrite records, for the row cache and the batch's prefetch, that the
+// batch wrote v at k (present), or deleted k.
+func (t *txn) noteWrite(k, v []byte, present bool) {
+	if t.written == nil || !cachedRow(k) {
+		return
+	}
+	if !present || partsOf(len(v)) > 0 {
+		v = nil // deleted, or stored in parts: not cached
+	}
+	t.written[string(k)] = v
+	if k[0] == 'c' && t.pre != nil {
+		t.pre.noteCall(k, present)
 	}
 }
 
@@ -101,65 +105,135 @@ func (t *txn) cachedRaw(k []byte) ([]byte, bool) {
 	if raw, ok := t.rows.get(k); ok {
 		return raw, true
 	}
-	raw, ok := t.pre[string(k)]
+	if t.pre == nil {
+		return nil, false
+	}
+	raw, ok := t.pre.rows[string(k)]
 	return raw, ok
+}
+
+// prefetched holds what a batch's step records will read first, read
+// before the batch is applied (FSM.prefetch).
+type prefetched struct {
+	// rows holds committed runs and calls (nil: none stored); a row stored
+	// in parts is left out, for getRaw to note its parts.
+	rows map[string][]byte
+	// calls holds, for the runs whose timers fired or whose calls were
+	// answered, the ids of their calls: committed, then kept up to date as
+	// the batch writes and deletes them (noteCall). countCalls and finish
+	// read it instead of scanning the run's calls.
+	calls map[string]map[string]bool
+}
+
+// noteCall keeps calls up to date with a write (present) or delete of the
+// call row at k.
+func (p *prefetched) noteCall(k []byte, present bool) {
+	run, call, ok := splitCallKey(k)
+	if !ok {
+		return
+	}
+	ids := p.calls[run]
+	switch {
+	case ids == nil:
+	case present:
+		ids[call] = true
+	default:
+		delete(ids, call)
+	}
+}
+
+// runCalls returns the ids of a run's calls, in key order, when the
+// prefetch tracks them.
+func (t *txn) runCalls(run string) ([]string, bool) {
+	if t.pre == nil {
+		return nil, false
+	}
+	ids, ok := t.pre.calls[run]
+	if !ok {
+		return nil, false
+	}
+	out := make([]string, 0, len(ids))
+	for id := range ids {
+		out = append(out, id)
+	}
+	slices.Sort(out) // the order of the keys, as a scan gives them
+	return out, true
 }
 
 // prefetch reads, before a batch is applied, the runs and calls its step
 // records will read first and the row cache lacks (after a storm of
-// timers, the runs woken have long left it), with one iterator seeking in
-// key order: a point read each costs a merged seek through every memtable
-// and level. The result holds the committed rows (nil: none stored); a
-// row stored in parts is left out, for getRaw to note its parts.
-func (f *FSM) prefetch(entries [][]Record) map[string][]byte {
+// timers, the runs woken have long left it), and the calls of the runs
+// whose timers fired or whose calls were answered (what countCalls and
+// finish would scan), with one iterator seeking in key order: a point read
+// or a scan each costs a merged seek through every memtable and level.
+func (f *FSM) prefetch(entries [][]Record) *prefetched {
 	var keys [][]byte
-	want := func(k []byte) {
-		if _, ok := f.rows.get(k); !ok {
-			keys = append(keys, k)
-		}
-	}
+	var callsOf []string
 	for _, recs := range entries {
 		for _, r := range recs {
 			var run, call string
+			scan := false
 			switch r := r.(type) {
 			case *TimerFired:
-				run, call = r.RunID, r.Call
-			case *CallClaimed:
-				run, call = r.RunID, r.Call
+				run, call, scan = r.RunID, r.Call, true
 			case *CallFinished:
+				run, call, scan = r.RunID, r.Call, true
+			case *CallClaimed:
 				run, call = r.RunID, r.Call
 			case *StepsCheckpointed:
 				run, call = r.RunID, r.Call
 			default:
 				continue
 			}
-			want(keyRun(run))
-			want(keyCall(run, call))
+			for _, k := range [][]byte{keyRun(run), keyCall(run, call)} {
+				if _, ok := f.rows.get(k); !ok {
+					keys = append(keys, k)
+				}
+			}
+			if scan {
+				callsOf = append(callsOf, run)
+			}
 		}
 	}
-	if len(keys) == 0 {
+	if len(keys) == 0 && len(callsOf) == 0 {
 		return nil
 	}
-	slices.SortFunc(keys, bytes.Compare)
-	pre := make(map[string][]byte, len(keys))
+	p := &prefetched{rows: make(map[string][]byte, len(keys)), calls: make(map[string]map[string]bool, len(callsOf))}
 	it, err := f.db.NewIter(nil)
 	if err != nil {
 		panic(fmt.Sprintf("fsm: prefetch: %v", err))
 	}
 	defer it.Close()
+	keep := func(k, v []byte) {
+		if !isParts(v) {
+			p.rows[string(k)] = slices.Clone(v)
+		}
+	}
+	slices.SortFunc(keys, bytes.Compare)
 	for _, k := range keys {
 		if !it.SeekGE(k) || !bytes.Equal(it.Key(), k) {
-			pre[string(k)] = nil
+			p.rows[string(k)] = nil
 			continue
 		}
-		if v := it.Value(); !isParts(v) {
-			pre[string(k)] = slices.Clone(v)
+		keep(k, it.Value())
+	}
+	slices.Sort(callsOf)
+	for _, run := range callsOf {
+		if p.calls[run] != nil {
+			continue
 		}
+		ids := map[string]bool{}
+		prefix := prefixCalls(run)
+		for ok := it.SeekGE(prefix); ok && bytes.HasPrefix(it.Key(), prefix); ok = it.Next() {
+			ids[string(it.Key()[len(prefix):])] = true
+			keep(it.Key(), it.Value())
+		}
+		p.calls[run] = ids
 	}
 	if err := it.Error(); err != nil {
 		panic(fmt.Sprintf("fsm: prefetch: %v", err))
 	}
-	return pre
+	return p
 }
 
 func isParts(v []byte) bool { _, _, ok := parseHeader(v); return ok }

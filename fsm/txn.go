@@ -39,7 +39,7 @@ type txn struct {
 	// FSM's row cache (rowcache.go), which rows reads from.
 	written map[string][]byte
 	rows    *rowCache
-	pre     map[string][]byte // rows read before the batch (FSM.prefetch)
+	pre     *prefetched // read before the batch (FSM.prefetch)
 	// parts holds, for the whole batch, the part count of every value read
 	// that is stored in parts, so that replacing or deleting it also drops
 	// its parts (Apply reads what it rewrites).
@@ -104,8 +104,8 @@ func (t *txn) flushRuns() {
 		if cr.raw == nil || !bytes.Equal(raw, cr.raw) {
 			k := keyRun(id)
 			t.putRaw(k, raw)
-			if cr.run.Done() {
-				t.noteWrite(k, nil) // not worth caching
+			if cr.run.Done() && t.written != nil {
+				t.written[string(k)] = nil // not worth caching
 			}
 		}
 	}
@@ -208,7 +208,7 @@ func (t *txn) put(k []byte, v any) {
 }
 
 func (t *txn) putRaw(k, v []byte) {
-	t.noteWrite(k, v)
+	t.noteWrite(k, v, true)
 	if n := setValue(t.b, k, v, t.parts[string(k)]); n > 0 {
 		t.parts[string(k)] = n
 	} else {
@@ -217,7 +217,7 @@ func (t *txn) putRaw(k, v []byte) {
 }
 
 func (t *txn) del(k []byte) {
-	t.noteWrite(k, nil)
+	t.noteWrite(k, nil, false)
 	deleteValue(t.b, k, t.parts[string(k)])
 	delete(t.parts, string(k))
 }

@@ -288,6 +288,31 @@ func TestCancelOnTimeoutsAndIdempotency(t *testing.T) {
 	}
 }
 
+// A run whose finish timeout is armed still asks the app for its next step
+// after each one, answered or woken: the timeout's call is not a step.
+func TestTimeoutCallIsNotAStep(t *testing.T) {
+	v := newVocab(t)
+	v.apply(vApp(vFn("app-t", func(d *fsm.FunctionDef) {
+		d.Triggers = []fsm.Trigger{{Event: "start"}}
+		d.FinishTimeoutMs = 3600_000
+	})))
+	r := v.apply(vEvent(100, "e1", "start", `{}`))[0].Runs[0]
+	v.answer(200, r, "step", fsm.Op{ID: "a", Op: "StepRun", Data: []byte(`1`)})
+	if c, _ := v.f.Call(r, "$timeout.finish"); c == nil {
+		t.Fatal("the finish timeout is not armed")
+	}
+	if c, _ := v.f.Call(r, "step"); c == nil {
+		t.Fatal("after a step the app is not asked for the next one")
+	}
+	v.answer(300, r, "step", fsm.Op{ID: "z", Op: "Sleep", Name: "1s"})
+	if res := v.fire(1300, r, "z"); res.Code != fsm.OK {
+		t.Fatalf("sleep: %+v", res)
+	}
+	if c, _ := v.f.Call(r, "step"); c == nil {
+		t.Fatal("after a sleep the app is not asked for the next step")
+	}
+}
+
 func TestCronFiresOncePerScheduledTime(t *testing.T) {
 	v := newVocab(t)
 	v.apply(vApp(vFn("app-cron", func(d *fsm.FunctionDef) { d.Triggers = []fsm.Trigger{{Cron: "0 * * * *"}} })))
