@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+
+	"github.com/cockroachdb/pebble"
 )
 
 // rowCache holds the stored encoding of the rows Apply wrote last (the runs
@@ -209,13 +211,15 @@ func (f *FSM) prefetch(entries [][]Record) *prefetched {
 			p.rows[string(k)] = slices.Clone(v)
 		}
 	}
-	slices.SortFunc(keys, bytes.Compare)
-	for _, k := range keys {
-		if !it.SeekGE(k) || !bytes.Equal(it.Key(), k) {
-			p.rows[string(k)] = nil
-			continue
+	if err := seekKeys(it, keys, func(j int, found bool) error {
+		if !found {
+			p.rows[string(keys[j])] = nil
+		} else {
+			keep(keys[j], it.Value())
 		}
-		keep(k, it.Value())
+		return nil
+	}); err != nil {
+		panic(fmt.Sprintf("fsm: prefetch: %v", err))
 	}
 	slices.Sort(callsOf)
 	for _, run := range callsOf {
@@ -234,6 +238,25 @@ func (f *FSM) prefetch(entries [][]Record) *prefetched {
 		panic(fmt.Sprintf("fsm: prefetch: %v", err))
 	}
 	return p
+}
+
+// seekKeys visits keys in key order with one iterator, calling fn with each
+// key's index in keys and whether it is stored (the iterator is then at it).
+// Seeking one iterator forward costs far less than a point read each, which
+// builds and tears down a merged iterator over every memtable and level.
+func seekKeys(it *pebble.Iterator, keys [][]byte, fn func(j int, found bool) error) error {
+	order := make([]int, len(keys))
+	for j := range order {
+		order[j] = j
+	}
+	slices.SortFunc(order, func(a, b int) int { return bytes.Compare(keys[a], keys[b]) })
+	for _, j := range order {
+		found := it.SeekGE(keys[j]) && bytes.Equal(it.Key(), keys[j])
+		if err := fn(j, found); err != nil {
+			return err
+		}
+	}
+	return it.Error()
 }
 
 func isParts(v []byte) bool { _, _, ok := parseHeader(v); return ok }

@@ -1,14 +1,12 @@
 package fsm
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -365,14 +363,9 @@ func (f *FSM) callsAt(keys [][2]string) ([]Call, error) {
 	return out[:n], nil
 }
 
-// seekCalls reads the calls at keys with one iterator, in key order, and
-// hands each one stored to fn with its index in keys.
+// seekCalls reads the calls at keys with one iterator and hands each one
+// stored to fn with its index in keys.
 func (f *FSM) seekCalls(keys [][]byte, fn func(j int, v []byte) error) error {
-	order := make([]int, len(keys))
-	for j := range order {
-		order[j] = j
-	}
-	slices.SortFunc(order, func(a, b int) int { return bytes.Compare(keys[a], keys[b]) })
 	f.dbMu.RLock()
 	defer f.dbMu.RUnlock()
 	it, err := f.db.NewIter(&pebble.IterOptions{LowerBound: prefixAllCalls, UpperBound: prefixEnd(prefixAllCalls)})
@@ -380,19 +373,16 @@ func (f *FSM) seekCalls(keys [][]byte, fn func(j int, v []byte) error) error {
 		return err
 	}
 	defer it.Close()
-	for _, j := range order {
-		if !it.SeekGE(keys[j]) || !bytes.Equal(it.Key(), keys[j]) {
-			continue
+	return seekKeys(it, keys, func(j int, found bool) error {
+		if !found {
+			return nil
 		}
 		v, err := wholeValue(it)
-		if err == nil {
-			err = fn(j, v)
-		}
 		if err != nil {
 			return err
 		}
-	}
-	return it.Error()
+		return fn(j, v)
+	})
 }
 
 // ClaimedBy lists the calls whose current claim belongs to node. It reads
