@@ -67,6 +67,10 @@ func keyRun(id string) []byte           { return []byte("r/" + id) }
 func keyStep(run, step string) []byte   { return []byte("s/" + run + sep + step) }
 func keyCall(run, call string) []byte   { return []byte("c/" + run + sep + call) }
 func prefixCalls(run string) []byte     { return []byte("c/" + run + sep) }
+func prefixHistory(run string) []byte   { return []byte("h/" + run + sep) }
+func keyHistory(run string, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(prefixHistory(run), seq)
+}
 
 var prefixAllCalls = []byte("c/")
 
@@ -75,13 +79,7 @@ func splitCallKey(k []byte) (run, call string, ok bool) {
 	if !bytes.HasPrefix(k, prefixAllCalls) {
 		return "", "", false
 	}
-	run, call, ok = strings.Cut(string(k[len(prefixAllCalls):]), sep)
-	return run, call, ok
-}
-
-func prefixHistory(run string) []byte { return []byte("h/" + run + sep) }
-func keyHistory(run string, seq uint64) []byte {
-	return binary.BigEndian.AppendUint64(prefixHistory(run), seq)
+	return strings.Cut(string(k[len(prefixAllCalls):]), sep)
 }
 
 func keyWait(ev, run, call string) []byte { return []byte("pw/" + ev + sep + run + sep + call) }
