@@ -1,8 +1,10 @@
 package fsm
 
 import (
+	"bytes"
 	"math"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/cockroachdb/pebble"
@@ -17,10 +19,75 @@ func TestSplitQueuesMovesOldEntries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	oneQueueLayout(t, f)
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if f, err = Open(dir, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	checkQueuesSplit(t, f)
+}
+
+// A snapshot names its projection's layout: this release writes the split
+// queues' (CAIRNSNAP2), which a node of a release before them refuses (it
+// reads CAIRNSNAP1 only); it restores a snapshot of the one-queue layout
+// and splits it; and it refuses a header it does not know.
+func TestSnapshotLayouts(t *testing.T) {
+	old, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	oneQueueLayout(t, old)
+	applied, _ := msgpack.Marshal(appliedState{Index: 7})
+	if err := old.db.Set(keyApplied, applied, pebble.NoSync); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := old.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	_, err = snap.WriteTo(&buf)
+	snap.Release()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream := buf.Bytes()
+	if !bytes.HasPrefix(stream, []byte("CAIRNSNAP2")) {
+		t.Fatalf("snapshot header %q, want CAIRNSNAP2", stream[:10])
+	}
+	restore := func(header string) (*FSM, error) {
+		f, err := Open(t.TempDir(), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		return f, f.Restore(bytes.NewReader(append([]byte(header), stream[10:]...)))
+	}
+	// The state above, as the release before the split wrote it.
+	f, err := restore("CAIRNSNAP1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkQueuesSplit(t, f)
+	if _, err := restore("CAIRNSNAP3"); err == nil || !strings.Contains(err.Error(), "newer release") {
+		t.Fatalf("a snapshot from a newer release: %v, want it refused", err)
+	}
+}
+
+// oneQueueLayout writes into f the rows of a projection of a release with
+// one due queue (q/): two runs' calls, a timer and an app call, an entry
+// with no call behind it and one with a bad key; no split mark.
+func oneQueueLayout(t *testing.T, f *FSM) {
+	t.Helper()
 	set := func(k []byte, v any) {
 		t.Helper()
 		var raw []byte
 		if v != nil {
+			var err error
 			if raw, err = msgpack.Marshal(v); err != nil {
 				t.Fatal(err)
 			}
@@ -40,14 +107,11 @@ func TestSplitQueuesMovesOldEntries(t *testing.T) {
 	if err := f.db.Delete(keyQueuesSplit, pebble.NoSync); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
+}
 
-	if f, err = Open(dir, Options{}); err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+// checkQueuesSplit checks that f holds oneQueueLayout's rows split.
+func checkQueuesSplit(t *testing.T, f *FSM) {
+	t.Helper()
 	left := 0
 	f.scanStored(prefixOldQueue, prefixEnd(prefixOldQueue), false, func(*pebble.Iterator) bool { left++; return true })
 	if left != 0 {

@@ -17,7 +17,16 @@ import (
 // Snapshot format: a magic header, then every key/value of the projection
 // as [uvarint len][key][uvarint len][value]. It is streamed from a Pebble
 // snapshot, so memory stays bounded whatever the projection's size.
-const snapshotMagic = "CAIRNSNAP1"
+//
+// The header names the projection's layout. CAIRNSNAP2 has the split queues
+// (qt/, qf/: queues.go). A node of a release before them reads CAIRNSNAP1
+// only, so it refuses such a snapshot, rather than restore a projection
+// whose unclaimed calls it would never see, and catches up once upgraded.
+// This release restores both; an older layout is split after the swap.
+const (
+	snapshotMagic   = "CAIRNSNAP2"
+	snapshotMagicV1 = "CAIRNSNAP1" // one due queue (q/)
+)
 
 // Snapshot is a point-in-time view of the projection, consistent with the
 // applied index stored in it.
@@ -93,8 +102,12 @@ func (f *FSM) Restore(r io.Reader) error {
 	defer f.mu.Unlock()
 	br := bufio.NewReaderSize(r, 1<<16)
 	magic := make([]byte, len(snapshotMagic))
-	if _, err := io.ReadFull(br, magic); err != nil || string(magic) != snapshotMagic {
-		return errors.New("fsm: not a cairn snapshot")
+	if _, err := io.ReadFull(br, magic); err != nil {
+		return fmt.Errorf("fsm: not a cairn snapshot: %w", err)
+	}
+	if m := string(magic); m != snapshotMagic && m != snapshotMagicV1 {
+		return fmt.Errorf("fsm: snapshot header %q: not a cairn snapshot, or one from a newer release (this one reads %s and %s)",
+			m, snapshotMagicV1, snapshotMagic)
 	}
 	tmp, ready := f.dir+restoringSuffix, f.dir+readySuffix
 	if err := f.fs.RemoveAll(tmp); err != nil {
