@@ -93,8 +93,7 @@ func DisableRowCache(f *FSM) { f.rowCacheOff = true }
 // StoredCalls reads every call from the store, not from the row cache.
 func StoredCalls(f *FSM) ([]Call, error) {
 	var out []Call
-	p := []byte("c/")
-	err := f.scanStored(p, prefixEnd(p), false, func(it *pebble.Iterator) bool {
+	err := f.scanStored(prefixAllCalls, prefixEnd(prefixAllCalls), false, func(it *pebble.Iterator) bool {
 		var c Call
 		v, err := wholeValue(it)
 		if err == nil {

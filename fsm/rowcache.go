@@ -81,7 +81,8 @@ func (c *rowCache) reset() {
 }
 
 // noteWrite records, for the row cache and the batch's prefetch, that the
-// batch wrote v at k (present), or deleted k.
+// batch wrote v at k (present), or deleted k. The cache keeps v: writers of
+// runs and calls pass a fresh encoding.
 func (t *txn) noteWrite(k, v []byte, present bool) {
 	if t.written == nil || !cachedRow(k) {
 		return

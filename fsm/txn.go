@@ -36,10 +36,12 @@ type txn struct {
 	leased map[string]int
 	// written holds, for the whole batch, the encoding of every run and
 	// call written, by key (nil: deleted, or not to be cached), for the
-	// FSM's row cache (rowcache.go), which rows reads from.
+	// FSM's row cache (rowcache.go). rows is that cache (nil: off) and pre
+	// what was read for the batch before it was applied (FSM.prefetch):
+	// getRaw reads a row from them when the batch has not written it.
 	written map[string][]byte
 	rows    *rowCache
-	pre     *prefetched // read before the batch (FSM.prefetch)
+	pre     *prefetched
 	// parts holds, for the whole batch, the part count of every value read
 	// that is stored in parts, so that replacing or deleting it also drops
 	// its parts (Apply reads what it rewrites).
