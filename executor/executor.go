@@ -328,7 +328,7 @@ func (e *Executor) readQueues(q *queueCursors, now int64, room int, calls bool) 
 			e.log.Error("reading due timers", "err", err)
 			stop, stopDue = q.timers.key, now+1000
 		}
-		q.timers.stopped(stop, stopDue, now, fsm.TimerQueueKey)
+		q.timers.stopped(stop, stopDue, now)
 		e.buffer(due)
 		read += len(due)
 	}
@@ -351,7 +351,7 @@ func (e *Executor) readQueues(q *queueCursors, now int64, room int, calls bool) 
 			e.log.Error("reading due calls", "function", fn, "err", err)
 			stop, stopDue = c.key, now+1000
 		}
-		c.stopped(stop, stopDue, now, func(t int64) []byte { return fsm.CallQueueKey(fn, t) })
+		c.stopped(stop, stopDue, now)
 		e.buffer(due)
 		read += len(due)
 	}
@@ -949,24 +949,32 @@ func (e *Executor) checkSignature(r *response) error {
 
 // queueCursor is where the executor's next read of one queue starts: key
 // (nil: the head) holding a call due at due (math.MaxInt64: nothing known
-// to be queued; 0: unknown, read now).
+// to be queued; 0: unknown, read now). pos is the queue's position of the
+// first call due at a time.
 type queueCursor struct {
 	key []byte
 	due int64
+	pos func(t int64) []byte
+}
+
+func timerCursor() queueCursor { return queueCursor{pos: fsm.TimerQueueKey} }
+
+func callCursor(fn string, due int64) *queueCursor {
+	return &queueCursor{due: due, pos: func(t int64) []byte { return fsm.CallQueueKey(fn, t) }}
 }
 
 // lower moves the cursor back to t when a call was queued there.
-func (q *queueCursor) lower(t int64, pos func(int64) []byte) {
+func (q *queueCursor) lower(t int64) {
 	if t != math.MaxInt64 && t <= q.due {
-		q.key, q.due = pos(t), t
+		q.key, q.due = q.pos(t), t
 	}
 }
 
 // stopped records where a read ended. Past the end, the cursor waits just
 // after now: anything queued later comes with a hint.
-func (q *queueCursor) stopped(key []byte, due, now int64, pos func(int64) []byte) {
+func (q *queueCursor) stopped(key []byte, due, now int64) {
 	if key == nil {
-		q.key, q.due = pos(now+1), math.MaxInt64
+		q.key, q.due = q.pos(now+1), math.MaxInt64
 		return
 	}
 	q.key, q.due = key, due
@@ -981,7 +989,7 @@ type queueCursors struct {
 }
 
 func newQueueCursors() *queueCursors {
-	return &queueCursors{all: true, calls: map[string]*queueCursor{}}
+	return &queueCursors{all: true, timers: timerCursor(), calls: map[string]*queueCursor{}}
 }
 
 // apply moves the cursors back to where h says calls were queued. After a
@@ -994,20 +1002,20 @@ func (q *queueCursors) apply(h fsm.DueHints, queued func() ([]string, error), lo
 			log.Error("listing queues", "err", err)
 		} else {
 			q.all = false
-			q.timers = queueCursor{}
+			q.timers = timerCursor()
 			for _, fn := range fns {
-				q.calls[fn] = &queueCursor{}
+				q.calls[fn] = callCursor(fn, 0)
 			}
 		}
 	}
-	q.timers.lower(h.Timers, fsm.TimerQueueKey)
+	q.timers.lower(h.Timers)
 	for fn, t := range h.Calls {
 		c := q.calls[fn]
 		if c == nil {
-			c = &queueCursor{due: math.MaxInt64}
+			c = callCursor(fn, math.MaxInt64)
 			q.calls[fn] = c
 		}
-		c.lower(t, func(t int64) []byte { return fsm.CallQueueKey(fn, t) })
+		c.lower(t)
 	}
 }
 

@@ -338,7 +338,7 @@ func (f *FSM) ResolveStep(runID, step string) (id string, ok bool, err error) {
 var keyRunsIndexed = []byte("m/runs-indexed")
 
 func indexRuns(db *pebble.DB) error {
-	return upgradeRows(db, keyRunsIndexed, []byte("r/"), func(b *pebble.Batch, it *pebble.Iterator) error {
+	return upgradeRows(db, keyRunsIndexed, prefixRuns, func(b *pebble.Batch, it *pebble.Iterator) error {
 		v, err := wholeValue(it)
 		if err != nil {
 			return err

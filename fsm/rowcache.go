@@ -36,7 +36,7 @@ var rowCacheGen = 1 << 15 // rows per generation (a variable for tests)
 // cachedRow reports whether rows under k are kept in the row cache: runs
 // and calls.
 func cachedRow(k []byte) bool {
-	return len(k) > 2 && k[1] == '/' && (k[0] == 'r' || k[0] == 'c')
+	return bytes.HasPrefix(k, prefixRuns) || bytes.HasPrefix(k, prefixAllCalls)
 }
 
 // get returns the cached encoding of the row at k. It is shared: read only.
@@ -91,7 +91,7 @@ func (t *txn) noteWrite(k, v []byte, present bool) {
 		v = nil // deleted, or stored in parts: not cached
 	}
 	t.written[string(k)] = v
-	if k[0] == 'c' && t.pre != nil {
+	if t.pre != nil && bytes.HasPrefix(k, prefixAllCalls) {
 		t.pre.noteCall(k, present)
 	}
 }
