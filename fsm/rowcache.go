@@ -111,8 +111,7 @@ func (t *txn) cachedRaw(k []byte) ([]byte, bool) {
 	if t.pre == nil {
 		return nil, false
 	}
-	raw, ok := t.pre.rows[string(k)]
-	return raw, ok
+	return t.pre.row(k)
 }
 
 // prefetched holds what a batch's step records will read first, read
@@ -124,8 +123,23 @@ type prefetched struct {
 	// calls holds, for the runs whose timers fired or whose calls were
 	// answered, the ids of their calls: committed, then kept up to date as
 	// the batch writes and deletes them (noteCall). countCalls and finish
-	// read it instead of scanning the run's calls.
+	// read it instead of scanning the run's calls, and a call of such a run
+	// that is not among them needs no read to be found absent.
 	calls map[string]map[string]bool
+}
+
+// row returns the committed row at k (nil: none) when the prefetch read
+// it: read alone, or as one of the calls of a run it read them all of.
+func (p *prefetched) row(k []byte) ([]byte, bool) {
+	if raw, ok := p.rows[string(k)]; ok {
+		return raw, true
+	}
+	if run, call, ok := splitCallKey(k); ok {
+		if ids, tracked := p.calls[run]; tracked && !ids[call] {
+			return nil, true
+		}
+	}
+	return nil, false
 }
 
 // noteCall keeps calls up to date with a write (present) or delete of the
@@ -188,13 +202,15 @@ func (f *FSM) prefetch(entries [][]Record) *prefetched {
 			default:
 				continue
 			}
-			for _, k := range [][]byte{keyRun(run), keyCall(run, call)} {
+			want := [][]byte{keyRun(run), keyCall(run, call)}
+			if scan {
+				// The read of the run's calls reads this one too.
+				want, callsOf = want[:1], append(callsOf, run)
+			}
+			for _, k := range want {
 				if _, ok := f.rows.get(k); !ok {
 					keys = append(keys, k)
 				}
-			}
-			if scan {
-				callsOf = append(callsOf, run)
 			}
 		}
 	}
