@@ -224,16 +224,25 @@ func doJSONWith(c *http.Client, req *http.Request, out any) error {
 
 // lastLogIndex reads raft.last_log_index from GET /v1/status.
 func (n *cairnNode) lastLogIndex(ctx context.Context) (uint64, error) {
+	idx, _, err := n.logCounters(ctx)
+	return idx, err
+}
+
+// logCounters reads raft.last_log_index and raft.log_syncs (the synced
+// writes of entries since the node started; 0 from a build without it)
+// from GET /v1/status.
+func (n *cairnNode) logCounters(ctx context.Context) (index, syncs uint64, err error) {
 	var st struct {
 		Raft struct {
 			LastLogIndex json.RawMessage `json:"last_log_index"`
+			LogSyncs     uint64          `json:"log_syncs"`
 		} `json:"raft"`
 	}
 	if err := n.getJSON(ctx, "/v1/status", &st); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	s := strings.Trim(string(st.Raft.LastLogIndex), `"`)
-	return strconv.ParseUint(s, 10, 64)
+	index, err = strconv.ParseUint(strings.Trim(string(st.Raft.LastLogIndex), `"`), 10, 64)
+	return index, st.Raft.LogSyncs, err
 }
 
 // appListed reports whether GET /v1/apps lists appID.

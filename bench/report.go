@@ -104,7 +104,11 @@ type Result struct {
 	LogEntries       uint64  `json:"raft_log_entries"`
 	EntriesPerStep   float64 `json:"raft_entries_per_step"`
 	BytesPerEntry    float64 `json:"raft_bytes_per_entry"`
-	FSMBytes         int64   `json:"fsm_dir_growth_bytes"`
+	// LogSyncs is the log's synced writes (fsyncs) in the scenario:
+	// Raft writes the entries queued at once in one.
+	LogSyncs     uint64  `json:"raft_log_syncs"`
+	SyncsPerStep float64 `json:"raft_log_syncs_per_step"`
+	FSMBytes     int64   `json:"fsm_dir_growth_bytes"`
 	// ArchiveBytes is the growth of the archive (segments and manifest).
 	ArchiveBytes        int64   `json:"archive_dir_growth_bytes"`
 	ArchiveBytesPerStep float64 `json:"archive_bytes_per_step"`
@@ -271,6 +275,9 @@ func printReport(w io.Writer, rep *Report) {
 		row("raft entries (Δ last_log_index)", func(r *Result) string { return fmt.Sprint(r.LogEntries) })
 		row("raft entries per step", func(r *Result) string { return num(r.EntriesPerStep) })
 		row("bytes per raft entry", func(r *Result) string { return fmt.Sprintf("%.0f B", r.BytesPerEntry) })
+		row("log fsyncs (Δ raft.log_syncs), per step", func(r *Result) string {
+			return fmt.Sprintf("%d, %s", r.LogSyncs, num(r.SyncsPerStep))
+		})
 		row("fsm/ growth (apparent)", func(r *Result) string { return mib(r.FSMBytes) })
 		row("archive/ growth (apparent)", func(r *Result) string { return mib(r.ArchiveBytes) })
 		row("archive bytes per step (scenario)", func(r *Result) string { return fmt.Sprintf("%.0f B", r.ArchiveBytesPerStep) })

@@ -253,6 +253,7 @@ type baseline struct {
 	fsm     dirUsage
 	archive dirUsage
 	index   uint64
+	syncs   uint64 // raft.log_syncs
 	logFrom int64
 	hwmOK   bool
 	appTick uint64
@@ -269,7 +270,7 @@ func takeBaseline(ctx context.Context, e *env) (baseline, error) {
 	b := baseline{raft: diskUsage(filepath.Join(e.cairn.dataDir, "raft")),
 		fsm: diskUsage(filepath.Join(e.cairn.dataDir, "fsm")), archive: diskUsage(filepath.Join(e.cairn.dataDir, archiveDir))}
 	var err error
-	if b.index, err = e.cairn.lastLogIndex(ctx); err != nil {
+	if b.index, b.syncs, err = e.cairn.logCounters(ctx); err != nil {
 		return b, err
 	}
 	b.hwmOK = proc.ResetPeakRSS(e.cairn.proc.Pid()) == nil
@@ -527,13 +528,14 @@ func fillFigures(ctx context.Context, e *env, res *Result, base baseline, finish
 	res.RaftAllocBytes = raft.Allocated - base.raft.Allocated
 	res.FSMBytes = fsmU.Apparent - base.fsm.Apparent
 	res.ArchiveBytes = diskUsage(filepath.Join(e.cairn.dataDir, archiveDir)).Apparent - base.archive.Apparent
-	if idx, err := e.cairn.lastLogIndex(ctx); err == nil && idx >= base.index {
-		res.LogEntries = idx - base.index
+	if idx, syncs, err := e.cairn.logCounters(ctx); err == nil && idx >= base.index && syncs >= base.syncs {
+		res.LogEntries, res.LogSyncs = idx-base.index, syncs-base.syncs
 	}
 	if steps > 0 {
 		res.RaftBytesPerStep = float64(res.RaftBytes) / float64(steps)
 		res.ArchiveBytesPerStep = float64(res.ArchiveBytes) / float64(steps)
 		res.EntriesPerStep = float64(res.LogEntries) / float64(steps)
+		res.SyncsPerStep = float64(res.LogSyncs) / float64(steps)
 	}
 	if res.LogEntries > 0 {
 		res.BytesPerEntry = float64(res.RaftBytes) / float64(res.LogEntries)

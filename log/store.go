@@ -15,6 +15,8 @@ import (
 	"github.com/cockroachdb/pebble"
 	"github.com/cockroachdb/pebble/vfs"
 	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 )
 
 var (
@@ -27,6 +29,10 @@ var (
 // set. Its text must be exactly "not found": hashicorp/raft compares
 // err.Error() against that string to recognise a first boot.
 var ErrKeyNotFound = errors.New("not found")
+
+var mSyncs = promauto.NewCounter(prometheus.CounterOpts{
+	Name: "cairn_log_syncs_total", Help: "Synced writes of Raft entries to the log: one fsync each, for one or more entries.",
+})
 
 // memTableSize is larger than Pebble's 4 MiB default so that a burst of big
 // entries is absorbed before a flush, yet small enough that a node's log
@@ -91,6 +97,9 @@ type Store struct {
 	// first and last cache the log bounds (0 when empty) so that Raft's
 	// frequent FirstIndex/LastIndex calls do not each open an iterator.
 	first, last atomic.Uint64
+	// syncs counts synced writes of entries: each is one fsync, however
+	// many entries it holds (Raft group-commits what is queued).
+	syncs atomic.Uint64
 
 	archive   Archiver
 	committed func() uint64
@@ -194,6 +203,10 @@ func (s *Store) GetLog(index uint64, l *raft.Log) error {
 	return nil
 }
 
+// Syncs returns how many synced writes of entries the store has made since
+// it was opened.
+func (s *Store) Syncs() uint64 { return s.syncs.Load() }
+
 // StoreLog stores one entry; see StoreLogs.
 func (s *Store) StoreLog(l *raft.Log) error {
 	return s.StoreLogs([]*raft.Log{l})
@@ -233,6 +246,8 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 		return fmt.Errorf("store logs %d..%d: %w", lo, hi, err)
 	}
 	s.staged = nil
+	s.syncs.Add(1)
+	mSyncs.Inc()
 
 	if first := s.first.Load(); first == 0 || lo < first {
 		s.first.Store(lo)

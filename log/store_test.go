@@ -112,6 +112,10 @@ func TestStoreAndGetLogs(t *testing.T) {
 	}
 	checkMissing(t, s, 0)
 	checkMissing(t, s, 101)
+	// One synced write per call, however many entries it held.
+	if got := s.Syncs(); got != 2 {
+		t.Fatalf("Syncs() = %d after two writes, want 2", got)
+	}
 }
 
 func TestStoreLogsWithGap(t *testing.T) {
@@ -136,6 +140,9 @@ func TestStoreLogsRejectsIndexZero(t *testing.T) {
 		t.Fatal("StoreLog(index 0) succeeded")
 	}
 	checkBounds(t, s, 0, 0)
+	if got := s.Syncs(); got != 0 {
+		t.Fatalf("Syncs() = %d after a refused write, want 0", got)
+	}
 }
 
 func TestDeleteRange(t *testing.T) {

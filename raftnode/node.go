@@ -500,6 +500,9 @@ type Stats struct {
 	CommitIndex  string `json:"commit_index"`
 	AppliedIndex uint64 `json:"applied_index"`
 	LastLogIndex string `json:"last_log_index"`
+	// LogSyncs counts the synced writes of entries to the log since the
+	// node started: one fsync each, for one or more entries.
+	LogSyncs uint64 `json:"log_syncs"`
 }
 
 // Stats returns the node's Raft state.
@@ -508,7 +511,8 @@ func (n *Node) Stats() Stats {
 	applied, _ := n.fsm.Applied()
 	addr, id := n.Leader()
 	return Stats{NodeID: n.cfg.NodeID, State: n.raft.State().String(), Leader: addr, LeaderID: id,
-		Term: s["term"], CommitIndex: s["commit_index"], AppliedIndex: applied, LastLogIndex: s["last_log_index"]}
+		Term: s["term"], CommitIndex: s["commit_index"], AppliedIndex: applied, LastLogIndex: s["last_log_index"],
+		LogSyncs: n.store.Syncs()}
 }
 
 // Close stops Raft and releases the log store. The FSM stays open; its owner
