@@ -572,13 +572,24 @@ func (e *Executor) leaseAfter(c fsm.Call) *fsm.LeaseNext {
 	if !ok || s.timer { // a timer frees no slot
 		return e.leaseLocked(nil)
 	}
-	return e.leaseLocked(&s)
+	l := e.leaseLocked(&s)
+	if l != nil {
+		// The run's next call takes this call's slot, ahead of the calls
+		// of runs not yet started: in a burst it would otherwise queue
+		// behind all of them (due earlier), and every run would take
+		// seconds a step.
+		l.Keep = true
+	}
+	return l
 }
 
 func (e *Executor) leaseLocked(freeing *slot) *fsm.LeaseNext {
 	free := e.freeLocked() - e.fair.leased
 	if freeing != nil {
-		free++
+		// At least the slot it frees, even when calls leased beyond the
+		// shares wait in the buffer (records proposed together lease more
+		// than a share): its run's next call takes it (LeaseNext.Keep).
+		free = max(free+1, 1)
 	}
 	if e.term == nil || e.draining || free <= 0 {
 		return nil

@@ -103,6 +103,37 @@ func TestAdoptHoldsLeasedCallsBeyondTheShare(t *testing.T) {
 	}
 }
 
+// The record that ends a call leases its run's next call the slot it
+// frees (LeaseNext.Keep), even when calls leased beyond the shares wait in
+// the buffer: else in a burst every run under way waited behind the
+// backlog of first calls.
+func TestAnsweredCallKeepsItsSlotForTheRunsNextCall(t *testing.T) {
+	e := fairExec(t, 2, 1, 2)
+	e.term = &term{}
+	queue(e, "a", "x", 1)
+	if claim, _ := e.pick(0); len(claim) != 1 {
+		t.Fatalf("picked %d calls, want 1", len(claim))
+	}
+	for _, run := range []string{"a-leased1", "a-leased2"} {
+		e.fair.owners[run] = owner{fn: "a", app: "x"}
+		e.Adopt([]fsm.Call{{RunID: run, ID: "step", Type: fsm.CallHTTP, Claimed: true, Node: "n1", Boot: e.boot, Due: 1000}})
+	}
+	if e.fair.leased != 2 {
+		t.Fatalf("%d leased calls held back, want 2", e.fair.leased)
+	}
+	if l := e.LeaseNext(); l != nil {
+		t.Fatalf("a lease with every slot spoken for: %+v", l)
+	}
+	l := e.leaseAfter(fsm.Call{RunID: "a-run0", ID: "step", Type: fsm.CallHTTP})
+	if l == nil || l.Max != 1 || !l.Keep {
+		t.Fatalf("lease of the answer of a-run0: %+v, want max 1, kept for its run", l)
+	}
+	// A fired timer frees no slot of an app call: nothing to keep.
+	if l := e.leaseAfter(fsm.Call{RunID: "a-run9", ID: "nap", Type: fsm.CallSleep}); l != nil {
+		t.Fatalf("lease of a timer with every slot spoken for: %+v", l)
+	}
+}
+
 func hasRoom(l *fsm.LeaseNext, fn string, n int) bool {
 	for _, r := range l.Rooms {
 		if r.Fn == fn {

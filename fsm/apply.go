@@ -124,6 +124,8 @@ func freesShare(run string) frees { return frees{slot: true, run: run} }
 // within the lease's bounds. A record that ends one of the proposer's calls
 // was sized with that call's slot (and share) counted as free: once it is
 // applied, that slot counts as free for the records after it in the entry.
+// With Keep, the first call it queued for the ended call's run is claimed
+// whatever the bounds: it takes the slot that call frees.
 func (t *txn) leaseNext(res Result, at int64, l *LeaseNext, f frees) Result {
 	if l == nil {
 		return res
@@ -131,11 +133,18 @@ func (t *txn) leaseNext(res Result, at int64, l *LeaseNext, f frees) Result {
 	t.by = "" // the claims are the engine's, whoever sent the record
 	if res.Code == OK {
 		fresh := append([]*Call(nil), t.fresh...)
+		keep := l.Keep && f.run != "" // the freed slot is still to pass on
 		for _, c := range fresh {
 			if c.Due > at {
 				continue
 			}
 			fn, app, ok := t.leaseRoom(l, c.RunID)
+			if keep && c.RunID == f.run {
+				keep, ok = false, true
+				if l.Each > 0 {
+					fn, app = t.runOwner(c.RunID)
+				}
+			}
 			if !ok {
 				continue // left queued: the executor takes it when it has room
 			}

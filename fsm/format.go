@@ -30,12 +30,13 @@ import (
 // the members have been upgraded.
 //
 // Format 4 adds no record: it lets the leader compress entries (codec.go),
-// which members of format 3 could not read. Format 5 adds CallClaimed.Revoke.
+// which members of format 3 could not read. Format 5 adds CallClaimed.Revoke,
+// format 6 LeaseNext.Keep.
 //
 // A member's version is recorded by NodeSeen (the leader's own at term
 // start, a follower's when it joins or restarts); the cluster's is the
 // lowest among the members (ClusterFormat).
-const FormatVersion = 5
+const FormatVersion = 6
 
 // ErrFormat is returned for a record the cluster cannot read yet.
 var ErrFormat = errors.New("not every member of the cluster runs a release that reads this record")
@@ -50,6 +51,9 @@ func Downgrade(r Record, format int) error {
 	if i, ok := r.Kind().info(); ok && i.since > format {
 		return fmt.Errorf("%w: %s needs format %d, the cluster reads %d", ErrFormat, i.name, i.since, format)
 	}
+	if format < 6 {
+		downgradeTo5(r)
+	}
 	if format < 5 {
 		downgradeTo4(r)
 	}
@@ -60,6 +64,14 @@ func Downgrade(r Record, format int) error {
 		downgradeTo1(r)
 	}
 	return nil
+}
+
+// downgradeTo5 clears the fields of format 6: a lease's Keep (below it,
+// an answer's run may lose its slot to other claims of the entry).
+func downgradeTo5(r Record) {
+	if r, ok := r.(*CallFinished); ok && r.Lease != nil {
+		r.Lease.Keep = false
+	}
 }
 
 // downgradeTo4 clears the fields of format 5: a claim's revocation of

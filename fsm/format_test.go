@@ -166,6 +166,15 @@ func TestDowngrade(t *testing.T) {
 			t.Fatalf("format %d: %v %+v", format, err, cc)
 		}
 	}
+	// Below format 6 an answer's lease keeps no slot for its run.
+	kept := &fsm.CallFinished{RunID: "r", Lease: &fsm.LeaseNext{LeaseUntil: 5, Max: 1, Keep: true}}
+	if err := fsm.Downgrade(kept, 5); err != nil || kept.Lease.Keep || kept.Lease.Max != 1 {
+		t.Fatalf("format 5: %v %+v", err, kept.Lease)
+	}
+	kept.Lease.Keep = true
+	if err := fsm.Downgrade(kept, 6); err != nil || !kept.Lease.Keep {
+		t.Fatalf("format 6: %v %+v", err, kept.Lease)
+	}
 	// At the current format nothing changes.
 	s.Owner = "k1"
 	if err := fsm.Downgrade(s, fsm.FormatVersion); err != nil || s.Owner != "k1" {

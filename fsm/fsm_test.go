@@ -1065,6 +1065,35 @@ func TestLeaseNextOnEvent(t *testing.T) {
 	}
 }
 
+// An entry's leasing records share its bounds: an event sized at one time
+// may claim all of Max before an answer sized at another comes to be
+// applied. With Keep the answer's run still gets its next call claimed,
+// on the slot the answer frees; without it the call waits in the queue.
+func TestLeaseKeepsTheSlotForTheRunsNextCall(t *testing.T) {
+	for _, keep := range []bool{false, true} {
+		h := newHarness(t)
+		run := h.startRun(3)
+		at := t0 + 100
+		gen := h.claim(run, fsm.DiscoveryCall, at)
+		ev := event(at+5, "01EVKEEP000000000000000000", "ev/go")
+		ev.Lease = &fsm.LeaseNext{LeaseUntil: at + 60_000, Node: "n1", Boot: "b1", Max: 1, Each: 8}
+		answer := &fsm.CallFinished{At: at + 10, RunID: run, Call: fsm.DiscoveryCall, Gen: gen, Status: 206, SDK: true,
+			Ops:   []fsm.Op{stepRun("s1", `1`)},
+			Lease: &fsm.LeaseNext{LeaseUntil: at + 60_000, Node: "n1", Boot: "b1", Max: 1, Each: 8, Keep: keep}}
+		res := h.apply(ev, answer)
+		if len(res[0].Claimed) != 1 {
+			t.Fatalf("keep %v: the event claimed %+v, want its run's first call", keep, res[0].Claimed)
+		}
+		next := h.mustCall(run, fsm.DiscoveryCall)
+		if keep != next.Claimed || len(res[1].Claimed) != map[bool]int{false: 0, true: 1}[keep] {
+			t.Fatalf("keep %v: the answer claimed %+v; the run's next call %+v", keep, res[1].Claimed, next)
+		}
+		if keep && (res[1].Claimed[0].RunID != run || next.Node != "n1") {
+			t.Fatalf("kept the slot for %+v, want run %s", res[1].Claimed[0], run)
+		}
+	}
+}
+
 func TestParseDurationMs(t *testing.T) {
 	cases := []struct {
 		in   string

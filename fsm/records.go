@@ -183,6 +183,12 @@ type LeaseNext struct {
 	Max   int         `msgpack:"max,omitempty"`
 	Each  int         `msgpack:"each,omitempty"`
 	Rooms []LeaseRoom `msgpack:"rooms,omitempty"`
+	// Keep (a CallFinished's lease, format 6) passes the slot of the call
+	// the record ends to the first call it queues for that call's run,
+	// whatever the bounds: the claims of other records in the entry, sized
+	// at other times, cannot take it. A run under way then never waits
+	// behind a backlog of runs not yet started.
+	Keep bool `msgpack:"keep,omitempty"`
 }
 
 // LeaseRoom is how many more calls of one function (Fn) or one app (App)
