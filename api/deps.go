@@ -46,6 +46,7 @@ type Projection interface {
 	RecentRuns(limit int) ([]fsm.Run, error)
 	RecentRunsWhere(q fsm.RunQuery) ([]fsm.Run, error)
 	RunCalls(runID string) ([]fsm.Call, error)
+	RunsCalls(runIDs []string) (map[string][]fsm.Call, error)
 	History(runID string) ([]fsm.HistoryEntry, error)
 	Node(id string) (*fsm.NodeSeen, error)
 	SignalWaiter(signal string) (string, error)

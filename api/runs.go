@@ -96,13 +96,38 @@ func (s *Server) getRun(c echo.Context) error {
 // viewLiveRun shows a run of the current state, with what it waits for.
 func (s *Server) viewLiveRun(r *fsm.Run) (RunView, error) {
 	var calls []fsm.Call
-	if !r.Done() && (r.Waiting == "" || r.Waiting == fsm.WaitingDebounce || r.Waiting == fsm.WaitingBatch) {
+	if showsCalls(r) {
 		var err error
 		if calls, err = s.fsm.RunCalls(r.ID); err != nil {
 			return RunView{}, err
 		}
 	}
 	return viewRun(r, calls), nil
+}
+
+// viewLiveRuns is viewLiveRun for a list, with one read of all their calls.
+func (s *Server) viewLiveRuns(runs []fsm.Run) ([]RunView, error) {
+	var ids []string
+	for i := range runs {
+		if showsCalls(&runs[i]) {
+			ids = append(ids, runs[i].ID)
+		}
+	}
+	calls, err := s.fsm.RunsCalls(ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]RunView, len(runs))
+	for i := range runs {
+		out[i] = viewRun(&runs[i], calls[runs[i].ID])
+	}
+	return out, nil
+}
+
+// showsCalls reports whether a run's view reads its calls: a run under way
+// that is not parked (what a parked run waits for is in its Waiting).
+func showsCalls(r *fsm.Run) bool {
+	return !r.Done() && (r.Waiting == "" || r.Waiting == fsm.WaitingDebounce || r.Waiting == fsm.WaitingBatch)
 }
 
 // stepNames maps step ids to their names in the code, as the SDK's ops
@@ -161,11 +186,9 @@ func (s *Server) listRuns(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := make([]RunView, len(runs))
-	for i := range runs {
-		if out[i], err = s.viewLiveRun(&runs[i]); err != nil {
-			return err
-		}
+	out, err := s.viewLiveRuns(runs)
+	if err != nil {
+		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"data": out})
 }
@@ -182,19 +205,19 @@ func (s *Server) eventRuns(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := []RunView{}
+	var runs []fsm.Run
 	for _, id := range ids {
 		r, err := s.fsm.Run(id)
 		if err != nil {
 			return err
 		}
 		if r != nil {
-			v, err := s.viewLiveRun(r)
-			if err != nil {
-				return err
-			}
-			out = append(out, v)
+			runs = append(runs, *r)
 		}
+	}
+	out, err := s.viewLiveRuns(runs)
+	if err != nil {
+		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"data": out})
 }

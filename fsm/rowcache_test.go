@@ -137,3 +137,46 @@ func TestCallsAtReadsLikeCall(t *testing.T) {
 	fsm.ResetRowCache(g.h.f)
 	check("with the row cache empty")
 }
+
+// RunsCalls, one iterator seeking from run to run, reads what RunCalls
+// reads run by run: for runs with calls, without, unknown, given twice or
+// out of order.
+func TestRunsCallsReadsLikeRunCalls(t *testing.T) {
+	rng := rand.New(rand.NewSource(11))
+	g := &gen{t: t, rng: rng, h: newHarness(t), now: t0}
+	for range 300 {
+		g.h.apply(g.next()...)
+	}
+	runs, err := g.h.f.RecentRuns(1000)
+	if err != nil || len(runs) < 10 {
+		t.Fatalf("the log left %d runs (%v): too few to test", len(runs), err)
+	}
+	var ids []string
+	for _, r := range runs {
+		ids = append(ids, r.ID)
+		if rng.Intn(3) == 0 {
+			ids = append(ids, r.ID, r.ID+"0", r.ID[:len(r.ID)-1])
+		}
+	}
+	rng.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
+	got, err := g.h.f.RunsCalls(ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withCalls := map[string]bool{}
+	for _, id := range ids {
+		want, err := g.h.f.RunCalls(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got[id], want) {
+			t.Fatalf("run %s: RunsCalls gave %d calls, RunCalls %d", id, len(got[id]), len(want))
+		}
+		if len(want) > 0 {
+			withCalls[id] = true
+		}
+	}
+	if len(withCalls) == 0 || len(got) != len(withCalls) {
+		t.Fatalf("%d runs with calls, RunsCalls returned %d runs", len(withCalls), len(got))
+	}
+}

@@ -1,10 +1,12 @@
 package fsm
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"slices"
 
+	"github.com/cockroachdb/pebble"
 	"github.com/oklog/ulid/v2"
 )
 
@@ -61,6 +63,40 @@ func (f *FSM) RecentRunsWhere(q RunQuery) ([]Run, error) {
 		return !full(out)
 	})
 	return out, errors.Join(err, derr)
+}
+
+// RunsCalls is RunCalls for many runs, by run id, read with one iterator
+// seeking from run to run in key order: a list of a thousand runs would
+// otherwise build a thousand iterators over every memtable and level.
+func (f *FSM) RunsCalls(runIDs []string) (map[string][]Call, error) {
+	out := make(map[string][]Call, len(runIDs))
+	if len(runIDs) == 0 {
+		return out, nil
+	}
+	ids := slices.Clone(runIDs)
+	slices.Sort(ids) // their prefixes sort alike: ids hold no '\x00'
+	f.dbMu.RLock()
+	defer f.dbMu.RUnlock()
+	it, err := f.db.NewIter(&pebble.IterOptions{LowerBound: prefixAllCalls, UpperBound: prefixEnd(prefixAllCalls)})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	for _, id := range slices.Compact(ids) {
+		p := prefixCalls(id)
+		for ok := it.SeekGE(p); ok && bytes.HasPrefix(it.Key(), p); ok = it.Next() {
+			v, err := wholeValue(it)
+			if err != nil {
+				return nil, err
+			}
+			var c Call
+			if err := decodeRow(it.Key(), v, &c); err != nil {
+				return nil, err
+			}
+			out[id] = append(out[id], c)
+		}
+	}
+	return out, it.Error()
 }
 
 // RunCalls lists a run's queued calls (its steps due or in flight, its
