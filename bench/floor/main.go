@@ -1,11 +1,11 @@
-// Command httpfloor measures what the protocol's HTTP exchanges alone cost
-// an engine on this machine: the floor under Cairn's CPU per step that no
-// change to the engine can go below while it speaks HTTP with Go's net/http
-// and echo.
+// Command floor measures, on this machine, what two parts of every step
+// cost whatever the engine does around them: the floors under Cairn's CPU
+// per step.
 //
-// It runs the raw burst's traffic (bench -app raw -scenarios burst) against
-// a null engine, a child process that does the HTTP side of what Cairn does
-// per run and nothing else: no log, no Raft, no Pebble, no fsync. Per run:
+// HTTP: it runs the raw burst's traffic (bench -app raw -scenarios burst)
+// against a null engine, a child process that does the HTTP side of what
+// Cairn does per run and nothing else: no log, no Raft, no Pebble, no
+// fsync. Per run:
 //
 //   - the load generator POSTs an event to /e/<key>; the null engine parses
 //     it and answers with its id, as Cairn does;
@@ -16,9 +16,15 @@
 //
 // That is five HTTP exchanges per three-step run, the same as a real burst
 // with async checkpointing. The null engine's CPU (utime+stime from /proc)
-// per step is the floor; bench/README.md compares it with Cairn's.
+// per step is the HTTP floor.
 //
-//	go run ./bench/httpfloor -n 20000 -senders 16
+// Log: it appends entries to Cairn's own Raft log store (log.Store, Pebble,
+// every write synced) in a temp dir, one entry per write and then several,
+// and reports the CPU (the process's, user and system) per synced write:
+// what each fsync of the log costs however little it holds. bench/README.md
+// compares both with Cairn's CPU per step.
+//
+//	go run ./bench/floor -n 20000 -senders 16
 package main
 
 import (
@@ -54,11 +60,13 @@ func main() {
 		senders = flag.Int("senders", 16, "concurrent event senders")
 		workers = flag.Int("workers", 64, "the null engine's concurrent app calls")
 		rounds  = flag.Int("rounds", 1, "bursts to run, one after the other (each measured)")
+		writes  = flag.Int("log-writes", 5000, "synced writes to the log store per log measurement (0: skip it)")
+		dir     = flag.String("dir", "", "where the log store's temp dir goes (default: the system's temp dir; use the disk Cairn's data dir is on)")
 	)
 	flag.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: httpfloor [-n N] [-senders S] [-rounds R]\n\n"+
-			"Measures the CPU per step of the HTTP exchanges of a raw burst against a null engine\n"+
-			"(no log, no Raft, no Pebble): the floor under Cairn's CPU per step. Flags:\n")
+		fmt.Fprintf(os.Stderr, "usage: floor [-n N] [-senders S] [-rounds R] [-log-writes W] [-dir D]\n\n"+
+			"Measures two floors under Cairn's CPU per step: the HTTP exchanges of a raw burst against a\n"+
+			"null engine (no log, no Raft, no Pebble), and a synced write to Cairn's Raft log store. Flags:\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -68,14 +76,20 @@ func main() {
 		debug.SetGCPercent(400)
 		debug.SetMemoryLimit(1 << 30)
 		if err := serveNull(*appURL, *workers); err != nil {
-			fmt.Fprintln(os.Stderr, "httpfloor: null engine:", err)
+			fmt.Fprintln(os.Stderr, "floor: null engine:", err)
 			os.Exit(1)
 		}
 		return
 	}
 	if err := measure(*n, *senders, *workers, *rounds); err != nil {
-		fmt.Fprintln(os.Stderr, "httpfloor:", err)
+		fmt.Fprintln(os.Stderr, "floor:", err)
 		os.Exit(1)
+	}
+	if *writes > 0 {
+		if err := measureLog(*dir, *writes); err != nil {
+			fmt.Fprintln(os.Stderr, "floor: log:", err)
+			os.Exit(1)
+		}
 	}
 }
 
@@ -242,7 +256,7 @@ func (a *app) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	answer, _ := json.Marshal([]op{{ID: "complete", Op: "RunComplete", Data: json.RawMessage(`{"imported":2}`)}})
 	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Inngest-SDK", "httpfloor:v1")
+	w.Header().Set("X-Inngest-SDK", "floor:v1")
 	w.WriteHeader(http.StatusPartialContent)
 	_, _ = w.Write(answer)
 }
@@ -279,7 +293,7 @@ func measure(n, senders, workers, rounds int) error {
 	if err := burst(gen, a.engine, 50, 4); err != nil { // warm-up: connections, code paths
 		return err
 	}
-	fmt.Printf("httpfloor: %d events per round, %d senders, %d engine workers, 2 CPUs shared (load %s)\n",
+	fmt.Printf("HTTP floor: %d events per round, %d senders, %d engine workers, 2 CPUs shared (load %s)\n",
 		n, senders, workers, loadavg())
 	fmt.Printf("%-6s %10s %10s %22s %22s\n", "round", "wall", "steps/s", "null engine CPU/step", "app+loadgen CPU/step")
 	for i := 1; i <= rounds; i++ {
