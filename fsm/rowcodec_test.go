@@ -65,7 +65,7 @@ func checkRow(t *testing.T, rng *rand.Rand, full bool, row, plain any) {
 }
 
 // fill sets each field of v to a random value: empty, nil or set (always
-// set with full).
+// set with full), the fields of structs it holds too.
 func fill(rng *rand.Rand, v reflect.Value, full bool) {
 	for i := range v.NumField() {
 		f := v.Field(i)
@@ -111,10 +111,27 @@ func fill(rng *rand.Rand, v reflect.Value, full bool) {
 						e.SetUint(uint64(rng.IntN(256)))
 					case reflect.Int:
 						e.SetInt(rng.Int64N(1000) - 10)
+					case reflect.Struct:
+						fill(rng, e, full)
 					}
 				}
 				f.Set(s)
 			}
+		case reflect.Pointer:
+			if pick == 0 {
+				f.Set(reflect.Zero(f.Type()))
+				break
+			}
+			p := reflect.New(f.Type().Elem())
+			switch e := p.Elem(); e.Kind() {
+			case reflect.Bool:
+				e.SetBool(pick == 2)
+			case reflect.Struct:
+				fill(rng, e, full)
+			default:
+				panic("fill: no case for " + f.Type().String())
+			}
+			f.Set(p)
 		default:
 			panic("fill: no case for " + f.Type().String())
 		}
