@@ -6,7 +6,7 @@ TSAPP    := e2e/tsapp
 NPM_DEPS := $(TSAPP)/node_modules/.package-lock.json
 FUZZTIME ?= 4s
 
-.PHONY: dev build test fuzz bench lint deps chromium clean cluster chaos
+.PHONY: dev build test fuzz bench floor lint deps chromium clean cluster chaos
 
 ## build: compile bin/cairn
 build:
@@ -50,6 +50,10 @@ $(NPM_DEPS): $(TSAPP)/package-lock.json $(TSAPP)/package.json
 ## bench: drive Cairn with the TS app and a Go protocol handler; prints figures
 bench: build deps
 	$(GO) run ./bench $(ARGS)
+
+## floor: the CPU floors under a step: its HTTP exchanges (against a null engine) and a synced log write
+floor:
+	$(GO) run ./bench/floor $(ARGS)
 
 ## cluster: three local nodes on loopback (HTTP 8301-8303), Ctrl-C stops them
 cluster: build

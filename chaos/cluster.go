@@ -577,6 +577,30 @@ func (c *cluster) cpuTicks() uint64 {
 	return t
 }
 
+// logCounters returns the highest last log index among the running nodes
+// (the leader's) and the sum of their log fsyncs (raft.log_syncs in
+// /v1/status, counted since each node started: compare two readings with
+// no restart between).
+func (c *cluster) logCounters(ctx context.Context) (index, syncs uint64) {
+	for _, n := range c.nodes {
+		if !n.running() || n.isStopped() {
+			continue
+		}
+		var st struct {
+			Raft struct {
+				LastLogIndex string `json:"last_log_index"`
+				LogSyncs     uint64 `json:"log_syncs"`
+			} `json:"raft"`
+		}
+		if _, err := getJSON(ctx, n.url()+"/v1/status", time.Second, &st); err != nil {
+			continue
+		}
+		index = max(index, atou(st.Raft.LastLogIndex))
+		syncs += st.Raft.LogSyncs
+	}
+	return index, syncs
+}
+
 // convergence waits until all nodes report the same applied index, then
 // compares their log and state digests.
 type convergence struct {

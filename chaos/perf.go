@@ -29,7 +29,10 @@ type perfResult struct {
 	E2E        durs // event sent -> run finished (app side)
 	Hops       durs // app answered a step -> next call arrived
 	CPUSec     float64
-	Note       string
+	// Entries are the Raft entries appended in the phase, Syncs the log
+	// fsyncs of every node (each node writes every entry).
+	Entries, Syncs uint64
+	Note           string
 	// Slow: the slowest runs when one took longer than slowRun, with
 	// their histories (there are no faults in these phases).
 	Slow []slowRun
@@ -42,6 +45,16 @@ type slowRun struct {
 }
 
 const slowRun0 = 3 * time.Second
+
+// perStep gives the phase's CPU (all nodes), entries and fsyncs (all
+// nodes) per step ("-" without steps).
+func (r perfResult) perStep() string {
+	steps := r.StepsPerS * r.Span.Seconds()
+	if steps <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f ms; %.2f / %.2f", r.CPUSec*1000/steps, float64(r.Entries)/steps, float64(r.Syncs)/steps)
+}
 
 // perfTarget runs the phases on a fresh single node with its own app.
 func (h *harness) perfTarget(ctx context.Context, target, host, dataBase, logDir string, ns *netns) ([]perfResult, error) {
@@ -73,6 +86,7 @@ func (h *harness) perfPhases(ctx context.Context, c *cluster, app *testApp, targ
 	for _, phase := range []string{"steady", "burst"} {
 		name := target + "-" + phase
 		cpu0 := c.cpuTicks()
+		index0, syncs0 := c.logCounters(ctx)
 		t0 := time.Now()
 		if phase == "steady" {
 			stop, cancel := context.WithTimeout(ctx, h.cfg.perfDuration)
@@ -137,6 +151,9 @@ func (h *harness) perfPhases(ctx context.Context, c *cluster, app *testApp, targ
 		}
 		r.Slow = slow
 		r.CPUSec = float64(c.cpuTicks()-cpu0) / proc.ClockTicks()
+		if index1, syncs1 := c.logCounters(ctx); index1 >= index0 && syncs1 >= syncs0 {
+			r.Entries, r.Syncs = index1-index0, syncs1-syncs0
+		}
 		if r.Completed < r.Ack {
 			r.Note += fmt.Sprintf("; %d acknowledged runs not finished after 2 min", r.Ack-r.Completed)
 		}

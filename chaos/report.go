@@ -329,14 +329,15 @@ func (r *report) write() bool {
 		p("## Cluster vs single node (same load, no faults)\n\n")
 		p("Steady: %.0f events/s for %s. Burst: %d events from %d concurrent senders. Events go to a random node "+
 			"(a follower proxies writes to the leader). Run = event sent → app answered the run's last call; step hop = "+
-			"app answered a step (206) → the next call of that run arrived (commit + apply + dispatch). CPU = all cairn processes.\n\n",
+			"app answered a step (206) → the next call of that run arrived (commit + apply + dispatch). CPU = all cairn processes; "+
+			"per step: their CPU, Raft entries appended, and log fsyncs of all nodes.\n\n",
 			cfg.rate, cfg.perfDuration, cfg.burst, cfg.senders)
-		p("| deployment | phase | acked/sent | runs done | runs/s (all) | runs/s (to 99%%) | steps/s | ack p50 / p99 | run p50 / p99 | step hop p50 / p99 | CPU s |\n")
-		p("|---|---|---|---|---|---|---|---|---|---|---|\n")
+		p("| deployment | phase | acked/sent | runs done | runs/s (all) | runs/s (to 99%%) | steps/s | ack p50 / p99 | run p50 / p99 | step hop p50 / p99 | CPU s | per step: CPU; entries / fsyncs |\n")
+		p("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, x := range r.perf {
-			p("| %s | %s | %d/%d | %d | %.1f | %.1f | %.1f | %s / %s | %s / %s | %s / %s | %.1f |\n", x.Target, x.Phase, x.Ack, x.Sent, x.Completed,
+			p("| %s | %s | %d/%d | %d | %.1f | %.1f | %.1f | %s / %s | %s / %s | %s / %s | %.1f | %s |\n", x.Target, x.Phase, x.Ack, x.Sent, x.Completed,
 				x.RunsPerSec, x.Runs99, x.StepsPerS, fmtDur(x.Ack50.pct(50)), fmtDur(x.Ack50.pct(99)), fmtDur(x.E2E.pct(50)), fmtDur(x.E2E.pct(99)),
-				fmtDur(x.Hops.pct(50)), fmtDur(x.Hops.pct(99)), x.CPUSec)
+				fmtDur(x.Hops.pct(50)), fmtDur(x.Hops.pct(99)), x.CPUSec, x.perStep())
 		}
 		for _, x := range r.perf {
 			if x.Note != "" {
