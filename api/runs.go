@@ -95,14 +95,11 @@ func (s *Server) getRun(c echo.Context) error {
 
 // viewLiveRun shows a run of the current state, with what it waits for.
 func (s *Server) viewLiveRun(r *fsm.Run) (RunView, error) {
-	var calls []fsm.Call
-	if showsCalls(r) {
-		var err error
-		if calls, err = s.fsm.RunCalls(r.ID); err != nil {
-			return RunView{}, err
-		}
+	out, err := s.viewLiveRuns([]fsm.Run{*r})
+	if err != nil {
+		return RunView{}, err
 	}
-	return viewRun(r, calls), nil
+	return out[0], nil
 }
 
 // viewLiveRuns is viewLiveRun for a list, with one read of all their calls.

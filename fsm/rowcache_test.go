@@ -138,9 +138,9 @@ func TestCallsAtReadsLikeCall(t *testing.T) {
 	check("with the row cache empty")
 }
 
-// RunsCalls, one iterator seeking from run to run, reads what RunCalls
-// reads run by run: for runs with calls, without, unknown, given twice or
-// out of order.
+// RunsCalls, one iterator seeking from run to run, reads each run's calls
+// as stored (and RunCalls, which is it for one run, too): for runs with
+// calls, without, unknown, given twice or out of order.
 func TestRunsCallsReadsLikeRunCalls(t *testing.T) {
 	rng := rand.New(rand.NewSource(11))
 	g := &gen{t: t, rng: rng, h: newHarness(t), now: t0}
@@ -163,14 +163,23 @@ func TestRunsCallsReadsLikeRunCalls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// What every stored call says, by run: read apart from RunsCalls.
+	stored, err := fsm.StoredCalls(g.h.f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byRun := map[string][]fsm.Call{}
+	for _, c := range stored {
+		byRun[c.RunID] = append(byRun[c.RunID], c)
+	}
 	withCalls := map[string]bool{}
 	for _, id := range ids {
-		want, err := g.h.f.RunCalls(id)
-		if err != nil {
-			t.Fatal(err)
-		}
+		want := byRun[id]
 		if !reflect.DeepEqual(got[id], want) {
-			t.Fatalf("run %s: RunsCalls gave %d calls, RunCalls %d", id, len(got[id]), len(want))
+			t.Fatalf("run %s: RunsCalls gave %d calls, the store holds %d", id, len(got[id]), len(want))
+		}
+		if one, err := g.h.f.RunCalls(id); err != nil || !reflect.DeepEqual(one, want) {
+			t.Fatalf("run %s: RunCalls gave %d calls (%v), the store holds %d", id, len(one), err, len(want))
 		}
 		if len(want) > 0 {
 			withCalls[id] = true

@@ -102,16 +102,6 @@ func (f *FSM) RunsCalls(runIDs []string) (map[string][]Call, error) {
 // RunCalls lists a run's queued calls (its steps due or in flight, its
 // sleeps, waits and invokes, its timeouts), by call id.
 func (f *FSM) RunCalls(runID string) ([]Call, error) {
-	p := prefixCalls(runID)
-	var out []Call
-	var derr error
-	err := f.scan(p, prefixEnd(p), false, func(k, v []byte) bool {
-		var c Call
-		if derr = decodeRow(k, v, &c); derr != nil {
-			return false
-		}
-		out = append(out, c)
-		return true
-	})
-	return out, errors.Join(err, derr)
+	calls, err := f.RunsCalls([]string{runID})
+	return calls[runID], err
 }
