@@ -46,6 +46,10 @@ type Config struct {
 	// plus one vote round. Zero means DefaultElectionTimeout. Too short for
 	// the network or a loaded machine and healthy leaders get deposed.
 	ElectionTimeout time.Duration
+	// CommitDelay is how long a small entry may wait for more proposals
+	// while waiting has been gathering some (groupcommit.go). Zero means
+	// DefaultCommitDelay; below zero, entries never wait.
+	CommitDelay time.Duration
 	// ApplyTimeout bounds how long Propose waits for Raft to take an entry.
 	ApplyTimeout time.Duration
 	Logger       *slog.Logger
@@ -89,6 +93,8 @@ type Node struct {
 	log    *slog.Logger
 
 	proposals chan *proposal
+	group     groupCommit // batchLoop's alone
+	holds     atomic.Uint64
 	// caughtUp is the term in which this node, as leader, passed its
 	// barrier: its projection then holds every entry of earlier terms.
 	caughtUp  atomic.Uint64
@@ -104,6 +110,9 @@ var (
 	})
 	mEntries = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "cairn_raft_entries_proposed_total", Help: "Raft entries proposed (each carries a batch of records).",
+	})
+	mHolds = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "cairn_raft_commit_holds_total", Help: "Small entries that waited for more proposals to share their commit (--commit-delay).",
 	})
 	mCommit = promauto.NewHistogram(prometheus.HistogramOpts{
 		Name: "cairn_raft_commit_seconds", Help: "From handing an entry to Raft until it is applied.",
@@ -129,6 +138,9 @@ func Open(cfg Config, f *fsm.FSM) (*Node, error) {
 	}
 	if cfg.ApplyTimeout == 0 {
 		cfg.ApplyTimeout = 10 * time.Second
+	}
+	if cfg.CommitDelay == 0 {
+		cfg.CommitDelay = DefaultCommitDelay
 	}
 	if cfg.Advertise == "" {
 		cfg.Advertise = cfg.RaftAddr
@@ -244,7 +256,7 @@ func Open(cfg Config, f *fsm.FSM) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, raft: r, store: store, arch: arch, applier: applier, snaps: snaps, trans: trans, stream: stream, fsm: f, log: lg,
-		proposals: make(chan *proposal, 4096), stop: make(chan struct{})}
+		proposals: make(chan *proposal, 4096), stop: make(chan struct{}), group: groupCommit{delay: cfg.CommitDelay}}
 	n.wg.Add(1)
 	go n.batchLoop()
 	return n, nil
@@ -329,6 +341,8 @@ func (n *Node) Propose(ctx context.Context, recs ...fsm.Record) ([]fsm.Result, e
 func (n *Node) batchLoop() {
 	defer n.wg.Done()
 	inflight := make(chan struct{}, maxInflight)
+	holdTimer := time.NewTimer(time.Hour)
+	holdTimer.Stop()
 	for {
 		var first *proposal
 		select {
@@ -347,6 +361,27 @@ func (n *Node) batchLoop() {
 			default:
 				break drain
 			}
+		}
+		if n.group.hold(count) {
+			n.holds.Add(1)
+			mHolds.Inc()
+			gathered := 0
+			holdTimer.Reset(n.group.delay)
+		hold:
+			for count < holdBelow {
+				select {
+				case p := <-n.proposals:
+					batch = append(batch, p)
+					count += len(p.recs)
+					gathered++
+				case <-holdTimer.C:
+					break hold
+				case <-n.stop:
+					break hold
+				}
+			}
+			holdTimer.Stop()
+			n.group.held(gathered)
 		}
 		recs := make([][]byte, 0, count)
 		for _, p := range batch {
@@ -503,6 +538,9 @@ type Stats struct {
 	// LogSyncs counts the synced writes of entries to the log since the
 	// node started: one fsync each, for one or more entries.
 	LogSyncs uint64 `json:"log_syncs"`
+	// CommitHolds counts the entries that waited for more proposals
+	// (groupcommit.go) since the node started.
+	CommitHolds uint64 `json:"commit_holds"`
 }
 
 // Stats returns the node's Raft state.
@@ -512,7 +550,7 @@ func (n *Node) Stats() Stats {
 	addr, id := n.Leader()
 	return Stats{NodeID: n.cfg.NodeID, State: n.raft.State().String(), Leader: addr, LeaderID: id,
 		Term: s["term"], CommitIndex: s["commit_index"], AppliedIndex: applied, LastLogIndex: s["last_log_index"],
-		LogSyncs: n.store.Syncs()}
+		LogSyncs: n.store.Syncs(), CommitHolds: n.holds.Load()}
 }
 
 // Close stops Raft and releases the log store. The FSM stays open; its owner

@@ -70,6 +70,9 @@ type Config struct {
 	Join          string
 	// ElectionTimeout tunes Raft failover (0: raftnode's default).
 	ElectionTimeout time.Duration
+	// CommitDelay is how long a small Raft entry may wait for more
+	// proposals (0: raftnode's default; below 0: never).
+	CommitDelay time.Duration
 	// DrainTimeout bounds how long Close waits for app calls in flight to
 	// be answered and recorded (default 10 s; negative: don't wait).
 	DrainTimeout time.Duration
@@ -202,7 +205,7 @@ func Start(cfg Config) (*Server, error) {
 		NodeID: cfg.NodeID, RaftAddr: cfg.RaftAddr, Advertise: cfg.RaftAdvertise, DataDir: cfg.DataDir,
 		Bootstrap: cfg.Bootstrap, Peers: cfg.Peers, Logger: cfg.Logger, Solo: cfg.ServerKind == "dev",
 		SnapshotThreshold: cfg.SnapshotThreshold, TrailingLogs: cfg.TrailingLogs, SnapshotInterval: cfg.SnapshotInterval,
-		ElectionTimeout: cfg.ElectionTimeout, TLS: tlsID, Archive: cfg.Archive, Checkpoints: cfg.Checkpoints,
+		ElectionTimeout: cfg.ElectionTimeout, CommitDelay: cfg.CommitDelay, TLS: tlsID, Archive: cfg.Archive, Checkpoints: cfg.Checkpoints,
 	}, f)
 	if err != nil {
 		f.Close()

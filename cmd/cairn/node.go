@@ -132,6 +132,7 @@ func runNode(cmd string, args []string) error {
 		checkpts  = fs.Int("checkpoints", int(envInt64("CAIRN_CHECKPOINTS", raftnode.DefaultCheckpoints)), "copies of the state kept at past snapshots (hard links), so a point-in-time read far back starts near it; -1: none (env CAIRN_CHECKPOINTS)")
 		snapThr   = fs.Uint64("snapshot-threshold", uint64(envInt64("CAIRN_SNAPSHOT_THRESHOLD", 0)), "Raft: snapshot and compact the log after this many new entries; 0: 16384 (env CAIRN_SNAPSHOT_THRESHOLD)")
 		trailing  = fs.Uint64("trailing-logs", uint64(envInt64("CAIRN_TRAILING_LOGS", 0)), "Raft: entries kept in the log behind a snapshot, for slow followers; 0: 16384 (env CAIRN_TRAILING_LOGS)")
+		commitDly = fs.Duration("commit-delay", envDuration("CAIRN_COMMIT_DELAY", raftnode.DefaultCommitDelay), "Raft: how long a small log entry may wait for other requests to share its fsync, while waiting has been gathering some (under steady concurrent load); a lone run's steps are not held. 0: never wait (env CAIRN_COMMIT_DELAY)")
 		snapEvery = fs.Duration("snapshot-interval", envDuration("CAIRN_SNAPSHOT_INTERVAL", 0), "Raft: how often the snapshot threshold is checked (randomised up to 2x); 0: 2m (env CAIRN_SNAPSHOT_INTERVAL)")
 	)
 	fs.Var(&urls, "u", "app URL to sync, e.g. http://localhost:3000/api/inngest; repeatable (env CAIRN_APP_URLS, comma separated)")
@@ -245,6 +246,14 @@ func runNode(cmd string, args []string) error {
 	}
 	if *drainTO == 0 {
 		cfg.DrainTimeout = -1 // don't wait
+	}
+	switch {
+	case *commitDly < 0 || *commitDly > 100*time.Millisecond:
+		return fmt.Errorf("--commit-delay %s: use 0 (never wait) up to 100ms", *commitDly)
+	case *commitDly == 0:
+		cfg.CommitDelay = -1 // never wait
+	default:
+		cfg.CommitDelay = *commitDly
 	}
 	if err := setLimits(&cfg); err != nil {
 		return err
