@@ -224,25 +224,31 @@ func doJSONWith(c *http.Client, req *http.Request, out any) error {
 
 // lastLogIndex reads raft.last_log_index from GET /v1/status.
 func (n *cairnNode) lastLogIndex(ctx context.Context) (uint64, error) {
-	idx, _, err := n.logCounters(ctx)
-	return idx, err
+	c, err := n.logCounters(ctx)
+	return c.index, err
 }
 
-// logCounters reads raft.last_log_index and raft.log_syncs (the synced
-// writes of entries since the node started; 0 from a build without it)
-// from GET /v1/status.
-func (n *cairnNode) logCounters(ctx context.Context) (index, syncs uint64, err error) {
+// logCounts are the log's counters from GET /v1/status: the last index,
+// and since the node started, its synced writes of entries and the entries
+// that waited for more proposals (--commit-delay). A build without a
+// counter reads 0.
+type logCounts struct {
+	index, syncs, holds uint64
+}
+
+func (n *cairnNode) logCounters(ctx context.Context) (logCounts, error) {
 	var st struct {
 		Raft struct {
 			LastLogIndex json.RawMessage `json:"last_log_index"`
 			LogSyncs     uint64          `json:"log_syncs"`
+			CommitHolds  uint64          `json:"commit_holds"`
 		} `json:"raft"`
 	}
 	if err := n.getJSON(ctx, "/v1/status", &st); err != nil {
-		return 0, 0, err
+		return logCounts{}, err
 	}
-	index, err = strconv.ParseUint(strings.Trim(string(st.Raft.LastLogIndex), `"`), 10, 64)
-	return index, st.Raft.LogSyncs, err
+	index, err := strconv.ParseUint(strings.Trim(string(st.Raft.LastLogIndex), `"`), 10, 64)
+	return logCounts{index: index, syncs: st.Raft.LogSyncs, holds: st.Raft.CommitHolds}, err
 }
 
 // appListed reports whether GET /v1/apps lists appID.

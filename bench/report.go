@@ -108,7 +108,10 @@ type Result struct {
 	// Raft writes the entries queued at once in one.
 	LogSyncs     uint64  `json:"raft_log_syncs"`
 	SyncsPerStep float64 `json:"raft_log_syncs_per_step"`
-	FSMBytes     int64   `json:"fsm_dir_growth_bytes"`
+	// CommitHolds is the entries that waited for more proposals to share
+	// their commit (cairn --commit-delay).
+	CommitHolds uint64 `json:"raft_commit_holds"`
+	FSMBytes    int64  `json:"fsm_dir_growth_bytes"`
 	// ArchiveBytes is the growth of the archive (segments and manifest).
 	ArchiveBytes        int64   `json:"archive_dir_growth_bytes"`
 	ArchiveBytesPerStep float64 `json:"archive_bytes_per_step"`
@@ -278,6 +281,7 @@ func printReport(w io.Writer, rep *Report) {
 		row("log fsyncs (Δ raft.log_syncs), per step", func(r *Result) string {
 			return fmt.Sprintf("%d, %s", r.LogSyncs, num(r.SyncsPerStep))
 		})
+		row("entries held for others (Δ raft.commit_holds)", func(r *Result) string { return fmt.Sprint(r.CommitHolds) })
 		row("fsm/ growth (apparent)", func(r *Result) string { return mib(r.FSMBytes) })
 		row("archive/ growth (apparent)", func(r *Result) string { return mib(r.ArchiveBytes) })
 		row("archive bytes per step (scenario)", func(r *Result) string { return fmt.Sprintf("%.0f B", r.ArchiveBytesPerStep) })

@@ -252,8 +252,7 @@ type baseline struct {
 	raft    dirUsage
 	fsm     dirUsage
 	archive dirUsage
-	index   uint64
-	syncs   uint64 // raft.log_syncs
+	log     logCounts
 	logFrom int64
 	hwmOK   bool
 	appTick uint64
@@ -270,7 +269,7 @@ func takeBaseline(ctx context.Context, e *env) (baseline, error) {
 	b := baseline{raft: diskUsage(filepath.Join(e.cairn.dataDir, "raft")),
 		fsm: diskUsage(filepath.Join(e.cairn.dataDir, "fsm")), archive: diskUsage(filepath.Join(e.cairn.dataDir, archiveDir))}
 	var err error
-	if b.index, b.syncs, err = e.cairn.logCounters(ctx); err != nil {
+	if b.log, err = e.cairn.logCounters(ctx); err != nil {
 		return b, err
 	}
 	b.hwmOK = proc.ResetPeakRSS(e.cairn.proc.Pid()) == nil
@@ -528,8 +527,8 @@ func fillFigures(ctx context.Context, e *env, res *Result, base baseline, finish
 	res.RaftAllocBytes = raft.Allocated - base.raft.Allocated
 	res.FSMBytes = fsmU.Apparent - base.fsm.Apparent
 	res.ArchiveBytes = diskUsage(filepath.Join(e.cairn.dataDir, archiveDir)).Apparent - base.archive.Apparent
-	if idx, syncs, err := e.cairn.logCounters(ctx); err == nil && idx >= base.index && syncs >= base.syncs {
-		res.LogEntries, res.LogSyncs = idx-base.index, syncs-base.syncs
+	if c, err := e.cairn.logCounters(ctx); err == nil && c.index >= base.log.index && c.syncs >= base.log.syncs && c.holds >= base.log.holds {
+		res.LogEntries, res.LogSyncs, res.CommitHolds = c.index-base.log.index, c.syncs-base.log.syncs, c.holds-base.log.holds
 	}
 	if steps > 0 {
 		res.RaftBytesPerStep = float64(res.RaftBytes) / float64(steps)

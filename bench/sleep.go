@@ -381,8 +381,8 @@ func runSleep(ctx context.Context, e *env) *Result {
 		fsmU := diskUsage(filepath.Join(e.cairn.dataDir, "fsm"))
 		sr.RaftBytes, sr.RaftAllocBytes = raft.Apparent-base.raft.Apparent, raft.Allocated-base.raft.Allocated
 		sr.FSMBytes, sr.FSMAllocBytes = fsmU.Apparent-base.fsm.Apparent, fsmU.Allocated-base.fsm.Allocated
-		if idx, err := e.cairn.lastLogIndex(ctx); err == nil && idx >= base.index {
-			sr.LogEntries = idx - base.index
+		if idx, err := e.cairn.lastLogIndex(ctx); err == nil && idx >= base.log.index {
+			sr.LogEntries = idx - base.log.index
 		}
 		// Idle CPU while everything sleeps: a window that ends 1 s before
 		// the wake-up.
