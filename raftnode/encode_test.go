@@ -26,8 +26,8 @@ func TestUnencodableRecordFailsOnlyItsCaller(t *testing.T) {
 	base := n.raft.LastIndex()
 
 	// Hold the FSM in its notify hook so that entries stay in flight: once
-	// maxInflight are, the batch loop stops taking proposals and the next
-	// ones queue up, to go out in one batch when the FSM is let go.
+	// maxInflight are, the batch loop waits for a slot and the next
+	// proposals queue up, to go out in one entry when the FSM is let go.
 	gate := make(chan struct{})
 	n.f.SetNotify(func() { <-gate })
 	released := false
@@ -47,17 +47,15 @@ func TestUnencodableRecordFailsOnlyItsCaller(t *testing.T) {
 		go propose(event(string(rune('a' + i))))
 		waitFor(t, "entry appended", func() bool { return n.raft.LastIndex() == base+uint64(i)+1 })
 	}
-	// One more is taken by the batch loop, which then waits for a slot.
-	taken, err := newProposal([]fsm.Record{event("taken")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.proposals <- taken
-	waitFor(t, "proposal taken", func() bool { return len(n.proposals) == 0 })
-	// These two queue up together, to go out in one batch once the FSM is
-	// let go; a bad record refused at once does not wait for that.
-	var goodErr, badErr error
-	var goodBack, badBack atomic.Bool
+	// These queue up together; a bad record refused at once does not wait
+	// for them.
+	var firstErr, goodErr, badErr error
+	var firstBack, goodBack, badBack atomic.Bool
+	go func() {
+		_, firstErr = n.Propose(ctx, event("first"))
+		firstBack.Store(true)
+	}()
+	waitFor(t, "the first proposal queued", func() bool { return len(n.proposals) == 1 })
 	go func() {
 		_, goodErr = n.Propose(ctx, event("good"))
 		goodBack.Store(true)
@@ -66,17 +64,17 @@ func TestUnencodableRecordFailsOnlyItsCaller(t *testing.T) {
 		_, badErr = n.Propose(ctx, unencodable{})
 		badBack.Store(true)
 	}()
-	waitFor(t, "proposals queued", func() bool { return len(n.proposals) == 2 || badBack.Load() })
+	waitFor(t, "proposals queued", func() bool { return len(n.proposals) == 2 && badBack.Load() })
 	release()
-	waitFor(t, "proposals answered", func() bool { return goodBack.Load() && badBack.Load() })
-	if goodErr != nil {
-		t.Fatalf("a good record failed with the bad one of its batch: %v", goodErr)
+	waitFor(t, "proposals answered", func() bool { return firstBack.Load() && goodBack.Load() })
+	if firstErr != nil || goodErr != nil {
+		t.Fatalf("good records failed with the bad one of their batch: %v, %v", firstErr, goodErr)
 	}
 	if badErr == nil {
 		t.Fatal("an unencodable record was accepted")
 	}
-	if r := <-taken.done; r.err != nil {
-		t.Fatalf("proposal taken alone: %v", r.err)
+	if got := n.raft.LastIndex() - base; got != maxInflight+1 {
+		t.Fatalf("%d entries, want %d: the proposals queued while Raft was full did not share one", got, maxInflight+1)
 	}
 	for i := 0; i < maxInflight; i++ {
 		if err := <-errs; err != nil {

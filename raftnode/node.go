@@ -121,7 +121,8 @@ var (
 )
 
 // Batching limits: records per Raft entry, and entries in flight at once.
-// While entries are being fsynced, new proposals pile up and go out together.
+// While maxInflight entries are in flight, new proposals pile up and go out
+// together in the next one.
 const (
 	maxBatchRecords = 1024
 	maxInflight     = 4
@@ -344,6 +345,13 @@ func (n *Node) batchLoop() {
 	holdTimer := time.NewTimer(time.Hour)
 	holdTimer.Stop()
 	for {
+		// Take a slot first: while Raft has maxInflight entries in flight,
+		// proposals wait in the queue, and all of them join the next entry.
+		select {
+		case inflight <- struct{}{}:
+		case <-n.stop:
+			return
+		}
 		var first *proposal
 		select {
 		case first = <-n.proposals:
@@ -391,7 +399,6 @@ func (n *Node) batchLoop() {
 		if n.ClusterFormat(false) >= fsm.EntryCompressionFormat {
 			data = fsm.CompressEntry(data)
 		}
-		inflight <- struct{}{}
 		mEntries.Inc()
 		mRecords.Add(float64(len(recs)))
 		start := time.Now()
